@@ -1,0 +1,69 @@
+"""The ``cach`` command: parse, call the pipeline, print. Only ``main`` exits.
+
+Each subcommand lives in ``model_runtime/commands/<name>.py`` and exposes ``add_parser(subparsers)``
+and ``run(args) -> int``. They are imported lazily so ``cach --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from model_runtime import __version__
+from model_runtime.errors import CachError
+
+#: subcommand -> one-line help; the module model_runtime.commands.<name> implements it
+COMMANDS = {
+    "features": "extract and cache frozen encoder features for a dataset",
+    "train": "train hash heads (CACH, DUCH or DJSRH) on cached features",
+    "eval": "evaluate hash heads on a dataset protocol",
+    "results": "run the full benchmark (3 seeds x 4 bit lengths x 3 methods) and write docs/results.md",
+    "index": "index folders of rasters into a hash index",
+    "search": "search an index by text, tile or example image",
+    "caption": "captions that best describe a tile or image",
+    "serve": "run the JSON-lines worker used by the QGIS plugin",
+}
+
+
+def build_parser(load: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cach", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cach {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        if load == name:
+            module = importlib.import_module(f"model_runtime.commands.{name}")
+            module.add_parser(sub, help_text)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in COMMANDS), None)
+    parser = build_parser(load=command)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.command:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(f"model_runtime.commands.{args.command}")
+    try:
+        return int(module.run(args) or 0)
+    except CachError as err:
+        print(f"cach {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"cach {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

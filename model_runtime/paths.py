@@ -1,0 +1,35 @@
+"""Where things live: bundled resources, the data root, the on-disk cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: the repository root is the QGIS plugin folder; model_runtime sits directly inside it
+PLUGIN_ROOT = Path(__file__).resolve().parent.parent
+RESOURCES = PLUGIN_ROOT / "resources"
+MODEL_CONFIGS = RESOURCES / "models"
+HEADS_DIR = RESOURCES / "heads"
+SAMPLES_DIR = RESOURCES / "samples"
+
+
+def data_root(explicit: str | os.PathLike | None = None) -> Path:
+    """``--data-root`` if given, else ``$CACH_DATA``, else ``../shared/data`` beside the plugin."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    env = os.environ.get("CACH_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (PLUGIN_ROOT.parent / "shared" / "data").resolve()
+
+
+def cache_dir() -> Path:
+    """Feature caches and derived artefacts: ``$CACH_CACHE`` or ``$XDG_CACHE_HOME/cach``."""
+    env = os.environ.get("CACH_CACHE")
+    if env:
+        path = Path(env).expanduser()
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        path = Path(base) / "cach"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

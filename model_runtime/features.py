@@ -1,0 +1,196 @@
+"""Frozen features of a caption dataset, extracted once and cached on disk.
+
+The cache key covers the backbone config, the image files (path, size, mtime), the captions and
+the image views, so a changed file or backbone never reuses stale features. Files are written
+atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model_runtime.config import DEFAULT_BACKBONE
+from model_runtime.data.datasets import CaptionDataset, load_ucm
+from model_runtime.errors import DataError
+from model_runtime.paths import cache_dir
+
+LOG = logging.getLogger(__name__)
+
+#: geometric views used as image augmentations for intra-modal contrastive terms
+AUG_VIEWS = ("hflip", "vflip", "rot90")
+
+
+@dataclass
+class DatasetFeatures:
+    backbone: str
+    dataset: str
+    image: np.ndarray  # float32 [N, Di]
+    text: np.ndarray  # float32 [N, C, Dt]; captions cycled to C per item
+    n_captions: np.ndarray  # int [N]: real captions per item
+    class_id: np.ndarray  # int64 [N], -1 without a label
+    split_duch: np.ndarray  # str [N] ('' when the protocol does not apply)
+    split_official: np.ndarray  # str [N]
+    image_aug: np.ndarray | None = None  # float32 [N, V, Di]
+    images_per_second: float = 0.0
+
+
+def _apply_view(img, view: str):
+    from PIL import Image
+
+    if view == "id":
+        return img
+    ops = {
+        "hflip": Image.Transpose.FLIP_LEFT_RIGHT,
+        "vflip": Image.Transpose.FLIP_TOP_BOTTOM,
+        "rot90": Image.Transpose.ROTATE_90,
+        "rot180": Image.Transpose.ROTATE_180,
+        "rot270": Image.Transpose.ROTATE_270,
+    }
+    return img.transpose(ops[view])
+
+
+def _file_signature(dataset: CaptionDataset) -> str:
+    digest = hashlib.sha1()
+    for item in dataset.items:
+        if item.image is None:
+            raise DataError(
+                f"{dataset.source}: item without an image file; pass the image folder "
+                "(e.g. --image-dir RSICD_images/) to extract features."
+            )
+        try:
+            st = item.image.stat()
+        except OSError as err:
+            raise DataError(f"Image not found: {item.image}") from err
+        digest.update(f"{item.image}|{st.st_size}|{int(st.st_mtime)}|".encode())
+        digest.update("\x1f".join(item.captions).encode())
+    return digest.hexdigest()
+
+
+def cache_key(dataset: CaptionDataset, backbone_cfg: object, views: tuple[str, ...]) -> str:
+    cfg_json = json.dumps(asdict(backbone_cfg), sort_keys=True, default=str)  # type: ignore[arg-type]
+    raw = f"{cfg_json}|{dataset.name}|{_file_signature(dataset)}|{','.join(views)}"
+    return hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+
+def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_dataset_images(encoder, dataset: CaptionDataset, views: tuple[str, ...] = ("id",),
+                          batch_size: int = 64, progress: bool = True) -> tuple[np.ndarray, float]:
+    """Image features ``[N, len(views), D]`` and images/s; decoding overlaps encoding."""
+    from tqdm import tqdm
+
+    from model_runtime.encoders import read_image
+
+    paths = [it.image for it in dataset.items]
+    jobs = [(p, v) for p in paths for v in views]
+
+    def load(batch):
+        imgs, cache = [], {}
+        for path, view in batch:
+            if path not in cache:
+                cache[path] = read_image(path)
+            imgs.append(_apply_view(cache[path], view))
+        return encoder.preprocess(imgs)
+
+    batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
+    out = []
+    start = time.perf_counter()
+    bar = tqdm(total=len(jobs), desc=f"{dataset.name} images", unit="img", file=sys.stderr,
+               disable=not progress)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load, batches[0]) if batches else None
+        for i in range(len(batches)):
+            pixels = pending.result()
+            pending = pool.submit(load, batches[i + 1]) if i + 1 < len(batches) else None
+            out.append(encoder.encode_pixels(pixels))
+            bar.update(len(batches[i]))
+    bar.close()
+    rate = len(jobs) / max(time.perf_counter() - start, 1e-9)
+    LOG.info("%s: %d images encoded at %.1f images/s on %s", dataset.name, len(jobs), rate,
+             encoder.device)
+    feats = np.concatenate(out).astype(np.float32)
+    return feats.reshape(len(paths), len(views), -1), rate
+
+
+def extract_features(dataset: CaptionDataset, encoder, views: tuple[str, ...] = ("id",),
+                     progress: bool = True) -> DatasetFeatures:
+    image, rate = encode_dataset_images(encoder, dataset, views, progress=progress)
+    ncap = np.array([len(it.captions) for it in dataset.items])
+    width = int(ncap.max())
+    flat = [it.captions[j % len(it.captions)] for it in dataset.items for j in range(width)]
+    unique = sorted(set(flat))
+    vecs = encoder.encode_texts(unique)
+    lookup = {c: i for i, c in enumerate(unique)}
+    text = vecs[[lookup[c] for c in flat]].reshape(len(dataset), width, -1)
+    return DatasetFeatures(
+        backbone=encoder.backbone_id, dataset=dataset.name,
+        image=image[:, 0], text=text.astype(np.float32), n_captions=ncap,
+        class_id=dataset.class_ids(), split_duch=dataset.split_array("duch"),
+        split_official=dataset.split_array("official"),
+        image_aug=image[:, 1:] if len(views) > 1 else None, images_per_second=rate,
+    )
+
+
+def cached_features(dataset: CaptionDataset, backbone: str = DEFAULT_BACKBONE,
+                    device: str | None = None, augment: bool = False,
+                    progress: bool = True) -> DatasetFeatures:
+    """Features of ``dataset`` from the cache, extracting them first when missing."""
+    from model_runtime.config import get_backbone_config
+
+    cfg = get_backbone_config(backbone)
+    views = ("id", *AUG_VIEWS) if augment else ("id",)
+    key = cache_key(dataset, cfg, views)
+    path = cache_dir() / "features" / f"{dataset.name}-{cfg.name}-{key}.npz"
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            LOG.info("features from cache %s", path)
+            aug = arrays.pop("image_aug", None)
+            ips = float(arrays.pop("images_per_second", 0.0))
+            return DatasetFeatures(backbone=cfg.name, dataset=dataset.name, image_aug=aug,
+                                   images_per_second=ips, **arrays)
+        except (OSError, ValueError, KeyError) as err:
+            LOG.warning("ignoring unreadable feature cache %s: %s", path, err)
+    from model_runtime.encoders import load_encoder
+
+    feats = extract_features(dataset, load_encoder(cfg, device), views, progress)
+    arrays = {
+        "image": feats.image, "text": feats.text, "n_captions": feats.n_captions,
+        "class_id": feats.class_id, "split_duch": feats.split_duch,
+        "split_official": feats.split_official,
+        "images_per_second": np.float64(feats.images_per_second),
+    }
+    if feats.image_aug is not None:
+        arrays["image_aug"] = feats.image_aug
+    _atomic_savez(path, **arrays)
+    LOG.info("features cached at %s", path)
+    return feats
+
+
+def ucm_features(data_root: str | os.PathLike | None = None, backbone: str = DEFAULT_BACKBONE,
+                 device: str | None = None, augment: bool = False,
+                 progress: bool = True) -> DatasetFeatures:
+    """UCM-captions features (2,100 images x 5 captions); ``augment`` adds flipped/rotated views."""
+    return cached_features(load_ucm(data_root), backbone, device, augment, progress)

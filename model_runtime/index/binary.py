@@ -1,0 +1,192 @@
+"""Packed binary codes in a faiss ``IndexBinaryFlat`` (exhaustive Hamming search), with ids.
+
+Convention shared with the hash heads: bit ``i`` of a code is ``tanh_output[i] > 0``, packed with
+``np.packbits`` (big-endian bit order within each byte), so a code is ``bits // 8`` bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from model_runtime.errors import ConfigError, DiskFullError, IndexStateError
+
+LOG = logging.getLogger(__name__)
+
+#: faiss OpenMP threads for searches. One query at a time is what the worker does; on the 2-core
+#: box two OpenMP threads made a single 10k-code search 80 ms instead of 0.02 ms (bench/README)
+SEARCH_THREADS = 1
+
+#: popcount of every byte value
+POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def temp_path(path: Path) -> Path:
+    """A hidden sibling of ``path`` for write-then-``os.replace`` (same file system, umask)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def pack(values: np.ndarray) -> np.ndarray:
+    """Float outputs [N, bits] (or [bits]) -> packed codes uint8 [N, bits // 8]."""
+    values = np.atleast_2d(np.asarray(values))
+    if values.shape[1] % 8:
+        raise ConfigError(f"code length must be a multiple of 8 bits, got {values.shape[1]}")
+    return np.packbits(values > 0, axis=1)
+
+
+def unpack_signs(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Packed codes [N, bits // 8] -> float32 [N, bits] of -1/+1."""
+    signs = np.unpackbits(np.atleast_2d(codes), axis=1, count=bits).astype(np.float32)
+    return signs * 2.0 - 1.0
+
+
+def hamming(query: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Hamming distances between one packed code [B] and codes [N, B] (NumPy reference)."""
+    return POPCOUNT[np.bitwise_xor(codes, query.reshape(1, -1))].sum(axis=1, dtype=np.int32)
+
+
+def combine(vectors, weights=None) -> np.ndarray:
+    """Weighted sum of query vectors (tanh outputs, or +-1 codes) -> float32 [bits].
+
+    Negative weights push away (e.g. text + 1.0, positive tile + 0.5, negative tile - 0.5).
+    The search packs the sign of the result; pass it as a float query to re-rank with it."""
+    vectors = [np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors]
+    if not vectors:
+        raise ConfigError("a combined query needs at least one vector")
+    if len({v.size for v in vectors}) != 1:
+        raise ConfigError(f"query vectors differ in length: {[v.size for v in vectors]}")
+    weights = [1.0] * len(vectors) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(vectors):
+        raise ConfigError(f"{len(vectors)} query vectors but {len(weights)} weights")
+    out = np.zeros_like(vectors[0])
+    for vec, weight in zip(vectors, weights, strict=True):
+        out += weight * vec
+    return out
+
+
+def _topk(dist: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k smallest distances, ties broken by id, padded with (-1, -1)."""
+    if dist.size > k:
+        part = np.argpartition(dist, k - 1)[:k]
+        cutoff = dist[part].max()
+        part = np.flatnonzero(dist <= cutoff)  # keep all ties at the cutoff, then sort
+    else:
+        part = np.arange(dist.size)
+    order = part[np.lexsort((ids[part], dist[part]))][:k]
+    out_d = np.full(k, -1, dtype=np.int32)
+    out_i = np.full(k, -1, dtype=np.int64)
+    out_d[: order.size] = dist[order]
+    out_i[: order.size] = ids[order]
+    return out_d, out_i
+
+
+class BinaryIndex:
+    """faiss ``IndexBinaryIDMap(IndexBinaryFlat)``: one file holds codes and tile ids."""
+
+    def __init__(self, bits: int, index: faiss.IndexBinary | None = None) -> None:
+        if bits % 8 or bits <= 0:
+            raise ConfigError(f"code length must be a positive multiple of 8 bits, got {bits}")
+        self.bits = bits
+        self.nbytes = bits // 8
+        self.index = (
+            index if index is not None else faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(bits))
+        )
+
+    @classmethod
+    def from_codes(cls, codes: np.ndarray, ids: np.ndarray, bits: int) -> BinaryIndex:
+        """Index over codes [N, bits // 8] with int64 ids (sorted here, for subset lookups)."""
+        out = cls(bits)
+        codes = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1, out.nbytes)
+        ids = np.asarray(ids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        if len(ids):
+            out.index.add_with_ids(np.ascontiguousarray(codes[order]), ids[order])
+        return out
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def codes(self) -> np.ndarray:
+        """Zero-copy view of the stored codes [N, bits // 8] (valid while the index lives)."""
+        if self.ntotal == 0:
+            return np.zeros((0, self.nbytes), dtype=np.uint8)
+        flat = faiss.downcast_IndexBinary(self.index.index)
+        return faiss.rev_swig_ptr(flat.xb.data(), self.ntotal * self.nbytes).reshape(
+            self.ntotal, self.nbytes
+        )
+
+    @property
+    def ids(self) -> np.ndarray:
+        if self.ntotal == 0:
+            return np.zeros(0, dtype=np.int64)
+        return faiss.rev_swig_ptr(self.index.id_map.data(), self.ntotal)
+
+    def memory_bytes(self) -> int:
+        return self.ntotal * (self.nbytes + 8)
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Hamming top-k for packed queries [nq, B] -> (distances int32, ids int64), -1 padded."""
+        query = np.ascontiguousarray(np.atleast_2d(query), dtype=np.uint8)
+        if query.shape[1] != self.nbytes:
+            raise ConfigError(f"query code has {query.shape[1] * 8} bits, index has {self.bits}")
+        k = max(1, int(k))
+        if self.ntotal == 0:
+            return (np.full((len(query), k), -1, np.int32), np.full((len(query), k), -1, np.int64))
+        if faiss.omp_get_max_threads() != SEARCH_THREADS:
+            faiss.omp_set_num_threads(SEARCH_THREADS)
+        dist, ids = self.index.search(query, min(k, self.ntotal))
+        if k > self.ntotal:
+            pad = k - self.ntotal
+            dist = np.pad(dist, ((0, 0), (0, pad)), constant_values=-1)
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+        return dist, ids
+
+    def search_subset(
+        self,
+        query: np.ndarray,
+        k: int,
+        subset: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Hamming top-k among the tile ids in ``subset`` only (bbox filters); [k] each."""
+        query = np.asarray(query, dtype=np.uint8).reshape(-1)
+        ids = self.ids
+        subset = np.asarray(subset, dtype=np.int64)
+        if len(ids) == 0 or len(subset) == 0:
+            return _topk(np.zeros(0, np.int32), np.zeros(0, np.int64), max(1, int(k)))
+        pos = np.minimum(np.searchsorted(ids, subset), len(ids) - 1)
+        pos = pos[ids[pos] == subset]  # ids unknown to the index are dropped
+        return _topk(hamming(query, self.codes[pos]), ids[pos], max(1, int(k)))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically: a temporary file in the same folder, then ``os.replace``."""
+        path = Path(path)
+        tmp = temp_path(path)
+        try:
+            faiss.write_index_binary(self.index, str(tmp))
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException as err:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(err, OSError) and err.errno == 28 or "No space" in str(err):
+                raise DiskFullError(f"{path}: disk full while writing the code index") from err
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, bits: int) -> BinaryIndex:
+        try:
+            index = faiss.read_index_binary(str(path))
+        except RuntimeError as err:
+            raise IndexStateError(f"{path}: unreadable code index ({err})") from err
+        if index.d != bits:
+            raise IndexStateError(f"{path}: holds {index.d}-bit codes, expected {bits}")
+        if not isinstance(index, faiss.IndexBinaryIDMap):
+            index = faiss.downcast_IndexBinary(index)
+        return cls(bits, index)

@@ -1,0 +1,521 @@
+"""Cut rasters into encoder-ready RGB tiles with windowed rasterio reads.
+
+Pure generators: ``iter_tiles(path, options)`` yields ``(array HxWx3 uint8, Tile)``;
+``iter_tile_batches`` groups them. No Qt, no model. Cancellation is a ``threading.Event`` that
+the generator checks between tiles. See ``docs/indexing.md`` for how bands, masks, stretch and
+rasters without a CRS are handled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from PIL import Image
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.warp import transform as warp_transform
+from rasterio.windows import Window
+
+from model_runtime.errors import CancelledError, ConfigError, DataError
+
+LOG = logging.getLogger(__name__)
+
+# Plain JPEG/PNG/TIFF archives are a supported input, so this warning is noise, not news.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+
+RASTER_EXTENSIONS = (".tif", ".tiff", ".jp2", ".vrt", ".jpg", ".jpeg", ".png", ".img")
+#: longest side of the decimated read used for the per-raster percentile stretch
+STRETCH_SAMPLE_PX = 1024
+#: stored bytes per tile besides codes and floats (sqlite row, footprints, rtree); see bench
+META_BYTES_PER_TILE = 650
+
+
+@dataclass(frozen=True)
+class TilingOptions:
+    """How rasters are cut. ``tile_metres`` (ground size) wins over ``tile_size`` when the
+    raster has a CRS; ``scales`` (1, 2) adds tiles twice as large, read decimated."""
+
+    tile_size: int = 256
+    tile_metres: float | None = None
+    overlap: float = 0.0
+    scales: tuple[int, ...] = (1,)
+    bands: tuple[int, ...] | None = None
+    min_valid: float = 0.5
+    output_size: int | None = 224
+    stretch: tuple[float, float] = (2.0, 98.0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scales", tuple(int(s) for s in self.scales))
+        if self.bands is not None:
+            object.__setattr__(self, "bands", tuple(int(b) for b in self.bands))
+        object.__setattr__(self, "stretch", tuple(float(p) for p in self.stretch))
+        if self.tile_size < 8:
+            raise ConfigError(f"tile_size must be at least 8 pixels, got {self.tile_size}")
+        if self.tile_metres is not None and self.tile_metres <= 0:
+            raise ConfigError(f"tile_metres must be positive, got {self.tile_metres}")
+        if not 0.0 <= self.overlap < 0.95:
+            raise ConfigError(f"overlap is a fraction in [0, 0.95), got {self.overlap}")
+        if not self.scales or min(self.scales) < 1:
+            raise ConfigError(f"scales must be integers >= 1, got {self.scales}")
+        if self.bands is not None and (len(self.bands) not in (1, 3) or min(self.bands) < 1):
+            raise ConfigError(f"bands must be 1 or 3 band numbers (1-based), got {self.bands}")
+        if not 0.0 <= self.min_valid <= 1.0:
+            raise ConfigError(f"min_valid is a fraction in [0, 1], got {self.min_valid}")
+        if self.output_size is not None and self.output_size < 8:
+            raise ConfigError(f"output_size must be at least 8, got {self.output_size}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict | str) -> TilingOptions:
+        if isinstance(data, str):
+            data = json.loads(data)
+        data = dict(data)
+        for key in ("scales", "bands", "stretch"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise ConfigError(f"invalid tiling options {data}: {err}") from err
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Provenance of one tile. ``window`` is (col_off, row_off, width, height) in source pixels;
+    ``footprint`` is a GeoJSON polygon in EPSG:4326 (None without CRS); ``footprint_src`` is in
+    the source CRS, or in pixel coordinates (col, row) when the raster has no CRS."""
+
+    source: str
+    window: tuple[int, int, int, int]
+    scale: int
+    crs: str | None
+    footprint: dict | None
+    footprint_src: dict
+    valid: float
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What tiling needs to know about one raster, computed once per file."""
+
+    path: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs: str | None
+    bands: tuple[int, int, int]
+    palette: bool
+    stretch: tuple[tuple[float, float], ...] | None  # per output band (lo, hi), None for uint8
+    tile_px: int
+    windows: tuple[tuple[int, int, int, int, int], ...] = field(repr=False)  # + scale
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Dry-run result: how much work and disk an index run would take."""
+
+    files: int
+    tiles: int
+    bytes: int
+    seconds: float
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict:
+        return {
+            "files": self.files,
+            "tiles": self.tiles,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 1),
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+        }
+
+
+def find_rasters(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files given directly, plus files under given folders with a raster extension, sorted.
+
+    A path that does not exist raises ``DataError``; hidden folders are not walked.
+    """
+    found: set[Path] = set()
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_file():
+            found.add(path.resolve())
+        elif path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                for name in files:
+                    if name.lower().endswith(RASTER_EXTENSIONS) and not name.startswith("."):
+                        found.add((Path(root) / name).resolve())
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    return sorted(found)
+
+
+def crs_string(crs) -> str | None:
+    """'EPSG:n' when the CRS has an EPSG code, else its WKT; None without a CRS."""
+    if crs is None:
+        return None
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
+
+
+def _open(path: str | os.PathLike):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except Exception as err:  # rasterio raises several types; all mean "not readable"
+        raise DataError(f"{path}: cannot be opened as a raster ({_reason(err)})") from err
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text[:300]
+
+
+def _choose_bands(src, options: TilingOptions) -> tuple[tuple[int, int, int], bool]:
+    """Band numbers for R, G, B and whether band 1 carries a palette."""
+    if options.bands is not None:
+        bad = [b for b in options.bands if b > src.count]
+        if bad:
+            raise DataError(
+                f"{src.name}: has {src.count} band(s); band order {options.bands} names {bad}"
+            )
+        bands = options.bands * 3 if len(options.bands) == 1 else options.bands
+        return tuple(bands), False
+    interp = list(src.colorinterp)
+    if ColorInterp.palette in interp[:1] and src.count == 1:
+        return (1, 1, 1), True
+    if all(c in interp for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue)):
+        return tuple(
+            interp.index(c) + 1 for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+        ), False
+    data_bands = [i + 1 for i, c in enumerate(interp) if c != ColorInterp.alpha]
+    if len(data_bands) >= 3:  # e.g. NAIP R,G,B,NIR with undefined interpretation
+        return tuple(data_bands[:3]), False
+    return (data_bands[0],) * 3 if data_bands else (1, 1, 1), False
+
+
+def _pixel_metres(src) -> float | None:
+    if src.crs is None:
+        return None
+    res = (abs(src.transform.a) + abs(src.transform.e)) / 2
+    if src.crs.is_geographic:
+        lat = (src.bounds.top + src.bounds.bottom) / 2
+        return res * 111_320.0 * max(math.cos(math.radians(lat)), 0.01)
+    try:
+        _, factor = src.crs.linear_units_factor
+    except Exception:
+        factor = 1.0
+    return res * factor
+
+
+def _starts(length: int, size: int, stride: int) -> list[int]:
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size + 1, stride))
+    if starts[-1] + size < length:  # last tile flush with the edge, so every tile is full size
+        starts.append(length - size)
+    return starts
+
+
+def plan_windows(
+    width: int, height: int, tile_px: int, options: TilingOptions
+) -> list[tuple[int, int, int, int, int]]:
+    """All (col_off, row_off, width, height, scale) windows of a raster, row-major per scale.
+
+    A raster smaller than a tile gives one window covering it (clipped to its size)."""
+    out, seen = [], set()
+    for scale in options.scales:
+        size = tile_px * scale
+        stride = max(1, round(size * (1 - options.overlap)))
+        for row in _starts(height, size, stride):
+            for col in _starts(width, size, stride):
+                window = (col, row, min(size, width), min(size, height))
+                if window not in seen:  # a larger scale on a small raster repeats a window
+                    seen.add(window)
+                    out.append((*window, scale))
+    return out
+
+
+def _stretch(src, bands: tuple[int, ...], options: TilingOptions):
+    """Per-band robust (2-98 %) limits from a decimated read of the whole raster."""
+    if src.dtypes[0] == "uint8":
+        return None
+    factor = max(1, math.ceil(max(src.width, src.height) / STRETCH_SAMPLE_PX))
+    shape = (max(1, src.height // factor), max(1, src.width // factor))
+    unique = sorted(set(bands))
+    data = src.read(
+        unique, out_shape=(len(unique), *shape), masked=True, resampling=Resampling.nearest
+    )
+    limits = {}
+    for i, band in enumerate(unique):
+        values = data[i].compressed().astype(np.float64)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            limits[band] = (0.0, 1.0)
+            continue
+        lo, hi = np.percentile(values, options.stretch)
+        limits[band] = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+    return tuple(limits[b] for b in bands)
+
+
+def raster_info(path: str | os.PathLike, options: TilingOptions) -> RasterInfo:
+    """Open a raster once: band choice, stretch limits, tile size in pixels and windows."""
+    with _open(path) as src:
+        return _raster_info(src, options)
+
+
+def _raster_info(src, options: TilingOptions) -> RasterInfo:
+    bands, palette = _choose_bands(src, options)
+    tile_px = _tile_px(src, options)
+    if options.tile_metres is not None and src.crs is None:
+        LOG.warning("%s has no CRS: tile_metres ignored, using %d px", src.name, tile_px)
+    try:
+        stretch = _stretch(src, bands, options)
+    except Exception as err:
+        raise DataError(f"{src.name}: cannot be read ({_reason(err)})") from err
+    return RasterInfo(
+        path=str(src.name),
+        width=src.width,
+        height=src.height,
+        count=src.count,
+        dtype=src.dtypes[0],
+        crs=crs_string(src.crs),
+        bands=bands,
+        palette=palette,
+        stretch=stretch,
+        tile_px=tile_px,
+        windows=tuple(plan_windows(src.width, src.height, tile_px, options)),
+    )
+
+
+def _ring(xs: Sequence[float], ys: Sequence[float]) -> dict:
+    coords = [[float(x), float(y)] for x, y in zip(xs, ys, strict=True)]
+    coords.append(coords[0])
+    return {"type": "Polygon", "coordinates": [coords]}
+
+
+def footprints(src_transform, crs, window: tuple[int, int, int, int]) -> tuple[dict, dict | None]:
+    """(footprint in source CRS or pixels, footprint in EPSG:4326 or None) of a window.
+
+    Corners go top-left, bottom-left, bottom-right, top-right: counter-clockwise on a north-up
+    map, as GeoJSON wants for exterior rings."""
+    col, row, width, height = window
+    cols = [col, col, col + width, col + width]
+    rows = [row, row + height, row + height, row]
+    if crs is None:
+        return _ring(cols, rows), None
+    xs, ys = zip(*(src_transform @ (c, r) for c, r in zip(cols, rows, strict=True)), strict=True)
+    src_fp = _ring(xs, ys)
+    if crs.to_epsg() == 4326:
+        return src_fp, src_fp
+    lons, lats = warp_transform(crs, "EPSG:4326", list(xs), list(ys))
+    return src_fp, _ring(lons, lats)
+
+
+def _to_uint8(data: np.ndarray, info: RasterInfo) -> np.ndarray:
+    if info.stretch is None:
+        return data.astype(np.uint8, copy=False)
+    out = np.empty(data.shape, dtype=np.uint8)
+    for i, (lo, hi) in enumerate(info.stretch):
+        band = (data[i].astype(np.float32) - lo) * (255.0 / (hi - lo))
+        out[i] = np.clip(np.nan_to_num(band, nan=0.0), 0, 255).astype(np.uint8)
+    return out
+
+
+#: decimation above which GDAL reads the window decimated (using overviews) instead of at full
+#: resolution followed by a PIL resize (faster for the usual 256 -> 224 case)
+GDAL_DECIMATE_ABOVE = 3.0
+
+
+def _mask(src, data: np.ndarray, win: Window, shape: tuple[int, int]) -> np.ndarray:
+    """Valid-pixel mask: nodata computed from the data already read; alpha and internal masks
+    through GDAL's dataset mask."""
+    flags = src.mask_flag_enums
+    if all(MaskFlags.all_valid in f for f in flags):
+        mask = np.ones(shape, dtype=bool)
+    elif all(f == [MaskFlags.nodata] for f in flags) and src.nodata is not None:
+        nodata = src.nodata
+        if np.isnan(nodata):
+            mask = ~np.isnan(data).all(axis=0)
+        else:
+            mask = (data != np.asarray(nodata, dtype=data.dtype)).any(axis=0)
+    else:
+        mask = src.dataset_mask(window=win, out_shape=shape, resampling=Resampling.nearest) > 0
+    if np.issubdtype(data.dtype, np.floating):
+        mask &= np.isfinite(data).all(axis=0)
+    return mask
+
+
+def _read(
+    src,
+    info: RasterInfo,
+    window: tuple[int, int, int, int],
+    options: TilingOptions,
+) -> tuple[np.ndarray, float]:
+    """(HxWx3 uint8 array, valid fraction) for one window; masked pixels are black."""
+    col, row, width, height = window
+    if options.output_size is not None:
+        out = (options.output_size, options.output_size)
+    else:
+        scale = max(1, round(max(width, height) / info.tile_px))
+        out = (max(1, height // scale), max(1, width // scale))
+    shape = (height, width)
+    if max(height / out[0], width / out[1]) > GDAL_DECIMATE_ABOVE:
+        shape = out
+    win = Window(col, row, width, height)
+    unique = sorted(set(info.bands))
+    data = src.read(
+        unique, window=win, out_shape=(len(unique), *shape), resampling=Resampling.nearest
+    )
+    mask = _mask(src, data, win, shape)
+    data = data[[unique.index(b) for b in info.bands]]
+    rgb = _to_uint8(data, info)
+    if info.palette:
+        lut = np.zeros((256, 3), dtype=np.uint8)
+        for value, colour in src.colormap(1).items():
+            lut[value] = colour[:3]
+        rgb = lut[rgb[0]].transpose(2, 0, 1)
+    rgb = np.ascontiguousarray(rgb.transpose(1, 2, 0))
+    rgb[~mask] = 0
+    if shape != out:
+        rgb = np.asarray(Image.fromarray(rgb).resize((out[1], out[0]), Image.BILINEAR))
+    return rgb, float(mask.mean())
+
+
+def read_window(
+    path: str | os.PathLike,
+    window: Sequence[int],
+    options: TilingOptions | None = None,
+    info: RasterInfo | None = None,
+) -> np.ndarray:
+    """Pixels of one window as the encoder saw them (same bands, stretch and output size)."""
+    options = options or TilingOptions()
+    with _open(path) as src:
+        info = info or _raster_info(src, options)
+        try:
+            rgb, _ = _read(src, info, tuple(int(v) for v in window), options)
+        except Exception as err:
+            raise DataError(f"{path}: cannot read window {list(window)} ({_reason(err)})") from err
+    return rgb
+
+
+def iter_tiles(
+    path: str | os.PathLike,
+    options: TilingOptions | None = None,
+    cancel: threading.Event | None = None,
+    info: RasterInfo | None = None,
+) -> Iterator[tuple[np.ndarray, Tile]]:
+    """Yield ``(HxWx3 uint8, Tile)`` for every tile of one raster with enough valid pixels.
+
+    Raises ``DataError`` (naming the file) when it cannot be opened or a read fails, and
+    ``CancelledError`` when ``cancel`` is set between tiles."""
+    options = options or TilingOptions()
+    with _open(path) as src:
+        info = info or _raster_info(src, options)
+        for col, row, width, height, scale in info.windows:
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("Tiling cancelled.")
+            window = (col, row, width, height)
+            try:
+                rgb, valid = _read(src, info, window, options)
+            except Exception as err:
+                raise DataError(
+                    f"{path}: read failed at window {list(window)} ({_reason(err)})"
+                ) from err
+            if valid < options.min_valid or valid == 0.0:
+                continue
+            src_fp, fp = footprints(src.transform, src.crs, window)
+            yield (
+                rgb,
+                Tile(
+                    source=info.path,
+                    window=window,
+                    scale=scale,
+                    crs=info.crs,
+                    footprint=fp,
+                    footprint_src=src_fp,
+                    valid=round(valid, 4),
+                ),
+            )
+
+
+def iter_tile_batches(
+    paths: Iterable[str | os.PathLike],
+    options: TilingOptions | None = None,
+    batch_size: int = 32,
+    cancel: threading.Event | None = None,
+    on_error=None,
+) -> Iterator[tuple[list[np.ndarray], list[Tile]]]:
+    """Batches of tiles across several rasters. A raster that fails is passed to
+    ``on_error(path, reason)`` and skipped when given, otherwise its ``DataError`` propagates."""
+    arrays: list[np.ndarray] = []
+    tiles: list[Tile] = []
+    for path in paths:
+        try:
+            for rgb, tile in iter_tiles(path, options, cancel):
+                arrays.append(rgb)
+                tiles.append(tile)
+                if len(arrays) == batch_size:
+                    yield arrays, tiles
+                    arrays, tiles = [], []
+        except DataError as err:
+            if on_error is None:
+                raise
+            on_error(str(path), str(err))
+    if arrays:
+        yield arrays, tiles
+
+
+def _tile_px(src, options: TilingOptions) -> int:
+    if options.tile_metres is not None and (metres := _pixel_metres(src)):
+        return max(8, round(options.tile_metres / metres))
+    return options.tile_size
+
+
+def count_windows(path: str | os.PathLike, options: TilingOptions | None = None) -> int:
+    """Number of windows of a raster from its header alone (before empty tiles are skipped)."""
+    options = options or TilingOptions()
+    with _open(path) as src:
+        return len(plan_windows(src.width, src.height, _tile_px(src, options), options))
+
+
+def estimate(
+    paths: Iterable[str | os.PathLike],
+    options: TilingOptions | None = None,
+    images_per_s: float = 50.0,
+    bits: int = 64,
+    store_floats: bool = True,
+) -> Estimate:
+    """Dry run: files, tile count (before skipping empty tiles, so an upper bound), index bytes
+    and encode seconds at ``images_per_s``. Reads headers only."""
+    options = options or TilingOptions()
+    files, tiles, skipped = 0, 0, []
+    for path in find_rasters(paths):
+        try:
+            tiles += count_windows(path, options)
+            files += 1
+        except DataError as err:
+            skipped.append((str(path), str(err)))
+    per_tile = bits // 8 + (2 * bits if store_floats else 0) + META_BYTES_PER_TILE
+    return Estimate(
+        files=files,
+        tiles=tiles,
+        bytes=tiles * per_tile,
+        seconds=tiles / max(images_per_s, 1e-9),
+        skipped=tuple(skipped),
+    )

@@ -1,0 +1,496 @@
+"""Build, update, search and export an index over real rasters with a stand-in encoder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model_runtime.errors import (
+    CancelledError,
+    ConfigError,
+    DiskFullError,
+    IndexStateError,
+    ModelMismatchError,
+)
+from model_runtime.index import (
+    BinaryIndex,
+    Hit,
+    build_index,
+    combine,
+    contact_sheet,
+    hamming,
+    open_index,
+    pack,
+    write_geojson,
+    write_gpkg,
+)
+from model_runtime.index.store import Store
+from model_runtime.tiling import TilingOptions
+
+OPTS = TilingOptions(tile_size=128)
+HERE = Path(__file__).resolve().parent
+
+
+def _tile_set(index_dir):
+    """(source name, window, scale, code) of every tile: what a correct index must hold."""
+    store = Store(index_dir)
+    try:
+        rows = store.conn.execute(
+            "SELECT s.path, t.col, t.row, t.width, t.height, t.scale, t.code FROM tiles t "
+            "JOIN sources s ON s.id = t.source_id"
+        ).fetchall()
+        assert store.integrity_problems() == []
+    finally:
+        store.close()
+    items = [(Path(r[0]).name, *r[1:6], r[6]) for r in rows]
+    assert len(items) == len(set(items)), "duplicate tiles"
+    return sorted(items)
+
+
+# -- binary codes ----------------------------------------------------------------------------
+def test_binary_search_matches_brute_force_reference(tmp_path):
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 256, (5000, 8), dtype=np.uint8)
+    ids = rng.permutation(10_000)[:5000].astype(np.int64)
+    index = BinaryIndex.from_codes(codes, ids, 64)
+    queries = rng.integers(0, 256, (5, 8), dtype=np.uint8)
+    dist, found = index.search(queries, 10)
+    for q, d, f in zip(queries, dist, found, strict=True):
+        ref = np.sort(hamming(q, codes))[:10]
+        np.testing.assert_array_equal(d, ref)
+        by_id = dict(zip(ids.tolist(), hamming(q, codes).tolist(), strict=True))
+        assert [by_id[i] for i in f] == list(d)
+    subset = ids[::7]
+    d, f = index.search_subset(queries[0], 5, subset)
+    sub_ref = np.sort(hamming(queries[0], codes[::7]))[:5]
+    np.testing.assert_array_equal(d, sub_ref)
+    assert set(f) <= set(subset.tolist())
+    index.save(tmp_path / "c.faiss")
+    loaded = BinaryIndex.load(tmp_path / "c.faiss", 64)
+    np.testing.assert_array_equal(loaded.search(queries, 10)[0], dist)
+    assert list(tmp_path.iterdir()) == [tmp_path / "c.faiss"]  # no temp file left
+    with pytest.raises(IndexStateError):
+        BinaryIndex.load(tmp_path / "c.faiss", 128)
+
+
+def test_pack_combine_and_padding():
+    v = np.array([0.5, -0.1, 0.0, 0.9, -1, 1, 1, -1], dtype=np.float32)
+    assert pack(v).tolist() == [[0b10010110]]
+    q = combine([np.ones(8), -np.ones(8), v], [1.0, 0.5, 2.0])
+    np.testing.assert_allclose(q, 0.5 + 2 * v)
+    with pytest.raises(ConfigError):
+        combine([np.ones(8), np.ones(16)])
+    small = BinaryIndex.from_codes(np.zeros((2, 1), np.uint8), np.array([5, 3]), 8)
+    d, i = small.search(np.zeros((1, 1), np.uint8), 4)
+    assert i.tolist() == [[3, 5, -1, -1]] and d.tolist() == [[0, 0, -1, -1]]
+
+
+# -- build and search ------------------------------------------------------------------------
+def test_build_then_search_finds_the_tile_itself_first(
+    sample_folder, tmp_path, encoder, model_info
+):
+    events = []
+    summary = build_index(
+        tmp_path / "idx",
+        [sample_folder],
+        OPTS,
+        encoder,
+        model_info,
+        progress=events.append,
+        batch_size=8,
+    )
+    assert summary.added == 4 and summary.skipped == () and summary.tiles == encoder.tiles > 0
+    assert events[-1]["stage"] == "done" and any(e["stage"] == "encode" for e in events)
+    assert {"done", "total", "stage", "message"} <= set(events[-1])
+    with open_index(tmp_path / "idx", expect=model_info) as index:
+        assert index.complete and index.tiles == summary.tiles
+        for tile_id in (1, summary.tiles // 2, summary.tiles):
+            hits = index.search(index.tile_vector(tile_id), k=5)
+            assert hits[0].tile_id == tile_id and hits[0].hamming == 0
+            assert hits[0].score == pytest.approx(1.0, abs=1e-3)
+            assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+            assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+        # plain Hamming search (packed code) agrees with a brute-force reference
+        code = index.tile_code(3)
+        hits = index.search(code, k=10, collapse=False)
+        ids, codes = index.store.all_codes(8)
+        ref = np.sort(hamming(code, codes))[:10]
+        assert [h.hamming for h in hits] == ref.tolist()
+        assert all(h.score == pytest.approx(1 - h.hamming / 64, abs=1e-4) for h in hits)
+
+
+def test_hit_json_matches_the_protocol(sample_folder, tmp_path, encoder, model_info):
+    build_index(tmp_path / "idx", [sample_folder], OPTS, encoder, model_info)
+    with open_index(tmp_path / "idx") as index:
+        hit = index.search(index.tile_code(1), k=1)[0]
+    data = json.loads(json.dumps(hit.to_json()))
+    assert list(data) == [
+        "rank",
+        "tile_id",
+        "source",
+        "window",
+        "crs",
+        "footprint",
+        "footprint_src",
+        "hamming",
+        "score",
+    ]
+    assert isinstance(data["window"], list) and len(data["window"]) == 4
+    assert Hit.from_json(data) == hit
+
+
+def test_collapse_drops_overlaps_and_copies_and_spreads_sources(
+    geotiff_dir, tmp_path, encoder, model_info
+):
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    for name in ("RGB.byte.tif", "rgb_deflate.tif", "cogeo.tif"):  # first two: same pixels
+        shutil.copy2(geotiff_dir / "rasterio" / name, folder / name)
+    opts = TilingOptions(tile_size=128, overlap=0.5)
+    build_index(tmp_path / "idx", [folder], opts, encoder, model_info)
+    with open_index(tmp_path / "idx") as index:
+        query = index.tile_vector(1)
+        raw = index.search(query, k=20, collapse=False)
+        hits = index.search(query, k=20)
+    names = [Path(h.source).name for h in raw[:2]]
+    assert sorted(names) == ["RGB.byte.tif", "rgb_deflate.tif"]  # the copy ties with itself
+    assert len(hits) == 20
+    from model_runtime.index.query import window_iou
+
+    for i, a in enumerate(hits):
+        for b in hits[i + 1 :]:
+            if a.source == b.source:
+                assert window_iou(a.window, b.window) <= 0.5
+            else:
+                assert not (
+                    a.window == b.window
+                    and {Path(a.source).name, Path(b.source).name}
+                    == {"RGB.byte.tif", "rgb_deflate.tif"}
+                )
+    assert (
+        max(sum(h.source == s for h in hits) for s in {h.source for h in hits}) <= 10
+        or len({h.source for h in raw}) == 1
+    )
+
+
+def test_bbox_filter_in_another_crs_and_locate(sample_folder, tmp_path, encoder, model_info):
+    build_index(tmp_path / "idx", [sample_folder], OPTS, encoder, model_info)
+    cogeo = str(sample_folder / "rasterio/cogeo.tif")
+    with open_index(tmp_path / "idx") as index:
+        query = index.tile_vector(1)
+        # cogeo.tif bounds in EPSG:3857, shrunk a little
+        bbox = [14321900.0, 4532450.0, 14322400.0, 4532980.0]
+        hits = index.search(query, k=50, bbox=bbox, bbox_crs="EPSG:3857", collapse=False)
+        assert hits and {h.source for h in hits} == {cogeo}
+        assert all(h.crs is not None for h in hits)
+        everything = index.search(query, k=500, bbox=[-180, -90, 180, 90], collapse=False)
+        assert all(h.footprint is not None for h in everything)  # rotated.tif has no CRS
+        assert len(everything) == index.tiles - 1
+        assert index.search(query, k=5, bbox=[0, 0, 1, 1]) == []
+        tile = index.search(query, k=1, bbox=bbox, bbox_crs="EPSG:3857")[0]
+        ring = tile.footprint_src["coordinates"][0]
+        cx = sum(p[0] for p in ring[:4]) / 4
+        cy = sum(p[1] for p in ring[:4]) / 4
+        found = index.locate(cx, cy, "EPSG:3857")
+        assert found is not None and found.source == cogeo
+        assert found.window[2] == 128  # the smallest tile containing the point
+        assert found.tile_id == tile.tile_id or index.get_tile(found.tile_id).source == cogeo
+        assert index.locate(0.0, 0.0) is None
+
+
+def test_read_tile_pixels_returns_what_the_encoder_saw(
+    sample_folder, tmp_path, encoder, model_info
+):
+    build_index(tmp_path / "idx", [sample_folder], OPTS, encoder, model_info, batch_size=4)
+    with open_index(tmp_path / "idx") as index:
+        for tile_id in (1, index.tiles):
+            np.testing.assert_array_equal(
+                index.read_tile_pixels(tile_id), encoder.seen[tile_id - 1]
+            )
+
+
+def test_rerank_with_floats_orders_by_cosine(sample_folder, tmp_path, encoder, model_info):
+    build_index(tmp_path / "idx", [sample_folder], OPTS, encoder, model_info)
+    with open_index(tmp_path / "idx") as index:
+        query = index.tile_vector(2) + 0.3 * index.tile_vector(7)
+        hits = index.search(query, k=10, collapse=False)
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)
+        plain = index.search(query, k=10, collapse=False, rerank=False)
+        assert [h.score for h in plain] == [round(1 - h.hamming / 64, 4) for h in plain]
+
+
+# -- incremental and safe --------------------------------------------------------------------
+def test_incremental_reindex(sample_folder, tmp_path, geotiff_dir, model_info, FakeEncoder):
+    idx = tmp_path / "idx"
+    first = build_index(idx, [sample_folder], OPTS, FakeEncoder(), model_info)
+    before = {t[:6]: t for t in _tile_set(idx)}
+    # unchanged: nothing re-encoded
+    enc = FakeEncoder()
+    again = build_index(idx, [sample_folder], OPTS, enc, model_info)
+    assert (again.unchanged, again.added, enc.tiles) == (4, 0, 0)
+    # add one file, touch another (same content, new mtime), change a third, delete a fourth
+    shutil.copy2(geotiff_dir / "rasterio/shade.tif", sample_folder / "shade.tif")
+    dsm = sample_folder / "landsat/dsm.tif"
+    os.utime(dsm, (time.time() + 100, time.time() + 100))
+    cogeo = sample_folder / "rasterio/cogeo.tif"
+    shutil.copy(geotiff_dir / "naip/m_4709963_se_14_1_20090818.tif", cogeo)
+    (sample_folder / "rasterio/rotated.tif").unlink()
+    enc = FakeEncoder()
+    summary = build_index(idx, [sample_folder], OPTS, enc, model_info)
+    assert (summary.added, summary.updated, summary.removed, summary.unchanged) == (1, 1, 1, 2)
+    after = {t[:6]: t for t in _tile_set(idx)}
+    assert not any(k[0] == "rotated.tif" for k in after)
+    kept = {k: v for k, v in before.items() if k[0] in ("dsm.tif", "landsat_2020_epsg4326.tif")}
+    assert all(after[k] == v for k, v in kept.items())
+    n_new = sum(k[0] in ("shade.tif", "cogeo.tif") for k in after)
+    assert enc.tiles == n_new and summary.tiles == len(after)
+    with open_index(idx, expect=model_info) as index:
+        assert index.tiles == len(after) and index.complete
+    assert first.tiles != summary.tiles
+
+
+def test_encoder_crash_resumes_without_duplicates_or_gaps(
+    sample_folder, tmp_path, model_info, FakeEncoder
+):
+    clean = tmp_path / "clean"
+    build_index(clean, [sample_folder], OPTS, FakeEncoder(), model_info, batch_size=4)
+    idx = tmp_path / "idx"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build_index(idx, [sample_folder], OPTS, FakeEncoder(fail_after=4), model_info, batch_size=4)
+    with pytest.raises(IndexStateError, match="incomplete"):
+        open_index(idx)
+    with open_index(idx, allow_incomplete=True) as partial:
+        assert 0 < partial.tiles < len(_tile_set(clean))
+    resumed = FakeEncoder()
+    summary = build_index(idx, [sample_folder], OPTS, resumed, model_info, batch_size=4)
+    assert summary.unchanged >= 1 and summary.added >= 1
+    assert _tile_set(idx) == _tile_set(clean)
+    with open_index(idx) as index:
+        assert index.complete and index.tiles == len(_tile_set(clean))
+
+
+def test_cancel_keeps_committed_sources_and_resumes(
+    sample_folder, tmp_path, model_info, FakeEncoder
+):
+    cancel = threading.Event()
+
+    class CancellingEncoder(FakeEncoder):
+        def __call__(self, arrays):
+            if self.batches == 3:
+                cancel.set()
+            return super().__call__(arrays)
+
+    idx = tmp_path / "idx"
+    with pytest.raises(CancelledError, match="resumes"):
+        build_index(
+            idx, [sample_folder], OPTS, CancellingEncoder(), model_info, cancel=cancel, batch_size=2
+        )
+    with pytest.raises(IndexStateError):
+        open_index(idx)
+    build_index(idx, [sample_folder], OPTS, FakeEncoder(), model_info, batch_size=2)
+    clean = tmp_path / "clean"
+    build_index(clean, [sample_folder], OPTS, FakeEncoder(), model_info)
+    assert _tile_set(idx) == _tile_set(clean)
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {here!r})
+    from conftest import FakeEncoder, MODEL_INFO
+    from model_runtime.index import build_index
+    from model_runtime.tiling import TilingOptions
+
+    class Slow(FakeEncoder):
+        def __call__(self, arrays):
+            time.sleep(0.15)
+            return super().__call__(arrays)
+
+    build_index(sys.argv[1], [sys.argv[2]], TilingOptions(tile_size=128), Slow(), MODEL_INFO,
+                batch_size=2)
+""")
+
+
+def test_kill_9_midway_resumes_correctly(sample_folder, tmp_path, model_info, FakeEncoder):
+    idx = tmp_path / "idx"
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT.format(here=str(HERE)))
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent)}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(idx), str(sample_folder)], env=env, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 60
+    committed = 0
+    while time.time() < deadline and proc.poll() is None:
+        if (idx / "index.sqlite").exists():
+            try:
+                conn = sqlite3.connect(idx / "index.sqlite", timeout=1)
+                committed = conn.execute("SELECT COUNT(*) FROM sources").fetchone()[0]
+                conn.close()
+            except sqlite3.OperationalError:
+                committed = 0
+        if committed >= 1:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert committed >= 1
+    with pytest.raises(IndexStateError, match="incomplete"):
+        open_index(idx)
+    build_index(idx, [sample_folder], OPTS, FakeEncoder(), model_info, batch_size=2)
+    clean = tmp_path / "clean"
+    build_index(clean, [sample_folder], OPTS, FakeEncoder(), model_info)
+    assert _tile_set(idx) == _tile_set(clean)
+    with open_index(idx) as index:
+        assert index.complete
+
+
+def test_unreadable_files_are_skipped_with_a_message(
+    sample_folder, tmp_path, geotiff_dir, encoder, model_info
+):
+    (sample_folder / "notes.tif").write_text("this is not a raster")
+    truncated = sample_folder / "truncated.tif"
+    truncated.write_bytes((geotiff_dir / "rasterio/shade.tif").read_bytes()[:200_000])
+    summary = build_index(
+        tmp_path / "idx",
+        [sample_folder, tmp_path / "missing"],
+        TilingOptions(tile_size=128, min_valid=0.0),
+        encoder,
+        model_info,
+    )
+    reasons = dict(summary.skipped)
+    assert set(reasons) == {
+        str(sample_folder / "notes.tif"),
+        str(truncated),
+        str(tmp_path / "missing"),
+    }
+    assert all(Path(path).name in reason for path, reason in reasons.items())
+    assert summary.added == 4
+    assert summary.to_json()["skipped"][0].keys() == {"path", "reason"}
+    with open_index(tmp_path / "idx") as index:
+        assert index.complete
+        assert all(
+            Path(index.get_tile(i).source).name != "truncated.tif"
+            for i in range(1, index.tiles + 1)
+            if _exists(index, i)
+        )
+
+
+def _exists(index, tile_id):
+    return tile_id in index.store.tiles([tile_id])
+
+
+def test_disk_full_during_commit_raises_and_leaves_index_incomplete(
+    sample_folder, tmp_path, encoder, model_info, monkeypatch, FakeEncoder
+):
+    idx = tmp_path / "idx"
+    original = Store.replace_source
+    calls = []
+
+    def full(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "replace_source", full)
+    with pytest.raises(DiskFullError, match="run 'cach index' again"):
+        build_index(idx, [sample_folder], OPTS, encoder, model_info)
+    monkeypatch.setattr(Store, "replace_source", original)
+    with pytest.raises(IndexStateError):
+        open_index(idx)
+    partial = _tile_set(idx)  # whole sources or nothing: no duplicates (checked inside)
+    build_index(idx, [sample_folder], OPTS, FakeEncoder(), model_info)
+    clean = tmp_path / "clean"
+    build_index(clean, [sample_folder], OPTS, FakeEncoder(), model_info)
+    assert set(partial) <= set(_tile_set(idx)) and _tile_set(idx) == _tile_set(clean)
+
+
+def test_model_mismatch_is_refused_and_rebuild_starts_over(
+    sample_folder, tmp_path, encoder, model_info, FakeEncoder
+):
+    idx = tmp_path / "idx"
+    build_index(idx, [sample_folder], OPTS, encoder, model_info)
+    with pytest.raises(ModelMismatchError, match="bits 64 \\(index\\) vs 128"):
+        open_index(idx, expect={**model_info, "bits": 128})
+    other = {**model_info, "backbone": "other"}
+    with pytest.raises(ModelMismatchError, match="backbone"):
+        build_index(idx, [sample_folder], OPTS, encoder, other)
+    summary = build_index(idx, [sample_folder], OPTS, FakeEncoder(seed=1), other, rebuild=True)
+    assert summary.added == 4
+    with open_index(idx, expect=other) as index:
+        assert index.model["backbone"] == "other"
+
+
+def test_encoder_with_inconsistent_bits_is_a_config_error(sample_folder, tmp_path, model_info):
+    def flipped(arrays):
+        tanh = np.ones((len(arrays), 64), np.float32)
+        return np.zeros((len(arrays), 8), np.uint8), tanh
+
+    with pytest.raises(ConfigError, match="packbits"):
+        build_index(tmp_path / "idx", [sample_folder], OPTS, flipped, model_info)
+
+
+def test_missing_faiss_file_is_rebuilt_from_the_store(sample_folder, tmp_path, encoder, model_info):
+    idx = tmp_path / "idx"
+    build_index(idx, [sample_folder], OPTS, encoder, model_info)
+    (faiss_file,) = idx.glob("codes-g*.faiss")
+    faiss_file.unlink()
+    with open_index(idx) as index:
+        assert index.tiles == len(_tile_set(idx))
+    assert faiss_file.exists()
+    # a stale file under the current name (e.g. left by a deleted store) is not trusted
+    BinaryIndex.from_codes(np.zeros((3, 8), np.uint8), np.arange(3), 64).save(faiss_file)
+    with open_index(idx) as index:
+        assert index.tiles == len(_tile_set(idx))
+        assert index.search(index.tile_code(1), k=1)[0].tile_id == 1
+
+
+# -- exporters -------------------------------------------------------------------------------
+def test_exporters_write_geojson_gpkg_and_contact_sheet(
+    sample_folder, tmp_path, encoder, model_info
+):
+    build_index(tmp_path / "idx", [sample_folder], OPTS, encoder, model_info)
+    with open_index(tmp_path / "idx") as index:
+        hits = index.search(index.tile_vector(1), k=8)
+        query = {"text": "a river", "k": 8}
+        gj = write_geojson(hits, tmp_path / "out/hits.geojson", query, model_info)
+        gpkg = write_gpkg(hits, tmp_path / "out/hits.gpkg", query, model_info)
+        png = contact_sheet(
+            hits,
+            tmp_path / "out/hits.png",
+            thumb=64,
+            reader=lambda h: index.read_tile_pixels(h.tile_id),
+        )
+    doc = json.loads(gj.read_text())
+    assert [f["properties"]["rank"] for f in doc["features"]] == [h.rank for h in hits]
+    assert doc["features"][0]["geometry"] == hits[0].footprint
+    conn = sqlite3.connect(gpkg)
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47
+    rows = conn.execute("SELECT rank, score, query, geom FROM cach_hits ORDER BY rank").fetchall()
+    assert [r[0] for r in rows] == [h.rank for h in hits]
+    assert json.loads(rows[0][2]) == query
+    assert all((r[3] is None) == (h.footprint is None) for r, h in zip(rows, hits, strict=True))
+    assert rows[0][3] is None or rows[0][3][:2] == b"GP"
+    conn.close()
+    if shutil.which("ogrinfo"):
+        out = subprocess.run(
+            ["ogrinfo", "-so", "-al", str(gpkg)], capture_output=True, text=True, check=True
+        ).stdout
+        assert "Feature Count: 8" in out and "Polygon" in out
+    img = Image.open(png)
+    assert img.size[0] >= 5 * 64 and img.mode == "RGB"

@@ -151,15 +151,34 @@ class Encoder:
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         import torch
 
-        out = []
+        if not texts:
+            return np.zeros((0, self.text_dim), np.float32)
+        # batches of similar length: with padding to the longest, short captions cost little
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.text_dim), np.float32)
         with torch.inference_mode():
             for i in range(0, len(texts), batch_size):
-                tokens = self.tokenizer(list(texts[i : i + batch_size])).to(self.device)
+                idx = order[i : i + batch_size]
+                tokens = self._tokenize([texts[j] for j in idx]).to(self.device)
                 feats = self.model.encode_text(tokens).float()
                 if self.config.normalize_text:
                     feats = torch.nn.functional.normalize(feats, dim=-1)
-                out.append(feats.cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.text_dim), np.float32)
+                out[idx] = feats.cpu().numpy()
+        return out
+
+    def _tokenize(self, texts: list[str]) -> Any:
+        hf = getattr(self.tokenizer, "tokenizer", None)
+        plain = not getattr(self.tokenizer, "tokenizer_mode", "") and not getattr(
+            self.tokenizer, "strip_sep_token", False)
+        if hf is None or not plain:  # open_clip's own tokenizers pad to a short context
+            return self.tokenizer(texts)
+        # open_clip's HFTokenizer pads every text to the full context length (256 for MiniLM);
+        # padding to the longest text in the batch gives the same embeddings (the pad tokens are
+        # masked) at a fraction of the cost.
+        clean = getattr(self.tokenizer, "clean_fn", None)
+        texts = [clean(t) for t in texts] if clean else texts
+        return hf(texts, return_tensors="pt", max_length=self.tokenizer.context_length,
+                  padding="longest", truncation=True).input_ids
 
 
 def _build_inline(cfg: BackboneConfig) -> tuple[Any, Any]:

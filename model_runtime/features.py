@@ -89,6 +89,7 @@ def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -159,20 +160,28 @@ def cached_features(dataset: CaptionDataset, backbone: str = DEFAULT_BACKBONE,
     from model_runtime.config import get_backbone_config
 
     cfg = get_backbone_config(backbone)
-    views = ("id", *AUG_VIEWS) if augment else ("id",)
-    key = cache_key(dataset, cfg, views)
-    path = cache_dir() / "features" / f"{dataset.name}-{cfg.name}-{key}.npz"
-    if path.exists():
+    full = ("id", *AUG_VIEWS)
+    views = full if augment else ("id",)
+    folder = cache_dir() / "features"
+    path = folder / f"{dataset.name}-{cfg.name}-{cache_key(dataset, cfg, views)}.npz"
+    # a cache with augmented views also serves a request without them
+    candidates = [path] if augment else [
+        path, folder / f"{dataset.name}-{cfg.name}-{cache_key(dataset, cfg, full)}.npz"]
+    for candidate in candidates:
+        if not candidate.exists():
+            continue
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with np.load(candidate, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-            LOG.info("features from cache %s", path)
-            aug = arrays.pop("image_aug", None)
-            ips = float(arrays.pop("images_per_second", 0.0))
-            return DatasetFeatures(backbone=cfg.name, dataset=dataset.name, image_aug=aug,
-                                   images_per_second=ips, **arrays)
-        except (OSError, ValueError, KeyError) as err:
-            LOG.warning("ignoring unreadable feature cache %s: %s", path, err)
+        except (OSError, ValueError) as err:
+            LOG.warning("ignoring unreadable feature cache %s: %s", candidate, err)
+            continue
+        LOG.info("features from cache %s", candidate)
+        aug = arrays.pop("image_aug", None)
+        ips = float(arrays.pop("images_per_second", 0.0))
+        return DatasetFeatures(backbone=cfg.name, dataset=dataset.name,
+                               image_aug=aug if augment else None,
+                               images_per_second=ips, **arrays)
     from model_runtime.encoders import load_encoder
 
     feats = extract_features(dataset, load_encoder(cfg, device), views, progress)

@@ -1,0 +1,116 @@
+"""Hash heads: small MLPs from frozen encoder features to ``bits`` tanh outputs.
+
+Inference needs only :class:`HashHeads`. :class:`CrossDecoders` (the cross-autoencoder of CACH) exist
+only while training and are never shipped.
+
+Bit order of packed codes (:func:`codes`): bit ``j`` of a code is ``tanh_out[..., j] > 0``; bits are
+packed big-endian with ``np.packbits`` (bit 0 is the most significant bit of byte 0), so a code of
+``bits`` bits takes ``bits // 8`` bytes. This is the layout faiss ``IndexBinaryFlat`` expects.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG = logging.getLogger(__name__)
+
+SUPPORTED_BITS = (16, 32, 64, 128)
+
+
+def _mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden),
+        nn.LayerNorm(hidden),
+        nn.GELU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, out_dim),
+    )
+
+
+class HashHeads(nn.Module):
+    """Image head ``image_dim -> hidden -> bits`` and text head ``text_dim -> hidden -> bits``.
+
+    Inputs are L2-normalised inside the heads, so raw (unnormalised) pooled image features and
+    normalised sentence embeddings can be fed as they come out of the encoders.
+    """
+
+    def __init__(
+        self,
+        image_dim: int = 1280,
+        text_dim: int = 384,
+        bits: int = 64,
+        hidden: int = 512,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if bits <= 0 or bits % 8:
+            raise ValueError(f"bits must be a positive multiple of 8, got {bits}")
+        self.image_dim, self.text_dim, self.bits, self.hidden = image_dim, text_dim, bits, hidden
+        self.image_head = _mlp(image_dim, hidden, bits, dropout)
+        self.text_head = _mlp(text_dim, hidden, bits, dropout)
+
+    def encode_image(self, feats: torch.Tensor) -> torch.Tensor:
+        """Image features ``[N, image_dim]`` -> tanh outputs ``[N, bits]`` in (-1, 1)."""
+        return torch.tanh(self.image_head(F.normalize(feats.float(), dim=-1)))
+
+    def encode_text(self, feats: torch.Tensor) -> torch.Tensor:
+        """Text features ``[N, text_dim]`` -> tanh outputs ``[N, bits]`` in (-1, 1)."""
+        return torch.tanh(self.text_head(F.normalize(feats.float(), dim=-1)))
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode_image(image), self.encode_text(text)
+
+    @torch.inference_mode()
+    def encode_image_np(self, feats: np.ndarray, batch: int = 4096) -> np.ndarray:
+        """NumPy convenience: float32 tanh outputs for image features, in eval mode."""
+        return self._encode_np(self.encode_image, feats, batch)
+
+    @torch.inference_mode()
+    def encode_text_np(self, feats: np.ndarray, batch: int = 4096) -> np.ndarray:
+        """NumPy convenience: float32 tanh outputs for text features, in eval mode."""
+        return self._encode_np(self.encode_text, feats, batch)
+
+    def _encode_np(self, fn, feats: np.ndarray, batch: int) -> np.ndarray:
+        was_training = self.training
+        self.eval()
+        try:
+            device = next(self.parameters()).device
+            x = np.asarray(feats, dtype=np.float32)
+            outs = [
+                fn(torch.from_numpy(x[i : i + batch]).to(device)).float().cpu().numpy()
+                for i in range(0, len(x), batch)
+            ]
+        finally:
+            self.train(was_training)
+        return np.concatenate(outs) if outs else np.zeros((0, self.bits), np.float32)
+
+
+class CrossDecoders(nn.Module):
+    """Training-only decoders of the cross-autoencoder: hash -> the *other* modality's features.
+
+    ``image_from_text`` maps a text hash to (L2-normalised) image features and ``text_from_image``
+    maps an image hash to text features.
+    """
+
+    def __init__(self, bits: int, image_dim: int = 1280, text_dim: int = 384, hidden: int = 512):
+        super().__init__()
+        self.image_from_text = _mlp(bits, hidden, image_dim, 0.0)
+        self.text_from_image = _mlp(bits, hidden, text_dim, 0.0)
+
+
+def codes(tanh_out: np.ndarray) -> np.ndarray:
+    """Packed binary codes ``uint8 [N, bits // 8]``: bit j = ``tanh_out[:, j] > 0``, big-endian."""
+    arr = np.asarray(tanh_out)
+    if arr.ndim != 2 or arr.shape[1] % 8:
+        raise ValueError(f"expected [N, bits] with bits a multiple of 8, got shape {arr.shape}")
+    return np.packbits(arr > 0, axis=1)
+
+
+def signs(tanh_out: np.ndarray) -> np.ndarray:
+    """``+1/-1`` int8 codes (``> 0`` -> +1, else -1), the unpacked form of :func:`codes`."""
+    return np.where(np.asarray(tanh_out) > 0, 1, -1).astype(np.int8)

@@ -1,0 +1,251 @@
+"""Train hash heads on frozen features without labels: CACH, DUCH or DJSRH in one harness."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from model_runtime.errors import ConfigError, DataError
+from model_runtime.hashing import losses as L
+from model_runtime.hashing.model import CrossDecoders, HashHeads
+
+LOG = logging.getLogger(__name__)
+
+METHODS = ("cach", "duch", "djsrh")
+#: CACH loss groups that an ablation can switch off (see docs/method.md)
+CACH_TERMS = ("contrastive", "similarity", "autoencoder", "quantization")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters; the defaults are the ones used for docs/results.md."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    hidden: int = 512
+    dropout: float = 0.1
+    tau: float = 0.3  # NT-Xent temperature
+    feature_noise: float = 0.0  # std of Gaussian noise on L2-normalised features (extra views)
+    # CACH / DUCH weights
+    w_inter: float = 1.0
+    w_intra: float = 0.5
+    w_sim: float = 0.5
+    w_ae: float = 0.2
+    w_quant: float = 0.1
+    w_balance: float = 0.1
+    # CACH multiscale similarity
+    sim_beta: float = 0.3
+    sim_eta: float = 0.3
+    sim_gamma: float = 0.2
+    sim_k: int = 10
+    sim_scale: float = 1.0
+    # CACH contrastive: neighbours under the multiscale similarity become soft positives
+    soft_k: int = 4
+    soft_alpha: float = 0.4
+    # DJSRH
+    djsrh_beta: float = 0.6
+    djsrh_eta: float = 0.4
+    djsrh_mu: float = 1.5
+    disable: tuple[str, ...] = ()  # CACH terms switched off (ablations)
+    # The heads are small: one thread is fastest, and on a shared 2-core machine more threads
+    # spin against each other (measured 20x slower with 2 threads under load).
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        bad = set(self.disable) - set(CACH_TERMS)
+        if bad:
+            raise ConfigError(f"unknown CACH loss terms {sorted(bad)}; known: {CACH_TERMS}")
+
+
+def _check_inputs(img: np.ndarray, txt: np.ndarray, img_aug: np.ndarray | None) -> np.ndarray:
+    if img.ndim != 2:
+        raise DataError(f"image features must be [N, D], got shape {img.shape}")
+    if txt.ndim == 2:
+        txt = txt[:, None, :]
+    if txt.ndim != 3 or len(txt) != len(img):
+        raise DataError(f"text features must be [N, C, D] with N={len(img)}, got {txt.shape}")
+    if img_aug is not None and (img_aug.ndim != 3 or len(img_aug) != len(img)):
+        raise DataError(f"augmented image features must be [N, V, D], got {img_aug.shape}")
+    if len(img) < 4:
+        raise DataError(f"need at least 4 training pairs, got {len(img)}")
+    return txt
+
+
+def train_heads(
+    method: str,
+    img_feats: np.ndarray,
+    txt_feats: np.ndarray,
+    bits: int,
+    seed: int = 0,
+    img_aug: np.ndarray | None = None,
+    config: TrainConfig | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> HashHeads:
+    """Train heads without labels and return them in eval mode (CPU).
+
+    ``img_feats [N, Di]``; ``txt_feats [N, C, Dt]`` (C captions per image, or ``[N, Dt]``);
+    ``img_aug [N, V, Di]`` optional features of augmented views (intra-modal positives).
+    ``progress(epoch, epochs, loss)`` is called after each epoch. Training time in seconds and the
+    final loss are stored in ``heads.train_info``.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
+    cfg = config or TrainConfig()
+    img_np = np.asarray(img_feats, dtype=np.float32)
+    txt_np = _check_inputs(img_np, np.asarray(txt_feats, dtype=np.float32), img_aug)
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, cfg.threads))
+    try:
+        return _train(method, cfg, img_np, txt_np, img_aug, bits, seed, progress)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+
+def _train(method, cfg, img_np, txt_np, img_aug, bits, seed, progress) -> HashHeads:
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    img = torch.nn.functional.normalize(torch.from_numpy(img_np), dim=-1)
+    txt = torch.nn.functional.normalize(torch.from_numpy(txt_np), dim=-1)
+    aug = None
+    if img_aug is not None:
+        aug = torch.nn.functional.normalize(
+            torch.from_numpy(np.asarray(img_aug, np.float32)), dim=-1
+        )
+    n, n_cap = len(img), txt.shape[1]
+    txt_mean = torch.nn.functional.normalize(txt.mean(dim=1), dim=-1)
+
+    heads = HashHeads(img.shape[1], txt.shape[2], bits, cfg.hidden, cfg.dropout)
+    params = list(heads.parameters())
+    dec = None
+    if method == "cach" and "autoencoder" not in cfg.disable and cfg.w_ae > 0:
+        dec = CrossDecoders(bits, img.shape[1], txt.shape[2], cfg.hidden)
+        params += list(dec.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    bs = min(cfg.batch_size, n)
+    steps = n // bs  # drop the last partial batch: contrastive terms want full batches
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * steps))
+    heads.train()
+    t0 = time.perf_counter()
+    last = math.nan
+    for epoch in range(cfg.epochs):
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for s in range(steps):
+            idx = perm[s * bs : (s + 1) * bs]
+            batch = _views(idx, img, txt, aug, n_cap, gen, cfg.feature_noise)
+            loss = batch_loss(method, cfg, heads, dec, batch, txt_mean[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        last = total / max(steps, 1)
+        if progress is not None:
+            progress(epoch + 1, cfg.epochs, last)
+    heads.eval()
+    heads.train_info = {  # type: ignore[attr-defined]
+        "method": method,
+        "bits": bits,
+        "seed": seed,
+        "seconds": time.perf_counter() - t0,
+        "final_loss": last,
+        "n_train": n,
+    }
+    LOG.info("trained %s %d bits seed %d in %.1fs", method, bits, seed, heads.train_info["seconds"])
+    return heads
+
+
+def _views(idx, img, txt, aug, n_cap, gen, noise):
+    """Two image views and two captions per item (a different caption where there are several)."""
+    b = len(idx)
+    x_img = img[idx]
+    if aug is not None:
+        v = torch.randint(0, aug.shape[1], (b,), generator=gen)
+        x_img2 = aug[idx, v]
+    else:
+        x_img2 = x_img
+    c1 = torch.randint(0, n_cap, (b,), generator=gen)
+    if n_cap > 1:
+        c2 = (c1 + torch.randint(1, n_cap, (b,), generator=gen)) % n_cap
+    else:
+        c2 = c1
+    x_txt, x_txt2 = txt[idx, c1], txt[idx, c2]
+    if noise > 0 or aug is None:
+        # feature-space views: Gaussian noise plus dropout where no augmented images exist
+        sd = noise if noise > 0 else 0.02
+        x_img2 = _jitter(x_img2, sd, gen, drop=0.1 if aug is None else 0.0)
+        if n_cap == 1:
+            x_txt2 = _jitter(x_txt2, sd, gen, drop=0.1)
+    return x_img, x_img2, x_txt, x_txt2
+
+
+def _jitter(x, sd, gen, drop):
+    out = x + sd * torch.randn(x.shape, generator=gen)
+    if drop > 0:
+        out = out * (torch.rand(x.shape, generator=gen) > drop) / (1 - drop)
+    return out
+
+
+def batch_loss(
+    method: str,
+    cfg: TrainConfig,
+    heads: HashHeads,
+    dec: CrossDecoders | None,
+    batch: tuple[torch.Tensor, ...],
+    txt_mean: torch.Tensor,
+) -> torch.Tensor:
+    """The training loss of one batch: ``batch = (x_img, x_img2, x_txt, x_txt2)`` (normalised)."""
+    x_img, x_img2, x_txt, x_txt2 = batch
+    h_i, h_t = heads.encode_image(x_img), heads.encode_text(x_txt)
+    if method == "djsrh":
+        s = L.djsrh_similarity(x_img, x_txt, cfg.djsrh_beta, cfg.djsrh_eta, cfg.djsrh_mu)
+        return L.djsrh_loss(s, h_i, h_t)
+    h_i2, h_t2 = heads.encode_image(x_img2), heads.encode_text(x_txt2)
+    off = cfg.disable if method == "cach" else ()
+    loss = h_i.new_zeros(())
+    if "quantization" not in off:
+        q = L.quantization_loss(h_i) + L.quantization_loss(h_t)
+        bal = L.bit_balance_loss(h_i) + L.bit_balance_loss(h_t)
+        loss = loss + cfg.w_quant * q + cfg.w_balance * bal
+    if method == "duch":
+        loss = loss + cfg.w_inter * L.nt_xent(h_i, h_t, cfg.tau)
+        return loss + cfg.w_intra * (L.nt_xent(h_i, h_i2, cfg.tau) + L.nt_xent(h_t, h_t2, cfg.tau))
+    # CACH
+    s = None
+    if "similarity" not in off:
+        s = L.multiscale_similarity(
+            x_img, txt_mean, cfg.sim_beta, cfg.sim_eta, cfg.sim_gamma, cfg.sim_k
+        )
+        sim = (
+            L.similarity_matching_loss(s, h_i, h_t, cfg.sim_scale)
+            + L.similarity_matching_loss(s, h_i, h_i, cfg.sim_scale)
+            + L.similarity_matching_loss(s, h_t, h_t, cfg.sim_scale)
+        )
+        loss = loss + cfg.w_sim * sim
+    if "contrastive" not in off:
+        # neighbours under the multiscale similarity are soft positives; without it plain InfoNCE
+        if s is None:
+            tgt = torch.eye(len(h_i), device=h_i.device)
+        else:
+            tgt = L.neighbour_targets(s, cfg.soft_k, cfg.soft_alpha)
+        loss = loss + cfg.w_inter * L.soft_contrastive(h_i, h_t, tgt, cfg.tau)
+        loss = loss + cfg.w_intra * (
+            L.soft_contrastive(h_i, h_i2, tgt, cfg.tau)
+            + L.soft_contrastive(h_t, h_t2, tgt, cfg.tau)
+        )
+    if dec is not None:
+        rec_img = dec.image_from_text(h_t)
+        rec_txt = dec.text_from_image(h_i)
+        reh_i, reh_t = heads.encode_image(rec_img), heads.encode_text(rec_txt)
+        loss = loss + cfg.w_ae * L.cross_autoencoder_loss(
+            rec_img, x_img, rec_txt, x_txt, reh_i, h_i, reh_t, h_t
+        )
+    return loss

@@ -1,0 +1,66 @@
+"""The shipped CACH heads: present, small, well-formed, and evaluating to the model card's numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from model_runtime.hashing.heads_io import load_heads, read_metadata, shipped_heads_path
+from model_runtime.paths import HEADS_DIR, PLUGIN_ROOT
+
+BITS = (16, 32, 64, 128)
+EXPECTED = HEADS_DIR / "expected_metrics.json"
+
+
+@pytest.mark.parametrize("bits", BITS)
+def test_shipped_file_is_well_formed(bits):
+    path = shipped_heads_path(bits)
+    meta = read_metadata(path)
+    assert (meta["method"], meta["backbone"], meta["bits"]) == ("cach", "effnetlite0-minilm", bits)
+    assert (meta["image_dim"], meta["text_dim"]) == (1280, 384)
+    assert meta["extra"]["split"] == "duch-train"
+    heads = load_heads(path, expect_backbone="effnetlite0-minilm", expect_bits=bits)
+    assert heads.bits == bits
+
+
+def test_shipped_heads_are_small_and_inference_only():
+    from safetensors import safe_open
+
+    total = 0
+    for bits in BITS:
+        path = shipped_heads_path(bits)
+        total += path.stat().st_size
+        with safe_open(str(path), framework="pt") as f:
+            keys = list(f.keys())
+            assert all(k.startswith(("image_head.", "text_head.")) for k in keys)
+            assert str(f.get_tensor(keys[0]).dtype) == "torch.float16"
+    assert total < 8e6, f"shipped heads take {total / 1e6:.1f} MB"
+    card = (HEADS_DIR / "MODEL_CARD.md").read_text()
+    assert "effnetlite0-minilm" in card and "split_duch" in card
+
+
+@pytest.mark.slow
+def test_shipped_heads_match_model_card():
+    """Needs the UCM features (extracted once, ~15 min on 2 CPU cores; cached afterwards)."""
+    expected = json.loads(EXPECTED.read_text())
+    tol = expected["tolerance"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "model_runtime", "eval", "--dataset", "ucm", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=PLUGIN_ROOT,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert (out["dataset"], out["protocol"]) == ("ucm", "duch")
+    got = {(r["bits"], r["direction"]): r for r in out["results"]}
+    assert len(got) == 16 and {r["method"] for r in out["results"]} == {"cach"}
+    for bits, rows in expected["eval"].items():
+        for row in rows:
+            r = got[(int(bits), row["direction"])]
+            for key in ("map20_duch", "map20_topk", "map_all"):
+                assert r[key] == pytest.approx(row[key], abs=tol), (bits, row["direction"], key)

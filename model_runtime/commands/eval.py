@@ -63,7 +63,7 @@ def run(args) -> int:
     for w in weights:
         load_heads(w, expect_backbone=args.backbone)
     feats = ucm_features(
-        args.data_root, args.backbone, args.device, augment=True, progress=not args.json
+        args.data_root, args.backbone, args.device, augment=False, progress=not args.json
     )
     rows = evaluate(weights, feats, args.backbone)
     if args.json:

@@ -1,0 +1,333 @@
+"""The caption bank: training captions that describe a tile, hash-indexed with the text head.
+
+The bank is the deduplicated training captions of UCM-captions (official train split), RSITMD,
+RSICD and Sydney-captions (train splits), stored as ``resources/captions/bank.txt.gz`` so users
+without the datasets can caption. Rebuild it with ``python -m model_runtime.captions build``.
+
+Codes of the bank depend on the text encoder and the text head. They are looked up, in order, in
+``resources/captions/codes-<key>.npy`` (shipped for the shipped heads, so the first caption is fast),
+then in ``paths.cache_dir()``, and computed (then cached) otherwise. ``<key>`` combines the backbone,
+the SHA-256 of the heads file and of the bank, so a retrained head never reads stale codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model_runtime.errors import DataError
+from model_runtime.paths import RESOURCES, cache_dir, data_root
+
+LOG = logging.getLogger(__name__)
+
+CAPTIONS_DIR = RESOURCES / "captions"
+BANK_PATH = CAPTIONS_DIR / "bank.txt.gz"
+
+#: (dataset folder, caption file, split key, split value) of each source, in bank order
+SOURCES = (
+    ("ucm", "captions.json", "split_official", "train"),
+    ("rsitmd", "captions.json", "split", "train"),
+    ("rsicd", "captions.json", "split", "train"),
+    ("sydney", "captions_karpathy_format.json", "split", "train"),
+)
+
+
+# --- building the bank ---------------------------------------------------------------------------
+def _dedupe_key(text: str) -> str:
+    """Case, spacing and final full stop do not make a caption different."""
+    return re.sub(r"\s+", " ", text.strip().lower()).rstrip(" .")
+
+
+def clean_caption(text: str) -> str:
+    """``"there is a farm ."`` -> ``"There is a farm."``: tidy spacing, full stop, capital."""
+    text = re.sub(r"\s+", " ", text.strip())
+    text = re.sub(r"\s+([.,;:!?])", r"\1", text)
+    if text and not text.endswith((".", "!", "?")):
+        text += "."
+    return text[:1].upper() + text[1:]
+
+
+def _captions_of(record: dict[str, Any]) -> list[str]:
+    if "captions" in record:
+        return [str(c) for c in record["captions"]]
+    return [str(s["raw"]) for s in record.get("sentences", [])]  # Karpathy format
+
+
+def collect_training_captions(root: str | os.PathLike | None = None) -> tuple[list[str], dict]:
+    """All training captions of the bank's sources under the data root, deduplicated, in order.
+
+    Returns ``(captions, counts)`` where counts gives per-source raw and newly-added sentences.
+    A missing source is skipped with a warning; none at all is a :class:`DataError`.
+    """
+    base = data_root(root)
+    seen: set[str] = set()
+    captions: list[str] = []
+    counts: dict[str, dict[str, int]] = {}
+    for folder, name, split_key, split in SOURCES:
+        path = base / folder / name
+        if not path.is_file():
+            LOG.warning("caption source missing, skipped: %s", path)
+            continue
+        try:
+            records = json.loads(path.read_text(encoding="utf-8"))["images"]
+        except (OSError, ValueError, KeyError) as err:
+            raise DataError(f"Cannot read captions from {path}: {err}") from err
+        raw = added = 0
+        for record in records:
+            if record.get(split_key) != split:
+                continue
+            for text in _captions_of(record):
+                raw += 1
+                text = clean_caption(text)
+                key = _dedupe_key(text)
+                if key and key not in seen:
+                    seen.add(key)
+                    captions.append(text)
+                    added += 1
+        counts[folder] = {"raw": raw, "added": added}
+    if not captions:
+        raise DataError(f"No training captions found under {base}; give --data-root.")
+    return captions, counts
+
+
+def write_bank(captions: Iterable[str], path: str | os.PathLike = BANK_PATH) -> Path:
+    """One caption per line, gzip; ``mtime=0`` so the same captions give the same bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    data = "".join(c.replace("\n", " ") + "\n" for c in captions).encode("utf-8")
+    with (
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz,
+    ):
+        gz.write(data)
+    os.replace(tmp, path)
+    return path
+
+
+def load_bank(path: str | os.PathLike = BANK_PATH) -> list[str]:
+    """The bank's captions, one per entry."""
+    path = Path(path)
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            return [line.rstrip("\n") for line in fh if line.strip()]
+    except FileNotFoundError as err:
+        raise DataError(
+            f"Caption bank not found: {path}. Rebuild it with "
+            "'python -m model_runtime.captions build --data-root DIR'."
+        ) from err
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise DataError(f"Caption bank {path} is corrupt: {err}") from err
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- codes and search ----------------------------------------------------------------------------
+def codes_key(backbone: str, heads_sha: str, bank_sha: str) -> str:
+    return f"{backbone}-{heads_sha[:16]}-{bank_sha[:12]}"
+
+
+def _load_codes(path: Path, n: int, nbytes: int) -> np.ndarray | None:
+    try:
+        codes = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        LOG.warning("ignoring unreadable caption codes %s: %s", path, err)
+        return None
+    if codes.dtype != np.uint8 or codes.shape != (n, nbytes):
+        LOG.warning(
+            "ignoring caption codes %s of shape %s (want %s)", path, codes.shape, (n, nbytes)
+        )
+        return None
+    return codes
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, array, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class CaptionMatch:
+    """One caption of the bank and how close its code is to the query's."""
+
+    rank: int
+    text: str
+    hamming: int
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "text": self.text, "hamming": self.hamming, "score": self.score}
+
+
+class CaptionBank:
+    """The bank's captions and their packed codes in a faiss binary index."""
+
+    def __init__(self, captions: list[str], codes: np.ndarray, bits: int) -> None:
+        import faiss
+
+        if len(captions) != len(codes):
+            raise ValueError(f"{len(captions)} captions but {len(codes)} codes")
+        self.captions = captions
+        self.codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        self.bits = bits
+        self._index = faiss.IndexBinaryFlat(bits)
+        self._index.add(self.codes)
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def search(self, query_codes: np.ndarray, k: int = 5) -> list[CaptionMatch]:
+        """Nearest captions to one packed query code (``uint8 [bits/8]`` or ``[1, bits/8]``).
+
+        Many captions share a code, so ties are broken by the bank's order, which puts the
+        shorter official UCM sentences first; identical texts never appear twice.
+        """
+        q = np.ascontiguousarray(np.asarray(query_codes, dtype=np.uint8).reshape(1, -1))
+        want = min(len(self), max(k * 4, k + 16))
+        dist, idx = self._index.search(q, want)
+        out: list[CaptionMatch] = []
+        for d, i in sorted(zip(dist[0].tolist(), idx[0].tolist(), strict=True)):
+            if i < 0:
+                continue
+            out.append(CaptionMatch(len(out) + 1, self.captions[i], int(d), 1.0 - d / self.bits))
+            if len(out) == k:
+                break
+        return out
+
+
+def bank_features(
+    captions: list[str],
+    encode_texts: Callable[[list[str]], np.ndarray],
+    backbone: str,
+    bank_sha: str,
+    batch: int = 1024,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Text-encoder features of the bank (float32), cached as float16 per backbone and bank.
+
+    Encoding the bank is the slow part (minutes on a CPU); every heads file then reuses it, so a
+    retrained or differently sized head costs only its own small MLP.
+    """
+    path = cache_dir() / "captions" / f"feats-{backbone}-{bank_sha[:12]}.npy"
+    if path.is_file():
+        try:
+            feats = np.load(path, allow_pickle=False)
+            if feats.ndim == 2 and len(feats) == len(captions):
+                return feats.astype(np.float32)
+        except (OSError, ValueError) as err:
+            LOG.warning("ignoring unreadable caption features %s: %s", path, err)
+    LOG.info("encoding %d bank captions once (cached in %s)", len(captions), path.parent)
+    start = time.perf_counter()
+    parts = []
+    for i in range(0, len(captions), batch):
+        parts.append(np.asarray(encode_texts(captions[i : i + batch]), dtype=np.float32))
+        if progress:
+            progress(min(i + batch, len(captions)), len(captions))
+    feats = np.concatenate(parts)
+    LOG.info("bank captions encoded in %.1f s", time.perf_counter() - start)
+    try:
+        _save_npy(path, feats.astype(np.float16))
+    except OSError as err:
+        LOG.warning("could not cache caption features: %s", err)
+    return feats
+
+
+def bank_codes(
+    captions: list[str],
+    key: str,
+    nbytes: int,
+    compute: Callable[[], np.ndarray],
+) -> np.ndarray:
+    """Packed codes of ``captions``: shipped file, else cache, else ``compute()`` (tanh outputs
+    or packed codes of all captions) and cached. ``key`` is :func:`codes_key`."""
+    from model_runtime.hashing.model import codes as pack
+
+    name = f"codes-{key}.npy"
+    for path in (CAPTIONS_DIR / name, cache_dir() / "captions" / name):
+        if path.is_file():
+            codes = _load_codes(path, len(captions), nbytes)
+            if codes is not None:
+                LOG.debug("caption codes from %s", path)
+                return codes
+    LOG.info("no stored caption codes %s: computing them once", name)
+    out = np.asarray(compute())
+    codes = out if out.dtype == np.uint8 else pack(out)
+    try:
+        _save_npy(cache_dir() / "captions" / name, codes)
+    except OSError as err:
+        LOG.warning("could not cache caption codes: %s", err)
+    return codes
+
+
+# --- command line: rebuild the bank and the shipped codes -----------------------------------------
+def _build(args: argparse.Namespace) -> int:
+    captions, counts = collect_training_captions(args.data_root)
+    path = write_bank(captions, args.out)
+    print(json.dumps({"bank": str(path), "captions": len(captions), "sources": counts}))
+    return 0
+
+
+def _ship_codes(args: argparse.Namespace) -> int:
+    """Compute codes for the shipped heads and write them beside the bank (one encoder pass)."""
+    from model_runtime.pipeline import Runtime
+
+    rt = Runtime(device=args.device)
+    keep = set()
+    for bits in args.bits:
+        keep.add(f"codes-{rt.caption_codes_key(bits)}.npy")
+        target = CAPTIONS_DIR / f"codes-{rt.caption_codes_key(bits)}.npy"
+        if target.is_file() and not args.force:
+            print(f"{target} exists")
+            continue
+        bank = rt.caption_bank(bits)
+        _save_npy(target, bank.codes)
+        print(f"wrote {target} ({len(bank)} codes, {bits} bits)")
+    for stale in CAPTIONS_DIR.glob(f"codes-{rt.backbone}-*.npy"):
+        if stale.name not in keep:  # codes of heads that are no longer shipped
+            stale.unlink()
+            print(f"removed {stale}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_runtime.captions", description=__doc__.splitlines()[0]
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="rebuild resources/captions/bank.txt.gz from the datasets")
+    b.add_argument("--data-root", default=None)
+    b.add_argument("--out", default=str(BANK_PATH))
+    b.set_defaults(fn=_build)
+    s = sub.add_parser("ship-codes", help="precompute bank codes for the shipped heads")
+    s.add_argument("--bits", type=int, nargs="+", default=[64])
+    s.add_argument("--device", default=None)
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(fn=_ship_codes)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""``cach search``: tiles of an index that match a text, a tile, an image or example tiles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from model_runtime.worker import add_model_arguments, runtime_kwargs
+
+
+def _weight(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}") from None
+
+
+def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "search",
+        help=help_text,
+        description=help_text + ". Query parts can be combined: "
+        "e.g. --text with --positive/--negative example tiles.",
+    )
+    p.add_argument("--index", required=True, metavar="DIR", help="index folder")
+    p.add_argument("--text", help="describe what to find, e.g. 'a harbour with boats'")
+    p.add_argument("--tile", type=int, metavar="ID", help="find tiles similar to this tile")
+    p.add_argument("--image", metavar="FILE", help="find tiles similar to this image")
+    p.add_argument(
+        "--positive",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="example tiles to move towards",
+    )
+    p.add_argument(
+        "--negative",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="example tiles to move away from",
+    )
+    p.add_argument(
+        "--weight",
+        type=_weight,
+        action="append",
+        default=[],
+        metavar="PART=W",
+        help="weight of a query part: text, image, tile, positive (1.0), negative (0.5)",
+    )
+    p.add_argument("--k", type=int, default=20, help="number of results (20)")
+    p.add_argument(
+        "--bbox",
+        type=float,
+        nargs=4,
+        metavar=("MINX", "MINY", "MAXX", "MAXY"),
+        help="only tiles that meet this box",
+    )
+    p.add_argument("--bbox-crs", default="EPSG:4326", help="CRS of --bbox (EPSG:4326)")
+    p.add_argument(
+        "--no-collapse",
+        dest="collapse",
+        action="store_false",
+        help="keep overlapping and duplicate tiles",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--geojson", metavar="PATH", help="write footprints as GeoJSON")
+    p.add_argument("--gpkg", metavar="PATH", help="write footprints as a GeoPackage layer")
+    p.add_argument("--contact-sheet", metavar="PNG", help="write a PNG of thumbnails")
+    add_model_arguments(p)
+    return p
+
+
+def print_table(results: list[dict]) -> None:
+    """Hits as a readable table (also used by ``cach caption``)."""
+    if not results:
+        print("no results")
+        return
+    print(f"{'rank':>4}  {'score':>6}  {'ham':>4}  {'tile':>7}  {'window':<22}  source")
+    for h in results:
+        window = ",".join(str(v) for v in h["window"])
+        print(
+            f"{h['rank']:>4}  {h['score']:>6.3f}  {h['hamming']:>4}  {h['tile_id']:>7}  "
+            f"{window:<22}  {h['source']}"
+        )
+
+
+def write_outputs(
+    runtime, index_dir: str, hits: list, query: dict, model: dict, args: argparse.Namespace
+) -> dict[str, str]:
+    """GeoJSON / GeoPackage / contact sheet as asked; returns {kind: path}."""
+    from model_runtime.index import contact_sheet, write_geojson, write_gpkg
+
+    written: dict[str, str] = {}
+    if getattr(args, "geojson", None):
+        written["geojson"] = str(write_geojson(hits, args.geojson, query, model))
+    if getattr(args, "gpkg", None):
+        written["gpkg"] = str(write_gpkg(hits, args.gpkg, query, model))
+    if getattr(args, "contact_sheet", None) and hits:
+        index, _ = runtime.open_index(index_dir)
+        written["contact_sheet"] = str(
+            contact_sheet(
+                hits, args.contact_sheet, reader=lambda h: index.read_tile_pixels(h.tile_id)
+            )
+        )
+    return written
+
+
+def run(args: argparse.Namespace) -> int:
+    from model_runtime.errors import ConfigError
+    from model_runtime.pipeline import Runtime
+
+    if args.text is None and args.tile is None and args.image is None and not args.positive:
+        raise ConfigError("Give a query: --text, --tile, --image or --positive.")
+    runtime = Runtime(**runtime_kwargs(args))
+    result = runtime.search(
+        args.index,
+        text=args.text,
+        tile=args.tile,
+        image=args.image,
+        positive=args.positive,
+        negative=args.negative,
+        weights=dict(args.weight) or None,
+        k=args.k,
+        bbox=args.bbox,
+        bbox_crs=args.bbox_crs,
+        collapse=args.collapse,
+    )
+    written = write_outputs(runtime, args.index, result.results, result.query, result.model, args)
+    out = result.to_json()
+    if args.json:
+        if written:
+            out["outputs"] = written
+        print(json.dumps(out))
+        return 0
+    q = out["query"]
+    what = q.get("text") or (f"tile {q['tile']}" if "tile" in q else q.get("image")) or "examples"
+    print(
+        f"{len(out['results'])} result(s) for {what!r} in {out['index']['path']} "
+        f"({out['index']['tiles']} tiles, {out['index']['bits']} bits, "
+        f"{out['timing_ms']['total']:.0f} ms)"
+    )
+    print_table(out["results"])
+    for kind, path in written.items():
+        print(f"wrote {kind}: {Path(path).resolve()}")
+    return 0

@@ -1,0 +1,274 @@
+"""The worker as a real subprocess: ready line, malformed requests, unknown ops, status while
+busy, progress events, cancel of an index run, search, shutdown.
+
+Model-backed tests share one worker (the encoder loads once) and use randomly initialised
+64-bit heads written to a temporary file, so they do not depend on the shipped weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from model_runtime.paths import PLUGIN_ROOT, data_root
+
+TIMEOUT_S = 120.0
+
+
+class WorkerProcess:
+    """Speaks the protocol to ``python -m model_runtime.worker`` with read timeouts."""
+
+    def __init__(self, *args: str, env: dict | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "model_runtime.worker", *args],
+            cwd=PLUGIN_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: queue.Queue[dict | None] = queue.Queue()
+        self.raw: list[str] = []
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.raw.append(line)
+            self.lines.put(json.loads(line))  # every stdout line must be JSON
+        self.lines.put(None)
+
+    def _read_err(self) -> None:
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def send(self, obj: dict | str) -> None:
+        self.proc.stdin.write((obj if isinstance(obj, str) else json.dumps(obj)) + "\n")
+        self.proc.stdin.flush()
+
+    def next(self, timeout: float = TIMEOUT_S) -> dict:
+        msg = self.lines.get(timeout=timeout)
+        assert msg is not None, "worker exited; stderr:\n" + "".join(self.stderr[-30:])
+        return msg
+
+    def response(self, request_id, events: list | None = None, timeout: float = TIMEOUT_S) -> dict:
+        """Messages until the final response of ``request_id``; events of it go to ``events``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.next(max(0.1, deadline - time.monotonic()))
+            if msg.get("id") == request_id and "ok" in msg:
+                return msg
+            if events is not None and msg.get("id") == request_id:
+                events.append(msg)
+
+    def call(self, request_id, op: str, **params) -> dict:
+        self.send({"id": request_id, "op": op, "params": params})
+        return self.response(request_id)
+
+    def close(self) -> int:
+        if self.proc.poll() is None:
+            try:
+                self.send({"id": "bye", "op": "shutdown"})
+            except BrokenPipeError:
+                pass
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def heads_file(tmp_path_factory) -> Path:
+    import torch
+
+    from model_runtime.hashing.heads_io import save_heads
+    from model_runtime.hashing.model import HashHeads
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("heads") / "cach-effnetlite0-minilm-64.safetensors"
+    return save_heads(HashHeads(bits=64), path, "cach", "effnetlite0-minilm")
+
+
+@pytest.fixture(scope="module")
+def geotiff() -> Path:
+    root = data_root() / "geotiff"
+    if not root.is_dir():
+        pytest.skip(f"real rasters not found at {root} (set CACH_DATA)")
+    return root
+
+
+@pytest.fixture
+def light_worker(tmp_path):
+    """A worker that never loads the model (no preload; only model-free requests)."""
+    worker = WorkerProcess("--no-preload", env={"CACH_CACHE": str(tmp_path / "cache")})
+    yield worker
+    worker.close()
+
+
+@pytest.fixture(scope="module")
+def model_worker(heads_file, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    worker = WorkerProcess(
+        "--heads", str(heads_file), "--device", "cpu", env={"CACH_CACHE": str(cache)}
+    )
+    ready = worker.next()
+    assert ready["event"] == "ready"
+    yield worker
+    worker.close()
+
+
+def test_ready_comes_first_and_fast(light_worker) -> None:
+    start = time.monotonic()
+    ready = light_worker.next(timeout=30)
+    # torch is not imported before 'ready': on an idle machine this is well under a second
+    assert time.monotonic() - start < 15
+    assert ready["id"] is None and ready["event"] == "ready"
+    assert ready["data"]["protocol"] == 1 and ready["data"]["pid"] == light_worker.proc.pid
+    status = light_worker.call(1, "status")
+    assert status["ok"] and status["result"]["busy"] is None
+    assert status["result"]["models_loaded"] == []
+
+
+def test_malformed_requests_are_answered_and_serving_goes_on(light_worker) -> None:
+    assert light_worker.next()["event"] == "ready"
+    bad = [
+        "this is not json",
+        "[1, 2, 3]",
+        '{"id": 1}',
+        '{"id": 2, "op": 42}',
+        '{"id": 3, "op": "search", "params": {"index": "/x"}}',
+        '{"id": 4, "op": "search", "params": "index"}',
+        '{"id": {"a": 1}, "op": "status"}',
+        "{" * 5000,
+    ]
+    got_ids = []
+    for line in bad:
+        light_worker.send(line)
+        msg = light_worker.next()
+        assert msg["ok"] is False and msg["error"]["type"] == "protocol", (line, msg)
+        assert msg["error"]["message"]
+        got_ids.append(msg["id"])
+    # the id is echoed whenever it could be read, so the client can match the error
+    assert got_ids == [None, None, 1, 2, 3, 4, None, None]
+    light_worker.send("")  # blank lines are ignored
+    assert light_worker.call(9, "status")["ok"]
+
+
+def test_unknown_op_and_errors_name_the_problem(light_worker, tmp_path) -> None:
+    assert light_worker.next()["event"] == "ready"
+    msg = light_worker.call(5, "teleport")
+    assert msg == {"id": 5, "ok": False, "error": msg["error"]}
+    assert msg["error"]["type"] == "protocol" and "teleport" in msg["error"]["message"]
+    missing = tmp_path / "no-index"
+    msg = light_worker.call("s1", "search", index=str(missing), text="a harbour")
+    assert msg["ok"] is False and msg["error"]["type"] == "index"
+    assert str(missing) in msg["error"]["message"]
+    assert light_worker.call(6, "cancel", target="nothing-running")["result"] == {
+        "cancelled": False
+    }
+
+
+def test_shutdown_exits_zero(light_worker) -> None:
+    assert light_worker.next()["event"] == "ready"
+    assert light_worker.call("end", "shutdown")["result"] == {"bye": True}
+    assert light_worker.proc.wait(timeout=30) == 0
+
+
+def test_end_of_input_exits_zero(light_worker) -> None:
+    assert light_worker.next()["event"] == "ready"
+    light_worker.proc.stdin.close()
+    assert light_worker.proc.wait(timeout=30) == 0
+
+
+def test_index_progress_search_locate(model_worker, geotiff, tmp_path_factory) -> None:
+    index_dir = tmp_path_factory.mktemp("idx-small")
+    paths = [str(geotiff / "rasterio" / "cogeo.tif"), str(geotiff / "rasterio" / "rotated.tif")]
+    dry = model_worker.call("d", "index", index=str(index_dir), paths=paths, dry_run=True)
+    assert dry["ok"] and dry["result"]["files"] == 2 and dry["result"]["tiles"] == 17
+    events: list[dict] = []
+    model_worker.send(
+        {"id": "i", "op": "index", "params": {"index": str(index_dir), "paths": paths}}
+    )
+    done = model_worker.response("i", events)
+    assert done["ok"], done
+    assert done["result"]["tiles"] == 17 and done["result"]["added"] == 2
+    assert events and all(e["event"] == "progress" for e in events)
+    assert {"encode", "done"} <= {e["data"]["stage"] for e in events}
+    last = events[-1]["data"]
+    assert last["done"] == last["total"] == 17
+    found = model_worker.call("q", "search", index=str(index_dir), text="buildings", k=5)
+    assert found["ok"], found
+    result = found["result"]
+    assert result["index"]["tiles"] == 17 and len(result["results"]) == 5
+    assert [h["rank"] for h in result["results"]] == [1, 2, 3, 4, 5]
+    assert result["model"]["bits"] == 64 and result["query"]["text"] == "buildings"
+    hit = next(h for h in result["results"] if h["footprint"])
+    x, y = hit["footprint"]["coordinates"][0][0]
+    ring = hit["footprint"]["coordinates"][0]
+    cx, cy = sum(p[0] for p in ring[:4]) / 4, sum(p[1] for p in ring[:4]) / 4
+    located = model_worker.call("l", "locate", index=str(index_dir), x=cx, y=cy, crs="EPSG:4326")
+    assert located["ok"] and located["result"]["tile"]["tile_id"] == hit["tile_id"]
+    similar = model_worker.call("t", "search", index=str(index_dir), tile=hit["tile_id"], k=3)
+    assert similar["ok"] and hit["tile_id"] not in [
+        h["tile_id"] for h in similar["result"]["results"]
+    ]
+    status = model_worker.call("st", "status")["result"]
+    assert status["busy"] is None and status["device"] == "cpu"
+    assert any(m.startswith("encoder:") for m in status["models_loaded"])
+
+
+def test_cancel_an_index_run(model_worker, geotiff, tmp_path_factory) -> None:
+    index_dir = tmp_path_factory.mktemp("idx-cancel")
+    model_worker.send(
+        {
+            "id": "big",
+            "op": "index",
+            # small overlapping tiles: thousands, so the run is still going when it is cancelled
+            "params": {
+                "index": str(index_dir),
+                "paths": [str(geotiff)],
+                "tile_size": 48,
+                "overlap": 0.5,
+            },
+        }
+    )
+    # a second long request waits in the queue behind the first
+    model_worker.send(
+        {"id": "later", "op": "search", "params": {"index": str(index_dir), "text": "x"}}
+    )
+    while True:  # wait until tiles are being encoded
+        msg = model_worker.next()
+        if msg.get("id") is None:  # 'loaded' after the start-up preload
+            continue
+        assert msg.get("id") == "big" and "ok" not in msg, msg
+        if msg["data"]["stage"] == "encode":
+            break
+    status = model_worker.call("s", "status")["result"]
+    assert status["busy"] == "big" and status["queued"] == ["later"]
+    assert model_worker.call("c1", "cancel", target="later")["result"] == {"cancelled": True}
+    assert model_worker.response("later")["error"]["type"] == "cancelled"
+    assert model_worker.call("c2", "cancel", target="big")["result"] == {"cancelled": True}
+    end = model_worker.response("big")
+    assert end["ok"] is False and end["error"]["type"] == "cancelled", end
+    assert model_worker.call("s2", "status")["result"]["busy"] is None
+    # the interrupted index never reads as complete
+    found = model_worker.call("q", "search", index=str(index_dir), text="a field")
+    assert found["ok"] is False and found["error"]["type"] == "index"
+    assert "incomplete" in found["error"]["message"]
+
+
+def test_stdout_carried_only_protocol_lines(model_worker) -> None:
+    assert model_worker.call("last", "status")["ok"]
+    assert all(line.startswith("{") for line in model_worker.raw)

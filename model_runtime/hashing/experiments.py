@@ -121,8 +121,15 @@ def pr_curves_duch(heads: HashHeads, feats, label: str) -> dict[str, tuple]:
     return out
 
 
-def eval_instance(heads: HashHeads, feats, split: str = "test") -> dict[str, dict[str, float]]:
-    """Instance-level R@1/5/10 on ``split_official == split``: codes (Hamming) and floats (cosine).
+#: shortlist length of the product path (Hamming top-K re-ranked by the stored tanh outputs)
+RERANK_K = 100
+
+
+def eval_instance(
+    heads: HashHeads, feats, split: str = "test", rerank: int = RERANK_K
+) -> dict[str, dict[str, float]]:
+    """Instance-level R@1/5/10 on ``split_official == split``: codes (Hamming), floats (cosine) and
+    ``rerank``: the product's path, Hamming top-``rerank`` re-ranked by the tanh outputs' cosine.
 
     I->T: each image against all captions of the split (relevant: its own captions);
     T->I: each caption against all images (relevant: its image).
@@ -136,11 +143,16 @@ def eval_instance(heads: HashHeads, feats, split: str = "test") -> dict[str, dic
     txt = heads.encode_text_np(cap_feats)
     rel_i2t = np.arange(len(idx))[:, None] == cap_owner[None, :]
     out = {}
-    for kind in ("codes", "float"):
+    h_i2t, h_t2i = M.hamming_distance(img, txt), M.hamming_distance(txt, img)
+    f_i2t, f_t2i = -M.cosine_scores(img, txt), -M.cosine_scores(txt, img)
+    for kind in ("codes", "float", "rerank"):
         if kind == "codes":
-            d_i2t, d_t2i = M.hamming_distance(img, txt), M.hamming_distance(txt, img)
+            d_i2t, d_t2i = h_i2t, h_t2i
+        elif kind == "float":
+            d_i2t, d_t2i = f_i2t, f_t2i
         else:
-            d_i2t, d_t2i = -M.cosine_scores(img, txt), -M.cosine_scores(txt, img)
+            d_i2t = M.rerank_distances(h_i2t, f_i2t, rerank)
+            d_t2i = M.rerank_distances(h_t2i, f_t2i, rerank)
         r_i2t = M.recall_at_k(M.ranked_relevance(d_i2t, rel_i2t))
         r_t2i = M.recall_at_k(M.ranked_relevance(d_t2i, rel_i2t.T))
         row = {f"i2t_r{k}": v for k, v in r_i2t.items()}
@@ -201,6 +213,10 @@ def eval_unseen(
     rr = np.where(code_pos < rerank, dists["frozen"], 10.0 + code_pos)
     np.fill_diagonal(rr, big)
     out["i2i_rerank"] = M.map_all(M.ranked_relevance(rr, rel))
+    # the product's path: codes shortlist re-ranked by the stored tanh outputs of the heads
+    rh = M.rerank_distances(dists["codes"], dists["float"], rerank)
+    np.fill_diagonal(rh, big)
+    out["i2i_rerank_head"] = M.map_all(M.ranked_relevance(rh, rel))
     cap = caption_index(feats)[idx]
     txt_f = heads.encode_text_np(feats.text[idx, cap])
     rel_t = lab[:, None] == lab[None, :]

@@ -87,6 +87,23 @@ def similarity_matching_loss(
     return (cosine_matrix(h_a, h_b) - (scale * target).clamp(-1.0, 1.0)).pow(2).mean()
 
 
+def feature_preservation_loss(
+    x: torch.Tensor, h: torch.Tensor, h2: torch.Tensor | None = None, scale: float = 1.0
+) -> torch.Tensor:
+    """Intra-image structure preservation over *all* pairs of the batch (no labels).
+
+    The codes' cosine matrix ``cos(h, h)`` matches ``clamp(scale * cos_c(x), -1, 1)``, the
+    batch-centred cosine matrix of the frozen features ``x``; with ``h2`` (codes of another view of
+    the same items) the cross-view matrix ``cos(h, h2)`` is matched to the same target too.
+    """
+    with torch.no_grad():
+        target = (scale * centered_cosine(x)).clamp(-1.0, 1.0)
+    loss = (cosine_matrix(h) - target).pow(2).mean()
+    if h2 is not None:
+        loss = 0.5 * (loss + (cosine_matrix(h, h2) - target).pow(2).mean())
+    return loss
+
+
 def cross_autoencoder_loss(
     rec_img: torch.Tensor,
     x_img: torch.Tensor,

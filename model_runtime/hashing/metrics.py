@@ -41,6 +41,24 @@ def rank(dist: np.ndarray) -> np.ndarray:
     return np.argsort(dist, axis=1, kind="stable")
 
 
+def rerank_distances(code_dist: np.ndarray, float_dist: np.ndarray, k: int) -> np.ndarray:
+    """Distances that rank like "Hamming top-``k``, re-ranked by ``float_dist``".
+
+    The first ``k`` items of the stable Hamming ranking are ordered by ``float_dist`` (lower =
+    better, e.g. negative cosine of the stored float outputs); the rest keep their Hamming order
+    behind them. This is what an index that stores float vectors does with a Hamming shortlist.
+    """
+    code_dist = np.asarray(code_dist)
+    order = rank(code_dist)
+    pos = np.empty_like(order)
+    np.put_along_axis(pos, order, np.arange(code_dist.shape[1])[None, :], axis=1)
+    fd = np.asarray(float_dist, dtype=np.float64)
+    span = float(fd.max() - fd.min()) + 1.0 if fd.size else 1.0
+    # shortlisted items keep their float distance (shifted to start at 0); the rest come after,
+    # in Hamming order
+    return np.where(pos < k, fd - fd.min(), span + pos.astype(np.float64))
+
+
 def relevance(q_labels: np.ndarray, db_labels: np.ndarray) -> np.ndarray:
     """``bool [n_q, n_db]``: same class (1-D labels) or sharing a label (2-D multi-hot)."""
     q_labels, db_labels = np.asarray(q_labels), np.asarray(db_labels)

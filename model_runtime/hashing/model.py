@@ -53,14 +53,26 @@ class HashHeads(nn.Module):
         self.image_dim, self.text_dim, self.bits, self.hidden = image_dim, text_dim, bits, hidden
         self.image_head = _mlp(image_dim, hidden, bits, dropout)
         self.text_head = _mlp(text_dim, hidden, bits, dropout)
+        #: tanh sharpness ``tanh(beta * z)`` used while training (annealed up); a plain float, not
+        #: saved: :meth:`fold_beta` bakes it into the last layers before the heads are shipped.
+        self.beta = 1.0
+
+    def fold_beta(self) -> None:
+        """Bake ``beta`` into the last linear layers (``tanh(beta z) = tanh(z')``), reset it to 1."""
+        if self.beta != 1.0:
+            with torch.no_grad():
+                for head in (self.image_head, self.text_head):
+                    head[-1].weight.mul_(self.beta)
+                    head[-1].bias.mul_(self.beta)
+            self.beta = 1.0
 
     def encode_image(self, feats: torch.Tensor) -> torch.Tensor:
         """Image features ``[N, image_dim]`` -> tanh outputs ``[N, bits]`` in (-1, 1)."""
-        return torch.tanh(self.image_head(F.normalize(feats.float(), dim=-1)))
+        return torch.tanh(self.beta * self.image_head(F.normalize(feats.float(), dim=-1)))
 
     def encode_text(self, feats: torch.Tensor) -> torch.Tensor:
         """Text features ``[N, text_dim]`` -> tanh outputs ``[N, bits]`` in (-1, 1)."""
-        return torch.tanh(self.text_head(F.normalize(feats.float(), dim=-1)))
+        return torch.tanh(self.beta * self.text_head(F.normalize(feats.float(), dim=-1)))
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encode_image(image), self.encode_text(text)

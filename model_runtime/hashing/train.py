@@ -41,6 +41,14 @@ class TrainConfig:
     w_ae: float = 0.2
     w_quant: float = 0.1
     w_balance: float = 0.1
+    # CACH image-structure preservation: cos(h_I, h_I) matches scale * cos_c(x_I) over all pairs
+    w_preserve: float = 0.0
+    preserve_scale: float = 1.0
+    # late quantization: w_quant ramps linearly from w_quant to w_quant * quant_final over the last
+    # quant_late share of the steps; tanh(beta z) with beta annealed from 1 to beta_final
+    quant_final: float = 1.0
+    quant_late: float = 0.3
+    beta_final: float = 1.0
     # CACH multiscale similarity
     sim_beta: float = 0.3
     sim_eta: float = 0.3
@@ -135,13 +143,16 @@ def _train(method, cfg, img_np, txt_np, img_aug, bits, seed, progress) -> HashHe
     heads.train()
     t0 = time.perf_counter()
     last = math.nan
+    n_steps = max(1, cfg.epochs * steps)
     for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=gen)
         total = 0.0
         for s in range(steps):
             idx = perm[s * bs : (s + 1) * bs]
+            frac = (epoch * steps + s) / n_steps
+            heads.beta = cfg.beta_final**frac  # geometric 1 -> beta_final
             batch = _views(idx, img, txt, aug, n_cap, gen, cfg.feature_noise)
-            loss = batch_loss(method, cfg, heads, dec, batch, txt_mean[idx])
+            loss = batch_loss(method, cfg, heads, dec, batch, txt_mean[idx], frac)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -150,6 +161,8 @@ def _train(method, cfg, img_np, txt_np, img_aug, bits, seed, progress) -> HashHe
         last = total / max(steps, 1)
         if progress is not None:
             progress(epoch + 1, cfg.epochs, last)
+    heads.beta = cfg.beta_final
+    heads.fold_beta()  # shipped heads compute tanh(z) with beta baked into the last layer
     heads.eval()
     heads.train_info = {  # type: ignore[attr-defined]
         "method": method,
@@ -194,6 +207,15 @@ def _jitter(x, sd, gen, drop):
     return out
 
 
+def _quant_weight(cfg: TrainConfig, frac: float) -> float:
+    """``w_quant``, ramped linearly to ``w_quant * quant_final`` over the last ``quant_late``."""
+    if cfg.quant_final == 1.0 or cfg.quant_late <= 0:
+        return cfg.w_quant
+    start = 1.0 - cfg.quant_late
+    t = min(1.0, max(0.0, (frac - start) / cfg.quant_late))
+    return cfg.w_quant * (1.0 + t * (cfg.quant_final - 1.0))
+
+
 def batch_loss(
     method: str,
     cfg: TrainConfig,
@@ -201,8 +223,12 @@ def batch_loss(
     dec: CrossDecoders | None,
     batch: tuple[torch.Tensor, ...],
     txt_mean: torch.Tensor,
+    frac: float = 1.0,
 ) -> torch.Tensor:
-    """The training loss of one batch: ``batch = (x_img, x_img2, x_txt, x_txt2)`` (normalised)."""
+    """The training loss of one batch: ``batch = (x_img, x_img2, x_txt, x_txt2)`` (normalised).
+
+    ``frac`` in [0, 1] is the share of training done (for the late quantization ramp).
+    """
     x_img, x_img2, x_txt, x_txt2 = batch
     h_i, h_t = heads.encode_image(x_img), heads.encode_text(x_txt)
     if method == "djsrh":
@@ -214,7 +240,7 @@ def batch_loss(
     if "quantization" not in off:
         q = L.quantization_loss(h_i) + L.quantization_loss(h_t)
         bal = L.bit_balance_loss(h_i) + L.bit_balance_loss(h_t)
-        loss = loss + cfg.w_quant * q + cfg.w_balance * bal
+        loss = loss + _quant_weight(cfg, frac) * q + cfg.w_balance * bal
     if method == "duch":
         loss = loss + cfg.w_inter * L.nt_xent(h_i, h_t, cfg.tau)
         return loss + cfg.w_intra * (L.nt_xent(h_i, h_i2, cfg.tau) + L.nt_xent(h_t, h_t2, cfg.tau))
@@ -230,6 +256,10 @@ def batch_loss(
             + L.similarity_matching_loss(s, h_t, h_t, cfg.sim_scale)
         )
         loss = loss + cfg.w_sim * sim
+    if cfg.w_preserve > 0:
+        loss = loss + cfg.w_preserve * L.feature_preservation_loss(
+            x_img, h_i, h_i2, cfg.preserve_scale
+        )
     if "contrastive" not in off:
         # neighbours under the multiscale similarity are soft positives; without it plain InfoNCE
         if s is None:

@@ -136,3 +136,34 @@ def test_neighbour_targets_hand_computed():
     expected = torch.tensor([[0.6, 0.4, 0.0], [0.4, 0.6, 0.0], [0.0, 0.4, 0.6]])
     assert torch.allclose(t, expected)
     assert torch.allclose(t.sum(dim=1), torch.ones(3))
+
+
+def test_feature_preservation_hand_case_and_gradient():
+    import torch as _t
+
+    x = _t.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    # centred cosine of x is x's cosine (mean 0); codes equal to x match it exactly
+    assert L.feature_preservation_loss(x, x.clone()).item() < 1e-10
+    h = _t.ones(4, 2, requires_grad=True)  # all codes equal: cos 1 everywhere
+    target = L.cosine_matrix(x)
+    want = (1 - target).pow(2).mean().item()
+    loss = L.feature_preservation_loss(x, h)
+    assert abs(loss.item() - want) < 1e-6
+    h2 = _t.randn(4, 2, requires_grad=True)
+    L.feature_preservation_loss(x, h2, h2 * 1.0).backward()
+    assert h2.grad is not None and h2.grad.abs().sum() > 0
+
+
+def test_fold_beta_keeps_outputs():
+    import torch as _t
+
+    from model_runtime.hashing.model import HashHeads
+
+    heads = HashHeads(8, 6, 16, hidden=8).eval()
+    x, t = _t.randn(5, 8), _t.randn(5, 6)
+    heads.beta = 3.0
+    a, b = heads.encode_image(x), heads.encode_text(t)
+    heads.fold_beta()
+    assert heads.beta == 1.0
+    assert _t.allclose(heads.encode_image(x), a, atol=1e-6)
+    assert _t.allclose(heads.encode_text(t), b, atol=1e-6)

@@ -106,3 +106,14 @@ def test_retrieval_scores_perfect_codes():
     lab = np.array([0, 0, 1, 1])
     s = M.retrieval_scores(M.hamming_distance(codes, codes), M.relevance(lab, lab))
     assert s == {"map20_duch": 1.0, "map20_topk": 1.0, "map_all": 1.0}
+
+
+def test_rerank_distances_reorders_only_the_hamming_shortlist():
+    from model_runtime.hashing.metrics import rank, rerank_distances
+
+    code = np.array([[0, 1, 1, 2, 3]])
+    flt = np.array([[0.5, 0.1, 0.9, 0.0, 0.2]])  # lower = better
+    # top-3 by Hamming (stable): items 0, 1, 2 -> reordered by float: 1, 0, 2; then 3, 4
+    assert rank(rerank_distances(code, flt, 3)).tolist() == [[1, 0, 2, 3, 4]]
+    assert rank(rerank_distances(code, flt, 5)).tolist() == [[3, 1, 4, 0, 2]]
+    assert rank(rerank_distances(code, flt, 1)).tolist() == [[0, 1, 2, 3, 4]]

@@ -61,7 +61,7 @@ def test_instance_and_unseen_protocols_run(feats):
     assert 0 < out["i2i_codes"] <= 1 and 0 < out["i2i_frozen"] <= 1
     assert {"i2i_float", "i2i_rerank", "t2i_prompt_codes", "t2i_captions_float"} <= set(out)
     inst = E.eval_instance(heads, feats)
-    assert set(inst) == {"codes", "float"}
+    assert set(inst) == {"codes", "float", "rerank"}
     assert 0 <= inst["codes"]["mR"] <= 100 and inst["float"]["t2i_r10"] >= inst["float"]["t2i_r1"]
 
 
@@ -123,3 +123,16 @@ def test_benchmark_and_report_render(feats, tmp_path):
     ):
         assert title in md
     assert "effnetlite0-minilm" in report.model_card(shipped)
+
+
+def test_preservation_sharpening_and_late_quantization_train(feats):
+    import dataclasses
+
+    cfg = dataclasses.replace(FAST, w_preserve=5.0, beta_final=3.0, quant_final=5.0)
+    heads = E.train_on("cach", feats, feats.split_duch == "train", 32, seed=0, config=cfg)
+    assert heads.beta == 1.0  # folded into the last layers: shipped heads stay plain tanh
+    rows = {r["direction"]: r for r in E.eval_duch(heads, feats)}
+    assert rows["i2t"]["map20_duch"] > _random_map(feats) + 0.3
+    inst = E.eval_instance(heads, feats, "test") if "test" in set(feats.split_official) else None
+    if inst is not None:
+        assert set(inst) == {"codes", "float", "rerank"}

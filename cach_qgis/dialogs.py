@@ -1,0 +1,289 @@
+"""Dialogs: "Index raster folder..." and "Runtime settings"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qgis.core import QgsApplication
+from qgis.gui import QgsFileWidget
+from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import settings
+from .messages import IndexSummary, WorkerError
+from .runtime_client import PendingRequest, RuntimeClient
+from .runtime_setup import RuntimeInstaller, describe_runtime, is_executable
+from .tasks import IndexTask
+
+
+def parse_bands(text: str) -> list[int] | None:
+    """ "4,3,2" -> [4, 3, 2]; empty -> None (the runtime chooses). Raises ValueError."""
+    text = text.strip()
+    if not text:
+        return None
+    bands = [int(part) for part in text.replace(" ", ",").split(",") if part]
+    if len(bands) not in (1, 3) or min(bands) < 1:
+        raise ValueError("Bands are 1 or 3 band numbers, e.g. 1,2,3 or 4,3,2.")
+    return bands
+
+
+class IndexDialog(QDialog):
+    """Folder, index location, tiling and bands; "Estimate" runs a dry run; OK starts a task."""
+
+    taskStarted = pyqtSignal(object)  # IndexTask
+
+    def __init__(self, client: RuntimeClient, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.client = client
+        self.task: IndexTask | None = None
+        self._estimate: PendingRequest | None = None
+        self.setWindowTitle("CACH: Index raster folder")
+        self.folder = QgsFileWidget()
+        self.folder.setStorageMode(QgsFileWidget.GetDirectory)
+        self.folder.fileChanged.connect(self._folder_changed)
+        self.index = QgsFileWidget()
+        self.index.setStorageMode(QgsFileWidget.GetDirectory)
+        self.index.setFilePath(settings.index_path())
+        self.tile_size = QSpinBox()
+        self.tile_size.setRange(32, 8192)
+        self.tile_size.setValue(256)
+        self.tile_size.setSuffix(" px")
+        self.tile_metres = QDoubleSpinBox()
+        self.tile_metres.setRange(0, 100000)
+        self.tile_metres.setSpecialValueText("off (use pixels)")
+        self.tile_metres.setSuffix(" m")
+        self.overlap = QDoubleSpinBox()
+        self.overlap.setRange(0.0, 0.9)
+        self.overlap.setSingleStep(0.25)
+        self.overlap.setDecimals(2)
+        self.multi_scale = QCheckBox("also tiles twice as large (scales 1, 2)")
+        self.rebuild = QCheckBox("rebuild from scratch (e.g. after a model update)")
+        self.bands = QLineEdit()
+        self.bands.setPlaceholderText("automatic (RGB), or e.g. 1,2,3 or 4,3,2")
+        self.estimate_label = QLabel("")
+        self.estimate_label.setWordWrap(True)
+        estimate = QPushButton("Estimate (dry run)")
+        estimate.clicked.connect(self.estimate)
+        self.estimate_button = estimate
+
+        form = QFormLayout()
+        form.addRow("Raster folder", self.folder)
+        form.addRow("Index folder", self.index)
+        form.addRow("Tile size", self.tile_size)
+        form.addRow("Tile ground size", self.tile_metres)
+        form.addRow("Overlap (fraction)", self.overlap)
+        form.addRow("", self.multi_scale)
+        form.addRow("", self.rebuild)
+        form.addRow("Bands", self.bands)
+        row = QHBoxLayout()
+        row.addWidget(estimate)
+        row.addWidget(self.estimate_label, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.button(QDialogButtonBox.Ok).setText("Index")
+        buttons.accepted.connect(self.start)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(row)
+        layout.addWidget(buttons)
+
+    def _folder_changed(self, path: str) -> None:
+        if path and not self.index.filePath():
+            self.index.setFilePath(str(Path(path) / "cach_index"))
+
+    def params(self, dry_run: bool = False) -> dict[str, Any]:
+        """The ``index`` request's params; raises ValueError on bad input."""
+        folder, index = self.folder.filePath().strip(), self.index.filePath().strip()
+        if not folder:
+            raise ValueError("Choose the folder of rasters to index.")
+        if not index:
+            raise ValueError("Choose where the index is stored.")
+        params: dict[str, Any] = {
+            "index": index,
+            "paths": [folder],
+            "tile_size": self.tile_size.value(),
+            "overlap": round(self.overlap.value(), 3),
+            "dry_run": dry_run,
+        }
+        if self.tile_metres.value() > 0:
+            params["tile_metres"] = self.tile_metres.value()
+        if self.multi_scale.isChecked():
+            params["scales"] = [1, 2]
+        if self.rebuild.isChecked():
+            params["rebuild"] = True
+        bands = parse_bands(self.bands.text())
+        if bands:
+            params["bands"] = bands
+        return params
+
+    def estimate(self) -> PendingRequest | None:
+        """Dry run: files, tiles, bytes and seconds, shown under the form."""
+        try:
+            params = self.params(dry_run=True)
+        except ValueError as err:
+            self.estimate_label.setText(str(err))
+            return None
+        self.estimate_label.setText("Estimating…")
+        self.estimate_button.setEnabled(False)
+        req = self.client.request("index", params)
+        req.succeeded.connect(lambda r: self.estimate_label.setText(IndexSummary(r).describe()))
+        req.failed.connect(lambda e: self.estimate_label.setText(f"Cannot estimate: {e}"))
+        req.finished.connect(lambda: self.estimate_button.setEnabled(True))
+        self._estimate = req
+        return req
+
+    def start(self) -> None:
+        """Start the indexing task and close."""
+        try:
+            params = self.params()
+        except ValueError as err:
+            self.estimate_label.setText(str(err))
+            return
+        task = IndexTask(self.client, params)
+        self.task = task
+        QgsApplication.taskManager().addTask(task)
+        self.taskStarted.emit(task)
+        self.accept()
+
+
+class RuntimeDialog(QDialog):
+    """Runtime Python path, detection, "Create runtime…" with progress + log, and a test."""
+
+    def __init__(self, client: RuntimeClient, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.client = client
+        self.installer: RuntimeInstaller | None = None
+        self.setWindowTitle("CACH: Runtime settings")
+        self.resize(640, 420)
+        self.python = QgsFileWidget()
+        self.python.setStorageMode(QgsFileWidget.GetFile)
+        self.python.setFilePath(
+            settings.runtime_python() or settings.resolve_runtime_python() or ""
+        )
+        self.found = QLabel(describe_runtime())
+        self.found.setWordWrap(True)
+        self.device = QLabel(self._device_text())
+        detect = QPushButton("Detect")
+        detect.clicked.connect(self.detect)
+        test = QPushButton("Test runtime")
+        test.clicked.connect(self.test)
+        self.create_button = QPushButton("Create runtime…")
+        self.create_button.setToolTip(
+            f"Create a virtual environment in {settings.default_runtime_dir()} with the pinned "
+            "requirements (QGIS's own Python is not touched)."
+        )
+        self.create_button.clicked.connect(self.create_runtime)
+        self.tiles = QSpinBox()
+        self.tiles.setRange(0, 200)
+        self.tiles.setValue(settings.max_tile_layers())
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setVisible(False)
+
+        form = QFormLayout()
+        form.addRow("Runtime Python", self.python)
+        form.addRow("", self.found)
+        form.addRow("Device", self.device)
+        form.addRow("Tile layers per query", self.tiles)
+        row = QHBoxLayout()
+        for button in (detect, test, self.create_button):
+            row.addWidget(button)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.save)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.log, 1)
+        layout.addWidget(buttons)
+        client.deviceChanged.connect(lambda _d: self.device.setText(self._device_text()))
+
+    def _device_text(self) -> str:
+        if self.client.device:
+            return f"{self.client.device} (runtime {self.client.state})"
+        return f"unknown until the runtime starts ({self.client.state})"
+
+    def detect(self) -> None:
+        python = settings.resolve_runtime_python()
+        self.python.setFilePath(python or "")
+        self.found.setText(describe_runtime())
+
+    def test(self) -> PendingRequest:
+        """Start the runtime with the chosen Python and ask its status."""
+        self._apply_python()
+        self.device.setText("starting…")
+        req = self.client.request("status")
+
+        def ok(result: dict) -> None:
+            self.device.setText(
+                f"{result.get('device', '?')} — runtime {result.get('version', '?')}, "
+                f"backbone {result.get('backbone', '?')}"
+            )
+
+        def fail(err: WorkerError) -> None:
+            self.device.setText(f"<span style='color:#b2182b'>{err}</span>")
+
+        req.succeeded.connect(ok)
+        req.failed.connect(fail)
+        return req
+
+    def _apply_python(self) -> None:
+        path = self.python.filePath().strip()
+        if path != settings.runtime_python():
+            settings.set_runtime_python(path)
+            self.client.set_python(None)  # re-read settings on next start
+
+    def create_runtime(self) -> RuntimeInstaller:
+        """Create the runtime venv with visible progress and log."""
+        self.progress.setVisible(True)
+        self.log.setVisible(True)
+        self.progress.setValue(0)
+        self.create_button.setEnabled(False)
+        installer = RuntimeInstaller(parent=self)
+        installer.progress.connect(
+            lambda pct, msg: (
+                self.progress.setValue(pct),
+                self.progress.setFormat(f"%p% {msg[:60]}"),
+            )
+        )
+        installer.logLine.connect(self.log.appendPlainText)
+        installer.finished.connect(self._installed)
+        self.installer = installer
+        installer.start()
+        return installer
+
+    def _installed(self, ok: bool, message: str) -> None:
+        self.create_button.setEnabled(True)
+        if ok and is_executable(message):
+            self.python.setFilePath(message)
+            self._apply_python()
+        self.found.setText(describe_runtime() if ok else message)
+
+    def save(self) -> None:
+        self._apply_python()
+        settings.set_max_tile_layers(self.tiles.value())
+        self.accept()
+
+    def reject(self) -> None:
+        if self.installer is not None:
+            self.installer.cancel()
+        super().reject()

@@ -1,0 +1,1 @@
+"""Processing provider: indexing and text search in the toolbox, batch mode and models."""

@@ -1,0 +1,251 @@
+"""Processing algorithms: read parameters, hand off to the shared runtime client, write outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeatureSink,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsWkbTypes,
+)
+
+from ..layers import FOOTPRINT_CRS, hit_feature, hit_fields
+from ..messages import IndexSummary, Progress, SearchResult, WorkerError
+from ..runtime_client import shared_client
+
+
+def _call(op: str, params: dict[str, Any], feedback: QgsProcessingFeedback) -> dict[str, Any]:
+    """One worker request with progress and cancel wired to the feedback object."""
+
+    def progress(event: Progress) -> None:
+        if event.percent is not None:
+            feedback.setProgress(event.percent)
+        if event.message:
+            feedback.setProgressText(f"{event.stage} {event.message}".strip())
+
+    try:
+        return shared_client().call(op, params, progress=progress, is_cancelled=feedback.isCanceled)
+    except WorkerError as err:
+        if err.cancelled:
+            feedback.reportError("Cancelled.")
+            return {}
+        raise QgsProcessingException(str(err)) from err
+
+
+class _Base(QgsProcessingAlgorithm):
+    def group(self) -> str:
+        return "Raster search"
+
+    def groupId(self) -> str:  # noqa: N802 - QGIS API
+        return "search"
+
+    def createInstance(self) -> QgsProcessingAlgorithm:  # noqa: N802 - QGIS API
+        return type(self)()
+
+
+class IndexRasterFolder(_Base):
+    """Index a folder of rasters into a CACH index (``index`` op)."""
+
+    INPUT, INDEX, TILE_SIZE, OVERLAP, BANDS, MULTI_SCALE, REBUILD, DRY_RUN = (
+        "INPUT",
+        "INDEX",
+        "TILE_SIZE",
+        "OVERLAP",
+        "BANDS",
+        "MULTI_SCALE",
+        "REBUILD",
+        "DRY_RUN",
+    )
+
+    def name(self) -> str:
+        return "indexrasterfolder"
+
+    def displayName(self) -> str:  # noqa: N802 - QGIS API
+        return "Index raster folder"
+
+    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
+        return (
+            "Cuts every raster of a folder into tiles, hashes them with the CACH model and stores "
+            "them in an index folder. Re-running updates only changed files. Dry run only "
+            "estimates files, tiles, bytes and time."
+        )
+
+    def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 - QGIS API
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.INPUT, "Raster folder", behavior=QgsProcessingParameterFile.Folder
+            )
+        )
+        self.addParameter(QgsProcessingParameterFolderDestination(self.INDEX, "Index folder"))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.TILE_SIZE,
+                "Tile size (pixels)",
+                QgsProcessingParameterNumber.Integer,
+                256,
+                minValue=32,
+                maxValue=8192,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.OVERLAP,
+                "Overlap (fraction of a tile)",
+                QgsProcessingParameterNumber.Double,
+                0.0,
+                minValue=0.0,
+                maxValue=0.9,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.BANDS, "Bands (e.g. 1,2,3; empty = automatic)", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(self.MULTI_SCALE, "Also tiles twice as large", False)
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(self.REBUILD, "Rebuild the index from scratch", False)
+        )
+        self.addParameter(QgsProcessingParameterBoolean(self.DRY_RUN, "Dry run (estimate)", False))
+        self.addOutput(QgsProcessingOutputNumber("TILES", "Tiles"))
+        self.addOutput(QgsProcessingOutputString("SUMMARY", "Summary"))
+
+    def processAlgorithm(  # noqa: N802 - QGIS API
+        self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
+        from ..dialogs import parse_bands
+
+        params: dict[str, Any] = {
+            "index": self.parameterAsString(parameters, self.INDEX, context),
+            "paths": [self.parameterAsFile(parameters, self.INPUT, context)],
+            "tile_size": self.parameterAsInt(parameters, self.TILE_SIZE, context),
+            "overlap": self.parameterAsDouble(parameters, self.OVERLAP, context),
+            "dry_run": self.parameterAsBool(parameters, self.DRY_RUN, context),
+        }
+        try:
+            bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context) or "")
+        except ValueError as err:
+            raise QgsProcessingException(str(err)) from err
+        if bands:
+            params["bands"] = bands
+        if self.parameterAsBool(parameters, self.MULTI_SCALE, context):
+            params["scales"] = [1, 2]
+        if self.parameterAsBool(parameters, self.REBUILD, context):
+            params["rebuild"] = True
+        result = _call("index", params, feedback)
+        summary = IndexSummary(result)
+        if result:
+            feedback.pushInfo(summary.describe())
+            for skipped in result.get("skipped") or []:
+                feedback.pushWarning(f"skipped {skipped.get('path')}: {skipped.get('reason')}")
+        return {
+            self.INDEX: params["index"],
+            "TILES": int(result.get("tiles") or 0),
+            "SUMMARY": summary.describe() if result else "cancelled",
+        }
+
+
+class TextSearch(_Base):
+    """Search an index by text; outputs the footprints of the best tiles (``search`` op)."""
+
+    INDEX, TEXT, K, EXTENT, OUTPUT = "INDEX", "TEXT", "K", "EXTENT", "OUTPUT"
+
+    def name(self) -> str:
+        return "textsearch"
+
+    def displayName(self) -> str:  # noqa: N802 - QGIS API
+        return "Text search"
+
+    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
+        return (
+            "Finds the tiles of a CACH index that best match a description, e.g. 'a baseball "
+            "field next to a parking lot'. Output: footprints with rank, score, source, window, "
+            "query, model and index."
+        )
+
+    def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 - QGIS API
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.INDEX, "Index folder", behavior=QgsProcessingParameterFile.Folder
+            )
+        )
+        self.addParameter(QgsProcessingParameterString(self.TEXT, "What are you looking for"))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.K,
+                "Number of results",
+                QgsProcessingParameterNumber.Integer,
+                20,
+                minValue=1,
+                maxValue=10000,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterExtent(self.EXTENT, "Only within extent", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT, "Search results", QgsProcessing.TypeVectorPolygon
+            )
+        )
+
+    def processAlgorithm(  # noqa: N802 - QGIS API
+        self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
+        index = self.parameterAsFile(parameters, self.INDEX, context)
+        text = self.parameterAsString(parameters, self.TEXT, context).strip()
+        if not text:
+            raise QgsProcessingException("Type what you are looking for.")
+        params: dict[str, Any] = {
+            "index": index,
+            "text": text,
+            "k": self.parameterAsInt(parameters, self.K, context),
+        }
+        if parameters.get(self.EXTENT):
+            crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
+            rect = self.parameterAsExtent(parameters, self.EXTENT, context, crs)
+            if not rect.isEmpty():
+                params["bbox"] = [
+                    rect.xMinimum(),
+                    rect.yMinimum(),
+                    rect.xMaximum(),
+                    rect.yMaximum(),
+                ]
+                params["bbox_crs"] = crs.authid() or crs.toWkt()
+        result = SearchResult.from_json(_call("search", params, feedback))
+        fields = hit_fields()
+        sink, dest = self.parameterAsSink(
+            parameters,
+            self.OUTPUT,
+            context,
+            fields,
+            QgsWkbTypes.Polygon,
+            QgsCoordinateReferenceSystem(FOOTPRINT_CRS),
+        )
+        model = result.model_label
+        index_path = str(result.index.get("path") or index)
+        for hit in result.hits:
+            if feedback.isCanceled():
+                break
+            sink.addFeature(
+                hit_feature(hit, fields, text, model, index_path), QgsFeatureSink.FastInsert
+            )
+        feedback.pushInfo(f"{len(result.hits)} tiles found")
+        return {self.OUTPUT: dest}

@@ -1,0 +1,214 @@
+"""Finding or creating the model runtime's own Python (never QGIS's site-packages).
+
+:class:`RuntimeInstaller` creates a virtual environment and installs the pinned requirements
+(``requirements/runtime.txt``) with QProcess, step by step, reporting progress and writing a log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from qgis.core import Qgis
+from qgis.PyQt.QtCore import QObject, QProcess, QProcessEnvironment, pyqtSignal
+
+from . import settings
+from .runtime_client import log
+
+REQUIREMENTS = settings.PLUGIN_DIR / "requirements" / "runtime.txt"
+MIN_PYTHON = (3, 10)
+
+
+def find_base_python() -> str | None:
+    """A system Python (>= 3.10) to create the venv with; QGIS's own binary is not one."""
+    names = ["python3.12", "python3.11", "python3.10", "python3", "python"]
+    if sys.platform == "win32":
+        names = ["py", "python"]
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    exe = getattr(sys, "_base_executable", "") or sys.executable
+    if exe and Path(exe).name.lower().startswith("python"):
+        return exe
+    return None
+
+
+def count_requirements(path: Path) -> int:
+    """Number of requirement lines (for the progress estimate)."""
+    if not path.is_file():
+        return 0
+    return sum(
+        1 for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")
+    )
+
+
+class RuntimeInstaller(QObject):
+    """``python -m venv <target>`` then ``<target>/python -m pip install -r <requirements>``.
+
+    Signals: ``progress(percent, message)``, ``logLine(text)``, ``finished(ok, python_or_error)``.
+    The log is also written to ``<target>/cach-install.log``.
+    """
+
+    progress = pyqtSignal(int, str)
+    logLine = pyqtSignal(str)
+    finished = pyqtSignal(bool, str)
+
+    def __init__(
+        self,
+        target: Path | None = None,
+        requirements: Path | None = None,
+        base_python: str | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.target = Path(target or settings.default_runtime_dir())
+        self.requirements = Path(requirements or REQUIREMENTS)
+        self.base_python = base_python or find_base_python()
+        self._proc: QProcess | None = None
+        self._steps: list[tuple[str, str, list[str], int, int]] = []
+        self._step = -1
+        self._n_reqs = max(1, count_requirements(self.requirements))
+        self._collected = 0
+        self._log_file = None
+        self._buffer = b""
+        self.cancelled = False
+
+    @property
+    def python(self) -> Path:
+        return settings.venv_python(self.target)
+
+    def start(self) -> None:
+        """Begin installing (returns at once; watch the signals)."""
+        if not self.base_python:
+            self._done(False, "No system Python 3 found to create the runtime with.")
+            return
+        if not self.requirements.is_file():
+            self._done(False, f"Requirements file not found: {self.requirements}")
+            return
+        self.target.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.target / "cach-install.log", "a", encoding="utf-8")  # noqa: SIM115
+        venv_args = ["-m", "venv", str(self.target)]
+        if sys.platform == "win32" and Path(self.base_python).stem == "py":
+            venv_args = ["-3", *venv_args]
+        # (label, program, args, progress at start, progress at end)
+        self._steps = [
+            ("Creating the virtual environment", self.base_python, venv_args, 0, 10),
+            (
+                "Installing the pinned requirements",
+                str(self.python),
+                [
+                    "-m",
+                    "pip",
+                    "install",
+                    "--progress-bar",
+                    "off",
+                    "--disable-pip-version-check",
+                    "-r",
+                    str(self.requirements),
+                ],
+                10,
+                98,
+            ),
+        ]
+        self._emit_log(f"Runtime target: {self.target}")
+        self._next_step()
+
+    def cancel(self) -> None:
+        """Stop the running step; the venv stays as it is (a later run continues)."""
+        self.cancelled = True
+        if self._proc is not None:
+            self._proc.kill()
+
+    def _emit_log(self, line: str) -> None:
+        if self._log_file is not None:
+            self._log_file.write(line + "\n")
+            self._log_file.flush()
+        self.logLine.emit(line)
+
+    def _next_step(self) -> None:
+        self._step += 1
+        if self._step >= len(self._steps):
+            self._done(True, str(self.python))
+            return
+        label, program, args, start, _end = self._steps[self._step]
+        self.progress.emit(start, label)
+        self._emit_log(f"$ {program} {' '.join(args)}")
+        proc = QProcess(self)
+        env = QProcessEnvironment.systemEnvironment()
+        for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PIP_USER"):
+            env.remove(name)
+        env.insert("PYTHONUNBUFFERED", "1")
+        proc.setProcessEnvironment(env)
+        proc.setProcessChannelMode(QProcess.MergedChannels)
+        proc.readyReadStandardOutput.connect(self._on_output)
+        proc.finished.connect(self._on_finished)
+        proc.errorOccurred.connect(self._on_error)
+        proc.setProgram(program)
+        proc.setArguments(args)
+        self._proc = proc
+        proc.start()
+
+    def _on_output(self) -> None:
+        if self._proc is None:
+            return
+        self._buffer += bytes(self._proc.readAllStandardOutput())
+        *lines, self._buffer = self._buffer.split(b"\n")
+        _label, _prog, _args, start, end = self._steps[self._step]
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            self._emit_log(line)
+            if re.match(r"^(Collecting|Requirement already satisfied)", line):
+                self._collected += 1
+                share = min(1.0, self._collected / (self._n_reqs * 3))  # deps ~ 3x the pins
+                self.progress.emit(int(start + (end - start) * 0.7 * share), line[:120])
+            elif line.startswith("Installing collected packages"):
+                self.progress.emit(int(start + (end - start) * 0.8), "Installing packages")
+
+    def _on_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.FailedToStart and self._proc is not None:
+            self._done(False, f"Cannot run {self._proc.program()}: {self._proc.errorString()}")
+
+    def _on_finished(self, code: int, _status: QProcess.ExitStatus) -> None:
+        self._on_output()
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.deleteLater()
+        if self.cancelled:
+            self._done(False, "Cancelled.")
+        elif code != 0:
+            label = self._steps[self._step][0]
+            self._done(
+                False, f"{label} failed (exit code {code}); see {self.target / 'cach-install.log'}"
+            )
+        else:
+            self.progress.emit(self._steps[self._step][4], self._steps[self._step][0] + ": done")
+            self._next_step()
+
+    def _done(self, ok: bool, message: str) -> None:
+        self._emit_log(("OK: " if ok else "FAILED: ") + message)
+        log(f"runtime setup: {message}", Qgis.Info if ok else Qgis.Critical)
+        if ok:
+            self.progress.emit(100, "Runtime ready")
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        self.finished.emit(ok, message)
+
+
+def describe_runtime() -> str:
+    """Human-readable line about the runtime the plugin will use."""
+    python = settings.resolve_runtime_python()
+    if python:
+        return f"Runtime Python: {python}"
+    tried = ", ".join(str(p) for p in settings.runtime_python_candidates())
+    return f"No runtime found (looked for {tried})"
+
+
+def is_executable(path: str) -> bool:
+    return bool(path) and Path(path).is_file() and os.access(path, os.X_OK)

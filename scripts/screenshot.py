@@ -1,0 +1,123 @@
+"""Run inside QGIS (``qgis --code scripts/screenshot.py``): search, then save the window.
+
+Started by scripts/screenshot.sh under Xvfb with the demo profile (plugin enabled, demo index set).
+Environment: CACH_SCREENSHOT_OUT (PNG path), CACH_SCREENSHOT_QUERY, CACH_SCREENSHOT_TIMEOUT (s).
+"""
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from qgis.core import Qgis, QgsCoordinateReferenceSystem, QgsMessageLog, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import QTimer
+from qgis.utils import iface, plugins
+
+OUT = Path(os.environ.get("CACH_SCREENSHOT_OUT", "docs/img/screenshot.png")).resolve()
+QUERY = os.environ.get("CACH_SCREENSHOT_QUERY", "a parking lot with cars next to a road")
+TIMEOUT_S = int(os.environ.get("CACH_SCREENSHOT_TIMEOUT", "600"))
+SAMPLES = Path(os.environ.get("CACH_DEMO_SAMPLES", "resources/samples")).resolve()
+STATE = {"done": False}
+
+
+def say(text: str) -> None:
+    print(f"screenshot: {text}", file=sys.stderr, flush=True)
+    QgsMessageLog.logMessage(text, "CACH", Qgis.Info)
+
+
+def finish(code: int) -> None:
+    if STATE["done"]:
+        return
+    STATE["done"] = True
+    plugin = plugins.get("cach_for_qgis")
+    if plugin is not None:
+        try:
+            plugin.unload()  # stops the worker cleanly
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            traceback.print_exc()
+    QgsProject.instance().setDirty(False)
+    os._exit(code)  # QGIS would otherwise ask to save the project
+
+
+def start() -> None:
+    plugin = plugins.get("cach_for_qgis")
+    if plugin is None or plugin.dock is None:
+        say("plugin cach_for_qgis is not loaded; is it enabled in the profile?")
+        finish(3)
+        return
+    window = iface.mainWindow()
+    window.resize(1600, 1000)
+    window.showMaximized()
+    # the source rasters as a dimmed background, so result tiles stand out
+    for path in sorted(SAMPLES.glob("*.tif")):
+        layer = QgsRasterLayer(str(path), path.stem, "gdal")
+        if layer.isValid() and layer.crs().isValid():
+            layer.renderer().setOpacity(0.45)
+            QgsProject.instance().addMapLayer(layer)
+            node = QgsProject.instance().layerTreeRoot().findLayer(layer.id())
+            if node is not None:
+                node.setExpanded(False)
+    dock = plugin.dock
+    plugin.search_action.trigger()
+    dock.query_edit.setText(QUERY)
+    dock.k_spin.setValue(8)
+    dock.resultsShown.connect(lambda result: QTimer.singleShot(200, lambda: zoom(result)))
+    dock.searchFailed.connect(lambda err: (say(f"search failed: {err}"), finish(4)))
+    say(f"searching {QUERY!r} in {dock.index_path()}")
+    dock.search()
+
+
+def zoom(result) -> None:  # noqa: ANN001
+    say(f"{result.footprints.featureCount()} results; zooming to the best tile")
+    plugin = plugins["cach_for_qgis"]
+    dock = plugin.dock
+    canvas = iface.mapCanvas()
+    best = dock.result.hits[0] if dock.result and dock.result.hits else None
+    if best is not None and best.crs:  # show the best tile's raster unrotated
+        QgsProject.instance().setCrs(QgsCoordinateReferenceSystem(best.crs))
+        canvas.setDestinationCrs(QgsCoordinateReferenceSystem(best.crs))
+    dock.results.setCurrentRow(0)  # zooms to the best tile
+    extent = canvas.extent()
+    extent.scale(4.0)  # ... and show its neighbourhood
+    canvas.setExtent(extent)
+    canvas.refresh()
+    wait_for_thumbnails(dock, 0)
+
+
+def wait_for_thumbnails(dock, tries: int) -> None:  # noqa: ANN001
+    if dock.thumbnails_pending() and tries < 100:
+        QTimer.singleShot(100, lambda: wait_for_thumbnails(dock, tries + 1))
+        return
+    group = dock.result_layers.group
+    group.setExpanded(True)
+    for child in group.children():
+        if child.name() == "Tiles":
+            child.setExpanded(False)
+    iface.mapCanvas().refresh()
+    say("waiting for the map to render")
+    QTimer.singleShot(2000, lambda: wait_for_render(0))
+
+
+def wait_for_render(quiet: int) -> None:
+    """Grab once the canvas has not been drawing for a second (or after ~20 s)."""
+    canvas = iface.mapCanvas()
+    quiet = 0 if canvas.isDrawing() else quiet + 1
+    if quiet >= 5 or STATE.get("polls", 0) > 100:
+        grab()
+        return
+    STATE["polls"] = STATE.get("polls", 0) + 1
+    QTimer.singleShot(200, lambda: wait_for_render(quiet))
+
+
+def grab() -> None:
+    if STATE["done"]:
+        return
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    image = iface.mainWindow().grab()
+    ok = image.save(str(OUT))
+    say(f"saved {OUT} ({image.width()}x{image.height()}): {ok}")
+    finish(0 if ok else 5)
+
+
+QTimer.singleShot(TIMEOUT_S * 1000, lambda: (say("timed out"), finish(6)))
+QTimer.singleShot(3000, start)

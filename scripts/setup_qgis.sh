@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up the QGIS side for development and tests:
+#   - Debian's QGIS 3.22 (python3-qgis qgis xvfb pyqt5-dev-tools) unless /usr/bin/python3 can
+#     already import qgis;
+#   - .venv-qgis: a venv over the system Python that sees python3-qgis, with the pinned test
+#     tools from requirements/qgis-test.txt (pytest, pytest-qgis, pb_tool);
+#   - the compiled Qt resources cach_qgis/resources_rc.py (pyrcc5).
+# Usage: scripts/setup_qgis.sh            (run from anywhere; apt needs root or sudo)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY=/usr/bin/python3
+
+if "$PY" -c "import qgis.core" >/dev/null 2>&1 && command -v pyrcc5 >/dev/null && command -v xvfb-run >/dev/null && command -v zip >/dev/null; then
+    echo "QGIS already importable by $PY: skipping apt"
+else
+    SUDO=""
+    if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update
+    $SUDO apt-get install -y python3-qgis qgis xvfb pyqt5-dev-tools zip
+fi
+"$PY" -c "import qgis.core; from qgis.core import Qgis; print('QGIS', Qgis.QGIS_VERSION)"
+
+if [ ! -x .venv-qgis/bin/python ]; then
+    "$PY" -m venv --system-site-packages .venv-qgis
+fi
+.venv-qgis/bin/python -m pip install --disable-pip-version-check -q -r requirements/qgis-test.txt
+.venv-qgis/bin/python -c "import pytest_qgis, qgis.core; print('pytest-qgis ready')"
+
+pyrcc5 -o cach_qgis/resources_rc.py resources.qrc
+# PyQt5 -> qgis.PyQt so the module also loads under QGIS builds with another binding
+sed -i 's/^from PyQt5 import QtCore/from qgis.PyQt import QtCore/' cach_qgis/resources_rc.py
+echo "compiled cach_qgis/resources_rc.py"
+echo "done: run the plugin tests with scripts/test_qgis.sh"

@@ -602,7 +602,8 @@ class Runtime:
         return SearchResult(
             query={key: v for key, v in echo.items() if v not in (None, [], {})},
             model=info,
-            index={"path": str(index.path), "bits": index.bits, "tiles": index.tiles},
+            index={"path": str(index.path), "bits": index.bits, "tiles": index.tiles,
+                   "pending_files": index.pending_files},
             results=hits,
             timing_ms=timing,
         )

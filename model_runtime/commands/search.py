@@ -145,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
         f"{out['timing_ms']['total']:.0f} ms)"
     )
     print_table(out["results"])
+    if out["index"].get("pending_files"):
+        print(f"note: the last indexing run was cancelled; {out['index']['pending_files']} "
+              "file(s) are not indexed yet: run 'cach index' again to add them")
     for kind, path in written.items():
         print(f"wrote {kind}: {Path(path).resolve()}")
     return 0

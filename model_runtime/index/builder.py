@@ -87,10 +87,13 @@ def _model_info(model_info: dict) -> dict:
     return info
 
 
-def finalize(store: Store, bits: int) -> int:
+def finalize(store: Store, bits: int, pending: int = 0) -> int:
     """Write the faiss file for the store's current generation, then mark the index complete.
 
-    Returns the tile count. Older faiss files are removed after the new one is in place."""
+    ``complete`` means the code index and the store agree, so search is safe. ``pending`` counts
+    the files a cancelled run did not reach: the index says so (``partial``) and the next run
+    indexes them. Returns the tile count. Older faiss files are removed after the new one is in
+    place."""
     meta = store.meta()
     generation = int(meta.get("generation", 0))
     path = codes_path(store.dir, generation)
@@ -100,7 +103,8 @@ def finalize(store: Store, bits: int) -> int:
     for old in store.dir.glob(f"{CODES_PREFIX}*.faiss"):
         if old != path:
             old.unlink(missing_ok=True)
-    store.set_meta(complete=True, tiles=len(ids), generation=generation)
+    store.set_meta(complete=True, tiles=len(ids), generation=generation,
+                   partial={"pending_files": pending} if pending else None)
     return len(ids)
 
 
@@ -382,8 +386,8 @@ def _build(
         while True:
             if cancel is not None and cancel.is_set():
                 raise CancelledError(
-                    f"Indexing cancelled; {sum(counts.values())} file(s) were committed and the "
-                    "next 'cach index' run resumes from there."
+                    f"Indexing cancelled; {sum(counts.values())} file(s) were committed and are "
+                    "searchable, the next 'cach index' run resumes from there."
                 )
             t0 = time.perf_counter()
             try:
@@ -419,6 +423,13 @@ def _build(
                 encode_batch()
                 commit_ready()
                 break
+    except CancelledError:
+        # A cancel is a user's choice, not a crash: what was committed stays searchable (the
+        # previous index plus whole new files), the rest is marked pending for the next run.
+        stop.set()
+        thread.join(timeout=10)
+        finalize(store, bits, pending=max(len(todo) - sum(counts.values()), 0))
+        raise
     finally:
         stop.set()
         thread.join(timeout=10)

@@ -198,6 +198,8 @@ class Index:
         self.bits: int = int(self.model.get("bits", codes.bits))
         self.options = TilingOptions.from_json(meta["tiling"]) if "tiling" in meta else None
         self.complete = bool(meta.get("complete"))
+        #: files a cancelled run did not reach (searchable, but not yet covering every file)
+        self.pending_files = int((meta.get("partial") or {}).get("pending_files", 0))
         self._lock = threading.Lock()
 
     @property
@@ -211,6 +213,7 @@ class Index:
             "bits": self.bits,
             "tiles": self.tiles,
             "complete": self.complete,
+            "pending_files": self.pending_files,
             "model": self.model,
         }
 

@@ -299,12 +299,17 @@ def test_cancel_keeps_committed_sources_and_resumes(
         build_index(
             idx, [sample_folder], OPTS, CancellingEncoder(), model_info, cancel=cancel, batch_size=2
         )
-    with pytest.raises(IndexStateError):
-        open_index(idx)
-    build_index(idx, [sample_folder], OPTS, FakeEncoder(), model_info, batch_size=2)
     clean = tmp_path / "clean"
     build_index(clean, [sample_folder], OPTS, FakeEncoder(), model_info)
+    # a cancelled run leaves a searchable index of what was committed, marked partial
+    with open_index(idx) as index:
+        assert index.complete and index.pending_files >= 1
+        assert index.info()["pending_files"] == index.pending_files
+        assert index.tiles == len(_tile_set(idx)) < len(_tile_set(clean))
+    build_index(idx, [sample_folder], OPTS, FakeEncoder(), model_info, batch_size=2)
     assert _tile_set(idx) == _tile_set(clean)
+    with open_index(idx) as index:
+        assert index.complete and index.pending_files == 0
 
 
 KILL_SCRIPT = textwrap.dedent("""

@@ -263,10 +263,10 @@ def test_cancel_an_index_run(model_worker, geotiff, tmp_path_factory) -> None:
     end = model_worker.response("big")
     assert end["ok"] is False and end["error"]["type"] == "cancelled", end
     assert model_worker.call("s2", "status")["result"]["busy"] is None
-    # the interrupted index never reads as complete
+    # the cancelled index stays searchable and says that files are still pending
     found = model_worker.call("q", "search", index=str(index_dir), text="a field")
-    assert found["ok"] is False and found["error"]["type"] == "index"
-    assert "incomplete" in found["error"]["message"]
+    assert found["ok"] is True, found
+    assert found["result"]["index"]["pending_files"] >= 1
 
 
 def test_stdout_carried_only_protocol_lines(model_worker) -> None:

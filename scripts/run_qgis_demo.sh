@@ -81,6 +81,7 @@ put("qgis", "checkVersion", "false")
 put("qgis", "allowVersionCheck", "false")
 put("core", "NewsFeed\\httpsfeedqgisorg\\disabled", "true")
 put("UI", "UI\\showTips322", "false")
+put("Projections", "showDatumTransformDialog", "false")
 with open(ini, "w") as fh:
     cfg.write(fh, space_around_delimiters=False)
 PY

@@ -9,7 +9,14 @@ import sys
 import traceback
 from pathlib import Path
 
-from qgis.core import Qgis, QgsCoordinateReferenceSystem, QgsMessageLog, QgsProject, QgsRasterLayer
+from qgis.core import (
+    Qgis,
+    QgsCoordinateReferenceSystem,
+    QgsMessageLog,
+    QgsProject,
+    QgsRasterLayer,
+    QgsSettings,
+)
 from qgis.PyQt.QtCore import QTimer
 from qgis.utils import iface, plugins
 
@@ -45,6 +52,8 @@ def start() -> None:
         say("plugin cach_for_qgis is not loaded; is it enabled in the profile?")
         finish(3)
         return
+    # no "choose a datum transformation" dialog when the script changes the map CRS
+    QgsSettings().setValue("Projections/showDatumTransformDialog", False)
     window = iface.mainWindow()
     window.resize(1600, 1000)
     window.showMaximized()
@@ -61,10 +70,19 @@ def start() -> None:
     plugin.search_action.trigger()
     dock.query_edit.setText(QUERY)
     dock.k_spin.setValue(8)
-    dock.resultsShown.connect(lambda result: QTimer.singleShot(200, lambda: zoom(result)))
+    dock.resultsShown.connect(lambda result: QTimer.singleShot(200, lambda: guarded(zoom, result)))
     dock.searchFailed.connect(lambda err: (say(f"search failed: {err}"), finish(4)))
     say(f"searching {QUERY!r} in {dock.index_path()}")
     dock.search()
+
+
+def guarded(func, *args) -> None:  # noqa: ANN001
+    """Run a step; a failure ends the script with its traceback instead of a QGIS dialog."""
+    try:
+        func(*args)
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        finish(7)
 
 
 def zoom(result) -> None:  # noqa: ANN001
@@ -74,19 +92,18 @@ def zoom(result) -> None:  # noqa: ANN001
     canvas = iface.mapCanvas()
     best = dock.result.hits[0] if dock.result and dock.result.hits else None
     if best is not None and best.crs:  # show the best tile's raster unrotated
-        QgsProject.instance().setCrs(QgsCoordinateReferenceSystem(best.crs))
         canvas.setDestinationCrs(QgsCoordinateReferenceSystem(best.crs))
     dock.results.setCurrentRow(0)  # zooms to the best tile
     extent = canvas.extent()
     extent.scale(4.0)  # ... and show its neighbourhood
     canvas.setExtent(extent)
     canvas.refresh()
-    wait_for_thumbnails(dock, 0)
+    guarded(wait_for_thumbnails, dock, 0)
 
 
 def wait_for_thumbnails(dock, tries: int) -> None:  # noqa: ANN001
     if dock.thumbnails_pending() and tries < 100:
-        QTimer.singleShot(100, lambda: wait_for_thumbnails(dock, tries + 1))
+        QTimer.singleShot(100, lambda: guarded(wait_for_thumbnails, dock, tries + 1))
         return
     group = dock.result_layers.group
     group.setExpanded(True)
@@ -95,7 +112,7 @@ def wait_for_thumbnails(dock, tries: int) -> None:  # noqa: ANN001
             child.setExpanded(False)
     iface.mapCanvas().refresh()
     say("waiting for the map to render")
-    QTimer.singleShot(2000, lambda: wait_for_render(0))
+    QTimer.singleShot(2000, lambda: guarded(wait_for_render, 0))
 
 
 def wait_for_render(quiet: int) -> None:
@@ -106,7 +123,7 @@ def wait_for_render(quiet: int) -> None:
         grab()
         return
     STATE["polls"] = STATE.get("polls", 0) + 1
-    QTimer.singleShot(200, lambda: wait_for_render(quiet))
+    QTimer.singleShot(200, lambda: guarded(wait_for_render, quiet))
 
 
 def grab() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import logging
 import os
@@ -131,14 +130,6 @@ def load_bank(path: str | os.PathLike = BANK_PATH) -> list[str]:
         ) from err
     except (OSError, EOFError, UnicodeDecodeError) as err:
         raise DataError(f"Caption bank {path} is corrupt: {err}") from err
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- codes and search ----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ is selected by a backbone config alone.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from model_runtime.config import (
     resolve_path,
 )
 from model_runtime.errors import ConfigError, DataError
+from model_runtime.paths import sha256_file
 
 LOG = logging.getLogger(__name__)
 
@@ -48,14 +48,6 @@ def pick_device(preference: str | None = None) -> str:
     return wanted
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _load_image_weights(model: Any, cfg: BackboneConfig) -> None:
     """Copy the packaged ImageNet weights into the timm trunk (keys paired by order, shapes checked)."""
     import torch
@@ -65,7 +57,7 @@ def _load_image_weights(model: Any, cfg: BackboneConfig) -> None:
     path = resolve_path(wcfg.path)
     if not path.is_file():
         raise ConfigError(f"Image tower weights not found: {path}")
-    if wcfg.sha256 and _sha256(path) != wcfg.sha256:
+    if wcfg.sha256 and sha256_file(path) != wcfg.sha256:
         raise ConfigError(f"Image tower weights {path} do not match the expected SHA-256.")
     source = torch.load(path, map_location="cpu", weights_only=True)
     target_module = model.get_submodule(wcfg.target)

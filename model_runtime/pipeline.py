@@ -10,7 +10,6 @@ that says what to do.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ import numpy as np
 
 from model_runtime import __version__
 from model_runtime.errors import CancelledError, ConfigError, DataError, ModelMismatchError
+from model_runtime.paths import sha256_file
 
 LOG = logging.getLogger(__name__)
 # OpenMP threads that spin while waiting make torch and faiss 20-40x slower on small work (one
@@ -49,14 +49,6 @@ Progress = Callable[[dict], None]
 def _check_cancel(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise CancelledError("Cancelled.")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def tiling_options(options: Any = None):
@@ -212,19 +204,11 @@ class Runtime:
                     f"{path} holds {cached.bits}-bit heads, but {bits} bits are needed."
                 )
             return cached
-        from model_runtime.hashing.heads_io import read_metadata
+        from model_runtime.hashing.heads_io import check_metadata, read_metadata
 
         meta = read_metadata(path)
-        if meta["backbone"] != self.backbone:
-            raise ModelMismatchError(
-                f"{path} was trained for backbone '{meta['backbone']}', but '{self.backbone}' "
-                "is in use: choose heads trained for this backbone."
-            )
-        if bits is not None and meta["bits"] != int(bits):
-            raise ModelMismatchError(
-                f"{path} holds {meta['bits']}-bit heads, but {bits} bits are needed."
-            )
-        entry = _Heads(path, _sha256(path), int(meta["bits"]), str(meta.get("method", "?")))
+        check_metadata(path, meta, expect_backbone=self.backbone, expect_bits=bits)
+        entry = _Heads(path, sha256_file(path), int(meta["bits"]), str(meta.get("method", "?")))
         with self._lock:
             return self._heads.setdefault(path, entry)
 
@@ -617,9 +601,9 @@ class Runtime:
 
     # --- captions ------------------------------------------------------------------------------
     def caption_codes_key(self, bits: int | None = None) -> str:
-        from model_runtime.captions import BANK_PATH, codes_key, file_sha256
+        from model_runtime.captions import BANK_PATH, codes_key
 
-        return codes_key(self.backbone, self.heads(bits).sha, file_sha256(BANK_PATH))
+        return codes_key(self.backbone, self.heads(bits).sha, sha256_file(BANK_PATH))
 
     def caption_bank(self, bits: int | None = None, progress: Progress | None = None) -> Any:
         """The caption bank hash-indexed with this model's text head (built once per heads).
@@ -634,7 +618,6 @@ class Runtime:
             CaptionBank,
             bank_codes,
             bank_features,
-            file_sha256,
             load_bank,
         )
 
@@ -663,7 +646,7 @@ class Runtime:
                     captions,
                     lambda texts: self.encoder.encode_texts(texts),
                     self.backbone,
-                    file_sha256(BANK_PATH),
+                    sha256_file(BANK_PATH),
                     progress=report,
                 )
                 module = self.head_module(heads.bits)

@@ -81,6 +81,30 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return meta
 
 
+def check_metadata(
+    path: str | os.PathLike,
+    meta: dict,
+    expect_backbone: str | None = None,
+    expect_bits: int | None = None,
+    expect_dims: tuple[int, int] | None = None,
+) -> None:
+    """Raise ModelMismatchError naming ``path`` when its heads do not fit what the caller uses."""
+    if expect_backbone is not None and meta["backbone"] != expect_backbone:
+        raise ModelMismatchError(
+            f"{path} was trained for backbone '{meta['backbone']}', but '{expect_backbone}' is in "
+            "use: choose heads trained for this backbone or retrain with 'cach train'."
+        )
+    if expect_bits is not None and meta["bits"] != int(expect_bits):
+        raise ModelMismatchError(
+            f"{path} holds {meta['bits']}-bit heads, but {expect_bits} bits were requested."
+        )
+    if expect_dims is not None and (meta["image_dim"], meta["text_dim"]) != tuple(expect_dims):
+        raise ModelMismatchError(
+            f"{path} expects features of dims (image {meta['image_dim']}, text {meta['text_dim']}),"
+            f" got (image {expect_dims[0]}, text {expect_dims[1]})."
+        )
+
+
 def load_heads(
     path: str | os.PathLike,
     expect_backbone: str | None = None,
@@ -96,20 +120,7 @@ def load_heads(
 
     path = Path(path)
     meta = read_metadata(path)
-    if expect_backbone is not None and meta["backbone"] != expect_backbone:
-        raise ModelMismatchError(
-            f"{path} was trained for backbone '{meta['backbone']}', but '{expect_backbone}' is in "
-            "use: choose heads trained for this backbone or retrain with 'cach train'."
-        )
-    if expect_bits is not None and meta["bits"] != int(expect_bits):
-        raise ModelMismatchError(
-            f"{path} holds {meta['bits']}-bit heads, but {expect_bits} bits were requested."
-        )
-    if expect_dims is not None and (meta["image_dim"], meta["text_dim"]) != tuple(expect_dims):
-        raise ModelMismatchError(
-            f"{path} expects features of dims (image {meta['image_dim']}, text {meta['text_dim']}),"
-            f" got (image {expect_dims[0]}, text {expect_dims[1]})."
-        )
+    check_metadata(path, meta, expect_backbone, expect_bits, expect_dims)
     heads = HashHeads(meta["image_dim"], meta["text_dim"], meta["bits"], meta["hidden"])
     try:
         state = load_file(str(path))

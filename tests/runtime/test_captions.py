@@ -99,8 +99,9 @@ def test_bank_codes_are_cached(tmp_path, monkeypatch) -> None:
 
 def test_shipped_heads_have_shipped_caption_codes() -> None:
     """Retrained heads need 'python -m model_runtime.captions ship-codes' (first caption fast)."""
-    from model_runtime.captions import CAPTIONS_DIR, file_sha256
+    from model_runtime.captions import CAPTIONS_DIR
     from model_runtime.paths import HEADS_DIR
+    from model_runtime.paths import sha256_file as file_sha256
 
     heads = sorted(HEADS_DIR.glob("cach-effnetlite0-minilm-*.safetensors"))
     if not heads:

@@ -40,6 +40,7 @@ results: setup
 bench: setup
 	.venv/bin/python bench/bench_search.py
 	.venv/bin/python bench/bench_e2e.py
+	.venv/bin/python bench/bench_features.py
 
 lint: setup-tests
 	.venv/bin/ruff check model_runtime cach_qgis tests bench scripts

@@ -44,3 +44,6 @@ bench: setup
 
 lint: setup-tests
 	.venv/bin/ruff check model_runtime cach_qgis tests bench scripts
+
+zip: setup-qgis
+	.venv-qgis/bin/pb_tool zip -n

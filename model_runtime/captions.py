@@ -188,23 +188,38 @@ class CaptionBank:
     def __len__(self) -> int:
         return len(self.captions)
 
-    def search(self, query_codes: np.ndarray, k: int = 5) -> list[CaptionMatch]:
+    def search(self, query_codes: np.ndarray, k: int = 5,
+               max_overlap: float = 0.5) -> list[CaptionMatch]:
         """Nearest captions to one packed query code (``uint8 [bits/8]`` or ``[1, bits/8]``).
 
         Many captions share a code, so ties are broken by the bank's order, which puts the
-        shorter official UCM sentences first; identical texts never appear twice.
+        shorter official UCM sentences first. Near-paraphrases of a caption already chosen
+        (word overlap >= ``max_overlap``) are skipped, so the k captions say k different things;
+        if too few differ, the closest remaining ones fill the list.
         """
         q = np.ascontiguousarray(np.asarray(query_codes, dtype=np.uint8).reshape(1, -1))
-        want = min(len(self), max(k * 4, k + 16))
+        want = min(len(self), max(k * 20, k + 64))
         dist, idx = self._index.search(q, want)
-        out: list[CaptionMatch] = []
-        for d, i in sorted(zip(dist[0].tolist(), idx[0].tolist(), strict=True)):
-            if i < 0:
+        ranked = [(d, i) for d, i in sorted(zip(dist[0].tolist(), idx[0].tolist(), strict=True))
+                  if i >= 0]
+        chosen: list[tuple[int, int]] = []
+        words: list[set[str]] = []
+        for d, i in ranked:
+            bag = set(re.findall(r"[a-z]+", self.captions[i].lower()))
+            if any(len(bag & w) / max(len(bag | w), 1) >= max_overlap for w in words):
                 continue
-            out.append(CaptionMatch(len(out) + 1, self.captions[i], int(d), 1.0 - d / self.bits))
-            if len(out) == k:
+            chosen.append((d, i))
+            words.append(bag)
+            if len(chosen) == k:
                 break
-        return out
+        for d, i in ranked:  # too few distinct captions: fill with the closest others
+            if len(chosen) == k:
+                break
+            if (d, i) not in chosen:
+                chosen.append((d, i))
+        chosen.sort()
+        return [CaptionMatch(r + 1, self.captions[i], int(d), 1.0 - d / self.bits)
+                for r, (d, i) in enumerate(chosen)]
 
 
 def bank_features(

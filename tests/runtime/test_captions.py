@@ -114,3 +114,22 @@ def test_shipped_heads_have_shipped_caption_codes() -> None:
         codes_file = CAPTIONS_DIR / f"codes-{key}.npy"
         assert codes_file.is_file(), f"{codes_file.name} missing for {path.name}: run ship-codes"
         assert np.load(codes_file).shape == (n, bits // 8)
+
+
+def test_bank_search_skips_near_paraphrases() -> None:
+    from model_runtime.captions import CaptionBank
+
+    captions = [
+        "A part of a golf course with turfs and bunkers.",
+        "This is a part of a golf course with turfs and bunkers.",
+        "A river runs past a farm.",
+        "Many cars are parked in a parking lot.",
+    ]
+    codes = np.zeros((4, 2), np.uint8)
+    codes[3] = 0xFF  # far from the query
+    bank = CaptionBank(captions, codes, 16)
+    got = [m.text for m in bank.search(np.zeros(2, np.uint8), k=2)]
+    assert got == [captions[0], captions[2]]
+    # with too few distinct captions the closest others fill the list
+    got3 = [m.text for m in bank.search(np.zeros(2, np.uint8), k=4)]
+    assert sorted(got3) == sorted(captions) and got3[-1] == captions[3]

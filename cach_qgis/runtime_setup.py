@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,19 +23,32 @@ REQUIREMENTS = settings.PLUGIN_DIR / "requirements" / "runtime.txt"
 MIN_PYTHON = (3, 10)
 
 
+def _runs_supported_python(program: str) -> bool:
+    """True when ``program`` really starts a Python >= MIN_PYTHON with venv (a pyenv shim for a
+    version that is not selected, or a stub, is found on PATH but fails)."""
+    args = [program]
+    if sys.platform == "win32" and Path(program).stem == "py":
+        args.append("-3")
+    check = f"import sys, venv; sys.exit(0 if sys.version_info[:2] >= {MIN_PYTHON} else 1)"
+    try:
+        done = subprocess.run([*args, "-c", check], capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
 def find_base_python() -> str | None:
-    """A system Python (>= 3.10) to create the venv with; QGIS's own binary is not one."""
-    names = ["python3.12", "python3.11", "python3.10", "python3", "python"]
+    """A system Python (>= 3.10) to create the venv with; QGIS's own binary is not one.
+
+    The pinned requirements are tested with 3.11, so it is tried first."""
+    names = ["python3.11", "python3.12", "python3.10", "python3.13", "python3", "python"]
     if sys.platform == "win32":
         names = ["py", "python"]
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return found
+    candidates = [found for name in names if (found := shutil.which(name))]
     exe = getattr(sys, "_base_executable", "") or sys.executable
     if exe and Path(exe).name.lower().startswith("python"):
-        return exe
-    return None
+        candidates.append(exe)
+    return next((c for c in dict.fromkeys(candidates) if _runs_supported_python(c)), None)
 
 
 def count_requirements(path: Path) -> int:

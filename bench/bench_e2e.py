@@ -32,20 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from tables import table  # noqa: E402  (bench/ runs as scripts)
+
 from model_runtime.pipeline import Runtime  # noqa: E402
 
 K = 20
 BATCH = 32
 
 
-def table(title: str, header: list[str], rows: list[list]) -> None:
-    print(f"\n{title}")
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print("-|-".join("-" * w for w in widths))
-    for row in rows:
-        print(" | ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
-    sys.stdout.flush()
 
 
 def pct(samples: list[float]) -> str:

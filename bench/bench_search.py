@@ -32,6 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tables import table  # noqa: E402  (bench/ runs as scripts)
+
 from model_runtime.index.binary import pack  # noqa: E402
 from model_runtime.index.builder import finalize  # noqa: E402
 from model_runtime.index.query import open_index  # noqa: E402
@@ -201,13 +203,6 @@ def bench_rerank(
     return rows
 
 
-def table(title: str, header: list[str], rows: list[list]) -> None:
-    print(f"\n{title}")
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print("-|-".join("-" * w for w in widths))
-    for row in rows:
-        print(" | ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
 
 
 def fmt(p: tuple[float, float] | None) -> str:

@@ -6,12 +6,15 @@ import json
 import logging
 import os
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from model_runtime.errors import DataError, ModelMismatchError
-from model_runtime.hashing.model import HashHeads
 from model_runtime.paths import HEADS_DIR
+
+if TYPE_CHECKING:  # torch loads only where weights are read or written, not for metadata
+    import torch
+
+    from model_runtime.hashing.model import HashHeads
 
 LOG = logging.getLogger(__name__)
 
@@ -31,14 +34,16 @@ def save_heads(
     method: str,
     backbone: str,
     extra: dict | None = None,
-    dtype: torch.dtype = torch.float16,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Write the heads' weights (``dtype``, default fp16) and metadata; returns the path.
 
     ``extra`` is stored as JSON under the ``extra`` metadata key (seed, training split, ...).
     """
+    import torch
     from safetensors.torch import save_file
 
+    dtype = dtype or torch.float16
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in heads.state_dict().items()}
@@ -66,7 +71,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise DataError(f"Hash-head weights not found: {path}")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             meta = dict(f.metadata() or {})
     except Exception as err:  # safetensors raises several types for corrupt headers
         raise DataError(f"Cannot read hash-head weights {path}: {err}") from err
@@ -117,6 +122,8 @@ def load_heads(
     ``expect_dims`` is ``(image_dim, text_dim)`` of the features the caller will feed.
     """
     from safetensors.torch import load_file
+
+    from model_runtime.hashing.model import HashHeads
 
     path = Path(path)
     meta = read_metadata(path)

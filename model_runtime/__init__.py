@@ -1,12 +1,8 @@
 """CACH model runtime: encoders, hash heads, raster tiling, the hash index and the worker.
 
-Plain Python + PyTorch; never imports Qt or qgis. Heavy modules load lazily.
+Plain Python; never imports Qt or qgis. Importing the package has no side effects (the plugin
+imports ``model_runtime.protocol`` inside QGIS's own Python): processes that run models call
+``model_runtime.env.configure_process()``.
 """
 
-import os
-
-__version__ = "0.1.0"
-
-# OpenMP threads that spin while waiting make torch and faiss many times slower whenever another
-# process (QGIS rendering, a second job) holds a core; passive waiting costs nothing measurable.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+__version__ = "0.2.0"

@@ -35,6 +35,7 @@ test-qgis: setup-qgis
 	scripts/test_qgis.sh
 
 results: setup
+	.venv/bin/python -m pip install --quiet -r requirements/research.txt
 	.venv/bin/cach results
 
 bench: setup

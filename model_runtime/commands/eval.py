@@ -30,8 +30,8 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 
 def evaluate(weights: list[Path], feats, backbone: str) -> list[dict]:
     """DUCH-protocol rows for each heads file: method, bits, direction and the three mAPs."""
-    from model_runtime.hashing.experiments import eval_duch
     from model_runtime.hashing.heads_io import load_heads
+    from model_runtime.hashing.protocols import eval_duch
 
     dims = (feats.image.shape[1], feats.text.shape[2])
     rows = []

@@ -64,8 +64,8 @@ def load_features(args) -> tuple[object, np.ndarray]:
 def run(args) -> int:
     import dataclasses
 
-    from model_runtime.hashing.experiments import train_on
     from model_runtime.hashing.heads_io import save_heads
+    from model_runtime.hashing.protocols import train_on
     from model_runtime.hashing.train import TrainConfig
     from model_runtime.paths import cache_dir
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -144,33 +143,6 @@ def pr_curve_hamming(dist: np.ndarray, rel: np.ndarray, bits: int) -> tuple[np.n
         pos = n_rel > 0
         recall[r] = float((tp[pos] / n_rel[pos]).mean()) if pos.any() else 0.0
     return precision, recall
-
-
-def save_pr_curves(
-    curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str
-) -> Path:
-    """Plot ``{label: (precision, recall)}`` to a PNG (matplotlib Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
-    for label, (p, r) in curves.items():
-        ax.plot(r, p, marker=".", label=label)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def retrieval_scores(dist: np.ndarray, rel: np.ndarray, k: int = 20) -> dict[str, float]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from model_runtime.features import ucm_features
-from model_runtime.hashing import experiments as E
 from model_runtime.hashing import metrics as M
+from model_runtime.hashing import protocols as E
 from model_runtime.hashing.train import TrainConfig
 
 

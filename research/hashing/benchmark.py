@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model_runtime.hashing import experiments as E
 from model_runtime.hashing.train import CACH_TERMS, TrainConfig
+from research.hashing import protocols as E
 
 LOG = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from model_runtime.hashing import benchmark as B
+from research.hashing import benchmark as B
 
 DIR_NAMES = {"i2t": "I→T", "t2i": "T→I", "i2i": "I→I", "t2t": "T→T"}
 

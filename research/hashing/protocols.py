@@ -1,7 +1,7 @@
-"""Evaluation protocols on cached features: DUCH split, instance-level, unseen classes.
+"""Research protocols behind docs/results.md: instance-level, unseen classes, PR curves.
 
-Each protocol takes features (``model_runtime.features.DatasetFeatures`` or the synthetic stand-in)
-and trained heads, and returns plain dicts of numbers. Nothing here reads labels during training.
+The DUCH protocol and ``train_on`` are product code (``model_runtime.hashing.protocols``, used by
+``cach train`` and ``cach eval``); they are re-exported here so research scripts import one module.
 """
 
 from __future__ import annotations
@@ -13,12 +13,20 @@ import numpy as np
 
 from model_runtime.hashing import metrics as M
 from model_runtime.hashing.model import HashHeads
-from model_runtime.hashing.train import TrainConfig, train_heads
+from model_runtime.hashing.protocols import (  # noqa: F401  (re-exported)
+    DIRECTIONS,
+    RERANK_K,
+    K,
+    _pairs,
+    caption_index,
+    duch_codes,
+    duch_items,
+    eval_duch,
+    score_duch,
+    train_on,
+)
 
 LOG = logging.getLogger(__name__)
-
-DIRECTIONS = ("i2t", "t2i", "i2i", "t2t")
-K = 20
 
 #: readable names for the UCM class folder names, used in unseen-class prompts
 UCM_CLASS_TEXT = {
@@ -54,62 +62,6 @@ PROMPT_TEMPLATES = (
 )
 
 
-def caption_index(feats) -> np.ndarray:
-    """The one caption paired with each item in the DUCH protocol: caption ``id mod n_captions``.
-
-    Deterministic and spread over the five caption slots (documented in docs/results.md).
-    """
-    n = len(feats.image)
-    ncap = getattr(feats, "n_captions", None)
-    ncap = np.full(n, feats.text.shape[1]) if ncap is None else np.asarray(ncap)
-    return np.arange(n) % np.maximum(ncap, 1)
-
-
-def train_on(
-    method: str, feats, mask: np.ndarray, bits: int, seed: int, config: TrainConfig | None = None
-) -> HashHeads:
-    """Train heads on the items selected by ``mask`` only (their pairs, captions and views)."""
-    aug = feats.image_aug[mask] if getattr(feats, "image_aug", None) is not None else None
-    text = feats.text[mask]
-    ncap = getattr(feats, "n_captions", None)
-    if ncap is not None and int(np.min(ncap[mask])) < text.shape[1]:
-        LOG.debug("some items have fewer captions; cycled captions are used as extra views")
-    return train_heads(method, feats.image[mask], text, bits, seed, aug, config)
-
-
-def duch_codes(heads: HashHeads, feats) -> dict[str, np.ndarray]:
-    """tanh outputs of query/database images and their paired captions (split_duch)."""
-    cap = caption_index(feats)
-    out = {}
-    for part in ("query", "db"):
-        idx = np.flatnonzero(feats.split_duch == part)
-        out[f"img_{part}"] = heads.encode_image_np(feats.image[idx])
-        out[f"txt_{part}"] = heads.encode_text_np(feats.text[idx, cap[idx]])
-        out[f"lab_{part}"] = feats.class_id[idx]
-    return out
-
-
-def _pairs(enc: dict[str, np.ndarray]):
-    for d in DIRECTIONS:
-        q = enc["img_query"] if d[0] == "i" else enc["txt_query"]
-        db = enc["img_db"] if d[2] == "i" else enc["txt_db"]
-        yield d, q, db
-
-
-def eval_duch(heads: HashHeads, feats, k: int = K, pk: Sequence[int] = (10, 50, 100)) -> list[dict]:
-    """DUCH protocol rows, one per direction: mAP@k (both definitions), mAP@ALL, P@K."""
-    enc = duch_codes(heads, feats)
-    rel = M.relevance(enc["lab_query"], enc["lab_db"])
-    rows = []
-    for d, q, db in _pairs(enc):
-        dist = M.hamming_distance(q, db)
-        rs = M.ranked_relevance(dist, rel)
-        row = {"direction": d, **M.retrieval_scores(dist, rel, k)}
-        row.update({f"p@{kk}": v for kk, v in M.precision_at_k(rs, pk).items()})
-        rows.append(row)
-    return rows
-
-
 def pr_curves_duch(heads: HashHeads, feats, label: str) -> dict[str, tuple]:
     """Hamming-radius precision/recall curves for I->T and T->I."""
     enc = duch_codes(heads, feats)
@@ -119,10 +71,6 @@ def pr_curves_duch(heads: HashHeads, feats, label: str) -> dict[str, tuple]:
         if d in ("i2t", "t2i"):
             out[f"{label} {d}"] = M.pr_curve_hamming(M.hamming_distance(q, db), rel, heads.bits)
     return out
-
-
-#: shortlist length of the product path (Hamming top-K re-ranked by the stored tanh outputs)
-RERANK_K = 100
 
 
 def eval_instance(

@@ -1,0 +1,1 @@
+"""Hashing experiments: benchmark runs, protocols of the report, synthetic features, plots."""

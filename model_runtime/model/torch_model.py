@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from model_runtime.config import BackboneConfig
+from model_runtime.errors import ConfigError
 from model_runtime.model.base import HashModel, ImageOutputs
 from model_runtime.model.heads import HeadsRef
 
@@ -35,10 +36,20 @@ def shared_encoder(config: BackboneConfig, device: str | None) -> Any:
         return _ENCODERS[key]
 
 
+def _torch_precision(precision: str | None, cuda: bool) -> str:
+    """fp16 autocast on CUDA by default; fp32 on the CPU (or when asked for)."""
+    wanted = (precision or ("fp16" if cuda else "fp32")).lower()
+    if wanted == "fp32" or (wanted == "fp16" and cuda):
+        return wanted
+    raise ConfigError(f"The torch backend runs fp32{' or fp16' if cuda else ''} here, not "
+                      f"'{precision}'.", code="bad_value")
+
+
 class TorchHashModel(HashModel):
     backend = "torch"
 
-    def __init__(self, config: BackboneConfig, heads: HeadsRef, device: str | None = None) -> None:
+    def __init__(self, config: BackboneConfig, heads: HeadsRef, device: str | None = None,
+                 precision: str | None = None) -> None:
         import torch
 
         from model_runtime.hashing.heads_io import load_heads
@@ -48,8 +59,9 @@ class TorchHashModel(HashModel):
         self.module = load_heads(heads.path, expect_backbone=config.name, expect_bits=heads.bits,
                                  device=self.encoder.device)
         self._torch = torch
+        self.precision = _torch_precision(precision, self.device.startswith("cuda"))
         self._cuda = self.device.startswith("cuda")
-        self.precision = "fp16" if self._cuda else "fp32"
+        self._autocast = self.precision == "fp16"
         pre = config.preprocess
         self._mean = torch.tensor(pre.mean, device=self.device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(pre.std, device=self.device).view(1, 3, 1, 1) * 255.0
@@ -64,7 +76,7 @@ class TorchHashModel(HashModel):
 
     def _encode_batch(self, batch: np.ndarray) -> ImageOutputs:
         torch = self._torch
-        with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self._cuda):
+        with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self._autocast):
             feats = self.encoder.model.encode_image(self._pixels(batch)).float()
             if self.config.normalize_image:
                 feats = torch.nn.functional.normalize(feats, dim=-1)

@@ -1,0 +1,168 @@
+"""What the compiled backends (ONNX Runtime, OpenVINO) share: the exported-graph cache, the
+torch-free tokenizer, text batching and the export check.
+
+A subclass names its engine and says how to build its graph files from the exported ONNX
+(:meth:`_convert`), how to open one (:meth:`_open`) and how to run it (:meth:`_run`). Nothing on
+the path that loads and runs cached graphs imports torch or transformers; only a missing or
+stale cache entry imports them, once, to export (:mod:`model_runtime.model.export`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model_runtime.config import BackboneConfig
+from model_runtime.errors import ConfigError
+from model_runtime.model.base import HashModel, ImageOutputs
+from model_runtime.model.graphs import GraphSet, cached_graphs, engine_version, key_parts
+from model_runtime.model.heads import HeadsRef
+from model_runtime.model.tokenizer import TextTokenizer
+
+LOG = logging.getLogger(__name__)
+
+#: texts per text-graph call (sorted by length first, so padding stays short)
+TEXT_BATCH = 256
+#: largest image batch per graph call (bounds the activations' memory)
+IMAGE_BATCH = 64
+#: an fp32 graph's outputs may differ from torch's on the export probe by at most this
+FP32_TOLERANCE = 1e-3
+
+
+def encoder_threads() -> int:
+    """Intra-op threads of a compiled engine: ``$CACH_ENCODER_THREADS``, else every core this
+    process may use (see docs/engines.md for the measured split with reader threads)."""
+    env = os.environ.get("CACH_ENCODER_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+class CompiledHashModel(HashModel):
+    """A :class:`HashModel` that runs exported graphs: pixels/tokens in, tanh outputs out."""
+
+    #: the engine's PyPI distribution (its version joins the cache key)
+    engine = "?"
+    #: precisions this backend runs; the first is the default
+    precisions: tuple[str, ...] = ("fp32",)
+
+    def __init__(self, config: BackboneConfig, heads: HeadsRef, device: str | None = None,
+                 precision: str | None = None) -> None:
+        super().__init__(config, heads, self._check_device(device))
+        self.precision = self._check_precision(precision)
+        self.tokenizer = TextTokenizer(config)
+        self.threads = encoder_threads()
+        self.graphs = self._graphs()
+        self._sessions: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    # --- set-up -------------------------------------------------------------------------------
+    def _check_device(self, device: str | None) -> str:
+        wanted = (device or os.environ.get("CACH_DEVICE") or "cpu").lower()
+        if wanted in ("auto", "cpu"):
+            return "cpu"
+        raise ConfigError(f"The {self.backend} backend runs on the CPU here, not '{device}'.",
+                          code="backend_unavailable")
+
+    def _check_precision(self, precision: str | None) -> str:
+        wanted = (precision or os.environ.get("CACH_PRECISION") or self.precisions[0]).lower()
+        if wanted not in self.precisions:
+            raise ConfigError(f"The {self.backend} backend runs {', '.join(self.precisions)}, "
+                              f"not '{wanted}'.", code="bad_value")
+        return wanted
+
+    @property
+    def graph_precision(self) -> str:
+        """The precision of the graph files (a runtime hint such as bf16 shares fp32 files)."""
+        return self.precision
+
+    def _graphs(self) -> GraphSet:
+        parts = key_parts(self.config, self.heads, engine_version(self.engine),
+                          self.graph_precision)
+        return cached_graphs(parts, self._build)
+
+    @property
+    def first_export_s(self) -> float | None:
+        """Seconds the export took if this process made it (None: found in the cache)."""
+        return self.graphs.built_s
+
+    # --- building the cache entry -------------------------------------------------------------
+    def _build(self, folder: Path) -> dict[str, Any]:
+        """Export ONNX into ``folder``, convert it to this engine's files, check them on the
+        export probe; returns what the manifest records about the check."""
+        from model_runtime.model.export import export_onnx, probe_pixels
+
+        LOG.info("exporting %s graphs for %s (%s, %d bits, %s): a one-off step", self.backend,
+                 self.config.name, self.heads.path.name, self.bits, self.precision)
+        probe = export_onnx(self.config, self.heads, folder, self.tokenizer)
+        self._convert(folder)
+        image = self._open(folder, "image")
+        text = self._open(folder, "text")
+        img = self._run(image, {"pixels": probe_pixels(self.input_size)})[0]
+        txt = self._run(text, {"input_ids": probe["text_ids"],
+                               "attention_mask": probe["text_mask"]})[0]
+        diffs = {"image_max_abs_diff": float(np.abs(img - probe["image_tanh"]).max()),
+                 "text_max_abs_diff": float(np.abs(txt - probe["text_tanh"]).max())}
+        if self.graph_precision == "fp32" and max(diffs.values()) > FP32_TOLERANCE:
+            raise ConfigError(f"The exported {self.backend} graphs do not reproduce the torch "
+                              f"model ({diffs}); use --backend torch.", code="backend_unavailable")
+        return {"probe": diffs}
+
+    def _convert(self, folder: Path) -> None:
+        """Turn ``image.onnx``/``text.onnx`` in ``folder`` into this engine's files (ONNX
+        Runtime runs them as they are)."""
+
+    @abstractmethod
+    def _open(self, folder: Path, name: str) -> Any:
+        """Load graph ``name`` (``image`` or ``text``) from ``folder``."""
+
+    @abstractmethod
+    def _run(self, session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run a loaded graph; outputs in the exported order (tanh first)."""
+
+    def session(self, name: str) -> Any:
+        """The loaded graph ``name``, opened on first use (a search never opens the image graph)."""
+        with self._lock:
+            if name not in self._sessions:
+                self._sessions[name] = self._open(self.graphs.folder, name)
+            return self._sessions[name]
+
+    # --- encoding -----------------------------------------------------------------------------
+    def _encode_batch(self, batch: np.ndarray) -> ImageOutputs:
+        session = self.session("image")
+        tanh, proj = [], []
+        for i in range(0, len(batch), IMAGE_BATCH):
+            outs = self._run(session, {"pixels": batch[i : i + IMAGE_BATCH]})
+            tanh.append(outs[0])
+            if len(outs) > 1:
+                proj.append(outs[1])
+        return ImageOutputs(
+            np.concatenate(tanh).astype(np.float32, copy=False),
+            np.concatenate(proj).astype(np.float16) if proj else None,
+        )
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.bits), np.float32)
+        session = self.session("text")
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.bits), np.float32)
+        for i in range(0, len(texts), TEXT_BATCH):
+            idx = order[i : i + TEXT_BATCH]
+            ids, mask = self.tokenizer([texts[j] for j in idx])
+            out[idx] = self._run(session, {"input_ids": ids, "attention_mask": mask})[0]
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._sessions.clear()

@@ -1,0 +1,76 @@
+"""The OpenVINO backend: the exported ONNX graphs converted once to OpenVINO IR (fp32 weights).
+
+``fp32`` and ``bf16`` share the IR files; ``bf16`` is OpenVINO's inference-precision hint, which
+the CPU plugin honours only on CPUs with bf16 instructions (AVX512-BF16/AMX) and otherwise runs
+in fp32: :attr:`precision` then reports ``fp32``. ``int8`` converts the quantised image graph of
+:mod:`model_runtime.model.quantize`. Compiled blobs are cached by OpenVINO in the graph folder
+(``ov_cache/``), so later loads skip compilation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model_runtime.model.compiled import CompiledHashModel
+
+LOG = logging.getLogger(__name__)
+
+_CORE: Any = None
+
+
+def _core() -> Any:
+    global _CORE
+    if _CORE is None:
+        import openvino as ov
+
+        _CORE = ov.Core()
+    return _CORE
+
+
+class OpenVinoHashModel(CompiledHashModel):
+    backend = "openvino"
+    engine = "openvino"
+    precisions = ("fp32", "bf16", "int8")
+
+    @property
+    def graph_precision(self) -> str:
+        return "fp32" if self.precision == "bf16" else self.precision
+
+    def _convert(self, folder: Path) -> None:
+        import openvino as ov
+
+        if self.precision == "int8":
+            from model_runtime.model.quantize import quantize_image_graph
+
+            quantize_image_graph(self.config, folder / "image.onnx")
+        for name in ("image", "text"):
+            onnx = folder / f"{name}.onnx"
+            ov.save_model(ov.convert_model(str(onnx)), str(folder / f"{name}.xml"),
+                          compress_to_fp16=False)
+            onnx.unlink()
+
+    def _config(self, folder: Path) -> dict[str, Any]:
+        hint = {"bf16": "bf16"}.get(self.precision, "f32")
+        return {
+            "INFERENCE_NUM_THREADS": self.threads,
+            "INFERENCE_PRECISION_HINT": hint,
+            "PERFORMANCE_HINT": "LATENCY",
+            "CACHE_DIR": str(folder / "ov_cache"),
+        }
+
+    def _open(self, folder: Path, name: str) -> Any:
+        core = _core()
+        compiled = core.compile_model(str(folder / f"{name}.xml"), "CPU", self._config(folder))
+        if self.precision == "bf16" and "bf16" not in str(
+                compiled.get_property("INFERENCE_PRECISION_HINT")):
+            LOG.warning("this CPU has no bf16 instructions: OpenVINO runs fp32")
+            self.precision = "fp32"
+        return compiled
+
+    def _run(self, session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result = session(feeds)
+        return [result[out] for out in session.outputs]

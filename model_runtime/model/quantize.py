@@ -1,0 +1,85 @@
+"""int8 image graphs: static post-training quantisation calibrated on UCM training images.
+
+ONNX Runtime's ``quantize_static`` rewrites ``image.onnx`` in QDQ form (int8 per-channel weights,
+uint8 activations with ranges observed on :data:`CALIBRATION_IMAGES` images of UCM's official
+training split, never its test split). ONNX Runtime runs the QDQ graph with int8 kernels;
+OpenVINO converts the same graph to its int8 form. Needs the UCM images (``$CACH_DATA``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from model_runtime.config import BackboneConfig
+from model_runtime.errors import ConfigError, DataError
+from model_runtime.fsutil import atomic_path
+
+LOG = logging.getLogger(__name__)
+
+CALIBRATION_IMAGES = 128
+CALIBRATION_BATCH = 16
+
+
+def load_pixels(paths: list[Path], config: BackboneConfig) -> np.ndarray:
+    """Image files -> uint8 [N, S, S, 3], resized as the torch features are (PIL, config's
+    interpolation, no crop)."""
+    from PIL import Image
+
+    size = config.preprocess.size
+    resample = getattr(Image.Resampling, config.preprocess.interpolation.upper())
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    for i, path in enumerate(paths):
+        with Image.open(path) as img:
+            rgb = img.convert("RGB")
+        out[i] = np.asarray(rgb if rgb.size == (size, size) else rgb.resize((size, size), resample))
+    return out
+
+
+def calibration_pixels(config: BackboneConfig, n: int = CALIBRATION_IMAGES) -> np.ndarray:
+    """``n`` UCM training images (official split), spread evenly over the split."""
+    from model_runtime.data.datasets import load_ucm
+
+    try:
+        dataset = load_ucm()
+    except DataError as err:
+        raise ConfigError(f"int8 needs UCM training images for calibration ({err}); set "
+                          "CACH_DATA or use fp32.", code="backend_unavailable") from err
+    train = [it.image for it in dataset.items if it.split("official") == "train" and it.image]
+    if not train:
+        raise ConfigError("int8 calibration found no UCM training images; use fp32.",
+                          code="backend_unavailable")
+    picks = np.linspace(0, len(train) - 1, min(n, len(train))).round().astype(int)
+    return load_pixels([train[i] for i in picks], config)
+
+
+class _Reader:
+    """ONNX Runtime's calibration data reader over fixed uint8 batches."""
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        self._batches = iter([pixels[i : i + CALIBRATION_BATCH]
+                              for i in range(0, len(pixels), CALIBRATION_BATCH)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {"pixels": batch}
+
+
+def quantize_image_graph(config: BackboneConfig, path: Path) -> None:
+    """Replace the fp32 graph at ``path`` by its calibrated int8 (QDQ) form."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    pixels = calibration_pixels(config)
+    LOG.info("calibrating int8 on %d UCM training images", len(pixels))
+    with atomic_path(path) as tmp:
+        quantize_static(
+            str(path), str(tmp), _Reader(pixels), quant_format=QuantFormat.QDQ,
+            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"CalibTensorRangeSymmetric": False},
+        )
+    for leftover in path.parent.glob("*augmented*.onnx"):
+        os.unlink(leftover)

@@ -25,9 +25,9 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from . import settings
-from .messages import IndexSummary, WorkerError
-from .runtime_client import PendingRequest, RuntimeClient
+from ..model_runtime.protocol import Estimate
+from . import settings, wording
+from .runtime_client import PendingRequest, RuntimeClient, WorkerError
 from .runtime_setup import RuntimeInstaller, describe_runtime, is_executable
 from .tasks import IndexTask
 
@@ -103,6 +103,13 @@ class IndexDialog(QDialog):
         layout.addLayout(row)
         layout.addWidget(buttons)
 
+    def preset(self, index: str, folders: list[str], rebuild: bool = False) -> None:
+        """Fill the form, e.g. to re-index an index with the new model."""
+        if folders:
+            self.folder.setFilePath(folders[0])
+        self.index.setFilePath(index)
+        self.rebuild.setChecked(rebuild)
+
     def _folder_changed(self, path: str) -> None:
         if path and not self.index.filePath():
             self.index.setFilePath(str(Path(path) / "cach_index"))
@@ -142,8 +149,12 @@ class IndexDialog(QDialog):
         self.estimate_label.setText("Estimating…")
         self.estimate_button.setEnabled(False)
         req = self.client.request("index", params)
-        req.succeeded.connect(lambda r: self.estimate_label.setText(IndexSummary(r).describe()))
-        req.failed.connect(lambda e: self.estimate_label.setText(f"Cannot estimate: {e}"))
+        req.succeeded.connect(
+            lambda r: self.estimate_label.setText(wording.estimate_text(Estimate.from_json(r)))
+        )
+        req.failed.connect(
+            lambda e: self.estimate_label.setText(f"Cannot estimate: {wording.error_text(e.info)}")
+        )
         req.finished.connect(lambda: self.estimate_button.setEnabled(True))
         self._estimate = req
         return req
@@ -160,6 +171,39 @@ class IndexDialog(QDialog):
         QgsApplication.taskManager().addTask(task)
         self.taskStarted.emit(task)
         self.accept()
+
+
+class QuestionDialog(QDialog):
+    """A question with a go-ahead button, shown with ``open()`` (it never blocks the UI thread);
+    the caller connects ``accepted``."""
+
+    def __init__(self, title: str, text: str, ok_text: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.text = QLabel(text)
+        self.text.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.button(QDialogButtonBox.Ok).setText(ok_text)
+        buttons.button(QDialogButtonBox.Cancel).setDefault(True)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text)
+        layout.addWidget(buttons)
+
+
+def confirm_run_dialog(estimate: Estimate, parent: QWidget | None = None) -> QuestionDialog:
+    """The worker's estimate of a very large run, with "Index anyway"."""
+    return QuestionDialog(
+        "CACH: a very large indexing run", wording.confirm_text(estimate), "Index anyway", parent
+    )
+
+
+def adapt_dialog(index: str, parent: QWidget | None = None) -> QuestionDialog:
+    """What "Adapt to this archive" does, with "Adapt"."""
+    return QuestionDialog(
+        "CACH: adapt to this archive", wording.adapt_question(index), "Adapt", parent
+    )
 
 
 class RuntimeDialog(QDialog):
@@ -240,7 +284,9 @@ class RuntimeDialog(QDialog):
             )
 
         def fail(err: WorkerError) -> None:
-            self.device.setText(f"<span style='color:#b2182b'>{err}</span>")
+            self.device.setText(
+                f"<span style='color:#b2182b'>{wording.error_text(err.info)}</span>"
+            )
 
         req.succeeded.connect(ok)
         req.failed.connect(fail)

@@ -1,4 +1,10 @@
-"""The search panel: query, index, top-k, extent filter, results with thumbnails, refinement."""
+"""The search panel: query, index, top-k, extent filter, results with thumbnails, refinement.
+
+The latest query wins: a new search cancels the one still running, and only the newest
+request's answer reaches the map and the list. Results that do not belong to the chosen index
+are cleared as soon as the index changes. The worker starts when the panel is first shown, so
+the model is loaded by the time the first query is typed.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,11 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsProject,
     QgsRectangle,
+    QgsWkbTypes,
 )
-from qgis.gui import QgsDockWidget, QgsMapCanvas
+from qgis.gui import QgsDockWidget, QgsMapCanvas, QgsRubberBand
 from qgis.PyQt.QtCore import QSize, Qt, QTimer, pyqtSignal
-from qgis.PyQt.QtGui import QIcon, QPixmap
+from qgis.PyQt.QtGui import QColor, QIcon, QPixmap
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -35,15 +42,24 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from . import layers, settings
+from ..model_runtime.protocol import CaptionResult, Hit, SearchResult
+from . import layers, settings, wording
 from .layers import FOOTPRINT_CRS, ResultLayers
-from .maptool import _crs_id
-from .messages import CaptionResult, Hit, SearchResult, WorkerError
-from .runtime_client import PendingRequest, RuntimeClient, log
+from .maptool import crs_id
+from .runtime_client import PendingRequest, RuntimeClient, WorkerError, log
 from .thumbnails import thumbnail
+from .viewer import TileViewer
 
 HIT_ROLE = Qt.UserRole + 1
 THUMB_SIZE = 64
+LEVELS = {
+    wording.INFO: Qgis.Info,
+    wording.SUCCESS: Qgis.Success,
+    wording.WARNING: Qgis.Warning,
+    wording.CRITICAL: Qgis.Critical,
+}
+WEAK_STYLE = "background:#fff3cd; color:#664d03; border:1px solid #e0c36c; padding:4px;"
+ERROR_COLOUR = "#b2182b"
 
 
 class SearchDock(QgsDockWidget):
@@ -51,7 +67,10 @@ class SearchDock(QgsDockWidget):
 
     resultsShown = pyqtSignal(object)  # ResultLayers
     searchFailed = pyqtSignal(object)  # WorkerError
+    searchStarted = pyqtSignal(object)  # PendingRequest
     captionsShown = pyqtSignal(object, object)  # Hit, CaptionResult
+    #: a search answered from an index made with an earlier model: (index path, index info)
+    outdatedIndex = pyqtSignal(str, object)
 
     def __init__(self, iface: Any, client: RuntimeClient, parent: QWidget | None = None) -> None:
         super().__init__("CACH search", parent)
@@ -60,10 +79,12 @@ class SearchDock(QgsDockWidget):
         self.client = client
         self.request: PendingRequest | None = None
         self.result: SearchResult | None = None
+        self.result_index = ""
         self.result_layers: ResultLayers | None = None
         self.positive: dict[int, Hit] = {}
         self.negative: dict[int, Hit] = {}
-        self._query_key = ""
+        self.viewer: TileViewer | None = None
+        self._highlight: QgsRubberBand | None = None
         self._thumb_queue: list[QListWidgetItem] = []
         self._thumb_timer = QTimer(self)
         self._thumb_timer.setInterval(0)
@@ -77,96 +98,29 @@ class SearchDock(QgsDockWidget):
     def _build(self) -> None:
         body = QWidget()
         layout = QVBoxLayout(body)
-
         self.runtime_label = QLabel()
         self.runtime_label.setWordWrap(True)
         layout.addWidget(self.runtime_label)
-
-        index_row = QHBoxLayout()
-        self.index_combo = QComboBox()
-        self.index_combo.setEditable(True)
-        self.index_combo.setToolTip("Folder of the index to search (made by 'Index raster folder')")
-        self.index_combo.lineEdit().setPlaceholderText("index folder")
-        for path in settings.recent_indexes():
-            self.index_combo.addItem(path)
-        self.index_combo.setCurrentText(settings.index_path())
-        browse = QToolButton()
-        browse.setText("…")
-        browse.setToolTip("Choose an index folder")
-        browse.clicked.connect(self._browse_index)
-        index_row.addWidget(QLabel("Index"))
-        index_row.addWidget(self.index_combo, 1)
-        index_row.addWidget(browse)
-        layout.addLayout(index_row)
-
-        query_row = QHBoxLayout()
-        self.query_edit = QLineEdit()
-        self.query_edit.setPlaceholderText("type what you are looking for")
-        self.query_edit.setClearButtonEnabled(True)
-        self.query_edit.returnPressed.connect(self.search)
-        self.search_button = QPushButton("Search")
-        self.search_button.clicked.connect(self.search)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel)
-        self.cancel_button.setVisible(False)
-        query_row.addWidget(self.query_edit, 1)
-        query_row.addWidget(self.search_button)
-        query_row.addWidget(self.cancel_button)
-        layout.addLayout(query_row)
-
-        options_row = QHBoxLayout()
-        self.k_spin = QSpinBox()
-        self.k_spin.setRange(1, 500)
-        self.k_spin.setValue(settings.top_k())
-        self.k_spin.setPrefix("top ")
-        self.extent_check = QCheckBox("current map extent only")
-        options_row.addWidget(self.k_spin)
-        options_row.addWidget(self.extent_check, 1)
-        layout.addLayout(options_row)
-
-        examples_row = QHBoxLayout()
-        self.examples_label = QLabel()
-        self.refine_button = QPushButton("Refine")
-        self.refine_button.setToolTip("Search again with the example tiles marked + and −")
-        self.refine_button.clicked.connect(self.refine)
-        clear = QPushButton("Clear examples")
-        clear.clicked.connect(self.clear_examples)
-        examples_row.addWidget(self.examples_label, 1)
-        examples_row.addWidget(self.refine_button)
-        examples_row.addWidget(clear)
-        layout.addLayout(examples_row)
-        self._update_examples()
-
+        layout.addLayout(self._index_row())
+        layout.addLayout(self._query_row())
+        layout.addLayout(self._options_row())
+        layout.addLayout(self._examples_row())
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)
         self.busy.setMaximumHeight(8)
         self.busy.setTextVisible(False)
         self.busy.setVisible(False)
         layout.addWidget(self.busy)
-
-        self.results = QListWidget()
-        self.results.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
-        self.results.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.results.setContextMenuPolicy(Qt.CustomContextMenu)
-        self.results.customContextMenuRequested.connect(self._context_menu)
-        self.results.currentItemChanged.connect(lambda item, _prev: self.zoom_to_item(item))
-        layout.addWidget(self.results, 3)
-
-        actions_row = QHBoxLayout()
-        more = QPushButton("+ More like this")
-        more.clicked.connect(lambda: self._mark_current(positive=True))
-        less = QPushButton("− Less like this")
-        less.clicked.connect(lambda: self._mark_current(positive=False))
-        save = QPushButton("Save footprints…")
-        save.clicked.connect(self.save_footprints_dialog)
-        for button in (more, less, save):
-            actions_row.addWidget(button)
-        layout.addLayout(actions_row)
-
+        self.weak_label = QLabel()
+        self.weak_label.setWordWrap(True)
+        self.weak_label.setStyleSheet(WEAK_STYLE)
+        self.weak_label.setVisible(False)
+        layout.addWidget(self.weak_label)
+        layout.addWidget(self._results_list(), 3)
+        layout.addLayout(self._actions_row())
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
-
         self.captions = QTextBrowser()
         self.captions.setPlaceholderText(
             "Click a tile on the map with the CACH tile tool to see its captions."
@@ -174,6 +128,115 @@ class SearchDock(QgsDockWidget):
         self.captions.setMaximumHeight(140)
         layout.addWidget(self.captions, 1)
         self.setWidget(body)
+
+    def _index_row(self) -> QHBoxLayout:
+        self.index_combo = QComboBox()
+        self.index_combo.setEditable(True)
+        self.index_combo.setToolTip(
+            f"Folder of the index to search (made with {wording.INDEX_MENU})"
+        )
+        self.index_combo.lineEdit().setPlaceholderText("index folder")
+        for path in settings.recent_indexes():
+            self.index_combo.addItem(path)
+        self.index_combo.setCurrentText(settings.index_path())
+        self.index_combo.currentTextChanged.connect(self._index_changed)
+        browse = QToolButton()
+        browse.setText("…")
+        browse.setToolTip("Choose an index folder")
+        browse.clicked.connect(self._browse_index)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Index"))
+        row.addWidget(self.index_combo, 1)
+        row.addWidget(browse)
+        return row
+
+    def _query_row(self) -> QHBoxLayout:
+        self.query_edit = QLineEdit()
+        self.query_edit.setPlaceholderText("type what you are looking for")
+        self.query_edit.setClearButtonEnabled(True)
+        self.query_edit.returnPressed.connect(self.search)
+        self.search_button = QPushButton("Search")
+        self.search_button.setToolTip("Search now (a search still running is replaced)")
+        self.search_button.clicked.connect(self.search)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setVisible(False)
+        row = QHBoxLayout()
+        row.addWidget(self.query_edit, 1)
+        row.addWidget(self.search_button)
+        row.addWidget(self.cancel_button)
+        return row
+
+    def _options_row(self) -> QHBoxLayout:
+        self.k_spin = QSpinBox()
+        self.k_spin.setRange(1, 500)
+        self.k_spin.setValue(settings.top_k())
+        self.k_spin.setPrefix("top ")
+        self.extent_check = QCheckBox("current map extent only")
+        row = QHBoxLayout()
+        row.addWidget(self.k_spin)
+        row.addWidget(self.extent_check, 1)
+        return row
+
+    def _examples_row(self) -> QHBoxLayout:
+        self.examples_label = QLabel()
+        self.refine_button = QPushButton("Refine")
+        self.refine_button.setToolTip("Search again with the example tiles marked + and −")
+        self.refine_button.clicked.connect(self.refine)
+        clear = QPushButton("Clear examples")
+        clear.clicked.connect(self.clear_examples)
+        row = QHBoxLayout()
+        row.addWidget(self.examples_label, 1)
+        row.addWidget(self.refine_button)
+        row.addWidget(clear)
+        self._update_examples()
+        return row
+
+    def _results_list(self) -> QListWidget:
+        self.results = QListWidget()
+        self.results.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
+        self.results.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.results.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.results.customContextMenuRequested.connect(self._context_menu)
+        self.results.currentItemChanged.connect(lambda item, _prev: self.show_item(item))
+        return self.results
+
+    def _actions_row(self) -> QHBoxLayout:
+        more = QPushButton("+ More like this")
+        more.clicked.connect(lambda: self._mark_current(positive=True))
+        less = QPushButton("− Less like this")
+        less.clicked.connect(lambda: self._mark_current(positive=False))
+        save = QPushButton("Save footprints…")
+        save.clicked.connect(self.save_footprints_dialog)
+        row = QHBoxLayout()
+        for button in (more, less, save):
+            row.addWidget(button)
+        return row
+
+    # --- runtime ---------------------------------------------------------------------------------
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        """The panel is shown: start the worker now, so the first search finds it ready."""
+        super().showEvent(event)
+        self.start_runtime()
+
+    def start_runtime(self) -> None:
+        if self.client.state == RuntimeClient.STOPPED and not self.client.last_error:
+            log("search panel shown: starting the runtime")
+            self.client.start()
+
+    def _update_runtime_label(self, *_args: Any) -> None:
+        state, device = self.client.state, self.client.device
+        if state == RuntimeClient.READY:
+            text = f"Runtime ready on <b>{device or '?'}</b>"
+        elif state == RuntimeClient.STARTING:
+            text = "Starting the CACH runtime…"
+        elif self.client.last_error:
+            text = f"<span style='color:{ERROR_COLOUR}'>{self.client.last_error}</span>"
+        else:
+            text = "The runtime starts when this panel opens."
+        self.runtime_label.setText(text)
+        model = self.client.model
+        self.runtime_label.setToolTip(wording.model_details(model.to_json(), {}) if model else "")
 
     # --- state -----------------------------------------------------------------------------------
     def index_path(self) -> str:
@@ -190,30 +253,40 @@ class SearchDock(QgsDockWidget):
         if path:
             self.set_index_path(path)
 
-    def _update_runtime_label(self, *_args: Any) -> None:
-        state = self.client.state
-        device = self.client.device
-        if state == RuntimeClient.READY:
-            text = f"Runtime ready on <b>{device or '?'}</b>"
-        elif state == RuntimeClient.STARTING:
-            text = "Runtime starting…"
-        else:
-            text = "Runtime starts with the first search"
-            if device:
-                text += f" (last device: {device})"
-        self.runtime_label.setText(text)
+    def _index_changed(self, path: str) -> None:
+        """Results of another index are not current any more: clear them at once."""
+        if self.result is not None and path.strip() != self.result_index:
+            self.cancel()
+            self.clear_results()
+            self.status_label.setText("Index changed: press Search to search this index.")
+
+    def clear_results(self) -> None:
+        """Empty the list, the weak-match note and the highlight (map groups stay)."""
+        self._thumb_timer.stop()
+        self._thumb_queue = []
+        self.results.clear()
+        self.result = None
+        self.result_index = ""
+        self.weak_label.setVisible(False)
+        self.status_label.setToolTip("")
+        self._reset_highlight()
 
     def _set_busy(self, busy: bool) -> None:
+        # Search stays enabled: a new query replaces the running one (the latest query wins)
         self.busy.setVisible(busy)
-        self.search_button.setEnabled(not busy)
-        self.refine_button.setEnabled(not busy)
         self.cancel_button.setVisible(busy)
 
-    def message(self, text: str, level: Qgis.MessageLevel = Qgis.Info, duration: int = 8) -> None:
+    def message(
+        self, text: str, level: Qgis.MessageLevel = Qgis.Info, duration: int = 8, details: str = ""
+    ) -> None:
         """Message bar + log; errors never become exception dialogs."""
-        log(text, level)
+        log(f"{text} {details}".strip(), level)
         bar = self.iface.messageBar() if self.iface is not None else None
-        if bar is not None:
+        if bar is None:
+            return
+        if details:
+            bar.pushMessage("CACH", text, details, level=level, duration=duration)
+        else:
             bar.pushMessage("CACH", text, level=level, duration=duration)
 
     # --- search ----------------------------------------------------------------------------------
@@ -223,7 +296,9 @@ class SearchDock(QgsDockWidget):
         if not text and not self.positive:
             self.status_label.setText("Type what you are looking for, or mark example tiles.")
             return None
-        return self._run_search({"text": text} if text else {}, key=f"text:{text}", label=text)
+        label = layers.text_label(text) if text else ""
+        query = {"text": text} if text else {}
+        return self._run_search(query, f"text:{text}", label, f"for {label}" if text else "")
 
     def refine(self) -> PendingRequest | None:
         """Re-run the last query with the + and − examples."""
@@ -231,15 +306,34 @@ class SearchDock(QgsDockWidget):
 
     def search_similar(self, hit: Hit) -> PendingRequest | None:
         """Tiles like ``hit`` (query by tile)."""
-        return self._run_search(
-            {"tile": hit.tile_id}, key=f"tile:{hit.tile_id}", label=f"like tile {hit.tile_id}"
-        )
+        label = layers.tile_label(hit.tile_id)
+        return self._run_search({"tile": hit.tile_id}, f"tile:{hit.tile_id}", label, label)
 
-    def _run_search(self, query: dict[str, Any], key: str, label: str) -> PendingRequest | None:
+    def _run_search(
+        self, query: dict[str, Any], key: str, label: str, what: str
+    ) -> PendingRequest | None:
         index = self.index_path()
         if not index:
-            self.message("Choose an index folder first (or index a raster folder).", Qgis.Warning)
+            self.message(
+                f"Choose an index folder first, or make one with {wording.INDEX_MENU}",
+                Qgis.Warning,
+            )
             return None
+        params = self._search_params(index, query)
+        self.cancel()  # the latest query wins
+        settings.set_index_path(index)
+        settings.set_top_k(self.k_spin.value())
+        title = layers.group_title(label, len(self.positive), len(self.negative))
+        req = self.client.request("search", params)
+        req.succeeded.connect(lambda r, req=req: self._on_results(req, key, title, label, what, r))
+        req.failed.connect(lambda e, req=req: self._on_failed(req, e))
+        self.request = req
+        self._set_busy(True)
+        self.status_label.setText("Searching…")
+        self.searchStarted.emit(req)
+        return req
+
+    def _search_params(self, index: str, query: dict[str, Any]) -> dict[str, Any]:
         params: dict[str, Any] = {"index": index, "k": self.k_spin.value(), **query}
         if self.positive:
             params["positive"] = sorted(self.positive)
@@ -248,20 +342,7 @@ class SearchDock(QgsDockWidget):
         bbox = self.extent_bbox() if self.extent_check.isChecked() else None
         if bbox is not None:
             params["bbox"], params["bbox_crs"] = bbox
-        if self.request is not None and not self.request.done:
-            self.request.cancel()
-        settings.set_index_path(index)
-        settings.set_top_k(self.k_spin.value())
-        title = f'CACH: "{label}"' if label else "CACH: examples"
-        if self.positive or self.negative:
-            title += f" (+{len(self.positive)}/−{len(self.negative)})"
-        req = self.client.request("search", params)
-        req.succeeded.connect(lambda r, req=req: self._on_results(req, key, title, label, r))
-        req.failed.connect(lambda e, req=req: self._on_failed(req, e))
-        self.request = req
-        self._set_busy(True)
-        self.status_label.setText("Searching…")
-        return req
+        return params
 
     def extent_bbox(self) -> tuple[list[float], str] | None:
         """The canvas extent and its CRS id, as the ``bbox``/``bbox_crs`` params."""
@@ -277,50 +358,74 @@ class SearchDock(QgsDockWidget):
             ).transformBoundingBox(extent)
             crs = target
         bbox = [extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()]
-        return bbox, _crs_id(crs)
+        return bbox, crs_id(crs)
 
     def cancel(self) -> None:
+        """Cancel the running search, if any (its answer will never be shown)."""
         if self.request is not None and not self.request.done:
             self.request.cancel()
 
     def _on_failed(self, req: PendingRequest, error: WorkerError) -> None:
         if req is not self.request:
-            return
+            return  # a replaced search
         self._set_busy(False)
         if error.cancelled:
             self.status_label.setText("Search cancelled.")
             return
-        self.status_label.setText(f"<span style='color:#b2182b'>{error}</span>")
-        self.message(str(error), Qgis.Critical, duration=15)
+        self.clear_results()  # the message must not sit next to another query's results
+        text = wording.error_text(error.info)
+        self.status_label.setText(f"<span style='color:{ERROR_COLOUR}'>{text}</span>")
+        level = LEVELS[wording.error_level(error.info)]
+        self.message(text, level, duration=15, details=wording.error_details(error.info))
         self.searchFailed.emit(error)
 
     def _on_results(
-        self, req: PendingRequest, key: str, title: str, label: str, raw: dict[str, Any]
+        self,
+        req: PendingRequest,
+        key: str,
+        title: str,
+        label: str,
+        what: str,
+        raw: dict[str, Any],
     ) -> None:
         if req is not self.request:
-            return
+            return  # a replaced search
         self._set_busy(False)
-        result = SearchResult.from_json(raw)
-        self.show_result(result, key, title, label)
+        query = str(req.params.get("text") or label)
+        self.show_result(SearchResult.from_json(raw), key, title, query, what)
 
-    def show_result(self, result: SearchResult, key: str, title: str, label: str) -> ResultLayers:
-        """Result group on the map and rows in the list."""
+    def show_result(
+        self, result: SearchResult, key: str, title: str, query: str, what: str
+    ) -> ResultLayers:
+        """Result group on top of the layer tree, rows in the list, the status and any
+        weak-match note."""
+        self._reset_highlight()
         self.result = result
         index = str(result.index.get("path") or self.index_path())
-        self._query_key = key
+        self.result_index = self.index_path()
         self.result_layers = layers.show_results(
-            key, title, result.hits, label, result.model_label, index
+            key, title, result.results, query, wording.model_provenance(result.model), index
         )
         self._sync_canvas_layers()
-        self._fill_list(result.hits)
-        total = result.timing_ms.get("total") if result.timing_ms else None
-        timing = f" in {float(total):.0f} ms" if total is not None else ""
-        self.status_label.setText(
-            f"{len(result.hits)} tiles{timing} — {result.model_label or 'model ?'}"
-            f" — index of {result.index.get('tiles', '?')} tiles"
-        )
+        self._fill_list(result.results)
+        self._show_status(result, what)
+        self._show_weak_match(result, query)
+        if result.index.get("outdated_model"):
+            self.outdatedIndex.emit(index, dict(result.index))
         self.resultsShown.emit(self.result_layers)
         return self.result_layers
+
+    def _show_status(self, result: SearchResult, what: str) -> None:
+        off_map = sum(1 for h in result.results if not h.georeferenced)
+        self.status_label.setText(
+            wording.results_status(len(result.results), off_map, result.timing_ms, what)
+        )
+        self.status_label.setToolTip(wording.model_details(result.model, result.index))
+
+    def _show_weak_match(self, result: SearchResult, query: str) -> None:
+        weak = bool(result.weak_match) and bool(result.results)
+        self.weak_label.setText(wording.weak_match_text(query) if weak else "")
+        self.weak_label.setVisible(weak)
 
     def _sync_canvas_layers(self) -> None:
         """Make the canvas show the new group at once.
@@ -345,7 +450,9 @@ class SearchDock(QgsDockWidget):
         for hit in hits:
             item = QListWidgetItem(QIcon(placeholder), self._item_text(hit))
             item.setData(HIT_ROLE, hit)
-            item.setToolTip(f"{hit.source}\nwindow {list(hit.window)}  tile {hit.tile_id}")
+            item.setToolTip(wording.hit_tooltip(hit))
+            if not hit.georeferenced:
+                item.setForeground(QColor("#8a4b00"))
             self.results.addItem(item)
             self._thumb_queue.append(item)
         self.results.blockSignals(False)
@@ -353,10 +460,9 @@ class SearchDock(QgsDockWidget):
 
     def _item_text(self, hit: Hit) -> str:
         mark = (
-            " +" if hit.tile_id in self.positive else " −" if hit.tile_id in self.negative else ""
+            "  +" if hit.tile_id in self.positive else "  −" if hit.tile_id in self.negative else ""
         )
-        ham = f", hamming {hit.hamming}" if hit.hamming is not None else ""
-        return f"#{hit.rank}  score {hit.score:.3f}{ham}{mark}\n{hit.name}"
+        return wording.hit_text(hit, mark)
 
     def _next_thumbnail(self) -> None:
         """One thumbnail per event-loop turn, so the UI stays responsive."""
@@ -372,14 +478,30 @@ class SearchDock(QgsDockWidget):
     def thumbnails_pending(self) -> int:
         return len(self._thumb_queue)
 
-    # --- selection, zoom, refinement -------------------------------------------------------------
-    def zoom_to_item(self, item: QListWidgetItem | None) -> None:
+    def hits(self) -> list[Hit]:
+        """The hits in the list, in order."""
+        return [self.results.item(i).data(HIT_ROLE) for i in range(self.results.count())]
+
+    # --- selection, zoom, viewer -----------------------------------------------------------------
+    def show_item(self, item: QListWidgetItem | None) -> None:
+        """A selected row: zoom to a georeferenced tile; view one that has no place on the map."""
         if item is None:
             return
-        self.zoom_to_hit(item.data(HIT_ROLE))
+        hit: Hit = item.data(HIT_ROLE)
+        if hit.georeferenced:
+            self.zoom_to_hit(hit)
+        else:
+            self.view_hit(hit)
+
+    def view_hit(self, hit: Hit) -> TileViewer:
+        """The tile enlarged, with "Open image"."""
+        if self.viewer is None:
+            self.viewer = TileViewer(self)
+        self.viewer.show_hit(hit)
+        return self.viewer
 
     def zoom_to_hit(self, hit: Hit) -> QgsRectangle | None:
-        """Zoom the canvas to a hit's footprint (with a margin) and flash it."""
+        """Zoom the canvas to a hit's footprint (with a margin) and outline it."""
         canvas = self.iface.mapCanvas() if self.iface else None
         geom = layers.footprint_geometry(hit)
         if canvas is None or geom.isEmpty():
@@ -393,9 +515,41 @@ class SearchDock(QgsDockWidget):
         rect.scale(1.5)
         canvas.setExtent(rect)
         canvas.refresh()
-        canvas.flashGeometries([geom], dest)
+        self._outline(canvas, geom, dest)
         return rect
 
+    def _outline(self, canvas: QgsMapCanvas, geom: Any, crs: QgsCoordinateReferenceSystem) -> None:
+        """Mark the selected tile with an outline only: the tile itself stays visible."""
+        if self._highlight is None:
+            band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+            band.setStrokeColor(QColor(0, 255, 255, 230))
+            band.setFillColor(QColor(0, 0, 0, 0))
+            band.setWidth(3)
+            self._highlight = band
+        self._highlight.setToGeometry(geom, crs)
+
+    def _reset_highlight(self) -> None:
+        if self._highlight is not None:
+            self._highlight.reset(QgsWkbTypes.PolygonGeometry)
+
+    def highlight_geometry(self) -> Any:
+        """The outline of the selected tile (empty when none), in canvas CRS."""
+        return self._highlight.asGeometry() if self._highlight is not None else None
+
+    def cleanup(self) -> None:
+        """Remove what the panel put on the canvas (plugin unload)."""
+        self._thumb_timer.stop()
+        self.cancel()
+        if self._highlight is not None:
+            canvas = self.iface.mapCanvas() if self.iface else None
+            self._highlight.reset(QgsWkbTypes.PolygonGeometry)
+            if canvas is not None:
+                canvas.scene().removeItem(self._highlight)
+            self._highlight = None
+        if self.viewer is not None:
+            self.viewer.close()
+
+    # --- refinement ------------------------------------------------------------------------------
     def current_hit(self) -> Hit | None:
         item = self.results.currentItem()
         return item.data(HIT_ROLE) if item is not None else None
@@ -434,12 +588,15 @@ class SearchDock(QgsDockWidget):
             return
         hit: Hit = item.data(HIT_ROLE)
         menu = QMenu(self)
-        menu.addAction("Zoom to tile", lambda: self.zoom_to_hit(hit))
+        zoom = menu.addAction("Zoom to tile", lambda: self.zoom_to_hit(hit))
+        zoom.setEnabled(hit.georeferenced)
+        menu.addAction("View tile enlarged", lambda: self.view_hit(hit))
         menu.addAction("More like this (+)", lambda: self.mark(hit, True))
         menu.addAction("Less like this (−)", lambda: self.mark(hit, False))
         menu.addAction("Search tiles similar to this one", lambda: self.search_similar(hit))
         menu.exec_(self.results.viewport().mapToGlobal(pos))
 
+    # --- export ----------------------------------------------------------------------------------
     def save_footprints_dialog(self) -> None:
         if self.result_layers is None:
             self.status_label.setText("Run a search first.")
@@ -448,12 +605,28 @@ class SearchDock(QgsDockWidget):
             self, "Save footprints", str(Path.home() / "cach_results.gpkg"), "GeoPackage (*.gpkg)"
         )
         if path:
-            try:
-                layers.save_footprints(self.result_layers.footprints, path)
-            except OSError as err:
-                self.message(str(err), Qgis.Critical)
-                return
-            self.message(f"Footprints saved to {path}", Qgis.Success)
+            self.save_footprints(path)
+
+    def save_footprints(self, path: str) -> str:
+        """Write the footprints to a GeoPackage and say which rows have no geometry and why."""
+        footprints = self.result_layers.footprints if self.result_layers else None
+        if footprints is None:
+            return ""
+        try:
+            layers.save_footprints(footprints, path)
+        except OSError as err:
+            self.message(f"The footprints could not be saved: {err}", Qgis.Critical)
+            return ""
+        text = f"Footprints saved to {path}."
+        no_geometry = layers.rows_without_geometry(footprints)
+        if no_geometry:
+            ranks = ", ".join(f"#{r}" for r in no_geometry)
+            text += (
+                f" {len(no_geometry)} rows have no geometry ({ranks}): "
+                f"{wording.NOT_GEOREFERENCED} (see their 'note' field)."
+            )
+        self.message(text, Qgis.Warning if no_geometry else Qgis.Success)
+        return text
 
     # --- click-a-tile ----------------------------------------------------------------------------
     def show_captions(self, hit: Hit, result: CaptionResult) -> None:
@@ -464,11 +637,16 @@ class SearchDock(QgsDockWidget):
         lines.append("</ol>")
         self.captions.setHtml("".join(lines))
         if result.similar:
-            similar = SearchResult(hits=result.similar, query={"tile": hit.tile_id})
+            self.cancel()  # the click is the latest query
+            label = layers.tile_label(hit.tile_id)
+            similar = SearchResult(
+                results=result.similar,
+                query={"tile": hit.tile_id},
+                model=result.model,
+                index=result.index,
+                timing_ms=result.timing_ms,
+            )
             self.show_result(
-                similar,
-                f"tile:{hit.tile_id}",
-                f"CACH: like tile {hit.tile_id}",
-                f"like tile {hit.tile_id}",
+                similar, f"tile:{hit.tile_id}", layers.group_title(label), label, label
             )
         self.captionsShown.emit(hit, result)

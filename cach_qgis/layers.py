@@ -1,7 +1,9 @@
 """Search results as map layers: one group per query, footprints + tile windows as VRT.
 
-Each :class:`~cach_qgis.messages.Hit` becomes one feature whose attributes map one-to-one onto the
-hit's fields plus the query/model/index provenance. Tiles are GDAL VRT windows (``srcwin``) of the
+Each :class:`~model_runtime.protocol.Hit` becomes one feature whose attributes are the
+protocol's footprint schema (``FOOTPRINT_FIELDS``, the same as the CLI's GeoPackage). Hits whose
+source has no CRS are rows without geometry (``georeferenced`` false, ``note`` says why) and never
+become tile layers: they have no place on a map. Tiles are GDAL VRT windows (``srcwin``) of the
 source rasters, so no pixels are copied.
 """
 
@@ -36,63 +38,65 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 from qgis.PyQt.QtGui import QColor, QFont
 
+from ..model_runtime.protocol import FOOTPRINT_FIELDS, Hit, footprint_row
 from . import settings
-from .messages import Hit
 
 gdal.UseExceptions()
 ogr.UseExceptions()
 
 GROUP_KEY = "cach/query_key"
 FOOTPRINT_CRS = "EPSG:4326"
-#: rank classes, best first: (upper rank bound, colour)
-RANK_COLOURS = ("#b2182b", "#ef8a62", "#fddbc7", "#67a9cf", "#2166ac")
+#: outline colours by rank class, best first: strong colours only, so every class stays visible
+#: over imagery without a fill that would wash it out
+RANK_COLOURS = ("#d7191c", "#fd8d3c", "#ffd700", "#00e5ff", "#2c7bb6")
+_QVARIANT = {
+    "int": QVariant.LongLong,
+    "real": QVariant.Double,
+    "text": QVariant.String,
+    "bool": QVariant.Bool,
+}
+
+
+def group_title(label: str, positive: int = 0, negative: int = 0) -> str:
+    """The one naming scheme of result groups, whatever the route (panel, map tool, menu)."""
+    title = f"CACH: {label}" if label else "CACH: examples"
+    if positive or negative:
+        title += f" (+{positive}/−{negative})"
+    return title
+
+
+def text_label(text: str) -> str:
+    return f"“{text}”"
+
+
+def tile_label(tile_id: int) -> str:
+    return f"similar to tile {tile_id}"
 
 
 def hit_fields() -> QgsFields:
-    """Attribute schema of a footprint layer (shared with the Processing "Text search" sink)."""
+    """Attribute schema of a footprint layer: ``protocol.FOOTPRINT_FIELDS`` (shared with the
+    Processing "Text search" sink and the CLI's GeoPackage)."""
     fields = QgsFields()
-    for name, kind in (
-        ("rank", QVariant.Int),
-        ("score", QVariant.Double),
-        ("hamming", QVariant.Int),
-        ("tile_id", QVariant.LongLong),
-        ("source", QVariant.String),
-        ("window", QVariant.String),
-        ("crs", QVariant.String),
-        ("query", QVariant.String),
-        ("model", QVariant.String),
-        ("index", QVariant.String),
-    ):
-        fields.append(QgsField(name, kind))
+    for name, kind in FOOTPRINT_FIELDS:
+        fields.append(QgsField(name, _QVARIANT[kind]))
     return fields
 
 
 def footprint_geometry(hit: Hit) -> QgsGeometry:
     """The hit's EPSG:4326 footprint (an empty geometry when the source has no CRS)."""
-    if not hit.footprint:
+    if not hit.georeferenced:
         return QgsGeometry()
     ogr_geom = ogr.CreateGeometryFromJson(json.dumps(hit.footprint))
     return QgsGeometry.fromWkt(ogr_geom.ExportToWkt())
 
 
 def hit_feature(hit: Hit, fields: QgsFields, query: str, model: str, index: str) -> QgsFeature:
-    """One footprint feature with the hit's attributes and provenance."""
+    """One footprint feature: the protocol's row, and a geometry only when georeferenced."""
     feat = QgsFeature(fields)
-    feat.setGeometry(footprint_geometry(hit))
-    feat.setAttributes(
-        [
-            hit.rank,
-            hit.score,
-            hit.hamming,
-            hit.tile_id,
-            hit.source,
-            ",".join(str(v) for v in hit.window),
-            hit.crs or "",
-            query,
-            model,
-            index,
-        ]
-    )
+    if hit.georeferenced:
+        feat.setGeometry(footprint_geometry(hit))
+    row = footprint_row(hit, query, model, index)
+    feat.setAttributes([row[name] for name, _kind in FOOTPRINT_FIELDS])
     return feat
 
 
@@ -102,8 +106,7 @@ def create_footprint_layer(
     """A styled, labelled memory layer of the hits' footprints."""
     layer = QgsVectorLayer(f"Polygon?crs={FOOTPRINT_CRS}", name, "memory")
     provider = layer.dataProvider()
-    fields = hit_fields()
-    provider.addAttributes(fields.toList())
+    provider.addAttributes(hit_fields().toList())
     layer.updateFields()
     provider.addFeatures([hit_feature(h, layer.fields(), query, model, index) for h in hits])
     layer.updateExtents()
@@ -111,31 +114,38 @@ def create_footprint_layer(
     return layer
 
 
+def _rank_symbol(colour: str, best: bool) -> QgsFillSymbol:
+    """An outline with a thin dark casing and no fill: the tile underneath stays visible."""
+    symbol = QgsFillSymbol.createSimple(
+        {"style": "no", "outline_color": "35,35,35,200", "outline_width": "1.3"}
+    )
+    outline = QgsFillSymbol.createSimple(
+        {"style": "no", "outline_color": colour, "outline_width": "0.8" if best else "0.6"}
+    )
+    symbol.appendSymbolLayer(outline.symbolLayer(0).clone())
+    return symbol
+
+
 def style_footprints(layer: QgsVectorLayer, max_rank: int) -> None:
-    """Graduated colours by rank (best = dark red) and the rank as a label."""
+    """Rank classes as coloured outlines (red = best), and the rank as a label."""
     n_classes = max(1, min(len(RANK_COLOURS), max_rank))
     step = max(1, -(-max_rank // n_classes))  # ceil
     ranges = []
     lower = 1
     for i in range(n_classes):
         upper = max_rank if i == n_classes - 1 else min(max_rank, lower + step - 1)
-        colour = QColor(RANK_COLOURS[i])
-        fill = QColor(colour)
-        fill.setAlpha(50)
-        symbol = QgsFillSymbol.createSimple(
-            {
-                "color": fill.name(QColor.HexArgb),
-                "outline_color": colour.name(),
-                "outline_width": "0.8" if i == 0 else "0.5",
-            }
-        )
         label = f"rank {lower}" if lower == upper else f"rank {lower}–{upper}"
+        symbol = _rank_symbol(RANK_COLOURS[i], i == 0)
         ranges.append(QgsRendererRange(lower - 0.5, upper + 0.5, symbol, label))
         lower = upper + 1
         if lower > max_rank:
             break
     layer.setRenderer(QgsGraduatedSymbolRenderer("rank", ranges))
+    layer.setLabeling(QgsVectorLayerSimpleLabeling(_rank_labels()))
+    layer.setLabelsEnabled(True)
 
+
+def _rank_labels() -> QgsPalLayerSettings:
     text = QgsTextFormat()
     font = QFont()
     font.setBold(True)
@@ -151,8 +161,7 @@ def style_footprints(layer: QgsVectorLayer, max_rank: int) -> None:
     pal.isExpression = False
     pal.placement = QgsPalLayerSettings.OverPoint
     pal.setFormat(text)
-    layer.setLabeling(QgsVectorLayerSimpleLabeling(pal))
-    layer.setLabelsEnabled(True)
+    return pal
 
 
 def tile_vrt(hit: Hit, folder: Path | None = None) -> Path:
@@ -170,8 +179,8 @@ def tile_vrt(hit: Hit, folder: Path | None = None) -> Path:
 
 
 def create_tile_layer(hit: Hit) -> QgsRasterLayer:
-    """A raster layer showing the hit's window of its source raster."""
-    name = f"#{hit.rank} {Path(hit.source).name} ({hit.score:.2f})"
+    """A raster layer showing the hit's window of its source raster (georeferenced hits only)."""
+    name = f"#{hit.rank} {Path(hit.source).name}"
     return QgsRasterLayer(str(tile_vrt(hit)), name, "gdal")
 
 
@@ -216,39 +225,49 @@ def show_results(
     max_tiles: int | None = None,
     project: QgsProject | None = None,
 ) -> ResultLayers:
-    """Add (or replace) the group ``title`` for query ``key``: footprints on top, then tiles."""
+    """Put the group ``title`` of query ``key`` at the top of the layer tree (a re-run query's
+    old group goes): footprints first, then the georeferenced tiles, collapsed."""
     project = project or QgsProject.instance()
-    root = project.layerTreeRoot()
-    position = 0
-    old = find_group(key, project)
-    if old is not None:
-        position = max(0, old.parent().children().index(old)) if old.parent() is root else 0
-        remove_group(key, project)
+    remove_group(key, project)
     # build the group detached, then insert it in one step: one layer-tree change, so the
     # canvas bridge updates the map once (and reliably) with all the new layers
     group = QgsLayerTreeGroup(title)
     group.setCustomProperty(GROUP_KEY, key)
-
     footprints = create_footprint_layer(hits, query, model, index)
     project.addMapLayer(footprints, False)
-    group.addLayer(footprints)
-
+    group.addLayer(footprints).setExpanded(False)
     limit = settings.max_tile_layers() if max_tiles is None else max_tiles
-    tiles: list[QgsRasterLayer] = []
-    if hits and limit > 0:
-        tile_group = group.addGroup("Tiles")
-        for hit in list(hits)[:limit]:
-            try:
-                layer = create_tile_layer(hit)
-            except RuntimeError:
-                continue
-            if not layer.isValid():
-                continue
-            project.addMapLayer(layer, False)
-            tile_group.addLayer(layer)
-            tiles.append(layer)
-    root.insertChildNode(position, group)
+    on_map = [h for h in hits if h.georeferenced][: max(0, limit)]
+    tiles = _add_tile_layers(group, on_map, project) if on_map else []
+    project.layerTreeRoot().insertChildNode(0, group)
     return ResultLayers(group, footprints, tiles)
+
+
+def _add_tile_layers(
+    group: QgsLayerTreeGroup, hits: Sequence[Hit], project: QgsProject
+) -> list[QgsRasterLayer]:
+    """The tiles as collapsed raster layers (no band legends) in a collapsed "Tiles" group."""
+    tile_group = group.addGroup("Tiles")
+    tile_group.setExpanded(False)
+    tiles = []
+    for hit in hits:
+        try:
+            layer = create_tile_layer(hit)
+        except RuntimeError:
+            continue
+        if not layer.isValid() or not layer.crs().isValid():
+            continue
+        project.addMapLayer(layer, False)
+        tile_group.addLayer(layer).setExpanded(False)
+        tiles.append(layer)
+    return tiles
+
+
+def rows_without_geometry(layer: QgsVectorLayer) -> list[int]:
+    """Ranks of the rows that have no geometry (their ``note`` says why)."""
+    return sorted(
+        int(f["rank"]) for f in layer.getFeatures() if not f.hasGeometry() or f.geometry().isEmpty()
+    )
 
 
 def save_footprints(layer: QgsVectorLayer, path: str) -> str:

@@ -9,17 +9,20 @@ from qgis.gui import QgsMapCanvas, QgsMapMouseEvent, QgsMapTool, QgsRubberBand
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QCursor
 
+from ..model_runtime.protocol import DEFAULT_CAPTIONS, DEFAULT_K, CaptionResult, Hit
+from . import wording
 from .layers import FOOTPRINT_CRS, footprint_geometry
-from .messages import CaptionResult, Hit, WorkerError
-from .runtime_client import PendingRequest, RuntimeClient
+from .runtime_client import PendingRequest, RuntimeClient, WorkerError
 
 
 class TileTool(QgsMapTool):
     """Clicking a point on an indexed raster shows its tile, captions and similar tiles."""
 
+    started = pyqtSignal()  # a click started a new query (it replaces any running search)
     located = pyqtSignal(object)  # Hit
-    captioned = pyqtSignal(object, object)  # Hit, CaptionResult
+    captioned = pyqtSignal(object, object)  # Hit, CaptionResult (with model and index)
     failed = pyqtSignal(object)  # WorkerError
+    notice = pyqtSignal(str)  # a plain-words note of the plugin's own (no tile here, no index)
     busy = pyqtSignal(bool)
 
     def __init__(
@@ -27,16 +30,17 @@ class TileTool(QgsMapTool):
         canvas: QgsMapCanvas,
         client: RuntimeClient,
         index_path: Callable[[], str],
-        k: Callable[[], int] = lambda: 20,
+        k: Callable[[], int] = lambda: DEFAULT_K,
     ) -> None:
         super().__init__(canvas)
         self.client = client
         self.index_path = index_path
         self.k = k
         self.setCursor(QCursor(Qt.CrossCursor))
+        # an outline only: the clicked tile stays visible under it
         self.band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
-        self.band.setColor(QColor(255, 200, 0, 200))
-        self.band.setFillColor(QColor(255, 200, 0, 40))
+        self.band.setStrokeColor(QColor(255, 200, 0, 230))
+        self.band.setFillColor(QColor(0, 0, 0, 0))
         self.band.setWidth(3)
         self._request: PendingRequest | None = None
 
@@ -48,40 +52,57 @@ class TileTool(QgsMapTool):
         """Locate the tile at ``point`` (canvas CRS) and caption it; results come as signals."""
         index = self.index_path()
         if not index:
-            self.failed.emit(WorkerError("config", "Choose an index in the CACH search panel."))
+            self.notice.emit(
+                f"Choose an index in the CACH search panel first, or make one with "
+                f"{wording.INDEX_MENU}"
+            )
             return None
-        if self._request is not None and not self._request.done:
-            self._request.cancel()
+        self.cancel()
+        self.started.emit()
         crs = self.canvas().mapSettings().destinationCrs()
         req = self.client.request(
-            "locate", {"index": index, "x": point.x(), "y": point.y(), "crs": _crs_id(crs)}
+            "locate", {"index": index, "x": point.x(), "y": point.y(), "crs": crs_id(crs)}
         )
-        req.succeeded.connect(lambda result: self._on_located(index, result))
-        req.failed.connect(self._on_failed)
+        req.succeeded.connect(lambda result, req=req: self._on_located(req, index, result))
+        req.failed.connect(lambda err, req=req: self._on_failed(req, err))
         self._request = req
         self.busy.emit(True)
         return req
 
-    def _on_located(self, index: str, result: dict) -> None:
+    def cancel(self) -> None:
+        """Cancel the click's query still running (a newer search replaces it)."""
+        if self._request is not None and not self._request.done:
+            self._request.cancel()
+
+    def _on_located(self, req: PendingRequest, index: str, result: dict) -> None:
+        if req is not self._request:
+            return
         tile = result.get("tile")
         if not tile:
-            self._on_failed(WorkerError("data", "No indexed tile under this point."))
+            self.busy.emit(False)
+            self.notice.emit(
+                "No indexed tile here. Click on a raster you indexed, or index it with "
+                f"{wording.INDEX_MENU}"
+            )
             return
         hit = Hit.from_json(tile)
         self.highlight(hit)
         self.located.emit(hit)
-        req = self.client.request(
-            "caption", {"index": index, "tile": hit.tile_id, "k": 5, "similar": self.k()}
-        )
-        req.succeeded.connect(lambda r: self._on_captioned(hit, r))
-        req.failed.connect(self._on_failed)
-        self._request = req
+        params = {"index": index, "tile": hit.tile_id, "k": DEFAULT_CAPTIONS, "similar": self.k()}
+        caption = self.client.request("caption", params)
+        caption.succeeded.connect(lambda r, c=caption: self._on_captioned(c, hit, r))
+        caption.failed.connect(lambda err, c=caption: self._on_failed(c, err))
+        self._request = caption
 
-    def _on_captioned(self, hit: Hit, result: dict) -> None:
+    def _on_captioned(self, req: PendingRequest, hit: Hit, result: dict) -> None:
+        if req is not self._request:
+            return
         self.busy.emit(False)
         self.captioned.emit(hit, CaptionResult.from_json(result))
 
-    def _on_failed(self, error: WorkerError) -> None:
+    def _on_failed(self, req: PendingRequest, error: WorkerError) -> None:
+        if req is not self._request:
+            return
         self.busy.emit(False)
         if not error.cancelled:
             self.failed.emit(error)
@@ -97,6 +118,6 @@ class TileTool(QgsMapTool):
         super().deactivate()
 
 
-def _crs_id(crs: QgsCoordinateReferenceSystem) -> str:
+def crs_id(crs: QgsCoordinateReferenceSystem) -> str:
     """An id the runtime's PROJ understands: the authority id, else WKT."""
     return crs.authid() or crs.toWkt()

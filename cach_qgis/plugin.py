@@ -1,21 +1,27 @@
-"""The QGIS plugin object: actions, dock, map tool, Processing provider, worker lifetime."""
+"""The QGIS plugin object: actions, dock, map tool, Processing provider, tasks, worker lifetime.
+
+Unload is robust step by step: each step runs even when an earlier one failed, tasks are touched
+only while their C++ object lives (the task manager deletes finished tasks), and the worker is
+always shut down last.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction, QToolBar
+from qgis.PyQt.QtWidgets import QAction, QPushButton, QToolBar
 
-from . import settings
-from .dialogs import IndexDialog, RuntimeDialog
-from .dock import SearchDock
+from ..model_runtime.protocol import Estimate, IndexSummary
+from . import settings, wording
+from .dialogs import IndexDialog, QuestionDialog, RuntimeDialog, adapt_dialog, confirm_run_dialog
+from .dock import LEVELS, SearchDock
 from .maptool import TileTool
-from .messages import IndexSummary, WorkerError
-from .runtime_client import log, shared_client, shutdown_shared_client
-from .tasks import IndexTask
+from .runtime_client import WorkerError, log, shared_client, shutdown_shared_client
+from .tasks import AdaptTask, IndexTask, WorkerTask, is_active, is_alive
 
 MENU = "&CACH"
 
@@ -40,7 +46,9 @@ class CachPlugin:
         self.toolbar: QToolBar | None = None
         self.actions: list[QAction] = []
         self.provider = None
-        self.tasks: list[IndexTask] = []
+        self.tasks: list[WorkerTask] = []
+        self.dialogs: list[Any] = []  # open non-modal dialogs (kept alive)
+        self.reindex_offers: dict[str, Any] = {}  # index path -> message bar item
 
     # --- Processing ------------------------------------------------------------------------------
     def initProcessing(self) -> None:  # noqa: N802 - QGIS API
@@ -60,17 +68,25 @@ class CachPlugin:
         self.initProcessing()
         self.client = shared_client()
         self.client.notice.connect(self._notice)
-        main = self.iface.mainWindow()
-
-        self.dock = SearchDock(self.iface, self.client, main)
+        self.dock = SearchDock(self.iface, self.client, self.iface.mainWindow())
         self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
         self.dock.hide()
+        self.dock.outdatedIndex.connect(self.offer_reindex)
+        self._init_tool()
+        self._init_actions()
+        log("plugin loaded")
 
+    def _init_tool(self) -> None:
         canvas = self.iface.mapCanvas()
         self.tool = TileTool(canvas, self.client, self.dock.index_path, self.dock.k_spin.value)
         self.tool.captioned.connect(self.dock.show_captions)
         self.tool.failed.connect(self._tool_failed)
+        self.tool.notice.connect(lambda text: self._message(text, Qgis.Info))
+        # the latest query wins, whichever route it came by
+        self.tool.started.connect(self.dock.cancel)
+        self.dock.searchStarted.connect(lambda _req: self.tool.cancel())
 
+    def _init_actions(self) -> None:
         self.toolbar = self.iface.addToolBar("CACH")
         self.toolbar.setObjectName("CachToolbar")
         search = self._action(ICON, "CACH search panel", self._toggle_dock, checkable=True)
@@ -83,9 +99,9 @@ class CachPlugin:
         )
         self.tool.setAction(tile)
         self._action(ICON, "Index raster folder…", self.show_index_dialog, toolbar=False)
+        self._action(ICON, "Adapt to this archive…", self.show_adapt_dialog, toolbar=False)
         self._action(ICON, "Runtime settings…", self.show_runtime_dialog, toolbar=False)
         self.search_action, self.tile_action = search, tile
-        log("plugin loaded")
 
     def _action(
         self, icon: str, text: str, slot: Any, checkable: bool = False, toolbar: bool = True
@@ -99,49 +115,84 @@ class CachPlugin:
         self.actions.append(action)
         return action
 
+    # --- unload ----------------------------------------------------------------------------------
     def unload(self) -> None:
-        """Remove everything initGui added and stop the worker."""
+        """Remove everything initGui added and stop the worker; every step runs."""
+        for name, step in (
+            ("tasks", self._stop_tasks),
+            ("dialogs", self._close_dialogs),
+            ("map tool", self._remove_tool),
+            ("actions", self._remove_actions),
+            ("search panel", self._remove_dock),
+            ("Processing provider", self._remove_provider),
+            ("runtime", self._stop_runtime),
+        ):
+            _run_step(name, step)
+        log("plugin unloaded")
+
+    def _stop_tasks(self) -> None:
+        """Cancel running tasks and detach them from the plugin; never touch deleted ones."""
+        tasks, self.tasks = self.tasks, []
+        for task in tasks:
+            if not is_alive(task):
+                continue
+            for signal in (task.succeeded, task.failed, task.ended):
+                _disconnect(signal)
+            if is_active(task):
+                task.cancel()
+
+    def _close_dialogs(self) -> None:
+        dialogs, self.dialogs = self.dialogs, []
+        for dialog in dialogs:
+            _run_step("dialog", dialog.close)
+        self.reindex_offers.clear()
+
+    def _remove_tool(self) -> None:
+        tool, self.tool = self.tool, None
+        if tool is None:
+            return
         canvas = self.iface.mapCanvas()
-        if self.tool is not None:
-            if canvas is not None and canvas.mapTool() is self.tool:
-                canvas.unsetMapTool(self.tool)
-            self.tool.band.reset()
-            if canvas is not None:
-                canvas.scene().removeItem(self.tool.band)
-            self.tool.deleteLater()
-            self.tool = None
-        for action in self.actions:
+        if canvas is not None and canvas.mapTool() is tool:
+            canvas.unsetMapTool(tool)
+        tool.band.reset()
+        if canvas is not None:
+            canvas.scene().removeItem(tool.band)
+        tool.deleteLater()
+
+    def _remove_actions(self) -> None:
+        actions, self.actions = self.actions, []
+        for action in actions:
             self.iface.removePluginMenu(MENU, action)
             action.deleteLater()
-        self.actions = []
-        if self.toolbar is not None:
-            self.toolbar.deleteLater()
-            self.toolbar = None
-        if self.dock is not None:
-            self.iface.removeDockWidget(self.dock)
-            self.dock.deleteLater()
-            self.dock = None
-        if self.provider is not None:
-            QgsApplication.processingRegistry().removeProvider(self.provider)
-            self.provider = None
-        for task in self.tasks:
-            if task.status() in (task.Queued, task.OnHold, task.Running):
-                task.cancel()
-        self.tasks = []
-        if self.client is not None:
-            try:
-                self.client.notice.disconnect(self._notice)
-            except TypeError:
-                pass
-            self.client = None
+        toolbar, self.toolbar = self.toolbar, None
+        if toolbar is not None:
+            toolbar.deleteLater()
+
+    def _remove_dock(self) -> None:
+        dock, self.dock = self.dock, None
+        if dock is None:
+            return
+        _run_step("search panel canvas items", dock.cleanup)
+        self.iface.removeDockWidget(dock)
+        dock.deleteLater()
+
+    def _remove_provider(self) -> None:
+        provider, self.provider = self.provider, None
+        if provider is not None:
+            QgsApplication.processingRegistry().removeProvider(provider)
+
+    def _stop_runtime(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            _disconnect(client.notice, self._notice)
         shutdown_shared_client()
-        log("plugin unloaded")
 
     # --- actions ---------------------------------------------------------------------------------
     def _toggle_dock(self, checked: bool) -> None:
         if self.dock is not None:
             self.dock.setVisible(checked)
             if checked:
+                self.dock.start_runtime()  # also on showEvent; here for a window not yet shown
                 self.dock.raise_()
                 self.dock.query_edit.setFocus()
 
@@ -153,47 +204,172 @@ class CachPlugin:
             canvas.setMapTool(self.tool)
             if self.dock is not None:
                 self.dock.show()
+                self.dock.start_runtime()
         elif canvas.mapTool() is self.tool:
             canvas.unsetMapTool(self.tool)
 
     def show_index_dialog(self) -> IndexDialog:
         dialog = IndexDialog(self.client, self.iface.mainWindow())
-        dialog.taskStarted.connect(self.track_index_task)
+        dialog.taskStarted.connect(self.track_task)
+        self._keep(dialog)
         dialog.show()
         return dialog
 
     def show_runtime_dialog(self) -> RuntimeDialog:
         dialog = RuntimeDialog(self.client, self.iface.mainWindow())
+        self._keep(dialog)
         dialog.show()
         return dialog
 
-    def track_index_task(self, task: IndexTask) -> None:
-        """Keep the task alive and report its end in the message bar."""
+    def show_adapt_dialog(self) -> QuestionDialog | None:
+        """Ask, then adapt the model to the index chosen in the search panel."""
+        index = self.dock.index_path() if self.dock is not None else ""
+        if not index:
+            self._message(
+                "Choose an index in the CACH search panel first; adapting works on that index.",
+                Qgis.Info,
+            )
+            return None
+        dialog = adapt_dialog(index, self.iface.mainWindow())
+        dialog.accepted.connect(lambda: self.adapt_index(index))
+        self._keep(dialog)
+        dialog.open()
+        return dialog
+
+    def _keep(self, dialog: Any) -> None:
+        self.dialogs = [d for d in self.dialogs if is_alive(d) and d.isVisible()] + [dialog]
+
+    # --- tasks -----------------------------------------------------------------------------------
+    def start_index(self, params: dict[str, Any]) -> IndexTask:
+        """Start an indexing task (e.g. a large run resent with ``confirm``)."""
+        task = IndexTask(self.client, params)
+        QgsApplication.taskManager().addTask(task)
+        self.track_task(task)
+        return task
+
+    def adapt_index(self, index: str, steps: int | None = None) -> AdaptTask:
+        """Start "Adapt to this archive" as a task with progress and Cancel."""
+        task = AdaptTask(self.client, index, steps)
+        task.succeeded.connect(lambda result: self._adapted(index, result))
+        task.failed.connect(lambda error: self._task_failed("Adapting", error))
+        QgsApplication.taskManager().addTask(task)
+        self.track_task(task)
+        self._message(
+            "Adapting the model to this archive; progress and Cancel are in the task manager "
+            "(status bar).",
+            Qgis.Info,
+        )
+        return task
+
+    def track_task(self, task: WorkerTask) -> None:
+        """Keep the task's Python side alive until it ends, and report its end."""
         self.tasks.append(task)
-        task.indexed.connect(self._indexed)
-        task.failed.connect(self._index_failed)
+        task.ended.connect(lambda: self._forget(task))
+        if isinstance(task, IndexTask):
+            params = dict(task.params)
+            task.indexed.connect(self._indexed)
+            task.failed.connect(lambda error: self._index_failed(params, error))
+
+    def _forget(self, task: WorkerTask) -> None:
+        self.tasks = [t for t in self.tasks if t is not task]
 
     def _indexed(self, index: str, summary: IndexSummary) -> None:
-        if self.dock is not None:
+        text, level = wording.summary_text(summary)
+        if not summary.indexed_nothing and self.dock is not None:
             self.dock.set_index_path(index)
-        self._message(f"Index ready: {summary.describe()}", Qgis.Success)
+        self._message(text, LEVELS[level], details=wording.skipped_details(summary.skipped))
 
-    def _index_failed(self, error: WorkerError) -> None:
-        if error.cancelled:
+    def _index_failed(self, params: dict[str, Any], error: WorkerError) -> None:
+        if error.code == "confirm_large_run":
+            self.confirm_large_run(params, Estimate.from_json(error.details.get("estimate") or {}))
+        elif error.cancelled:
             self._message(
                 "Indexing cancelled. Files already indexed are kept; index the folder again to "
                 "finish.",
                 Qgis.Info,
             )
         else:
-            self._message(f"Indexing failed: {error}", Qgis.Critical)
+            self._task_failed("Indexing", error)
 
+    def confirm_large_run(self, params: dict[str, Any], estimate: Estimate) -> QuestionDialog:
+        """Show the estimate; "Index anyway" resends the run with ``confirm``."""
+        dialog = confirm_run_dialog(estimate, self.iface.mainWindow())
+        dialog.accepted.connect(lambda: self.start_index({**params, "confirm": True}))
+        self._keep(dialog)
+        dialog.open()
+        return dialog
+
+    def _adapted(self, index: str, result: dict[str, Any]) -> None:
+        self.reindex_offers.pop(index, None)
+        self._message(wording.adapt_done_text(result), Qgis.Success)
+
+    def _task_failed(self, what: str, error: WorkerError) -> None:
+        if error.cancelled:
+            self._message(f"{what} cancelled; nothing was changed.", Qgis.Info)
+            return
+        level = LEVELS[wording.error_level(error.info)]
+        self._message(
+            f"{what} failed. {wording.error_text(error.info)}",
+            level,
+            details=wording.error_details(error.info),
+        )
+
+    # --- re-index offer --------------------------------------------------------------------------
+    def offer_reindex(self, index: str, info: dict[str, Any]) -> None:
+        """Once per index and session: a message with "Re-index with the new model"."""
+        if index in self.reindex_offers:
+            return
+        bar = self.iface.messageBar()
+        item = bar.createMessage("CACH", wording.outdated_text(index))
+        button = QPushButton("Re-index with the new model")
+        button.clicked.connect(lambda: self.reindex(index, info))
+        item.layout().addWidget(button)
+        item.button = button  # for tests and scripts
+        bar.pushWidget(item, Qgis.Info, 0)
+        self.reindex_offers[index] = item
+        log(wording.outdated_text(index))
+
+    def reindex(self, index: str, info: dict[str, Any]) -> IndexDialog:
+        """The Index dialog filled for a rebuild of ``index`` with the new model."""
+        dialog = self.show_index_dialog()
+        folders = [str(p) for p in info.get("roots") or info.get("paths") or []]
+        dialog.preset(index, folders, rebuild=True)
+        return dialog
+
+    # --- messages --------------------------------------------------------------------------------
     def _tool_failed(self, error: WorkerError) -> None:
-        self._message(str(error), Qgis.Warning if error.type == "data" else Qgis.Critical)
+        level = LEVELS[wording.error_level(error.info)]
+        self._message(
+            wording.error_text(error.info), level, details=wording.error_details(error.info)
+        )
 
     def _notice(self, text: str, level: int) -> None:
         self._message(text, Qgis.MessageLevel(level))
 
-    def _message(self, text: str, level: Qgis.MessageLevel, duration: int = 10) -> None:
-        log(text, level)
-        self.iface.messageBar().pushMessage("CACH", text, level=level, duration=duration)
+    def _message(
+        self, text: str, level: Qgis.MessageLevel, duration: int = 10, details: str = ""
+    ) -> None:
+        log(f"{text} {details}".strip(), level)
+        bar = self.iface.messageBar()
+        if details:
+            bar.pushMessage("CACH", text, details, level=level, duration=duration)
+        else:
+            bar.pushMessage("CACH", text, level=level, duration=duration)
+
+
+def _run_step(name: str, step: Callable[[], Any]) -> None:
+    """Run one unload step; a failure is logged and the next step still runs."""
+    try:
+        step()
+    except Exception as err:  # noqa: BLE001 - unload must always finish
+        log(f"unload: {name} failed: {type(err).__name__}: {err}", Qgis.Warning)
+
+
+def _disconnect(signal: Any, slot: Any = None) -> None:
+    try:
+        if slot is None:
+            signal.disconnect()
+        else:
+            signal.disconnect(slot)
+    except (TypeError, RuntimeError):
+        pass

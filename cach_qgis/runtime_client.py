@@ -9,7 +9,6 @@ request onto the client's thread and waits there), or for the main thread in a l
 from __future__ import annotations
 
 import collections
-import json
 import queue
 import threading
 import time
@@ -29,8 +28,17 @@ from qgis.PyQt.QtCore import (
     pyqtSignal,
 )
 
-from . import settings
-from .messages import Progress, ReadyInfo, WorkerError
+from ..model_runtime import protocol
+from ..model_runtime.protocol import (
+    ErrorInfo,
+    Event,
+    ModelInfo,
+    Progress,
+    ReadyInfo,
+    Request,
+    Response,
+)
+from . import settings, wording
 
 LOG_TAG = "CACH"
 #: the worker command after the interpreter (docs/protocol.md); settings may add options
@@ -54,6 +62,48 @@ RESTART_WINDOW_S = 300.0
 def log(message: str, level: Qgis.MessageLevel = Qgis.Info) -> None:
     """Write to the QGIS message log under the ``CACH`` tag."""
     QgsMessageLog.logMessage(message, LOG_TAG, level)
+
+
+class WorkerError(Exception):
+    """A failed request: the protocol's :class:`ErrorInfo` (type, code, message, details).
+
+    ``str(err)`` is the runtime's own message; the plugin words it for users from ``code``
+    (:mod:`cach_qgis.wording`). Errors of the plugin's own making (no runtime, a crash) have
+    code ``worker_unavailable`` and a message already written for QGIS users."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.info = info
+
+    @classmethod
+    def of(cls, code: str, message: str, **details: Any) -> WorkerError:
+        """An error made on the plugin's side, with a code of ``protocol.ERROR_CODES``."""
+        return cls(ErrorInfo(protocol.error_type_of(code), message, code, details))
+
+    @property
+    def type(self) -> str:
+        return self.info.type
+
+    @property
+    def code(self) -> str:
+        return self.info.code
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return self.info.details
+
+    @property
+    def cancelled(self) -> bool:
+        return self.info.type == "cancelled"
+
+
+def unavailable(message: str) -> WorkerError:
+    """The runtime cannot answer (not found, cannot start, stopped, crashed)."""
+    return WorkerError.of("worker_unavailable", message)
+
+
+def cancelled(message: str = "Cancelled.") -> WorkerError:
+    return WorkerError.of("cancelled", message)
 
 
 class PendingRequest(QObject):
@@ -145,6 +195,9 @@ class RuntimeClient(QObject):
         self._restarts: collections.deque[float] = collections.deque()
         self._start_timer: QTimer | None = None
         self.info: ReadyInfo | None = None
+        self.model: ModelInfo | None = None
+        #: why the last start failed ("" after a good start), for the panel's runtime line
+        self.last_error = ""
         self.device: str = ""
         self._submit.connect(self._on_submit, Qt.QueuedConnection)
         self._cancel_job.connect(self._on_cancel_job, Qt.QueuedConnection)
@@ -193,11 +246,9 @@ class RuntimeClient(QObject):
         if req in self._outbox:
             self._outbox.remove(req)
             self._pending.pop(request_id, None)
-            req._fail(WorkerError("cancelled", "Cancelled before it started."))
+            req._fail(cancelled("Cancelled before it started."))
             return
-        self._write(
-            {"id": f"cancel-{request_id}", "op": "cancel", "params": {"target": request_id}}
-        )
+        self._write(Request(f"cancel-{request_id}", "cancel", {"target": request_id}))
 
     def call(
         self,
@@ -238,12 +289,10 @@ class RuntimeClient(QObject):
             if deadline and time.monotonic() > deadline:
                 if not cancel_sent:
                     cancel_sent = True
-                    job.error = WorkerError(
-                        "cancelled", f"'{op}' timed out after {timeout_s:.0f} s."
-                    )
+                    job.error = cancelled(f"'{op}' timed out after {timeout_s:.0f} s.")
                     self._cancel_job.emit(job)
                 elif time.monotonic() > deadline + 10:  # the worker ignored the cancel
-                    job.error = job.error or WorkerError("runtime", f"'{op}' did not stop.")
+                    job.error = job.error or unavailable(f"'{op}' did not stop.")
                     break
         self._drain(job, progress)
         if job.error is not None:
@@ -289,8 +338,8 @@ class RuntimeClient(QObject):
         python = self.python
         if not python:
             self._fail_start(
-                "No CACH runtime found. Set its Python in CACH > Runtime settings, or create one "
-                "there (README: scripts/setup.sh makes .venv in the plugin folder)."
+                "No CACH runtime found. Create one in CACH ▸ Runtime settings… ▸ Create runtime…, "
+                "or set the Python of an existing one there."
             )
             return
         self._stopping = False
@@ -321,9 +370,10 @@ class RuntimeClient(QObject):
         self._start_timer.start(self._start_timeout_ms)
 
     def _fail_start(self, message: str) -> None:
+        self.last_error = message
         log(message, Qgis.Critical)
         self._set_state(self.STOPPED)
-        self._fail_all(WorkerError("runtime", message))
+        self._fail_all(unavailable(message))
 
     def _fail_all(self, error: WorkerError) -> None:
         requests = list(self._pending.values())
@@ -368,14 +418,14 @@ class RuntimeClient(QObject):
             proc.waitForFinished(2000)
         proc.deleteLater()
 
-    def _write(self, obj: dict[str, Any]) -> None:
+    def _write(self, request: Request) -> None:
         if self._proc is None or self._proc.state() != QProcess.Running:
             return
-        self._proc.write((json.dumps(obj) + "\n").encode("utf-8"))
+        self._proc.write((request.to_json() + "\n").encode("utf-8"))
 
     def _send(self, req: PendingRequest) -> None:
         req.sent_at = time.monotonic()
-        self._write({"id": req.id, "op": req.op, "params": req.params})
+        self._write(Request(req.id, req.op, req.params))
 
     def _tail_text(self) -> str:
         lines = [ln for ln in self._stderr_tail if ln.strip()]
@@ -386,7 +436,10 @@ class RuntimeClient(QObject):
             reason = self._proc.errorString()
             python = self._proc.program()
             self._discard_process()
-            self._fail_start(f"Cannot run the CACH runtime '{python}': {reason}.")
+            self._fail_start(
+                f"Cannot run the CACH runtime '{python}': {reason}. Choose another one in "
+                "CACH ▸ Runtime settings…"
+            )
 
     def _on_stderr(self) -> None:
         if self._proc is None:
@@ -409,64 +462,77 @@ class RuntimeClient(QObject):
         self._stdout += bytes(self._proc.readAllStandardOutput())
         *lines, self._stdout = self._stdout.split(b"\n")
         for raw in lines:
-            if not raw.strip():
-                continue
-            try:
-                msg = json.loads(raw)
-            except ValueError:
-                log(f"runtime wrote a non-protocol line: {raw[:200]!r}", Qgis.Warning)
-                continue
-            if isinstance(msg, dict):
-                self._handle(msg)
+            if raw.strip():
+                self.handle_line(raw)
 
-    def _handle(self, msg: dict[str, Any]) -> None:
-        event = msg.get("event")
-        rid = msg.get("id")
-        if event is not None:
-            data = msg.get("data") or {}
-            if rid is None:
-                self._handle_worker_event(str(event), data)
-            elif event == "progress" and rid in self._pending:
-                self._pending[rid].progress.emit(Progress.from_json(data))
-            return
+    def handle_line(self, raw: bytes | str) -> Event | Response | None:
+        """Parse one worker line with the protocol module and dispatch it; returns the message
+        (None for a line that is not protocol, which is logged and ignored)."""
+        try:
+            msg = protocol.parse_message(raw)
+        except protocol.ProtocolError as err:
+            log(f"runtime wrote a non-protocol line: {err}", Qgis.Warning)
+            return None
+        if isinstance(msg, Event):
+            self._handle_event(msg)
+        else:
+            self._handle_response(msg)
+        return msg
+
+    def _handle_event(self, event: Event) -> None:
+        if event.id is None:
+            self._handle_worker_event(event.event, event.data)
+        elif event.event == "progress" and event.id in self._pending:
+            self._pending[event.id].progress.emit(Progress.from_json(event.data))
+
+    def _handle_response(self, response: Response) -> None:
+        rid = response.id
         if isinstance(rid, str) and rid.startswith("cancel-"):
             return  # answer to our cancel; the target request gets its own response
-        if rid is None and not msg.get("ok", True):
-            log(f"runtime: {(msg.get('error') or {}).get('message')}", Qgis.Warning)
+        if rid is None and not response.ok and response.error is not None:
+            log(f"runtime: {wording.error_details(response.error)}", Qgis.Warning)
             return
         req = self._pending.pop(rid, None) if isinstance(rid, int) else None
         if req is None:
             return
-        if msg.get("ok"):
-            req._succeed(dict(msg.get("result") or {}))
+        if response.ok:
+            req._succeed(dict(response.result or {}))
         else:
-            req._fail(WorkerError.from_json(msg.get("error")))
+            req._fail(WorkerError(response.error or ErrorInfo("internal", "no error given")))
 
     def _handle_worker_event(self, event: str, data: dict[str, Any]) -> None:
         if event == "ready":
-            self._stop_start_timer()
-            self.info = ReadyInfo.from_json(data)
-            self._set_device(self.info.device)
-            log(
-                f"runtime ready: version {self.info.version}, protocol {self.info.protocol}, "
-                f"device {self.info.device}, pid {self.info.pid}"
-            )
-            self._set_state(self.READY)
-            self.ready.emit(self.info)
-            outbox, self._outbox = self._outbox, []
-            for req in outbox:
-                self._send(req)
+            self._on_ready(ReadyInfo.from_json(data))
         elif event == "loaded":
+            self.model = ModelInfo.from_json(data)
             device = data.get("device") or data.get("device_name")
             if device:
                 self._set_device(str(device))
-            log(f"runtime model loaded: {json.dumps(data)[:300]}")
+            log(f"runtime model loaded: {protocol.dumps(data)[:300]}")
         elif event == "load_failed":
-            message = str(data.get("message") or "the model could not be loaded")
-            log(f"runtime model load failed: {message}", Qgis.Warning)
-            self.notice.emit(f"CACH model could not be loaded: {message}", int(Qgis.Warning))
+            error = ErrorInfo.from_dict(data)
+            log(f"runtime model load failed: {wording.error_details(error)}", Qgis.Warning)
+            self.notice.emit(
+                f"The CACH model could not be loaded. {wording.error_text(error)}",
+                int(Qgis.Warning),
+            )
         else:
-            log(f"runtime event {event}: {json.dumps(data)[:300]}")
+            log(f"runtime event {event}: {protocol.dumps(data)[:300]}")
+
+    def _on_ready(self, info: ReadyInfo) -> None:
+        self._stop_start_timer()
+        self.info = info
+        self._set_device(info.device)
+        log(
+            f"runtime ready: version {info.version}, protocol {info.protocol}, "
+            f"device {info.device}, pid {info.pid}"
+        )
+        self.last_error = ""
+        self._set_state(self.READY)
+        self.ready.emit(info)
+        outbox, self._outbox = self._outbox, []
+        for req in outbox:
+            self._send(req)
 
     def _set_device(self, device: str) -> None:
         if device and device != self.device:
@@ -481,18 +547,19 @@ class RuntimeClient(QObject):
         self._discard_process()
         self._set_state(self.STOPPED)
         if stopping:
-            self._fail_all(WorkerError("runtime", "The CACH runtime was stopped."))
+            self._fail_all(unavailable("The CACH runtime was stopped."))
             return
         how = "crashed" if status == QProcess.CrashExit else f"exited with code {code}"
         if not was_ready:
-            self._fail_start(f"The CACH runtime could not start: it {how}{tail}.")
+            self._fail_start(
+                f"The CACH runtime could not start: it {how}{tail}. Repair it in "
+                "CACH ▸ Runtime settings… (Create runtime…)."
+            )
             return
         in_flight = [r for r in self._pending.values() if r not in self._outbox]
         for req in in_flight:
             self._pending.pop(req.id, None)
-            req._fail(
-                WorkerError("runtime", f"The CACH runtime stopped unexpectedly ({how}{tail}).")
-            )
+            req._fail(unavailable(f"The CACH runtime stopped unexpectedly ({how}{tail})."))
         now = time.monotonic()
         while self._restarts and now - self._restarts[0] > RESTART_WINDOW_S:
             self._restarts.popleft()
@@ -517,11 +584,11 @@ class RuntimeClient(QObject):
         proc = self._proc
         if proc is None:
             self._set_state(self.STOPPED)
-            self._fail_all(WorkerError("runtime", "The CACH runtime was stopped."))
+            self._fail_all(unavailable("The CACH runtime was stopped."))
             return
         self._stopping = True
         if proc.state() == QProcess.Running and self._state == self.READY:
-            self._write({"id": "shutdown", "op": "shutdown", "params": {}})
+            self._write(Request("shutdown", "shutdown"))
         proc.closeWriteChannel()
         if not proc.waitForFinished(wait_ms):
             proc.kill()
@@ -529,7 +596,7 @@ class RuntimeClient(QObject):
         if self._proc is not None:  # finished() was not delivered synchronously
             self._discard_process()
             self._set_state(self.STOPPED)
-            self._fail_all(WorkerError("runtime", "The CACH runtime was stopped."))
+            self._fail_all(unavailable("The CACH runtime was stopped."))
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.state() != QProcess.NotRunning

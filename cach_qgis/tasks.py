@@ -1,14 +1,39 @@
-"""Long worker requests as QgsTasks: progress in the task manager, Cancel sends protocol ``cancel``."""
+"""Long worker requests as QgsTasks: progress in the task manager, Cancel sends protocol ``cancel``.
+
+The task manager deletes a task's C++ object once it has finished, while Python may still hold
+the wrapper: :func:`is_alive` tells the two apart, so nothing touches a deleted task.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from qgis.core import QgsTask
+from qgis.PyQt import sip
 from qgis.PyQt.QtCore import pyqtSignal
 
-from .messages import IndexSummary, Progress, WorkerError
-from .runtime_client import RuntimeClient, log
+from ..model_runtime.protocol import IndexSummary, Progress
+from .runtime_client import RuntimeClient, WorkerError, cancelled, log
+
+
+def is_alive(task: QgsTask | None) -> bool:
+    """True while ``task``'s C++ object exists (the task manager deletes finished tasks)."""
+    if task is None:
+        return False
+    try:
+        return not sip.isdeleted(task)
+    except (RuntimeError, TypeError):
+        return False
+
+
+def is_active(task: QgsTask | None) -> bool:
+    """True for a live task that is queued, on hold or running."""
+    if not is_alive(task):
+        return False
+    try:
+        return task.status() in (QgsTask.Queued, QgsTask.OnHold, QgsTask.Running)
+    except RuntimeError:  # deleted between the two calls
+        return False
 
 
 class WorkerTask(QgsTask):
@@ -17,6 +42,7 @@ class WorkerTask(QgsTask):
     succeeded = pyqtSignal(object)  # result dict
     failed = pyqtSignal(object)  # WorkerError (type "cancelled" after Cancel)
     progressEvent = pyqtSignal(object)  # Progress, delivered on the UI thread
+    ended = pyqtSignal()  # after succeeded/failed, on the UI thread
 
     def __init__(
         self, client: RuntimeClient, op: str, params: dict[str, Any], description: str
@@ -39,7 +65,7 @@ class WorkerTask(QgsTask):
             self.error = err
             return False
         except Exception as err:  # never let an exception escape into the task manager
-            self.error = WorkerError("internal", f"{type(err).__name__}: {err}")
+            self.error = WorkerError.of("internal", f"{type(err).__name__}: {err}")
             return False
         return True
 
@@ -53,12 +79,13 @@ class WorkerTask(QgsTask):
         """UI thread: report the outcome through signals."""
         if ok and self.result is not None:
             self.succeeded.emit(self.result)
-            return
-        error = self.error or WorkerError("cancelled", f"{self.description()} was cancelled.")
-        if self.isCanceled() and error.type != "cancelled":
-            error = WorkerError("cancelled", f"{self.description()} was cancelled.")
-        log(f"{self.description()}: {error}")
-        self.failed.emit(error)
+        else:
+            error = self.error or cancelled(f"{self.description()} was cancelled.")
+            if self.isCanceled() and not error.cancelled:
+                error = cancelled(f"{self.description()} was cancelled.")
+            log(f"{self.description()}: {error} [{error.code}]")
+            self.failed.emit(error)
+        self.ended.emit()
 
 
 class IndexTask(WorkerTask):
@@ -73,5 +100,15 @@ class IndexTask(WorkerTask):
         self.succeeded.connect(self._on_succeeded)
 
     def _on_succeeded(self, result: dict[str, Any]) -> None:
-        self.summary = IndexSummary(result)
+        self.summary = IndexSummary.from_json(result)
         self.indexed.emit(str(self.params.get("index", "")), self.summary)
+
+
+class AdaptTask(WorkerTask):
+    """Fine-tune the index's image head to its own archive and re-hash it (``adapt`` op)."""
+
+    def __init__(self, client: RuntimeClient, index: str, steps: int | None = None) -> None:
+        params: dict[str, Any] = {"index": index}
+        if steps:
+            params["steps"] = steps
+        super().__init__(client, "adapt", params, f"CACH: adapting the model to {index}")

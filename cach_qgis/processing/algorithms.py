@@ -24,9 +24,18 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from ...model_runtime.protocol import (
+    CONFIRM_ABOVE_TILES,
+    DEFAULT_K,
+    NOT_GEOREFERENCED_NOTE,
+    Estimate,
+    IndexSummary,
+    Progress,
+    SearchResult,
+)
+from .. import wording
 from ..layers import FOOTPRINT_CRS, hit_feature, hit_fields
-from ..messages import IndexSummary, Progress, SearchResult, WorkerError
-from ..runtime_client import shared_client
+from ..runtime_client import WorkerError, shared_client
 
 
 def _call(op: str, params: dict[str, Any], feedback: QgsProcessingFeedback) -> dict[str, Any]:
@@ -44,7 +53,17 @@ def _call(op: str, params: dict[str, Any], feedback: QgsProcessingFeedback) -> d
         if err.cancelled:
             feedback.reportError("Cancelled.")
             return {}
-        raise QgsProcessingException(str(err)) from err
+        raise QgsProcessingException(_error_text(err)) from err
+
+
+def _error_text(err: WorkerError) -> str:
+    if err.code == "confirm_large_run":
+        estimate = Estimate.from_json(err.details.get("estimate") or {})
+        return (
+            f"This run would index {wording.estimate_text(estimate)}. Tick "
+            f"“Index even a very large run” to go ahead."
+        )
+    return f"{wording.error_text(err.info)} ({wording.error_details(err.info)})"
 
 
 class _Base(QgsProcessingAlgorithm):
@@ -61,7 +80,7 @@ class _Base(QgsProcessingAlgorithm):
 class IndexRasterFolder(_Base):
     """Index a folder of rasters into a CACH index (``index`` op)."""
 
-    INPUT, INDEX, TILE_SIZE, OVERLAP, BANDS, MULTI_SCALE, REBUILD, DRY_RUN = (
+    INPUT, INDEX, TILE_SIZE, OVERLAP, BANDS, MULTI_SCALE, REBUILD, DRY_RUN, CONFIRM = (
         "INPUT",
         "INDEX",
         "TILE_SIZE",
@@ -70,6 +89,7 @@ class IndexRasterFolder(_Base):
         "MULTI_SCALE",
         "REBUILD",
         "DRY_RUN",
+        "CONFIRM",
     )
 
     def name(self) -> str:
@@ -124,6 +144,13 @@ class IndexRasterFolder(_Base):
             QgsProcessingParameterBoolean(self.REBUILD, "Rebuild the index from scratch", False)
         )
         self.addParameter(QgsProcessingParameterBoolean(self.DRY_RUN, "Dry run (estimate)", False))
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.CONFIRM,
+                f"Index even a very large run (over {CONFIRM_ABOVE_TILES:,} new tiles)",
+                False,
+            )
+        )
         self.addOutput(QgsProcessingOutputNumber("TILES", "Tiles"))
         self.addOutput(QgsProcessingOutputString("SUMMARY", "Summary"))
 
@@ -149,17 +176,30 @@ class IndexRasterFolder(_Base):
             params["scales"] = [1, 2]
         if self.parameterAsBool(parameters, self.REBUILD, context):
             params["rebuild"] = True
+        if self.parameterAsBool(parameters, self.CONFIRM, context):
+            params["confirm"] = True
         result = _call("index", params, feedback)
-        summary = IndexSummary(result)
-        if result:
-            feedback.pushInfo(summary.describe())
-            for skipped in result.get("skipped") or []:
-                feedback.pushWarning(f"skipped {skipped.get('path')}: {skipped.get('reason')}")
+        text = _report_index(result, bool(params["dry_run"]), feedback) if result else "cancelled"
         return {
             self.INDEX: params["index"],
             "TILES": int(result.get("tiles") or 0),
-            "SUMMARY": summary.describe() if result else "cancelled",
+            "SUMMARY": text,
         }
+
+
+def _report_index(result: dict[str, Any], dry_run: bool, feedback: QgsProcessingFeedback) -> str:
+    """Push the run's summary (a warning when nothing was indexed) and each skipped file."""
+    if dry_run:
+        estimate = Estimate.from_json(result)
+        text, skipped = wording.estimate_text(estimate), estimate.skipped
+        feedback.pushInfo(text)
+    else:
+        summary = IndexSummary.from_json(result)
+        (text, level), skipped = wording.summary_text(summary), summary.skipped
+        (feedback.pushWarning if level == wording.WARNING else feedback.pushInfo)(text)
+    for item in skipped:
+        feedback.pushWarning(f"skipped {item.path}: {item.reason}")
+    return text
 
 
 class TextSearch(_Base):
@@ -192,7 +232,7 @@ class TextSearch(_Base):
                 self.K,
                 "Number of results",
                 QgsProcessingParameterNumber.Integer,
-                20,
+                DEFAULT_K,
                 minValue=1,
                 maxValue=10000,
             )
@@ -239,13 +279,26 @@ class TextSearch(_Base):
             QgsWkbTypes.Polygon,
             QgsCoordinateReferenceSystem(FOOTPRINT_CRS),
         )
-        model = result.model_label
+        model = wording.model_provenance(result.model)
         index_path = str(result.index.get("path") or index)
-        for hit in result.hits:
+        for hit in result.results:
             if feedback.isCanceled():
                 break
             sink.addFeature(
                 hit_feature(hit, fields, text, model, index_path), QgsFeatureSink.FastInsert
             )
-        feedback.pushInfo(f"{len(result.hits)} tiles found")
+        _report_search(result, text, feedback)
         return {self.OUTPUT: dest}
+
+
+def _report_search(result: SearchResult, text: str, feedback: QgsProcessingFeedback) -> None:
+    """How many tiles; which rows have no geometry and why; a weak-match warning."""
+    feedback.pushInfo(f"{len(result.results)} tiles found")
+    off_map = [h.rank for h in result.results if not h.georeferenced]
+    if off_map:
+        ranks = ", ".join(f"#{r}" for r in off_map)
+        feedback.pushWarning(
+            f"{len(off_map)} results have no geometry ({ranks}): {NOT_GEOREFERENCED_NOTE}."
+        )
+    if result.weak_match and result.results:
+        feedback.pushWarning(wording.weak_match_text(text))

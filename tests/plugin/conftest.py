@@ -2,13 +2,21 @@
 
 Run with ``scripts/test_qgis.sh`` (Debian's python3-qgis through .venv-qgis, headless).
 Without QGIS the tests are skipped locally but fail loudly when CI=true: CI must run them.
+
+The plugin is imported the way QGIS imports it: as the package ``cach_for_qgis`` (a link to the
+repository root in a temporary plugins folder), so ``cach_qgis`` reaches the protocol through
+its relative import ``..model_runtime.protocol``. The repository root itself is taken off
+``sys.path``: a plugin module importing ``cach_qgis`` or ``model_runtime`` at top level fails here
+as it would in QGIS.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,8 +43,37 @@ except ImportError as err:  # pragma: no cover - depends on the interpreter
     collect_ignore_glob = ["test_*.py"]
     print(f"tests/plugin skipped: QGIS not importable ({err})", file=sys.stderr)
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+PACKAGE = "cach_for_qgis"
+
+
+def _plugins_folder() -> Path:
+    """A temporary plugins folder holding ``cach_for_qgis`` -> the repository root."""
+    folder = Path(tempfile.mkdtemp(prefix="cach-plugins-"))
+    link = folder / PACKAGE
+    link.symlink_to(ROOT, target_is_directory=True)
+    atexit.register(_remove_link, link)
+    return folder
+
+
+def _remove_link(link: Path) -> None:
+    """Remove the link itself (never what it points at), then its folder."""
+    try:
+        link.unlink()
+        link.parent.rmdir()
+    except OSError:
+        pass
+
+
+def _is_root(entry: str) -> bool:
+    try:
+        return Path(entry or ".").resolve() == ROOT
+    except OSError:
+        return False
+
+
+PLUGINS_FOLDER = _plugins_folder()
+sys.path[:] = [entry for entry in sys.path if not _is_root(entry)]
+sys.path.insert(0, str(PLUGINS_FOLDER))
 
 RUNTIME_PYTHON = Path(os.environ.get("CACH_RUNTIME_PYTHON", ROOT / ".venv" / "bin" / "python"))
 SAMPLES = ROOT / "resources" / "samples"
@@ -130,8 +167,8 @@ def _isolated_settings(qgis_app):  # noqa: ANN001 - pytest-qgis fixture
 @pytest.fixture(scope="session")
 def shared(qgis_app, runtime_python):  # noqa: ANN001
     """The shared runtime client, configured like the plugin would find it."""
-    from cach_qgis import settings
-    from cach_qgis.runtime_client import shared_client, shutdown_shared_client
+    from cach_for_qgis.cach_qgis import settings
+    from cach_for_qgis.cach_qgis.runtime_client import shared_client, shutdown_shared_client
 
     settings.set_runtime_python(runtime_python)
     client = shared_client()
@@ -176,3 +213,14 @@ def no_exception_dialogs(monkeypatch):  # noqa: ANN001
     monkeypatch.setattr(sys, "excepthook", hook)
     yield seen
     assert not seen, f"unhandled exceptions reached sys.excepthook: {seen!r}"
+
+
+@pytest.fixture
+def own_shared_client(monkeypatch):  # noqa: ANN001
+    """The plugin under test makes its own shared client (and its unload stops only that one);
+    the session's ``shared`` client is put back afterwards."""
+    from cach_for_qgis.cach_qgis import runtime_client
+
+    monkeypatch.setattr(runtime_client, "_SHARED", None)
+    yield runtime_client
+    runtime_client.shutdown_shared_client()

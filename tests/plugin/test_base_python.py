@@ -11,7 +11,7 @@ import pytest
 
 def test_find_base_python_skips_interpreters_that_do_not_run(tmp_path, monkeypatch):
     pytest.importorskip("qgis.core")
-    from cach_qgis.runtime_setup import find_base_python
+    from cach_for_qgis.cach_qgis.runtime_setup import find_base_python
 
     # like a pyenv shim for a version that is not selected: found on PATH, exits 127
     for name in ("python3.11", "python3.12"):

@@ -1,56 +1,107 @@
-"""Plugin life cycle, runtime failures and Processing registration in real QGIS (no model needed)."""
+"""Plugin life cycle, runtime start and failures, layering and Processing registration in real QGIS."""
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, wait_until
+from conftest import PLUGINS_FOLDER, link_folder, wait_until
 from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtWidgets import QDockWidget
 
 FAKE_WORKER = str(Path(__file__).with_name("fake_worker.py"))
-HEAVY = ("torch", "open_clip", "faiss", "model_runtime", "rasterio", "timm", "transformers")
+#: what the plugin may load of the runtime package: the protocol and the errors it imports
+ALLOWED_RUNTIME = {
+    "cach_for_qgis.model_runtime",
+    "cach_for_qgis.model_runtime.protocol",
+    "cach_for_qgis.model_runtime.errors",
+}
+HEAVY = (
+    "torch",
+    "open_clip",
+    "faiss",
+    "rasterio",
+    "timm",
+    "transformers",
+    "onnxruntime",
+    "openvino",
+    "safetensors",
+    "model_runtime",
+)
+PLUGIN_MODULES = (
+    "cach_for_qgis",
+    "cach_for_qgis.cach_qgis.plugin",
+    "cach_for_qgis.cach_qgis.processing.algorithms",
+    "cach_for_qgis.cach_qgis.processing.provider",
+    "cach_for_qgis.cach_qgis.wording",
+    "cach_for_qgis.cach_qgis.viewer",
+)
 
 
-def load_plugin_package(name: str = "cach_for_qgis"):
-    """Import the repository root as the plugin package QGIS would see."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_cach_qgis_never_imports_the_model_runtime():
+def _imported_after(modules: tuple[str, ...]) -> dict[str, list[str]]:
+    """Import ``modules`` in a fresh QGIS Python; report runtime and heavy modules loaded."""
     code = (
-        f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-        "import cach_qgis.plugin, cach_qgis.processing.algorithms, cach_qgis.processing.provider\n"
+        f"import sys, json, importlib; sys.path.insert(0, {str(PLUGINS_FOLDER)!r})\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
         f"heavy = {HEAVY!r}\n"
-        "print(','.join(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+        "runtime = sorted(m for m in sys.modules if '.model_runtime' in m)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
+        "print(json.dumps({'runtime': runtime, 'heavy': bad}))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd="/",
     )
-    assert out.stdout.strip() == "", f"cach_qgis imported runtime modules: {out.stdout}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_class_factory_loads_and_unloads(
-    qgis_iface, message_bar, no_exception_dialogs, runtime_python
+def test_cach_qgis_imports_only_the_protocol_from_the_runtime():
+    found = _imported_after(PLUGIN_MODULES)
+    assert found["heavy"] == [], f"the plugin imported heavy modules: {found['heavy']}"
+    assert set(found["runtime"]) == ALLOWED_RUNTIME, found["runtime"]
+
+
+def test_plugin_and_runtime_share_one_protocol_module():
+    from cach_for_qgis.cach_qgis import runtime_client, wording
+    from cach_for_qgis.model_runtime import protocol
+
+    assert runtime_client.protocol is protocol
+    assert wording.Hit is protocol.Hit
+    assert not hasattr(runtime_client, "Hit"), "no mirrored protocol types on the plugin side"
+    assert not (PLUGINS_FOLDER / "cach_for_qgis" / "cach_qgis" / "messages.py").exists()
+
+
+def fake_client(scenario: dict | None = None, tmp_path: Path | None = None):
+    """A runtime client driving tests/plugin/fake_worker.py (with an optional scenario)."""
+    from cach_for_qgis.cach_qgis.runtime_client import RuntimeClient
+
+    args = [FAKE_WORKER]
+    if scenario is not None and tmp_path is not None:
+        path = tmp_path / "scenario.json"
+        path.write_text(json.dumps(scenario))
+        args.append(str(path))
+    return RuntimeClient(python=sys.executable, args=args)
+
+
+def test_class_factory_starts_worker_with_the_panel_and_unloads(
+    qgis_iface, message_bar, no_exception_dialogs, runtime_python, own_shared_client
 ):
     from qgis.core import QgsSettings
 
+    from cach_for_qgis.model_runtime import protocol
+
     QgsSettings().setValue("cach/runtime_python", runtime_python)
-    package = load_plugin_package()
-    plugin = package.classFactory(qgis_iface)
+    import cach_for_qgis
+
+    plugin = cach_for_qgis.classFactory(qgis_iface)
     plugin.initGui()
     registry = QgsApplication.processingRegistry()
     assert registry.providerById("cach") is not None
@@ -60,16 +111,17 @@ def test_class_factory_loads_and_unloads(
     }
     assert isinstance(plugin.dock, QDockWidget)
     assert plugin.tool is not None and plugin.actions
-    assert plugin.client.state == "stopped", "the worker must only start when first needed"
+    assert plugin.client.state == "stopped", "nothing starts before the panel is shown"
 
-    plugin.search_action.trigger()
+    plugin.search_action.trigger()  # the panel is shown: the worker starts now, not at search
     assert not plugin.dock.isHidden()
+    assert plugin.client.state in ("starting", "ready")
+    wait_until(lambda: plugin.client.state == "ready", 120, "the worker's ready line")
     plugin.tile_action.trigger()
     assert qgis_iface.mapCanvas().mapTool() is plugin.tool
 
-    # the worker starts in the background on first need and reports its device
     status = plugin.client.call("status", {}, timeout_s=120)
-    assert status["protocol"] == 1
+    assert status["protocol"] == protocol.PROTOCOL_VERSION
     pid = plugin.client.pid()
     assert pid and plugin.client.device
 
@@ -82,8 +134,26 @@ def test_class_factory_loads_and_unloads(
     assert not message_bar.get_messages(Qgis.Critical)
 
 
+def test_worker_starts_when_the_panel_is_first_shown(qgis_iface, no_exception_dialogs):
+    from cach_for_qgis.cach_qgis.dock import SearchDock
+
+    client = fake_client()
+    dock = SearchDock(qgis_iface, client)
+    assert client.state == "stopped"
+    dock.show()
+    assert client.state == "starting", "showing the panel must start the worker"
+    wait_until(lambda: client.state == "ready", 30, "ready")
+    assert "ready" in dock.runtime_label.text().lower()
+    dock.hide()
+    dock.show()  # showing it again does not start a second worker
+    pid = client.pid()
+    assert client.state == "ready" and client.pid() == pid
+    client.shutdown()
+    dock.deleteLater()
+
+
 def _dock(qgis_iface, client):
-    from cach_qgis.dock import SearchDock
+    from cach_for_qgis.cach_qgis.dock import SearchDock
 
     dock = SearchDock(qgis_iface, client)
     dock.index_combo.setCurrentText("/tmp/no-index-needed")
@@ -91,22 +161,23 @@ def _dock(qgis_iface, client):
 
 
 def test_missing_runtime_shows_message_bar_error(qgis_iface, message_bar, no_exception_dialogs):
-    from cach_qgis.runtime_client import RuntimeClient
+    from cach_for_qgis.cach_qgis.runtime_client import RuntimeClient
 
     client = RuntimeClient(python="/nonexistent/cach-runtime/bin/python")
     dock = _dock(qgis_iface, client)
     dock.query_edit.setText("a baseball field next to a parking lot")
     req = dock.search()
     wait_until(lambda: req.done, 30, "the failed request")
-    assert req.error is not None and req.error.type == "runtime"
+    assert req.error is not None and req.error.code == "worker_unavailable"
     errors = message_bar.get_messages(Qgis.Critical)
-    assert any("Cannot run the CACH runtime" in m for m in errors), errors
+    assert any("Cannot run the CACH runtime" in m and "Runtime settings" in m for m in errors)
     assert dock.search_button.isEnabled()
+    assert "Cannot run the CACH runtime" in dock.runtime_label.text()
     client.shutdown()
 
 
 def test_broken_runtime_shows_message_bar_error(qgis_iface, message_bar, no_exception_dialogs):
-    from cach_qgis.runtime_client import RuntimeClient
+    from cach_for_qgis.cach_qgis.runtime_client import RuntimeClient
 
     # an interpreter that exists but cannot run the worker (as with a half-installed venv)
     broken = [
@@ -125,9 +196,7 @@ def test_broken_runtime_shows_message_bar_error(qgis_iface, message_bar, no_exce
 
 
 def test_crashed_worker_is_restarted_and_user_told(qgis_iface, message_bar, no_exception_dialogs):
-    from cach_qgis.runtime_client import RuntimeClient
-
-    client = RuntimeClient(python=sys.executable, args=[FAKE_WORKER])
+    client = fake_client()
     notices: list[str] = []
     client.notice.connect(lambda text, level: notices.append(text))
     assert client.call("status", {}, timeout_s=30)["device"] == "cpu"
@@ -137,7 +206,7 @@ def test_crashed_worker_is_restarted_and_user_told(qgis_iface, message_bar, no_e
     dock.query_edit.setText("crash")
     req = dock.search()
     wait_until(lambda: req.done, 30, "the crashed request")
-    assert req.error is not None and req.error.type == "runtime"
+    assert req.error is not None and req.error.code == "worker_unavailable"
     assert "stopped unexpectedly" in str(req.error)
     assert any("restarted" in n for n in notices), notices
     wait_until(lambda: client.state == "ready", 30, "the restart")
@@ -147,17 +216,91 @@ def test_crashed_worker_is_restarted_and_user_told(qgis_iface, message_bar, no_e
     assert client.state == "stopped" and not client.is_running()
 
 
-def test_runtime_settings_detect_plugin_venv(qgis_app):
-    from cach_qgis import settings
+def _unload_after_index_task(plugin, folder: Path, index: Path, message_bar) -> None:
+    """Index ``folder`` through the plugin, let the task manager delete the finished task,
+    then unload: no exception, the worker gone."""
+    from qgis.PyQt import sip
 
+    plugin.initGui()
+    plugin.search_action.trigger()
+    task = plugin.start_index({"index": str(index), "paths": [str(folder)]})
+    ended = []
+    task.ended.connect(lambda: ended.append(True))
+    wait_until(lambda: ended, 900, "the indexing task")
+    assert task.summary is not None and task.summary.tiles > 0, task.error
+    wait_until(lambda: sip.isdeleted(task), 30, "the task manager to delete the finished task")
+    assert plugin.tasks == []
+    pid = plugin.client.pid()
+    assert pid
+    plugin.unload()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert plugin.client is None and plugin.dock is None
+    assert not message_bar.get_messages(Qgis.Critical)
+
+
+def test_unload_after_a_completed_index_task_real_worker(
+    qgis_iface, message_bar, no_exception_dialogs, runtime_python, rasters, tmp_path,
+    own_shared_client,
+):
+    from qgis.core import QgsSettings
+
+    import cach_for_qgis
+
+    QgsSettings().setValue("cach/runtime_python", runtime_python)
+    plugin = cach_for_qgis.classFactory(qgis_iface)
+    folder = link_folder(rasters[:1], tmp_path / "rasters")
+    _unload_after_index_task(plugin, folder, tmp_path / "index", message_bar)
+
+
+def test_unload_after_a_completed_index_task_fake_worker(
+    qgis_iface, message_bar, no_exception_dialogs, monkeypatch, own_shared_client, tmp_path
+):
+    """The same, deterministic: the plugin code under test is the same with either worker."""
+    import cach_for_qgis
+
+    monkeypatch.setattr(own_shared_client, "_SHARED", fake_client())
+    plugin = cach_for_qgis.classFactory(qgis_iface)
+    folder = tmp_path / "rasters"
+    folder.mkdir()
+    _unload_after_index_task(plugin, folder, tmp_path / "index", message_bar)
+
+
+def test_unload_survives_a_failing_step(
+    qgis_iface, no_exception_dialogs, monkeypatch, own_shared_client
+):
+    import cach_for_qgis
+
+    monkeypatch.setattr(own_shared_client, "_SHARED", fake_client())
+    plugin = cach_for_qgis.classFactory(qgis_iface)
+    plugin.initGui()
+    plugin.search_action.trigger()
+    wait_until(lambda: plugin.client.state == "ready", 30, "ready")
+    pid = plugin.client.pid()
+
+    def broken() -> None:
+        raise RuntimeError("wrapped C/C++ object has been deleted")
+
+    monkeypatch.setattr(plugin, "_remove_tool", broken)
+    plugin.unload()  # the failing step is logged; the others, and the worker's shutdown, run
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert QgsApplication.processingRegistry().providerById("cach") is None
+    assert plugin.dock is None
+
+
+def test_runtime_settings_detect_plugin_venv(qgis_app):
+    from cach_for_qgis.cach_qgis import settings
+
+    root = Path(__file__).resolve().parents[2]
     candidates = settings.runtime_python_candidates()
-    assert settings.venv_python(ROOT / ".venv") in candidates
-    assert settings.default_runtime_dir() != ROOT  # never inside QGIS's own site-packages
+    assert settings.venv_python(root / ".venv") in candidates
+    assert settings.default_runtime_dir() != root  # never inside QGIS's own site-packages
 
 
 def test_runtime_installer_creates_venv_with_log(qgis_app, tmp_path):
     """The installer's steps, progress and log, with an empty requirements file (offline)."""
-    from cach_qgis.runtime_setup import RuntimeInstaller
+    from cach_for_qgis.cach_qgis.runtime_setup import RuntimeInstaller
 
     reqs = tmp_path / "requirements.txt"
     reqs.write_text("# nothing to install in this test\n")

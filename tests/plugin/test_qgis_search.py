@@ -26,7 +26,7 @@ MAX_UI_GAP_S = 0.5
 
 @pytest.fixture
 def dock(qgis_iface, shared, sample_index, qgis_new_project):  # noqa: ANN001
-    from cach_qgis.dock import SearchDock
+    from cach_for_qgis.cach_qgis.dock import SearchDock
 
     dock = SearchDock(qgis_iface, shared)
     dock.set_index_path(sample_index)
@@ -35,7 +35,7 @@ def dock(qgis_iface, shared, sample_index, qgis_new_project):  # noqa: ANN001
 
 
 def raster_extents(rasters) -> list[QgsRectangle]:  # noqa: ANN001
-    from cach_qgis.layers import raster_extent_4326
+    from cach_for_qgis.cach_qgis.layers import raster_extent_4326
 
     extents = [raster_extent_4326(str(p)) for p in rasters]
     return [e for e in extents if e is not None]
@@ -67,20 +67,21 @@ def test_text_search_adds_group_with_k_footprints(dock, rasters, tmp_path, messa
     req, result = run_search(dock, "a parking lot next to a road", k)
     group = result.group
     group_name = group.name()
-    assert group.name().startswith('CACH: "a parking lot')
+    assert group.name() == "CACH: “a parking lot next to a road”"
     footprints: QgsVectorLayer = result.footprints
     assert footprints.featureCount() == k
     names = footprints.fields().names()
-    for field in ("rank", "score", "source", "query", "model", "index"):
-        assert field in names
+    from cach_for_qgis.model_runtime.protocol import FOOTPRINT_FIELDS
+
+    assert names == [name for name, _kind in FOOTPRINT_FIELDS]  # the CLI's GeoPackage schema
     extents = raster_extents(rasters)
     ranks = []
     for feat in footprints.getFeatures():
         ranks.append(feat["rank"])
         assert feat["query"] == "a parking lot next to a road"
         assert 0.0 <= feat["score"] <= 1.0
-        if not feat["crs"]:  # a raster without CRS has no map footprint
-            assert feat.geometry().isEmpty()
+        if not feat["georeferenced"]:  # a raster without CRS has no map footprint
+            assert not feat.hasGeometry() and feat["note"]
             continue
         assert inside_some(feat.geometry().boundingBox(), extents), feat.geometry().asWkt()
     assert sorted(ranks) == list(range(1, k + 1))
@@ -106,18 +107,25 @@ def test_text_search_adds_group_with_k_footprints(dock, rasters, tmp_path, messa
     assert extent.width() < first.width() * 3 or extent.height() < first.height() * 3
 
     # saving the footprints to GeoPackage keeps every attribute
-    from cach_qgis.layers import save_footprints
+    from cach_for_qgis.cach_qgis.layers import save_footprints
 
     gpkg = save_footprints(footprints, str(tmp_path / "results.gpkg"))
     saved = QgsVectorLayer(gpkg, "saved", "ogr")
     assert saved.isValid() and saved.featureCount() == k
     assert set(names) <= set(saved.fields().names())
 
-    # re-running the query replaces its group instead of piling up layers
+    # tile layers are collapsed (no band legends), the Tiles group too
+    tiles_group = group.findGroup("Tiles")
+    assert tiles_group is not None and not tiles_group.isExpanded()
+    assert not any(node.isExpanded() for node in tiles_group.findLayers())
+
+    # re-running a query replaces its group (no pile of layers) and moves it to the top
+    run_search(dock, "trees", k)
     layers_before = len(QgsProject.instance().mapLayers())
     run_search(dock, "a parking lot next to a road", k)
     root = QgsProject.instance().layerTreeRoot()
     assert sum(1 for g in root.children() if g.name() == group_name) == 1
+    assert root.children()[0].name() == group_name
     assert len(QgsProject.instance().mapLayers()) == layers_before
     assert not message_bar.get_messages(Qgis.Critical)
 
@@ -172,7 +180,7 @@ def test_ui_thread_not_blocked_by_search(dock):
 
 
 def test_map_tool_click_returns_captions_and_similar(dock, qgis_iface, shared, message_bar):
-    from cach_qgis.maptool import TileTool
+    from cach_for_qgis.cach_qgis.maptool import TileTool
 
     _req, result = run_search(dock, "buildings", 5)
     # a tile with a map footprint (rasters without a CRS cannot be clicked on the map)
@@ -208,13 +216,19 @@ def test_map_tool_click_returns_captions_and_similar(dock, qgis_iface, shared, m
     assert captions.captions and all(c.text for c in captions.captions)
     assert captions.similar
     assert dock.captions.toPlainText().strip()
-    assert dock.result_layers.group.name() == f"CACH: like tile {hit.tile_id}"
+    # one naming scheme for similar tiles, whether from the map tool or the context menu
+    assert dock.result_layers.group.name() == f"CACH: similar to tile {hit.tile_id}"
+    assert "model ?" not in dock.status_label.text() and "?" not in dock.status_label.text()
+    assert "Model:" in dock.status_label.toolTip()
+    dock.search_similar(hit)
+    wait_until(lambda: dock.request.done, 300, "similar search")
+    assert dock.result_layers.group.name() == f"CACH: similar to tile {hit.tile_id}"
     canvas.unsetMapTool(tool)
     assert not message_bar.get_messages(Qgis.Critical)
 
 
 def test_index_task_progress_complete_and_cancel(shared, rasters, tmp_path, message_bar):
-    from cach_qgis.tasks import IndexTask
+    from cach_for_qgis.cach_qgis.tasks import IndexTask
 
     small = link_folder(rasters[:1], tmp_path / "a")
     index = str(tmp_path / "index")
@@ -230,7 +244,7 @@ def test_index_task_progress_complete_and_cancel(shared, rasters, tmp_path, mess
     assert ticks.max_gap < MAX_UI_GAP_S, f"UI thread blocked for {ticks.max_gap:.3f} s"
     summary = outcome[0]
     assert not isinstance(summary, Exception), summary
-    assert summary.raw["tiles"] > 0
+    assert summary.tiles > 0
     assert task.progress_events, "the task reported no progress"
     assert task.progress() == pytest.approx(100, abs=1) or task.progress_events[-1].total
     first = shared.call("search", {"index": index, "text": "roads", "k": 3}, timeout_s=300)
@@ -261,7 +275,7 @@ def test_index_task_progress_complete_and_cancel(shared, rasters, tmp_path, mess
 def test_processing_algorithms(qgis_processing, shared, sample_index, tmp_path, rasters):
     import processing
 
-    from cach_qgis.processing.provider import CachProvider
+    from cach_for_qgis.cach_qgis.processing.provider import CachProvider
 
     registry = QgsApplication.processingRegistry()
     added = registry.providerById("cach") is None and registry.addProvider(CachProvider())
@@ -298,7 +312,7 @@ def QgsProcessingUtils_mapLayerFromString(layer_id: str):  # noqa: N802
 
 
 def test_index_dialog_estimate_then_index(shared, rasters, tmp_path, qgis_iface, message_bar):
-    from cach_qgis.dialogs import IndexDialog
+    from cach_for_qgis.cach_qgis.dialogs import IndexDialog
 
     folder = link_folder(rasters[:1], tmp_path / "rasters")
     dialog = IndexDialog(shared)
@@ -327,8 +341,8 @@ def test_index_dialog_estimate_then_index(shared, rasters, tmp_path, qgis_iface,
 
 
 def test_runtime_dialog_reports_device(shared, runtime_python):
-    from cach_qgis import settings
-    from cach_qgis.dialogs import RuntimeDialog
+    from cach_for_qgis.cach_qgis import settings
+    from cach_for_qgis.cach_qgis.dialogs import RuntimeDialog
 
     dialog = RuntimeDialog(shared)
     assert dialog.python.filePath() == runtime_python

@@ -13,6 +13,7 @@ as it would in QGIS.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import sys
@@ -117,6 +118,21 @@ class TickMonitor:
     @property
     def max_gap(self) -> float:
         return max((b - a for a, b in zip(self.ticks, self.ticks[1:], strict=False)), default=0.0)
+
+
+FAKE_WORKER = Path(__file__).with_name("fake_worker.py")
+
+
+def fake_client(scenario: dict | None = None, tmp_path: Path | None = None):
+    """A runtime client driving tests/plugin/fake_worker.py (with an optional scenario)."""
+    from cach_for_qgis.cach_qgis.runtime_client import RuntimeClient
+
+    args = [str(FAKE_WORKER)]
+    if scenario is not None and tmp_path is not None:
+        path = tmp_path / "scenario.json"
+        path.write_text(json.dumps(scenario))
+        args.append(str(path))
+    return RuntimeClient(python=sys.executable, args=args)
 
 
 def sample_rasters() -> list[Path]:

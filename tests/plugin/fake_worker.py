@@ -9,7 +9,8 @@ Usage: ``python fake_worker.py [SCENARIO.json]``. The scenario (all keys optiona
 objects), ``delays`` ({word: seconds}: a search whose text holds the word answers that late),
 ``new_tiles`` (what an ``index`` run would encode; above ``CONFIRM_ABOVE_TILES`` it needs
 ``confirm``), ``summary`` (IndexSummary JSON), ``adapt_steps``, ``step_s``, ``locate`` (Hit JSON),
-``captions`` (list of texts). A search for "crash" exits with code 3, as a crash would.
+``captions`` (list of texts), ``missing_indexes`` (paths a search answers ``index_missing``).
+A search for "crash" exits with code 3, as a crash would.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def search(rid: protocol.RequestId, params: dict) -> Job:
     if text == "crash":
         print("Fatal Python error: Segmentation fault (simulated)", file=sys.stderr, flush=True)
         os._exit(3)
+    if params["index"] in (SCENARIO.get("missing_indexes") or []):
+        message = f"No index at {params['index']}: run 'cach index' first."
+        return Job(rid, [(0, Response.failure(rid, "index_missing", message).to_json())])
     delay = max([s for word, s in (SCENARIO.get("delays") or {}).items() if word in text] or [0])
     hits = [Hit.from_json(h) for h in SCENARIO.get("hits") or []][: params.get("k") or 20]
     index = {"path": params["index"], "tiles": len(hits), **(SCENARIO.get("index") or {})}

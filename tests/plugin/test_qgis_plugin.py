@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PLUGINS_FOLDER, link_folder, wait_until
+from conftest import PLUGINS_FOLDER, fake_client, link_folder, wait_until
 from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtWidgets import QDockWidget
 
-FAKE_WORKER = str(Path(__file__).with_name("fake_worker.py"))
 #: what the plugin may load of the runtime package: the protocol and the errors it imports
 ALLOWED_RUNTIME = {
     "cach_for_qgis.model_runtime",
@@ -79,24 +78,11 @@ def test_plugin_and_runtime_share_one_protocol_module():
     assert not (PLUGINS_FOLDER / "cach_for_qgis" / "cach_qgis" / "messages.py").exists()
 
 
-def fake_client(scenario: dict | None = None, tmp_path: Path | None = None):
-    """A runtime client driving tests/plugin/fake_worker.py (with an optional scenario)."""
-    from cach_for_qgis.cach_qgis.runtime_client import RuntimeClient
-
-    args = [FAKE_WORKER]
-    if scenario is not None and tmp_path is not None:
-        path = tmp_path / "scenario.json"
-        path.write_text(json.dumps(scenario))
-        args.append(str(path))
-    return RuntimeClient(python=sys.executable, args=args)
-
-
 def test_class_factory_starts_worker_with_the_panel_and_unloads(
     qgis_iface, message_bar, no_exception_dialogs, runtime_python, own_shared_client
 ):
-    from qgis.core import QgsSettings
-
     from cach_for_qgis.model_runtime import protocol
+    from qgis.core import QgsSettings
 
     QgsSettings().setValue("cach/runtime_python", runtime_python)
     import cach_for_qgis
@@ -243,9 +229,8 @@ def test_unload_after_a_completed_index_task_real_worker(
     qgis_iface, message_bar, no_exception_dialogs, runtime_python, rasters, tmp_path,
     own_shared_client,
 ):
-    from qgis.core import QgsSettings
-
     import cach_for_qgis
+    from qgis.core import QgsSettings
 
     QgsSettings().setValue("cach/runtime_python", runtime_python)
     plugin = cach_for_qgis.classFactory(qgis_iface)

@@ -274,7 +274,6 @@ def test_index_task_progress_complete_and_cancel(shared, rasters, tmp_path, mess
 
 def test_processing_algorithms(qgis_processing, shared, sample_index, tmp_path, rasters):
     import processing
-
     from cach_for_qgis.cach_qgis.processing.provider import CachProvider
 
     registry = QgsApplication.processingRegistry()

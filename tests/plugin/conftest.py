@@ -78,7 +78,9 @@ sys.path.insert(0, str(PLUGINS_FOLDER))
 
 RUNTIME_PYTHON = Path(os.environ.get("CACH_RUNTIME_PYTHON", ROOT / ".venv" / "bin" / "python"))
 SAMPLES = ROOT / "resources" / "samples"
-SHARED_GEOTIFF = ROOT.parent / "shared" / "data" / "geotiff"
+SHARED_DATA = Path(os.environ.get("CACH_DATA", ROOT.parent / "shared" / "data"))
+SHARED_GEOTIFF = SHARED_DATA / "geotiff"
+UCM_IMAGES = SHARED_DATA / "ucm" / "images"
 RASTER_SUFFIXES = (".tif", ".tiff")
 
 

@@ -226,7 +226,12 @@ def _unload_after_index_task(plugin, folder: Path, index: Path, message_bar) -> 
 
 
 def test_unload_after_a_completed_index_task_real_worker(
-    qgis_iface, message_bar, no_exception_dialogs, runtime_python, rasters, tmp_path,
+    qgis_iface,
+    message_bar,
+    no_exception_dialogs,
+    runtime_python,
+    rasters,
+    tmp_path,
     own_shared_client,
 ):
     import cach_for_qgis

@@ -79,12 +79,16 @@ ERROR_CODES: dict[str, tuple[str, str]] = {
     "heads_unreadable": ("data", "a hash-heads file is missing or not a heads file"),
     "image_unreadable": ("data", "a query image cannot be read"),
     "no_tiles": ("data", "nothing in the given folders could be indexed"),
+    "remote_denied": ("data", "object storage refused the credentials (or they are missing)"),
+    "remote_unreachable": ("data", "the object-storage endpoint cannot be reached"),
     # config: an option is wrong
     "bad_value": ("config", "an option has an invalid value"),
     "unknown_crs": ("config", "a CRS is not known"),
     "unknown_backbone": ("config", "no backbone config of this name"),
     "no_heads": ("config", "no shipped heads for this backbone and bit length"),
     "backend_unavailable": ("config", "the inference backend or device is not available"),
+    "extra_missing": ("config", "an optional extra (boto3 for s3://, ray) is not installed"),
+    "cluster_unreachable": ("config", "the Ray cluster at --ray-address cannot be reached"),
     # model_mismatch: an index or heads file belongs to another model
     "model_mismatch": ("model_mismatch", "the index or heads were made for another model"),
     # index: an index is missing or not usable now

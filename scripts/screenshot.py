@@ -1,7 +1,9 @@
 """Run inside QGIS (``qgis --code scripts/screenshot.py``): search, then save the window.
 
 Started by scripts/screenshot.sh under Xvfb with the demo profile (plugin enabled, demo index set).
-Environment: CACH_SCREENSHOT_OUT (PNG path), CACH_SCREENSHOT_QUERY, CACH_SCREENSHOT_TIMEOUT (s).
+Environment: CACH_SCREENSHOT_OUT (PNG path), CACH_SCREENSHOT_QUERY, CACH_SCREENSHOT_K,
+CACH_SCREENSHOT_TIMEOUT (s). The source rasters are shown at full opacity under the result
+footprints (outlines), so the imagery stays visible.
 """
 
 import os
@@ -23,6 +25,7 @@ from qgis.utils import iface, plugins
 OUT = Path(os.environ.get("CACH_SCREENSHOT_OUT", "docs/img/screenshot.png")).resolve()
 QUERY = os.environ.get("CACH_SCREENSHOT_QUERY", "a parking lot with cars next to a road")
 TIMEOUT_S = int(os.environ.get("CACH_SCREENSHOT_TIMEOUT", "600"))
+K = int(os.environ.get("CACH_SCREENSHOT_K", "8"))
 SAMPLES = Path(os.environ.get("CACH_DEMO_SAMPLES", "resources/samples")).resolve()
 STATE = {"done": False}
 
@@ -57,11 +60,10 @@ def start() -> None:
     window = iface.mainWindow()
     window.resize(1600, 1000)
     window.showMaximized()
-    # the source rasters as a dimmed background, so result tiles stand out
+    # the source rasters as the background imagery, at full opacity
     for path in sorted(SAMPLES.glob("*.tif")):
         layer = QgsRasterLayer(str(path), path.stem, "gdal")
         if layer.isValid() and layer.crs().isValid():
-            layer.renderer().setOpacity(0.45)
             QgsProject.instance().addMapLayer(layer)
             node = QgsProject.instance().layerTreeRoot().findLayer(layer.id())
             if node is not None:
@@ -69,7 +71,7 @@ def start() -> None:
     dock = plugin.dock
     plugin.search_action.trigger()
     dock.query_edit.setText(QUERY)
-    dock.k_spin.setValue(8)
+    dock.k_spin.setValue(K)
     dock.resultsShown.connect(lambda result: QTimer.singleShot(200, lambda: guarded(zoom, result)))
     dock.searchFailed.connect(lambda err: (say(f"search failed: {err}"), finish(4)))
     say(f"searching {QUERY!r} in {dock.index_path()}")
@@ -86,14 +88,16 @@ def guarded(func, *args) -> None:  # noqa: ANN001
 
 
 def zoom(result) -> None:  # noqa: ANN001
-    say(f"{result.footprints.featureCount()} results; zooming to the best tile")
+    weak = plugins["cach_for_qgis"].dock.result.weak_match
+    say(f"{result.footprints.featureCount()} results (weak_match={weak}); zooming to the best")
     plugin = plugins["cach_for_qgis"]
     dock = plugin.dock
     canvas = iface.mapCanvas()
-    best = dock.result.hits[0] if dock.result and dock.result.hits else None
+    hits = dock.result.results if dock.result else []
+    best = next((h for h in hits if h.georeferenced), None)
     if best is not None and best.crs:  # show the best tile's raster unrotated
         canvas.setDestinationCrs(QgsCoordinateReferenceSystem(best.crs))
-    dock.results.setCurrentRow(0)  # zooms to the best tile
+    dock.results.setCurrentRow(hits.index(best) if best else 0)  # zooms to the best tile
     extent = canvas.extent()
     extent.scale(4.0)  # ... and show its neighbourhood
     canvas.setExtent(extent)

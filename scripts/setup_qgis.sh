@@ -28,8 +28,32 @@ fi
 .venv-qgis/bin/python -m pip install --disable-pip-version-check -q -r requirements/qgis-test.txt
 .venv-qgis/bin/python -c "import pytest_qgis, qgis.core; print('pytest-qgis ready')"
 
-pyrcc5 -o cach_qgis/resources_rc.py resources.qrc
+RC=cach_qgis/resources_rc.py
+NEW_RC="$(mktemp --suffix=.py)"
+pyrcc5 -o "$NEW_RC" resources.qrc
 # PyQt5 -> qgis.PyQt so the module also loads under QGIS builds with another binding
-sed -i 's/^from PyQt5 import QtCore/from qgis.PyQt import QtCore/' cach_qgis/resources_rc.py
-echo "compiled cach_qgis/resources_rc.py"
+sed -i 's/^from PyQt5 import QtCore/from qgis.PyQt import QtCore/' "$NEW_RC"
+# pyrcc5 embeds file times and orders files differently from run to run: keep the committed
+# module unless the resources it serves differ
+rc_digest() {
+    "$PY" - "$1" <<'PY'
+import hashlib, importlib.util, re, sys
+from qgis.PyQt.QtCore import QFile, QIODevice
+spec = importlib.util.spec_from_file_location("cach_rc", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+for alias in sorted(re.findall(r'alias="([^"]+)"', open("resources.qrc").read())):
+    f = QFile(":/plugins/cach/" + alias)
+    f.open(QIODevice.ReadOnly)
+    print(alias, hashlib.sha256(bytes(f.readAll())).hexdigest())
+PY
+}
+if [ -f "$RC" ] && [ "$(rc_digest "$RC")" = "$(rc_digest "$NEW_RC")" ]
+then
+    rm -f "$NEW_RC"
+    echo "cach_qgis/resources_rc.py is up to date"
+else
+    mv "$NEW_RC" "$RC"
+    chmod 644 "$RC"
+    echo "compiled cach_qgis/resources_rc.py"
+fi
 echo "done: run the plugin tests with scripts/test_qgis.sh"

@@ -559,20 +559,29 @@ class RuntimeClient(QObject):
         in_flight = [r for r in self._pending.values() if r not in self._outbox]
         for req in in_flight:
             self._pending.pop(req.id, None)
-            req._fail(unavailable(f"The CACH runtime stopped unexpectedly ({how}{tail})."))
+            req._fail(
+                unavailable(
+                    f"The CACH runtime stopped unexpectedly ({how}{tail}). Run it again; "
+                    "the runtime restarts by itself."
+                )
+            )
         now = time.monotonic()
         while self._restarts and now - self._restarts[0] > RESTART_WINDOW_S:
             self._restarts.popleft()
         if len(self._restarts) < MAX_RESTARTS:
             self._restarts.append(now)
-            message = f"The CACH runtime stopped unexpectedly ({how}); it has been restarted."
+            message = (
+                f"The CACH runtime stopped unexpectedly ({how}); it has been restarted. "
+                "Run your search again."
+            )
             log(message, Qgis.Warning)
             self.notice.emit(message, int(Qgis.Warning))
             QTimer.singleShot(0, self._start)
         else:
             message = (
                 f"The CACH runtime stopped unexpectedly ({how}{tail}) {MAX_RESTARTS} times; "
-                "it will start again on the next search."
+                "it will start again on the next search. If it keeps stopping, check the CACH "
+                "log (View ▸ Panels ▸ Log Messages) and CACH ▸ Runtime settings…"
             )
             log(message, Qgis.Critical)
             self.notice.emit(message, int(Qgis.Critical))

@@ -77,6 +77,18 @@ _BY_CODE: dict[str, str] = {
         "Nothing in this folder could be indexed. Choose a folder that holds rasters "
         "(GeoTIFF, JPEG 2000, VRT, IMG, PNG, JPEG)."
     ),
+    "remote_denied": (
+        "The object storage refused the credentials (or none were found). Check the AWS "
+        "credentials QGIS was started with, then try again."
+    ),
+    "remote_unreachable": (
+        "The object-storage endpoint cannot be reached. Check the network, then try again."
+    ),
+    "extra_missing": (
+        f"An optional part of the runtime (for s3:// or a cluster) is not installed. Create "
+        f"the runtime again in {RUNTIME_MENU}"
+    ),
+    "cluster_unreachable": f"The compute cluster cannot be reached. Check {RUNTIME_MENU}",
     "unknown_crs": "The coordinate system is not known to the runtime. Set the project CRS to "
     "a standard one (Project ▸ Properties ▸ CRS) and try again.",
     "no_heads": f"The runtime has no model for these settings. Check {RUNTIME_MENU}",

@@ -217,11 +217,15 @@ def estimate_text(estimate: Estimate) -> str:
     """A dry run in one line: files, new tiles, data to read, expected time."""
     new = estimate.tiles if estimate.new_tiles is None else estimate.new_tiles
     text = (
-        f"{estimate.files} files, {new:,} new tiles ({estimate.tiles:,} in all), "
+        f"{_count(estimate.files, 'file')}, {new:,} new tiles ({estimate.tiles:,} in all), "
         f"{estimate.bytes / 1e6:,.1f} MB to read, about {duration_text(estimate.seconds)}"
     )
     skipped = skipped_text(estimate.skipped)
     return f"{text}; {skipped}" if skipped else text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def duration_text(seconds: float) -> str:

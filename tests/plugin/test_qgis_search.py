@@ -322,7 +322,7 @@ def test_index_dialog_estimate_then_index(shared, rasters, tmp_path, qgis_iface,
     req = dialog.estimate()
     wait_until(lambda: req.done, 300, "dry run")
     assert req.error is None, req.error
-    assert "1 files" in dialog.estimate_label.text() and "tiles" in dialog.estimate_label.text()
+    assert "1 file," in dialog.estimate_label.text() and "tiles" in dialog.estimate_label.text()
     assert not (folder / "cach_index" / "codes").exists()
 
     started = []

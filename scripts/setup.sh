@@ -31,7 +31,7 @@ echo "setup: installing pinned requirements into .venv (torch is large: this tak
 .venv/bin/python -m pip install --quiet "${reqs[@]}" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e . 2>&1 \
   | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import torch, open_clip, faiss, rasterio, model_runtime" \
+.venv/bin/python -c "import torch, open_clip, faiss, rasterio, onnxruntime, openvino, tokenizers, model_runtime" \
   || { echo "setup: the runtime environment does not import; see the pip output above" >&2; exit 1; }
 echo "$want" > "$stamp"
 echo "setup: done; the runtime is .venv/bin/cach ($(.venv/bin/python -c 'import torch; print("CUDA" if torch.cuda.is_available() else "CPU")'))"

@@ -17,26 +17,12 @@ import numpy as np
 from model_runtime.config import BackboneConfig
 from model_runtime.errors import ConfigError, DataError
 from model_runtime.fsutil import atomic_path
+from model_runtime.model.dataset_outputs import load_pixels
 
 LOG = logging.getLogger(__name__)
 
 CALIBRATION_IMAGES = 128
 CALIBRATION_BATCH = 16
-
-
-def load_pixels(paths: list[Path], config: BackboneConfig) -> np.ndarray:
-    """Image files -> uint8 [N, S, S, 3], resized as the torch features are (PIL, config's
-    interpolation, no crop)."""
-    from PIL import Image
-
-    size = config.preprocess.size
-    resample = getattr(Image.Resampling, config.preprocess.interpolation.upper())
-    out = np.empty((len(paths), size, size, 3), np.uint8)
-    for i, path in enumerate(paths):
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
-        out[i] = np.asarray(rgb if rgb.size == (size, size) else rgb.resize((size, size), resample))
-    return out
 
 
 def calibration_pixels(config: BackboneConfig, n: int = CALIBRATION_IMAGES) -> np.ndarray:
@@ -53,7 +39,8 @@ def calibration_pixels(config: BackboneConfig, n: int = CALIBRATION_IMAGES) -> n
         raise ConfigError("int8 calibration found no UCM training images; use fp32.",
                           code="backend_unavailable")
     picks = np.linspace(0, len(train) - 1, min(n, len(train))).round().astype(int)
-    return load_pixels([train[i] for i in picks], config)
+    pre = config.preprocess
+    return load_pixels([train[i] for i in picks], pre.size, pre.interpolation)
 
 
 class _Reader:

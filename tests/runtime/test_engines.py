@@ -1,0 +1,160 @@
+"""The compiled backends (ONNX Runtime, OpenVINO) give torch's codes through their own graphs
+(pixels and tokens in, tanh out), tokenize like the torch path, and load without torch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from model_runtime.config import get_backbone_config
+from model_runtime.errors import ConfigError
+from model_runtime.model import load_model
+from model_runtime.model.factory import BACKEND_REQUIRES, available_backends, pick_backend
+from model_runtime.model.tokenizer import TextTokenizer
+from model_runtime.paths import PLUGIN_ROOT, SAMPLES_DIR, data_root
+
+COMPILED = ("onnx", "openvino")
+#: the issue's requirement: at least 99.5 % of the bits equal torch's
+MIN_AGREEMENT = 0.995
+
+
+def _installed(backend: str) -> str:
+    if backend not in available_backends():
+        pytest.skip(f"{BACKEND_REQUIRES[backend]} is not installed")
+    return backend
+
+
+def _ucm_test():
+    from model_runtime.data.datasets import load_ucm
+
+    try:
+        ds = load_ucm()
+    except Exception as err:  # noqa: BLE001 - any reason the data is missing
+        pytest.skip(f"UCM not found under {data_root()}: {err}")
+    return [it for it in ds.items if it.split("official") == "test"]
+
+
+@pytest.fixture(scope="module")
+def inputs() -> dict:
+    """UCM test images (224 px, as features are made), the sample rasters' tiles and a third of
+    the test captions (126: the text graph is checked more cheaply than all 377)."""
+    from model_runtime.model.dataset_outputs import load_pixels
+    from model_runtime.tiling import TilingOptions, iter_tiles
+
+    items = _ucm_test()
+    tiles = [rgb for path in sorted(SAMPLES_DIR.glob("*.tif"))
+             for rgb, _ in iter_tiles(path, TilingOptions(output_size=224))]
+    return {"ucm": load_pixels([it.image for it in items], 224),
+            "tiles": np.stack(tiles),
+            "texts": sorted({c for it in items for c in it.captions})[::3]}
+
+
+@pytest.fixture(scope="module")
+def reference(inputs) -> dict:
+    torch_model = load_model(backend="torch", bits=64)
+    return {"ucm": torch_model.encode_images(inputs["ucm"]).tanh,
+            "tiles": torch_model.encode_images(inputs["tiles"]).tanh,
+            "texts": torch_model.encode_texts(inputs["texts"])}
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    assert a.shape == b.shape
+    return float(np.mean((a > 0) == (b > 0)))
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_codes_agree_with_torch_through_the_graph(backend, inputs, reference):
+    model = load_model(backend=_installed(backend), bits=64)
+    assert model.backend == backend and model.precision == "fp32"
+    got = {"ucm": model.encode_images(inputs["ucm"]).tanh,
+           "tiles": model.encode_images(inputs["tiles"]).tanh,
+           "texts": model.encode_texts(inputs["texts"])}
+    assert len(inputs["ucm"]) == 210 and len(inputs["tiles"]) >= 30
+    for part, ref in reference.items():
+        share = agreement(got[part], ref)
+        assert share >= MIN_AGREEMENT, f"{backend} {part}: {share:.4%} of bits agree"
+        # fp32 graphs compute the same function: the floats agree closely too
+        assert np.abs(got[part] - ref).max() < 1e-3, part
+
+
+def test_tokenizer_gives_the_ids_of_the_torch_path():
+    from open_clip.tokenizer import HFTokenizer
+
+    from model_runtime.captions import load_bank
+    from model_runtime.config import open_clip_model_cfg
+    from model_runtime.encoders import Encoder
+
+    config = get_backbone_config("effnetlite0-minilm")
+    text_cfg = open_clip_model_cfg(config)["text_cfg"]
+    torch_path = Encoder.__new__(Encoder)  # its _tokenize, with the tokenizer _build_inline makes
+    torch_path.tokenizer = HFTokenizer(text_cfg["hf_tokenizer_name"],
+                                       context_length=text_cfg["context_length"])
+    ours = TextTokenizer(config)
+    odd = ["  Many   CARS\tparked ", "caf\u00e9 &amp;amp; na\u00efve", "", "a " * 400,
+           "\u65e5\u672c\u8a9e", "x\u200by", "&lt;b&gt;bold", "\U0001f697 cars"]
+    texts = list(load_bank())[::4] + odd
+    for i in range(0, len(texts), 512):
+        chunk = texts[i : i + 512]
+        ids, mask = ours(chunk)
+        np.testing.assert_array_equal(ids, torch_path._tokenize(chunk).numpy())
+        np.testing.assert_array_equal(mask, (ids != 0).astype(np.int64))
+    assert ids.shape[1] <= ours.context_length
+
+
+NO_TORCH = """
+import json, sys, tempfile
+from model_runtime.model import load_model
+from model_runtime.index import build_index, open_index
+model = load_model(backend="{backend}", bits=64)
+model.warm_up()
+with tempfile.TemporaryDirectory() as tmp:
+    summary = build_index(tmp, [{raster!r}], model)
+    index = open_index(tmp)
+    hits = index.search(model.encode_texts(["a dense residential area"])[0], k=3)
+heavy = sorted(m for m in ("torch", "transformers", "open_clip", "timm") if m in sys.modules)
+print(json.dumps({{"heavy": heavy, "hits": len(hits), "backend": model.backend}}))
+"""
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_compiled_search_path_never_imports_torch(backend):
+    load_model(backend=_installed(backend), bits=64)  # graphs exported (and cached) here
+    code = NO_TORCH.format(backend=backend, raster=str(SAMPLES_DIR / "cogeo.tif"))
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, timeout=300, cwd=PLUGIN_ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"heavy": [], "hits": 3, "backend": backend}
+
+
+def test_missing_engine_falls_back_to_torch_with_one_log_line(monkeypatch, caplog):
+    monkeypatch.setitem(BACKEND_REQUIRES, "openvino", "no_such_engine_module")
+    with caplog.at_level(logging.INFO, logger="model_runtime.model.factory"):
+        assert pick_backend("openvino", "cpu") == "torch"
+    assert len(caplog.records) == 1
+    assert "openvino is not installed" in caplog.records[0].getMessage()
+
+
+def test_backend_selection_defaults_and_errors(monkeypatch):
+    monkeypatch.delenv("CACH_BACKEND", raising=False)
+    assert pick_backend(None, "cpu") == "onnx"
+    assert pick_backend(None, "cuda") == "torch"
+    monkeypatch.setenv("CACH_BACKEND", "openvino")
+    assert pick_backend(None, "cpu") == "openvino"
+    assert pick_backend("torch", "cpu") == "torch"  # the flag wins over the environment
+    with pytest.raises(ConfigError, match="Unknown backend"):
+        pick_backend("tensorrt", "cpu")
+    with pytest.raises(ConfigError, match="runs fp32, int8"):
+        load_model(backend="onnx", bits=64, precision="fp16")
+
+
+def test_backbone_without_a_hf_text_tower_is_refused_by_the_tokenizer():
+    with pytest.raises(ConfigError) as err:
+        TextTokenizer(get_backbone_config("remoteclip-vit-b-32"))
+    assert err.value.code == "backend_unavailable"

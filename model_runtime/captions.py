@@ -19,16 +19,17 @@ import logging
 import os
 import re
 import sys
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from model_runtime.codes import pack
 from model_runtime.errors import DataError
+from model_runtime.fsutil import atomic_write
 from model_runtime.paths import RESOURCES, cache_dir, data_root
+from model_runtime.protocol import DEFAULT_BACKBONE, Caption
 
 LOG = logging.getLogger(__name__)
 
@@ -104,17 +105,14 @@ def collect_training_captions(root: str | os.PathLike | None = None) -> tuple[li
 
 def write_bank(captions: Iterable[str], path: str | os.PathLike = BANK_PATH) -> Path:
     """One caption per line, gzip; ``mtime=0`` so the same captions give the same bytes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     data = "".join(c.replace("\n", " ") + "\n" for c in captions).encode("utf-8")
-    with (
-        open(tmp, "wb") as raw,
-        gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz,
-    ):
-        gz.write(data)
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0,
+                                                   compresslevel=9) as gz:
+            gz.write(data)
+
+    return atomic_write(path, write)
 
 
 def load_bank(path: str | os.PathLike = BANK_PATH) -> list[str]:
@@ -152,23 +150,7 @@ def _load_codes(path: Path, n: int, nbytes: int) -> np.ndarray | None:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array, allow_pickle=False)
-    os.replace(tmp, path)
-
-
-@dataclass(frozen=True)
-class CaptionMatch:
-    """One caption of the bank and how close its code is to the query's."""
-
-    rank: int
-    text: str
-    hamming: int
-    score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "text": self.text, "hamming": self.hamming, "score": self.score}
+    atomic_write(path, lambda tmp: np.save(tmp.open("wb"), array, allow_pickle=False))
 
 
 class CaptionBank:
@@ -189,7 +171,7 @@ class CaptionBank:
         return len(self.captions)
 
     def search(self, query_codes: np.ndarray, k: int = 5,
-               max_overlap: float = 0.5) -> list[CaptionMatch]:
+               max_overlap: float = 0.5) -> list[Caption]:
         """Nearest captions to one packed query code (``uint8 [bits/8]`` or ``[1, bits/8]``).
 
         Many captions share a code, so ties are broken by the bank's order, which puts the
@@ -218,45 +200,8 @@ class CaptionBank:
             if (d, i) not in chosen:
                 chosen.append((d, i))
         chosen.sort()
-        return [CaptionMatch(r + 1, self.captions[i], int(d), 1.0 - d / self.bits)
+        return [Caption(r + 1, self.captions[i], int(d), round(1.0 - d / self.bits, 4))
                 for r, (d, i) in enumerate(chosen)]
-
-
-def bank_features(
-    captions: list[str],
-    encode_texts: Callable[[list[str]], np.ndarray],
-    backbone: str,
-    bank_sha: str,
-    batch: int = 1024,
-    progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Text-encoder features of the bank (float32), cached as float16 per backbone and bank.
-
-    Encoding the bank is the slow part (minutes on a CPU); every heads file then reuses it, so a
-    retrained or differently sized head costs only its own small MLP.
-    """
-    path = cache_dir() / "captions" / f"feats-{backbone}-{bank_sha[:12]}.npy"
-    if path.is_file():
-        try:
-            feats = np.load(path, allow_pickle=False)
-            if feats.ndim == 2 and len(feats) == len(captions):
-                return feats.astype(np.float32)
-        except (OSError, ValueError) as err:
-            LOG.warning("ignoring unreadable caption features %s: %s", path, err)
-    LOG.info("encoding %d bank captions once (cached in %s)", len(captions), path.parent)
-    start = time.perf_counter()
-    parts = []
-    for i in range(0, len(captions), batch):
-        parts.append(np.asarray(encode_texts(captions[i : i + batch]), dtype=np.float32))
-        if progress:
-            progress(min(i + batch, len(captions)), len(captions))
-    feats = np.concatenate(parts)
-    LOG.info("bank captions encoded in %.1f s", time.perf_counter() - start)
-    try:
-        _save_npy(path, feats.astype(np.float16))
-    except OSError as err:
-        LOG.warning("could not cache caption features: %s", err)
-    return feats
 
 
 def bank_codes(
@@ -267,8 +212,6 @@ def bank_codes(
 ) -> np.ndarray:
     """Packed codes of ``captions``: shipped file, else cache, else ``compute()`` (tanh outputs
     or packed codes of all captions) and cached. ``key`` is :func:`codes_key`."""
-    from model_runtime.hashing.model import codes as pack
-
     name = f"codes-{key}.npy"
     for path in (CAPTIONS_DIR / name, cache_dir() / "captions" / name):
         if path.is_file():
@@ -295,24 +238,22 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _ship_codes(args: argparse.Namespace) -> int:
-    """Compute codes for the shipped heads and write them beside the bank (one encoder pass)."""
-    from model_runtime.pipeline import Runtime
+    """Compute codes for the shipped heads and write them beside the bank (kept for archived
+    heads too, so indexes built with an earlier release caption at once)."""
+    from model_runtime.model import load_model
+    from model_runtime.model.heads import shipped_heads
+    from model_runtime.services.captions import CaptionService, codes_file_key
 
-    rt = Runtime(device=args.device)
-    keep = set()
+    service = CaptionService()
     for bits in args.bits:
-        keep.add(f"codes-{rt.caption_codes_key(bits)}.npy")
-        target = CAPTIONS_DIR / f"codes-{rt.caption_codes_key(bits)}.npy"
+        heads = shipped_heads(args.backbone, bits)
+        target = CAPTIONS_DIR / f"codes-{codes_file_key(heads)}.npy"
         if target.is_file() and not args.force:
             print(f"{target} exists")
             continue
-        bank = rt.caption_bank(bits)
+        bank = service.bank(load_model(args.backbone, heads=heads, device=args.device))
         _save_npy(target, bank.codes)
         print(f"wrote {target} ({len(bank)} codes, {bits} bits)")
-    for stale in CAPTIONS_DIR.glob(f"codes-{rt.backbone}-*.npy"):
-        if stale.name not in keep:  # codes of heads that are no longer shipped
-            stale.unlink()
-            print(f"removed {stale}")
     return 0
 
 
@@ -328,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("ship-codes", help="precompute bank codes for the shipped heads")
     s.add_argument("--bits", type=int, nargs="+", default=[64])
     s.add_argument("--device", default=None)
+    s.add_argument("--backbone", default=DEFAULT_BACKBONE)
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=_ship_codes)
     args = parser.parse_args(argv)

@@ -419,15 +419,18 @@ def iter_tiles(
     options: TilingOptions | None = None,
     cancel: threading.Event | None = None,
     info: RasterInfo | None = None,
+    span: tuple[int, int] | None = None,
 ) -> Iterator[tuple[np.ndarray, Tile]]:
-    """Yield ``(HxWx3 uint8, Tile)`` for every tile of one raster with enough valid pixels.
+    """Yield ``(HxWx3 uint8, Tile)`` for every tile of one raster with enough valid pixels;
+    ``span`` = (start, stop) limits it to those planned windows (one work unit).
 
     Raises ``DataError`` (naming the file) when it cannot be opened or a read fails, and
     ``CancelledError`` when ``cancel`` is set between tiles."""
     options = options or TilingOptions()
     with _open(path) as src:
         info = info or _raster_info(src, options)
-        for col, row, width, height, scale in info.windows:
+        windows = info.windows if span is None else info.windows[span[0] : span[1]]
+        for col, row, width, height, scale in windows:
             if cancel is not None and cancel.is_set():
                 raise CancelledError("Tiling cancelled.")
             window = (col, row, width, height)

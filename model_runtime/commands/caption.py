@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from model_runtime.protocol import DEFAULT_CAPTIONS, DEFAULT_SIMILAR
 from model_runtime.worker import add_model_arguments, runtime_kwargs
 
 
@@ -14,12 +15,13 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--tile", type=int, metavar="ID", help="a tile of the index")
     what.add_argument("--image", metavar="FILE", help="an image or raster file")
-    p.add_argument("--k", type=int, default=5, help="number of captions (5)")
+    p.add_argument("-k", "--k", dest="k", type=int, default=DEFAULT_CAPTIONS,
+                   help=f"number of captions ({DEFAULT_CAPTIONS})")
     p.add_argument(
         "--similar",
         type=int,
-        default=5,
-        help="also list this many similar tiles of the index (5; 0 for none)",
+        default=DEFAULT_SIMILAR,
+        help=f"also list this many similar tiles of the index ({DEFAULT_SIMILAR}; 0 for none)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_model_arguments(p)

@@ -52,6 +52,14 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="estimate tiles, index size and time; write nothing"
     )
     p.add_argument("--rebuild", action="store_true", help="start the index over")
+    p.add_argument("--yes", action="store_true",
+                   help="go ahead with a run of more than 100,000 new tiles without asking")
+    p.add_argument("--allow-outside-sources", action="store_true",
+                   help="let a VRT read local files outside the folders given")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where units run: this machine (default) or a Ray cluster")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster to join (default: start a local Ray); with --executor ray")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_model_arguments(p)
     return p
@@ -63,8 +71,8 @@ def _options(args: argparse.Namespace) -> dict:
 
 
 def _print_estimate(est: dict) -> None:
-    print(f"{est['files']} raster file(s), up to {est['tiles']} tiles")
-    print(f"index size  ~{est['bytes'] / 1e6:.1f} MB")
+    print(f"{est['files']} raster file(s) to index, up to {est['new_tiles']:,} new tiles")
+    print(f"index size  +{est['bytes'] / 1e6:.1f} MB")
     print(f"encode time ~{est['seconds']:.0f} s on this machine")
     for item in est.get("skipped", []):
         print(f"would skip  {item['path']}: {item['reason']}")
@@ -77,8 +85,13 @@ def _print_summary(summary: dict, index_dir: str) -> None:
         f"skipped {len(summary['skipped'])}; {summary['encoded']} tiles encoded in "
         f"{summary['seconds']:.1f} s"
     )
+    for vrt, reads in summary.get("vrt_sources", {}).items():
+        print(f"{vrt} reads {', '.join(reads)}")
     for item in summary["skipped"]:
         print(f"skipped {item['path']}: {item['reason']}")
+    if summary["tiles"] == 0:
+        why = "every file was skipped" if summary["skipped"] else "no raster files were found"
+        print(f"warning: the index holds no tiles: {why}.", file=sys.stderr)
 
 
 class _Bar:
@@ -114,34 +127,35 @@ class _Bar:
             self.bar.close()
 
 
-def run(args: argparse.Namespace) -> int:
-    from model_runtime.pipeline import Runtime
+def _confirm_exit(err) -> int:
+    """A large run without --yes: print the estimate, exit 3 (nothing was encoded)."""
+    est = err.details.get("estimate") or {}
+    print(f"cach index: {err}", file=sys.stderr)
+    if est:
+        _print_estimate(est)
+    return 3
 
-    runtime = Runtime(**runtime_kwargs(args))
+
+def run(args: argparse.Namespace) -> int:
+    from model_runtime.errors import ConfirmationNeeded
+    from model_runtime.pipeline import Pipeline
+
+    pipeline = Pipeline(**runtime_kwargs(args))
+    common = {"bits": args.bits, "allow_outside_sources": args.allow_outside_sources}
     if args.dry_run:
-        est = runtime.index(
-            args.index, args.paths, _options(args), dry_run=True, bits=args.bits
-        ).to_json()
-        if args.json:
-            print(json.dumps(est))
-        else:
-            _print_estimate(est)
+        est = pipeline.index(args.index, args.paths, _options(args), dry_run=True,
+                             rebuild=args.rebuild, **common).to_json()
+        print(json.dumps(est)) if args.json else _print_estimate(est)
         return 0
     bar = _Bar()
     try:
-        summary = runtime.index(
-            args.index,
-            args.paths,
-            _options(args),
-            bits=args.bits,
-            rebuild=args.rebuild,
-            progress=bar,
-        ).to_json()
+        summary = pipeline.index(args.index, args.paths, _options(args), rebuild=args.rebuild,
+                                 confirm=args.yes, progress=bar, executor=args.executor,
+                                 ray_address=args.ray_address, **common).to_json()
+    except ConfirmationNeeded as err:
+        return _confirm_exit(err)
     finally:
         bar.close()
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        _print_summary(summary, args.index)
+    print(json.dumps(summary)) if args.json else _print_summary(summary, args.index)
     # files skipped are reported, not fatal: the index is complete for everything readable
     return 0

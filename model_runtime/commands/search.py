@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from model_runtime.protocol import DEFAULT_K
 from model_runtime.worker import add_model_arguments, runtime_kwargs
 
 
@@ -52,7 +53,8 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         metavar="PART=W",
         help="weight of a query part: text, image, tile, positive (1.0), negative (0.5)",
     )
-    p.add_argument("--k", type=int, default=20, help="number of results (20)")
+    p.add_argument("-k", "--k", dest="k", type=int, default=DEFAULT_K,
+                   help=f"number of results ({DEFAULT_K})")
     p.add_argument(
         "--bbox",
         type=float,
@@ -80,13 +82,14 @@ def print_table(results: list[dict]) -> None:
     if not results:
         print("no results")
         return
-    print(f"{'rank':>4}  {'score':>6}  {'ham':>4}  {'tile':>7}  {'window':<22}  source")
+    print(f"{'rank':>4}  {'score':>6}  {'conf':>5}  {'ham':>4}  {'tile':>7}  {'window':<22}  "
+          "source")
     for h in results:
         window = ",".join(str(v) for v in h["window"])
-        print(
-            f"{h['rank']:>4}  {h['score']:>6.3f}  {h['hamming']:>4}  {h['tile_id']:>7}  "
-            f"{window:<22}  {h['source']}"
-        )
+        conf = "" if h.get("confidence") is None else f"{h['confidence']:.2f}"
+        print(f"{h['rank']:>4}  {h['score']:>6.3f}  {conf:>5}  {h['hamming']:>4}  "
+              f"{h['tile_id']:>7}  {window:<22}  {h['source']}"
+              + ("" if h.get("georeferenced", True) else "  (not georeferenced)"))
 
 
 def write_outputs(
@@ -101,7 +104,7 @@ def write_outputs(
     if getattr(args, "gpkg", None):
         written["gpkg"] = str(write_gpkg(hits, args.gpkg, query, model))
     if getattr(args, "contact_sheet", None) and hits:
-        index, _ = runtime.open_index(index_dir)
+        index, _ = runtime.indexes.open(index_dir)
         written["contact_sheet"] = str(
             contact_sheet(
                 hits, args.contact_sheet, reader=lambda h: index.read_tile_pixels(h.tile_id)
@@ -145,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
         f"{out['timing_ms']['total']:.0f} ms)"
     )
     print_table(out["results"])
+    if out.get("weak_match"):
+        print("note: weak matches only: these tiles are unlikely to show what you asked for; "
+              "the archive may hold nothing like it")
     if out["index"].get("pending_files"):
         print(f"note: the last indexing run was cancelled; {out['index']['pending_files']} "
               "file(s) are not indexed yet: run 'cach index' again to add them")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from model_runtime.errors import ConfigError, DiskFullError, IndexStateError
+from model_runtime.codes import POPCOUNT, hamming, pack, unpack_signs
+from model_runtime.errors import ConfigError, IndexStateError
+from model_runtime.fsutil import atomic_write
 
 LOG = logging.getLogger(__name__)
 
@@ -22,32 +23,7 @@ LOG = logging.getLogger(__name__)
 #: box two OpenMP threads made a single 10k-code search 80 ms instead of 0.02 ms (bench/README)
 SEARCH_THREADS = 1
 
-#: popcount of every byte value
-POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
-
-
-def temp_path(path: Path) -> Path:
-    """A hidden sibling of ``path`` for write-then-``os.replace`` (same file system, umask)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-def pack(values: np.ndarray) -> np.ndarray:
-    """Float outputs [N, bits] (or [bits]) -> packed codes uint8 [N, bits // 8]."""
-    values = np.atleast_2d(np.asarray(values))
-    if values.shape[1] % 8:
-        raise ConfigError(f"code length must be a multiple of 8 bits, got {values.shape[1]}")
-    return np.packbits(values > 0, axis=1)
-
-
-def unpack_signs(codes: np.ndarray, bits: int) -> np.ndarray:
-    """Packed codes [N, bits // 8] -> float32 [N, bits] of -1/+1."""
-    signs = np.unpackbits(np.atleast_2d(codes), axis=1, count=bits).astype(np.float32)
-    return signs * 2.0 - 1.0
-
-
-def hamming(query: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Hamming distances between one packed code [B] and codes [N, B] (NumPy reference)."""
-    return POPCOUNT[np.bitwise_xor(codes, query.reshape(1, -1))].sum(axis=1, dtype=np.int32)
+__all__ = ["POPCOUNT", "BinaryIndex", "combine", "hamming", "pack", "unpack_signs"]
 
 
 def combine(vectors, weights=None) -> np.ndarray:
@@ -164,20 +140,13 @@ class BinaryIndex:
         pos = pos[ids[pos] == subset]  # ids unknown to the index are dropped
         return _topk(hamming(query, self.codes[pos]), ids[pos], max(1, int(k)))
 
+    def write(self, path: str | os.PathLike) -> None:
+        """Write the faiss file as is (callers make it atomic: :meth:`save`)."""
+        faiss.write_index_binary(self.index, str(path))
+
     def save(self, path: str | os.PathLike) -> None:
-        """Write atomically: a temporary file in the same folder, then ``os.replace``."""
-        path = Path(path)
-        tmp = temp_path(path)
-        try:
-            faiss.write_index_binary(self.index, str(tmp))
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException as err:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(err, OSError) and err.errno == 28 or "No space" in str(err):
-                raise DiskFullError(f"{path}: disk full while writing the code index") from err
-            raise
+        """Write atomically (temp file, fsync, rename); a full disk -> DiskFullError."""
+        atomic_write(path, self.write)
 
     @classmethod
     def load(cls, path: str | os.PathLike, bits: int) -> BinaryIndex:

@@ -1,7 +1,10 @@
 """Write hits where an analyst can open them: GeoJSON, GeoPackage, a PNG contact sheet.
 
-The GeoPackage is written with ``sqlite3`` following the OGC GeoPackage 1.3 encoding (no GDAL
-vector bindings needed); QGIS and ``ogrinfo`` read it as a polygon layer in EPSG:4326.
+Both vector formats carry the footprint-layer schema of ``protocol.FOOTPRINT_FIELDS``, the same
+fields the QGIS plugin writes, so a layer saved from the plugin and one from ``cach search
+--gpkg`` are interchangeable. Hits of images without a CRS have no geometry; their ``note``
+says why. The GeoPackage is written with ``sqlite3`` following the OGC GeoPackage 1.3 encoding
+(no GDAL vector bindings needed); QGIS and ``ogrinfo`` read it as a polygon layer in EPSG:4326.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from model_runtime.errors import DataError, DiskFullError
-from model_runtime.index.binary import temp_path
-from model_runtime.index.query import Hit
+from model_runtime.errors import DataError
+from model_runtime.fsutil import atomic_write
 from model_runtime.index.store import bbox_of
+from model_runtime.protocol import FOOTPRINT_FIELDS, Hit, footprint_row
 
 LOG = logging.getLogger(__name__)
 
 LAYER = "cach_hits"
+_SQL_TYPES = {"int": "INTEGER", "real": "REAL", "text": "TEXT", "bool": "BOOLEAN"}
 
 
 def _provenance(query: dict | str | None, model_info: dict | None) -> tuple[str, str]:
@@ -32,50 +36,17 @@ def _provenance(query: dict | str | None, model_info: dict | None) -> tuple[str,
     return query_text, json.dumps(model_info or {}, sort_keys=True)
 
 
-def _replace_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.errno == 28:
-            raise DiskFullError(f"{path}: disk full while writing results") from err
-        raise
-    return path
-
-
-def write_geojson(
-    hits: Sequence[Hit],
-    path: str | os.PathLike,
-    query: dict | str | None = None,
-    model_info: dict | None = None,
-) -> Path:
+def write_geojson(hits: Sequence[Hit], path: str | os.PathLike, query: dict | str | None = None,
+                  model_info: dict | None = None, index: str = "") -> Path:
     """A FeatureCollection of hit footprints (EPSG:4326; null geometry without CRS)."""
     query_text, model_text = _provenance(query, model_info)
-    features = []
-    for hit in hits:
-        props = hit.to_json()
-        props.pop("footprint")
-        props["footprint_src"] = json.dumps(props["footprint_src"])
-        props["window"] = json.dumps(props["window"])
-        props.update(query=query_text, model=model_text)
-        features.append(
-            {"type": "Feature", "id": hit.tile_id, "geometry": hit.footprint, "properties": props}
-        )
-    doc = {
-        "type": "FeatureCollection",
-        "name": LAYER,
-        "query": query if query is not None else {},
-        "model": model_info or {},
-        "features": features,
-    }
-
-    def write(tmp: Path) -> None:
-        tmp.write_text(json.dumps(doc), encoding="utf-8")
-
-    return _replace_atomically(Path(path), write)
+    features = [{"type": "Feature", "id": hit.tile_id, "geometry": hit.footprint,
+                 "properties": footprint_row(hit, query_text, model_text, index)}
+                for hit in hits]
+    doc = {"type": "FeatureCollection", "name": LAYER,
+           "query": query if query is not None else {}, "model": model_info or {},
+           "features": features}
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(doc), encoding="utf-8"))
 
 
 def _gpkg_geometry(geometry: dict, srs_id: int = 4326) -> bytes:
@@ -98,105 +69,78 @@ _WGS84_WKT = (
 )
 
 
-def write_gpkg(
-    hits: Sequence[Hit],
-    path: str | os.PathLike,
-    query: dict | str | None = None,
-    model_info: dict | None = None,
-    layer: str = LAYER,
-) -> Path:
-    """A GeoPackage polygon layer of hit footprints with rank, score, query and model fields,
-    plus a ``cach_query`` attribute table holding the query and model once."""
-    query_text, model_text = _provenance(query, model_info)
+_GPKG_META = (
+    """CREATE TABLE gpkg_spatial_ref_sys (srs_name TEXT NOT NULL, srs_id INTEGER PRIMARY KEY,
+       organization TEXT NOT NULL, organization_coordsys_id INTEGER NOT NULL,
+       definition TEXT NOT NULL, description TEXT)""",
+    """CREATE TABLE gpkg_contents (table_name TEXT NOT NULL PRIMARY KEY,
+       data_type TEXT NOT NULL, identifier TEXT UNIQUE, description TEXT DEFAULT '',
+       last_change DATETIME NOT NULL, min_x DOUBLE, min_y DOUBLE, max_x DOUBLE, max_y DOUBLE,
+       srs_id INTEGER, CONSTRAINT fk_gc_r_srs_id FOREIGN KEY (srs_id)
+       REFERENCES gpkg_spatial_ref_sys(srs_id))""",
+    """CREATE TABLE gpkg_geometry_columns (table_name TEXT NOT NULL, column_name TEXT NOT NULL,
+       geometry_type_name TEXT NOT NULL, srs_id INTEGER NOT NULL, z TINYINT NOT NULL,
+       m TINYINT NOT NULL, CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name))""",
+    "CREATE TABLE cach_query (key TEXT PRIMARY KEY, value TEXT)",
+)
+_SRS_ROWS = (
+    ("Undefined cartesian SRS", -1, "NONE", -1, "undefined", None),
+    ("Undefined geographic SRS", 0, "NONE", 0, "undefined", None),
+    ("WGS 84 geodetic", 4326, "EPSG", 4326, _WGS84_WKT, "longitude/latitude"),
+)
+
+
+def _extent(hits: Sequence[Hit]) -> tuple:
     boxes = [bbox_of(h.footprint) for h in hits if h.footprint is not None]
-    extent = (
-        (
-            min(b[0] for b in boxes),
-            min(b[1] for b in boxes),
-            max(b[2] for b in boxes),
-            max(b[3] for b in boxes),
-        )
-        if boxes
-        else (None, None, None, None)
-    )
+    if not boxes:
+        return (None, None, None, None)
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+            max(b[3] for b in boxes))
+
+
+def _gpkg_tables(conn: sqlite3.Connection, layer: str, query_text: str, extent: tuple,
+                 now: str) -> None:
+    """The GeoPackage's own tables, the feature table (schema ``FOOTPRINT_FIELDS``) and the
+    ``cach_query`` attribute table."""
+    conn.execute("PRAGMA application_id = 1196444487")  # 'GPKG'
+    conn.execute("PRAGMA user_version = 10300")
+    for statement in _GPKG_META:
+        conn.execute(statement)
+    conn.executemany("INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)", _SRS_ROWS)
+    columns = ", ".join(f'"{n}" {_SQL_TYPES[t]}' for n, t in FOOTPRINT_FIELDS)
+    conn.execute(f'CREATE TABLE "{layer}" (fid INTEGER PRIMARY KEY AUTOINCREMENT, '
+                 f"geom POLYGON, {columns})")
+    conn.execute("INSERT INTO gpkg_contents VALUES (?, 'features', ?, ?, ?, ?, ?, ?, ?, 4326)",
+                 (layer, layer, f"CACH search results: {query_text}"[:500], now, *extent))
+    conn.execute("INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', 'POLYGON', 4326, 0, 0)",
+                 (layer,))
+    conn.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, last_change) "
+                 "VALUES ('cach_query', 'attributes', 'cach_query', ?)", (now,))
+
+
+def write_gpkg(hits: Sequence[Hit], path: str | os.PathLike, query: dict | str | None = None,
+               model_info: dict | None = None, layer: str = LAYER, index: str = "") -> Path:
+    """A GeoPackage polygon layer of hit footprints (``protocol.FOOTPRINT_FIELDS``), plus a
+    ``cach_query`` attribute table holding the query and model once."""
+    query_text, model_text = _provenance(query, model_info)
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    names = ", ".join(f'"{n}"' for n, _ in FOOTPRINT_FIELDS)
+    marks = ", ".join("?" * (len(FOOTPRINT_FIELDS) + 1))
+    rows = [(None if h.footprint is None else _gpkg_geometry(h.footprint),
+             *footprint_row(h, query_text, model_text, index).values()) for h in hits]
 
     def write(tmp: Path) -> None:
         conn = sqlite3.connect(tmp)
         try:
-            q = conn.execute
-            q("PRAGMA application_id = 1196444487")  # 'GPKG'
-            q("PRAGMA user_version = 10300")
-            q("""CREATE TABLE gpkg_spatial_ref_sys (srs_name TEXT NOT NULL,
-                 srs_id INTEGER PRIMARY KEY, organization TEXT NOT NULL,
-                 organization_coordsys_id INTEGER NOT NULL, definition TEXT NOT NULL,
-                 description TEXT)""")
-            conn.executemany(
-                "INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    ("Undefined cartesian SRS", -1, "NONE", -1, "undefined", None),
-                    ("Undefined geographic SRS", 0, "NONE", 0, "undefined", None),
-                    ("WGS 84 geodetic", 4326, "EPSG", 4326, _WGS84_WKT, "longitude/latitude"),
-                ],
-            )
-            q("""CREATE TABLE gpkg_contents (table_name TEXT NOT NULL PRIMARY KEY,
-                 data_type TEXT NOT NULL, identifier TEXT UNIQUE, description TEXT DEFAULT '',
-                 last_change DATETIME NOT NULL, min_x DOUBLE, min_y DOUBLE, max_x DOUBLE,
-                 max_y DOUBLE, srs_id INTEGER,
-                 CONSTRAINT fk_gc_r_srs_id FOREIGN KEY (srs_id)
-                 REFERENCES gpkg_spatial_ref_sys(srs_id))""")
-            q("""CREATE TABLE gpkg_geometry_columns (table_name TEXT NOT NULL,
-                 column_name TEXT NOT NULL, geometry_type_name TEXT NOT NULL,
-                 srs_id INTEGER NOT NULL, z TINYINT NOT NULL, m TINYINT NOT NULL,
-                 CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name))""")
-            q(f"""CREATE TABLE "{layer}" (fid INTEGER PRIMARY KEY AUTOINCREMENT, geom POLYGON,
-                 rank INTEGER, tile_id INTEGER, source TEXT, col_off INTEGER, row_off INTEGER,
-                 width INTEGER, height INTEGER, crs TEXT, hamming INTEGER, score REAL,
-                 footprint_src TEXT, query TEXT, model TEXT)""")
-            q(
-                "INSERT INTO gpkg_contents VALUES (?, 'features', ?, ?, ?, ?, ?, ?, ?, 4326)",
-                (layer, layer, f"CACH search results: {query_text}"[:500], now, *extent),
-            )
-            q(
-                "INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', 'POLYGON', 4326, 0, 0)",
-                (layer,),
-            )
-            conn.executemany(
-                f'INSERT INTO "{layer}" (geom, rank, tile_id, source, col_off, row_off, width, '
-                "height, crs, hamming, score, footprint_src, query, model) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        None if h.footprint is None else _gpkg_geometry(h.footprint),
-                        h.rank,
-                        h.tile_id,
-                        h.source,
-                        *h.window,
-                        h.crs,
-                        h.hamming,
-                        h.score,
-                        json.dumps(h.footprint_src),
-                        query_text,
-                        model_text,
-                    )
-                    for h in hits
-                ],
-            )
-            q("CREATE TABLE cach_query (key TEXT PRIMARY KEY, value TEXT)")
-            conn.executemany(
-                "INSERT INTO cach_query VALUES (?, ?)",
-                [("query", query_text), ("model", model_text), ("written", now)],
-            )
-            q(
-                "INSERT INTO gpkg_contents (table_name, data_type, identifier, last_change) "
-                "VALUES ('cach_query', 'attributes', 'cach_query', ?)",
-                (now,),
-            )
+            _gpkg_tables(conn, layer, query_text, _extent(hits), now)
+            conn.executemany(f'INSERT INTO "{layer}" (geom, {names}) VALUES ({marks})', rows)
+            conn.executemany("INSERT INTO cach_query VALUES (?, ?)",
+                             [("query", query_text), ("model", model_text), ("written", now)])
             conn.commit()
         finally:
             conn.close()
 
-    return _replace_atomically(Path(path), write)
+    return atomic_write(path, write)
 
 
 def contact_sheet(
@@ -236,7 +180,4 @@ def contact_sheet(
         )
         draw.text((x, y + thumb + 15), Path(hit.source).name[: thumb // 6], fill=(80, 80, 80))
 
-    def write(tmp: Path) -> None:
-        sheet.save(tmp, format="PNG")
-
-    return _replace_atomically(Path(path), write)
+    return atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))

@@ -15,78 +15,57 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rasterio.crs import CRS
-from rasterio.warp import transform as warp_transform
-from rasterio.warp import transform_bounds
+from model_runtime.geo import bbox_to_4326, check_point
 
+from model_runtime.codes import pack, unpack_signs
 from model_runtime.errors import ConfigError, DataError, IndexStateError
-from model_runtime.index.binary import BinaryIndex, pack, unpack_signs
-from model_runtime.index.builder import codes_path
+from model_runtime.fsutil import file_signature
+from model_runtime.index.binary import BinaryIndex
 from model_runtime.index.store import Store, TileRow, bbox_of, check_model
+from model_runtime.index.writer import codes_path
+from model_runtime.protocol import Hit
 from model_runtime.tiling import TilingOptions, read_window
 
 LOG = logging.getLogger(__name__)
 
-#: re-rank this many Hamming candidates per requested hit (see docs/indexing.md for why)
-RERANK_POOL = 10
+#: the Hamming candidates re-ranked per query: max(RERANK_POOL, 10 k) (docs/indexing.md)
+RERANK_POOL = 100
 #: overlapping tiles of one source with window IoU above this are collapsed into the best one
 COLLAPSE_IOU = 0.5
 
 
 @dataclass(frozen=True)
-class Hit:
-    """One result; fields map one-to-one onto the protocol's JSON and the footprint layer."""
+class Query:
+    """What ``Index.search`` ranks by: a packed code and/or float vectors.
 
-    rank: int
-    tile_id: int
-    source: str
-    window: tuple[int, int, int, int]
-    crs: str | None
-    footprint: dict | None
-    footprint_src: dict
-    hamming: int
-    score: float
+    ``tanh`` (text, combined queries) re-ranks the Hamming pool by the cosine of the stored tanh
+    outputs; ``proj`` (image and tile queries, heads with a feature projection) re-ranks it by
+    the cosine of the stored projections of the frozen image features, which keep what the
+    encoder knows about scenes the heads never saw."""
 
-    def to_json(self) -> dict:
-        return {
-            "rank": self.rank,
-            "tile_id": self.tile_id,
-            "source": self.source,
-            "window": list(self.window),
-            "crs": self.crs,
-            "footprint": self.footprint,
-            "footprint_src": self.footprint_src,
-            "hamming": self.hamming,
-            "score": self.score,
-        }
+    code: np.ndarray  # uint8 [1, bits // 8]
+    tanh: np.ndarray | None = None
+    proj: np.ndarray | None = None
 
     @classmethod
-    def from_json(cls, data: dict) -> Hit:
-        return cls(
-            rank=int(data["rank"]),
-            tile_id=int(data["tile_id"]),
-            source=data["source"],
-            window=tuple(int(v) for v in data["window"]),
-            crs=data.get("crs"),
-            footprint=data.get("footprint"),
-            footprint_src=data["footprint_src"],
-            hamming=int(data["hamming"]),
-            score=float(data["score"]),
+    def of(cls, vector: np.ndarray, bits: int, proj: np.ndarray | None = None) -> Query:
+        """From a packed code [bits // 8] uint8 or a float vector [bits]."""
+        vector = np.asarray(vector)
+        if vector.dtype == np.uint8 and vector.size == bits // 8:
+            return cls(vector.reshape(1, -1), None, proj)
+        if np.issubdtype(vector.dtype, np.floating) and vector.size == bits:
+            floats = vector.reshape(-1).astype(np.float32)
+            return cls(pack(floats), floats, proj)
+        raise ConfigError(
+            f"query must be a packed code of {bits // 8} bytes (uint8) or {bits} floats; "
+            f"got {vector.dtype} with {vector.size} values"
         )
 
 
 def _hit(row: TileRow, rank: int, hamming: int, score: float) -> Hit:
-    return Hit(
-        rank=rank,
-        tile_id=row.id,
-        source=row.source,
-        window=row.window,
-        crs=row.crs,
-        footprint=row.footprint,
-        footprint_src=row.footprint_src,
-        hamming=int(hamming),
-        score=round(float(score), 4),
-    )
+    return Hit(rank=rank, tile_id=row.id, source=row.source, window=row.window, crs=row.crs,
+               footprint=row.footprint, footprint_src=row.footprint_src, hamming=int(hamming),
+               score=round(float(score), 4))
 
 
 def window_iou(a: Sequence[int], b: Sequence[int]) -> float:
@@ -173,17 +152,9 @@ def collapse_hits(
     return kept[:k]
 
 
-def bbox_to_4326(bbox: Sequence[float], crs: str = "EPSG:4326") -> tuple[float, ...]:
-    """(minx, miny, maxx, maxy) in ``crs`` -> lon/lat bounds (edges densified)."""
-    if len(bbox) != 4 or bbox[0] > bbox[2] or bbox[1] > bbox[3]:
-        raise ConfigError(f"bbox must be [minx, miny, maxx, maxy], got {list(bbox)}")
-    try:
-        src = CRS.from_user_input(crs)
-    except Exception as err:
-        raise ConfigError(f"unknown bbox CRS {crs!r} ({err})") from err
-    if src.to_epsg() == 4326:
-        return tuple(float(v) for v in bbox)
-    return transform_bounds(src, "EPSG:4326", *bbox, densify_pts=21)
+def cosine(mats: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    """Cosine of each row of ``mats`` with ``vec``."""
+    return mats @ vec / (np.linalg.norm(mats, axis=1) * np.linalg.norm(vec) + 1e-12)
 
 
 class Index:
@@ -200,6 +171,7 @@ class Index:
         self.complete = bool(meta.get("complete"))
         #: files a cancelled run did not reach (searchable, but not yet covering every file)
         self.pending_files = int((meta.get("partial") or {}).get("pending_files", 0))
+        self.generation = int(meta.get("generation", 0))
         self._lock = threading.Lock()
 
     @property
@@ -207,15 +179,10 @@ class Index:
         return self.codes.ntotal
 
     def info(self) -> dict:
-        """``{"path", "bits", "tiles", "complete", "model"}`` for responses."""
-        return {
-            "path": str(self.path),
-            "bits": self.bits,
-            "tiles": self.tiles,
-            "complete": self.complete,
-            "pending_files": self.pending_files,
-            "model": self.model,
-        }
+        """``{"path", "bits", "tiles", "complete", "pending_files", "model"}`` for responses."""
+        return {"path": str(self.path), "bits": self.bits, "tiles": self.tiles,
+                "complete": self.complete, "pending_files": self.pending_files,
+                "model": self.model}
 
     def close(self) -> None:
         self.store.close()
@@ -227,106 +194,85 @@ class Index:
         self.close()
 
     # -- queries -----------------------------------------------------------------------------
-    def _query(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        query = np.asarray(query)
-        if query.dtype == np.uint8 and query.size == self.bits // 8:
-            return query.reshape(1, -1), None
-        if np.issubdtype(query.dtype, np.floating) and query.size == self.bits:
-            floats = query.reshape(-1).astype(np.float32)
-            return pack(floats), floats
-        raise ConfigError(
-            f"query must be a packed code of {self.bits // 8} bytes (uint8) or {self.bits} floats; "
-            f"got {query.dtype} with {query.size} values"
-        )
+    def search(self, query: Query | np.ndarray, k: int = 20, bbox: Sequence[float] | None = None,
+               bbox_crs: str = "EPSG:4326", collapse: bool = True,
+               exclude_ids: Iterable[int] = (), rerank: bool | None = None) -> list[Hit]:
+        """Top-k hits for a :class:`Query` (or a packed code / float vector).
 
-    def search(
-        self,
-        query: np.ndarray,
-        k: int = 20,
-        bbox: Sequence[float] | None = None,
-        bbox_crs: str = "EPSG:4326",
-        collapse: bool = True,
-        exclude_ids: Iterable[int] = (),
-        rerank: bool | None = None,
-    ) -> list[Hit]:
-        """Top-k hits for a packed code [bits // 8] uint8 or a float query [bits].
-
-        A float query (tanh outputs, or ``combine(...)`` of several) is re-ranked by cosine
-        against the stored floats when the index has them (``rerank=None`` means "when
-        possible"). ``bbox`` keeps tiles whose EPSG:4326 footprint box meets the box; tiles
-        without a CRS never match a bbox."""
+        The Hamming top pool (:data:`RERANK_POOL`) is re-ranked by the query's projection or
+        tanh vector when the index stores them (``rerank=None``: when possible). ``bbox`` keeps
+        tiles whose EPSG:4326 footprint box meets the box; tiles without a CRS never match."""
         k = int(k)
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
-        code, floats = self._query(query)
-        rerank = (
-            floats is not None and bool(self.meta.get("store_floats", True))
-            if rerank is None
-            else bool(rerank) and floats is not None
-        )
+        query = query if isinstance(query, Query) else Query.of(query, self.bits)
+        rerank = (query.tanh is not None or query.proj is not None) and rerank is not False
         exclude = {int(i) for i in exclude_ids}
-        subset = None
-        if bbox is not None:
-            subset = self.store.ids_in_bbox(*bbox_to_4326(bbox, bbox_crs))
-            if exclude:
-                subset = subset[~np.isin(subset, list(exclude))]
+        subset = self._subset(bbox, bbox_crs, exclude)
         available = self.tiles if subset is None else len(subset)
         if available == 0:
             return []
         pool = k + len(exclude)
         if rerank:
-            pool = max(pool, k * RERANK_POOL, 100)
+            pool = max(pool, k * 10, RERANK_POOL)
         if collapse:
             pool = max(pool, 4 * k + 32)
         with self._lock:
             while True:
                 pool = min(pool, available + len(exclude))
-                if subset is None:
-                    dist, ids = self.codes.search(code, pool)
-                    dist, ids = dist[0], ids[0]
-                else:
-                    dist, ids = self.codes.search_subset(code[0], pool, subset)
+                dist, ids = self._hamming(query.code, pool, subset)
                 keep = (ids >= 0) & ~np.isin(ids, list(exclude))
-                dist, ids = dist[keep], ids[keep]
-                hits = self._rank(ids, dist, floats, rerank, collapse, k)
+                hits = self._rank(ids[keep], dist[keep], query if rerank else None, collapse, k)
                 if len(hits) >= k or pool >= available + len(exclude):
                     return hits
                 pool *= 4
 
-    def _rank(self, ids, dist, floats, rerank, collapse, k) -> list[Hit]:
+    def _subset(self, bbox, bbox_crs: str, exclude: set[int]) -> np.ndarray | None:
+        if bbox is None:
+            return None
+        subset = self.store.ids_in_bbox(*bbox_to_4326(bbox, bbox_crs))
+        return subset[~np.isin(subset, list(exclude))] if exclude else subset
+
+    def _hamming(self, code: np.ndarray, pool: int, subset: np.ndarray | None):
+        if subset is None:
+            dist, ids = self.codes.search(code, pool)
+            return dist[0], ids[0]
+        return self.codes.search_subset(code[0], pool, subset)
+
+    def _scores(self, ids: np.ndarray, dist: np.ndarray, query: Query | None,
+                vectors: dict) -> np.ndarray:
+        """1 - hamming/bits; re-ranked: 1 - angle/pi of the projection or tanh cosine."""
+        if query is None:
+            return 1.0 - dist.astype(np.float64) / self.bits
+        use_proj = query.proj is not None and all(vectors[i][2] is not None for i in ids)
+        if use_proj:
+            mats, vec = np.stack([vectors[i][2] for i in ids]), query.proj
+        else:
+            mats = np.stack([v[1] if v[1] is not None else
+                             unpack_signs(np.frombuffer(v[0], np.uint8), self.bits)[0]
+                             for v in (vectors[i] for i in ids)])
+            vec = query.tanh if query.tanh is not None else unpack_signs(query.code, self.bits)[0]
+        return angular_score(cosine(mats, np.asarray(vec, np.float32).reshape(-1)))
+
+    def _rank(self, ids, dist, query: Query | None, collapse: bool, k: int) -> list[Hit]:
         rows = self.store.tiles(ids, geometry=False)
-        vectors = self.store.vectors(ids, self.bits) if (rerank or collapse) else {}
-        scores = 1.0 - dist.astype(np.float64) / self.bits
-        if rerank:
-            mats = np.stack(
-                [
-                    vectors[i][1]
-                    if vectors[i][1] is not None
-                    else unpack_signs(np.frombuffer(vectors[i][0], np.uint8), self.bits)[0]
-                    for i in ids
-                ]
-            )
-            cos = mats @ floats / (np.linalg.norm(mats, axis=1) * np.linalg.norm(floats) + 1e-12)
-            scores = angular_score(cos)
-        cands = [
-            (rows[int(i)], int(d), float(s), vectors.get(int(i), (b"",))[0])
-            for i, d, s in zip(ids, dist, scores, strict=True)
-            if int(i) in rows
-        ]
+        vectors = self.store.vectors(ids) if (query is not None or collapse) else {}
+        scores = self._scores(ids, dist, query, vectors) if len(ids) else np.zeros(0)
+        cands = [(rows[int(i)], int(d), float(s), vectors.get(int(i), (b"",))[0])
+                 for i, d, s in zip(ids, dist, scores, strict=True) if int(i) in rows]
         cands.sort(key=lambda c: (-c[2], c[1], c[0].id))
         if collapse:
             cands = collapse_hits(cands, k)
         cands = cands[:k]
         full = self.store.tiles([c[0].id for c in cands])  # footprints for the hits only
-        return [
-            _hit(full[row.id], rank, d, s) for rank, (row, d, s, _) in enumerate(cands, start=1)
-        ]
+        return [_hit(full[row.id], rank, d, s) for rank, (row, d, s, _) in enumerate(cands, 1)]
 
     # -- single tiles ------------------------------------------------------------------------
     def _row(self, tile_id: int) -> TileRow:
         row = self.store.tiles([int(tile_id)]).get(int(tile_id))
         if row is None:
-            raise DataError(f"No tile {tile_id} in the index at {self.path}.")
+            raise DataError(f"There is no tile {tile_id} in the index at {self.path}.",
+                            code="tile_not_found")
         return row
 
     def get_tile(self, tile_id: int) -> Hit:
@@ -336,31 +282,38 @@ class Index:
     def tile_code(self, tile_id: int) -> np.ndarray:
         """Packed code uint8 [bits // 8] of a tile."""
         self._row(tile_id)
-        code, _ = self.store.vectors([int(tile_id)], self.bits)[int(tile_id)]
-        return np.frombuffer(code, dtype=np.uint8).copy()
+        return np.frombuffer(self.store.vectors([int(tile_id)])[int(tile_id)][0], np.uint8).copy()
 
     def tile_vector(self, tile_id: int) -> np.ndarray:
         """Float32 [bits] query vector of a tile: its stored tanh outputs, else its +-1 code."""
         self._row(tile_id)
-        code, feats = self.store.vectors([int(tile_id)], self.bits)[int(tile_id)]
-        if feats is not None:
-            return feats
+        code, tanh, _ = self.store.vectors([int(tile_id)])[int(tile_id)]
+        if tanh is not None:
+            return tanh
         return unpack_signs(np.frombuffer(code, dtype=np.uint8), self.bits)[0]
+
+    def tile_proj(self, tile_id: int) -> np.ndarray | None:
+        """The stored projection of a tile's frozen image features (None when not stored)."""
+        self._row(tile_id)
+        return self.store.vectors([int(tile_id)])[int(tile_id)][2]
+
+    def background(self, size: int = 2000, seed: int = 0) -> np.ndarray:
+        """Stored tanh outputs of a fixed random sample of tiles (all when fewer): the index's
+        own score background for the weak-match signal."""
+        ids = self.codes.ids
+        if len(ids) > size:
+            ids = np.sort(np.random.default_rng(seed).choice(ids, size, replace=False))
+        vectors = self.store.vectors(ids)
+        rows = [v[1] if v[1] is not None else unpack_signs(np.frombuffer(v[0], np.uint8),
+                                                           self.bits)[0] for v in vectors.values()]
+        return np.stack(rows) if rows else np.zeros((0, self.bits), np.float32)
 
     def locate(self, x: float, y: float, crs: str = "EPSG:4326") -> Hit | None:
         """The georeferenced tile whose footprint contains the point (smallest tile first)."""
-        try:
-            src = CRS.from_user_input(crs)
-        except Exception as err:
-            raise ConfigError(f"unknown point CRS {crs!r} ({err})") from err
-        if src.to_epsg() != 4326:
-            (x,), (y,) = warp_transform(src, "EPSG:4326", [x], [y])
-        ids = self.store.ids_in_bbox(x, y, x, y)
-        rows = [
-            r
-            for r in self.store.tiles(ids).values()
-            if r.footprint is not None and point_in_polygon(x, y, r.footprint)
-        ]
+        lon, lat = check_point(x, y, crs)
+        ids = self.store.ids_in_bbox(lon, lat, lon, lat)
+        rows = [r for r in self.store.tiles(ids).values()
+                if r.footprint is not None and point_in_polygon(lon, lat, r.footprint)]
         if not rows:
             return None
         best = min(rows, key=lambda r: (_ring_area(r.footprint), r.id))
@@ -369,61 +322,70 @@ class Index:
     def read_tile_pixels(self, tile_id: int) -> np.ndarray:
         """HxWx3 uint8 pixels of a tile as the encoder saw them (same bands and stretch)."""
         row = self._row(tile_id)
-        if not os.path.exists(row.source):
-            raise DataError(f"{row.source}: the source of tile {tile_id} is gone; re-index.")
+        if "://" not in row.source and not os.path.exists(row.source):
+            raise DataError(f"{row.source}: the source of tile {tile_id} is gone; index the "
+                            "folder again.", code="source_gone")
         options = self.options or TilingOptions()
         info = self.store.source_info(row.source) or {}
         if info.get("bands"):
-            bands = tuple(info["bands"])
-            options = TilingOptions(
-                **{
-                    **options.to_json(),
-                    "bands": bands,
-                    "scales": options.scales,
-                    "stretch": options.stretch,
-                }
-            )
+            options = TilingOptions(**{**options.to_json(), "bands": tuple(info["bands"])})
         return read_window(row.source, row.window, options)
 
 
-def open_index(
-    index_dir: str | os.PathLike,
-    expect: dict | None = None,
-    allow_incomplete: bool = False,
-) -> Index:
+def _load_codes(store: Store, meta: dict, index_dir: Path) -> BinaryIndex | None:
+    """The faiss file of the store's generation when it is there and intact, else None."""
+    bits = int(meta["model"]["bits"])
+    path = codes_path(index_dir, int(meta.get("generation", 0)))
+    if not path.exists():
+        return None
+    recorded = (meta.get("codes_file") or {}).get("signature")
+    try:
+        if recorded and file_signature(path) != recorded:
+            raise IndexStateError(f"{path} does not match what was written")
+        codes = BinaryIndex.load(path, bits)
+    except (IndexStateError, OSError) as err:
+        LOG.warning("%s is damaged (%s); rebuilding it from the store", path, err)
+        return None
+    if codes.ntotal != store.count_tiles():
+        LOG.warning("%s does not match the store; rebuilding it", path)
+        return None
+    return codes
+
+
+def _rebuild_codes(store: Store, meta: dict, index_dir: Path) -> BinaryIndex:
+    bits = int(meta["model"]["bits"])
+    LOG.info("%s: rebuilding the code index from the store", index_dir)
+    ids, packed = store.all_codes(bits // 8)
+    codes = BinaryIndex.from_codes(packed, ids, bits)
+    if meta.get("complete"):
+        path = codes_path(index_dir, int(meta.get("generation", 0)))
+        try:
+            codes.save(path)
+            store.set_meta(codes_file={"name": path.name, "signature": file_signature(path)})
+        except (OSError, IndexStateError) as err:  # read-only index folder: search from memory
+            LOG.warning("cannot cache %s (%s)", path, err)
+    return codes
+
+
+def open_index(index_dir: str | os.PathLike, expect: dict | None = None,
+               allow_incomplete: bool = False) -> Index:
     """Open an index for search. ``expect`` = the searching model's info (backbone, bits,
     heads_sha): another model raises ``ModelMismatchError``. An interrupted build raises
-    ``IndexStateError`` unless ``allow_incomplete`` (then search sees the committed sources)."""
+    ``IndexStateError`` unless ``allow_incomplete`` (then search sees the committed units).
+    A missing or damaged faiss file is rebuilt from the store."""
     index_dir = Path(index_dir)
     store = Store(index_dir)
     try:
         meta = store.meta()
         if "model" not in meta:
-            raise IndexStateError(f"The index at {index_dir} is empty: run 'cach index' first.")
+            raise IndexStateError(f"The index at {index_dir} holds nothing yet: index a folder "
+                                  "into it first.", code="index_empty")
         check_model(meta["model"], expect, index_dir)
         if not meta.get("complete") and not allow_incomplete:
             raise IndexStateError(
-                f"The index at {index_dir} is incomplete (an indexing run was interrupted): "
-                "run 'cach index' again on the same folders to finish it."
-            )
-        bits = int(meta["model"]["bits"])
-        path = codes_path(index_dir, int(meta.get("generation", 0)))
-        codes = BinaryIndex.load(path, bits) if path.exists() else None
-        if codes is not None and codes.ntotal != store.count_tiles():
-            LOG.warning("%s does not match the store; rebuilding it", path)
-            path.unlink(missing_ok=True)
-            codes = None
-        if codes is None:
-            LOG.info(
-                "%s: code index missing for this generation, rebuilding from the store", index_dir
-            )
-            ids, packed = store.all_codes(bits // 8)
-            codes = BinaryIndex.from_codes(packed, ids, bits)
-            if meta.get("complete"):
-                try:
-                    codes.save(path)
-                except OSError as err:  # read-only index folder: search from memory
-                    LOG.warning("cannot cache %s (%s)", path, err)
+                f"An indexing run into {index_dir} was interrupted: index the same folders "
+                "again to finish it.", code="index_incomplete")
+        codes = _load_codes(store, meta, index_dir) or _rebuild_codes(store, meta, index_dir)
         return Index(store, codes, meta)
     except BaseException:
         store.close()

@@ -1,15 +1,17 @@
-"""SQLite metadata store of an index: sources, tiles (with their codes), meta.
+"""SQLite store of an index: sources, finished work units, tiles (with their codes), meta.
 
-The store is the single source of truth: each tile row carries its packed code and (optionally)
-its float16 tanh outputs, so the faiss file is a cache that can always be rebuilt from here.
-The schema is versioned with ``PRAGMA user_version`` and explicit step-by-step migrations; every
-write is one transaction (WAL journal), so a killed process leaves either the old or the new
-state of a source, never half of it.
+The store is the single source of truth: each tile row carries its packed code, its float16
+tanh outputs and (with heads that have one) the float16 projection of its frozen image
+features, so the faiss file is a cache that can always be rebuilt from here, and the codes can
+be re-hashed (adaptation) without the encoder. The schema is versioned with ``PRAGMA
+user_version`` and step-by-step migrations. Every write is one transaction (WAL journal): a
+killed process leaves a work unit either committed or absent, never half of it. The ``units``
+table is the resume bookkeeping: a unit key there is finished, whichever executor (local
+threads, Ray shards merged later) produced it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,11 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from model_runtime.errors import DiskFullError, IndexStateError
+from model_runtime.fsutil import is_disk_full
 
 LOG = logging.getLogger(__name__)
 
 DB_NAME = "index.sqlite"
-VERSION = 1
+VERSION = 2
 SQLITE_FULL = 13
 
 #: migration to version N = statements run on a store at version N-1
@@ -65,24 +68,44 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # EPSG:4326 bounding boxes of georeferenced tiles, for bbox filters and locate()
         "CREATE VIRTUAL TABLE tiles_bbox USING rtree(id, minx, maxx, miny, maxy)",
     ),
+    2: (
+        # a source's identity beside size: the local mtime in ns, or an object store's ETag;
+        # NULL on rows of version 1, which compare by (size, mtime) once and then get one
+        "ALTER TABLE sources ADD COLUMN version TEXT",
+        # how many work units the source was planned into; status 'partial' until all are in
+        "ALTER TABLE sources ADD COLUMN units_total INTEGER NOT NULL DEFAULT 0",
+        # float16 projection of the frozen image features (heads with proj_dim > 0)
+        "ALTER TABLE tiles ADD COLUMN proj BLOB",
+        """CREATE TABLE units (
+            key TEXT PRIMARY KEY,
+            source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+            start INTEGER NOT NULL,
+            stop INTEGER NOT NULL,
+            tiles INTEGER NOT NULL,
+            committed_at TEXT NOT NULL)""",
+        "CREATE INDEX units_source ON units(source_id)",
+    ),
 }
 
 
 @dataclass(frozen=True)
 class SourceRow:
-    """One indexed raster. ``status`` is 'done' once all its tiles are committed."""
+    """One indexed raster. ``status`` is 'done' once all its units are committed, 'partial'
+    while some are missing (a killed or cancelled run resumes them)."""
 
     id: int
     path: str
     size: int
     mtime: float
-    sha1: str
+    sha1: str  # a cheap content signature (size + first and last bytes), never a full hash
     status: str
     crs: str | None
     width: int
     height: int
     info: dict
     tiles: int
+    version: str | None = None
+    units_total: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,17 +123,35 @@ class TileRow:
     bbox: tuple[float, float, float, float] | None = None  # EPSG:4326 (minx, miny, maxx, maxy)
 
 
-def content_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Fast content hash: sha1 of the size and the first and last MiB."""
-    path = Path(path)
-    size = path.stat().st_size
-    digest = hashlib.sha1(str(size).encode())
-    with path.open("rb") as fh:
-        digest.update(fh.read(chunk))
-        if size > chunk:
-            fh.seek(max(chunk, size - chunk))
-            digest.update(fh.read(chunk))
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class SourceMeta:
+    """What the writer records about a source when its first unit commits."""
+
+    uri: str
+    size: int
+    version: str
+    mtime: float
+    signature: str
+    crs: str | None
+    width: int
+    height: int
+    info: dict
+
+
+@dataclass
+class TileRows:
+    """Rows of one work unit, ready to insert (arrays aligned with ``windows``)."""
+
+    windows: list[tuple[int, int, int, int, int]]  # col, row, width, height, scale
+    valid: list[float]
+    footprints: list[dict | None]
+    footprints_src: list[dict]
+    codes: np.ndarray  # uint8 [n, bits // 8]
+    tanh: np.ndarray | None  # float16 [n, bits]
+    proj: np.ndarray | None  # float16 [n, proj_dim]
+
+    def __len__(self) -> int:
+        return len(self.windows)
 
 
 def bbox_of(geometry: dict | None) -> tuple[float, float, float, float] | None:
@@ -122,9 +163,12 @@ def bbox_of(geometry: dict | None) -> tuple[float, float, float, float] | None:
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def _is_disk_full(err: BaseException) -> bool:
-    code = getattr(err, "sqlite_errorcode", None)
-    return code == SQLITE_FULL or "disk is full" in str(err) or getattr(err, "errno", 0) == 28
+def _disk_full(err: BaseException) -> bool:
+    return getattr(err, "sqlite_errorcode", None) == SQLITE_FULL or is_disk_full(err)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class Store:
@@ -133,12 +177,13 @@ class Store:
     def __init__(self, index_dir: str | os.PathLike, create: bool = False) -> None:
         self.dir = Path(index_dir)
         self.path = self.dir / DB_NAME
-        if not self.path.exists() and not create:
-            raise IndexStateError(f"No index at {self.dir}: run 'cach index' first.")
+        if not self.path.is_file() and not create:
+            raise IndexStateError(f"There is no CACH index in {self.dir}.", code="index_missing")
         if create:
             self.dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        try:
+        self.conn: sqlite3.Connection | None = None
+        with self.reading("opening"):
             self.conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
@@ -146,10 +191,23 @@ class Store:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+
+    # -- errors ------------------------------------------------------------------------------
+    @contextmanager
+    def reading(self, what: str = "reading") -> Iterator[None]:
+        """Turn SQLite failures into messages: damaged pages, a full disk, not a database."""
+        try:
+            yield
         except sqlite3.DatabaseError as err:
-            if _is_disk_full(err):
-                raise DiskFullError(f"{self.path}: disk full while opening the index") from err
-            raise IndexStateError(f"{self.path}: not a readable index database ({err})") from err
+            if _disk_full(err):
+                raise DiskFullError(f"The disk is full ({what} {self.path}): nothing half-written "
+                                    "was kept. Free space and index the same folders again to "
+                                    "resume.") from err
+            raise IndexStateError(
+                f"The index database {self.path} is damaged ({err}). Index the folders again "
+                "with 'Rebuild' (cach index --rebuild) to make a new one.",
+                code="index_corrupt",
+            ) from err
 
     # -- schema ------------------------------------------------------------------------------
     @property
@@ -161,7 +219,8 @@ class Store:
         if current > VERSION:
             raise IndexStateError(
                 f"{self.path} was written by a newer CACH (schema {current} > {VERSION}): "
-                "update the plugin or rebuild the index."
+                "update the plugin or rebuild the index.",
+                code="index_newer",
             )
         for version in range(current + 1, VERSION + 1):
             with self.transaction():
@@ -173,35 +232,40 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``; rollback on any error; disk full -> DiskFullError."""
-        with self._lock:
+        with self._lock, self.reading("writing"):
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
                 self.conn.execute("COMMIT")
-            except BaseException as err:
+            except BaseException:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
-                if isinstance(err, sqlite3.DatabaseError | OSError) and _is_disk_full(err):
-                    raise DiskFullError(
-                        f"{self.path}: disk full; the last source was not written. Free space "
-                        "and run 'cach index' again to resume."
-                    ) from err
                 raise
+
+    def _rows(self, sql: str, args: Sequence = ()) -> list[tuple]:
+        with self._lock, self.reading():
+            return self.conn.execute(sql, args).fetchall()
 
     def close(self) -> None:
         with self._lock:
-            self.conn.close()
+            if self.conn is not None:
+                self.conn.close()
 
     # -- meta --------------------------------------------------------------------------------
     def meta(self) -> dict:
-        with self._lock:
-            rows = self.conn.execute("SELECT key, value FROM meta").fetchall()
-        return {key: json.loads(value) for key, value in rows}
+        rows = self._rows("SELECT key, value FROM meta")
+        try:
+            return {key: json.loads(value) for key, value in rows}
+        except (TypeError, ValueError) as err:
+            raise IndexStateError(f"The index database {self.path} is damaged (unreadable "
+                                  "metadata). Index the folders again with 'Rebuild'.",
+                                  code="index_corrupt") from err
 
     def set_meta(self, conn: sqlite3.Connection | None = None, **values) -> None:
         """Set meta keys (JSON values); inside ``conn``'s transaction when given."""
         rows = [(key, json.dumps(value)) for key, value in values.items()]
-        sql = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+        sql = ("INSERT INTO meta(key, value) VALUES (?, ?) "
+               "ON CONFLICT(key) DO UPDATE SET value=excluded.value")
         if conn is not None:
             conn.executemany(sql, rows)
         else:
@@ -211,112 +275,101 @@ class Store:
     def _bump(self, conn: sqlite3.Connection) -> None:
         # any change of tiles makes the index incomplete until the builder says otherwise
         gen = conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
-        self.set_meta(
-            conn,
-            generation=(json.loads(gen[0]) if gen else 0) + 1,
-            complete=False,
-            updated=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        )
+        self.set_meta(conn, generation=(json.loads(gen[0]) if gen else 0) + 1, complete=False,
+                      updated=_now())
 
     # -- sources -----------------------------------------------------------------------------
     def sources(self) -> dict[str, SourceRow]:
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT id, path, size, mtime, sha1, status, crs, width, height, info, tiles "
-                "FROM sources"
-            ).fetchall()
+        rows = self._rows(
+            "SELECT id, path, size, mtime, sha1, status, crs, width, height, info, tiles, "
+            "version, units_total FROM sources")
         return {
-            r[1]: SourceRow(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7] or 0,
-                r[8] or 0,
-                json.loads(r[9] or "{}"),
-                r[10],
-            )
+            r[1]: SourceRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] or 0, r[8] or 0,
+                            json.loads(r[9] or "{}"), r[10], r[11], r[12] or 0)
             for r in rows
         }
 
-    def touch_source(self, path: str, size: int, mtime: float) -> None:
-        """Record a new mtime for a file whose content hash did not change."""
+    def set_identity(self, uri: str, size: int, version: str, mtime: float) -> None:
+        """Record a new identity for a source whose content did not change (a touched file)."""
         with self.transaction() as tx:
-            tx.execute("UPDATE sources SET size=?, mtime=? WHERE path=?", (size, mtime, path))
+            tx.execute("UPDATE sources SET size=?, version=?, mtime=? WHERE path=?",
+                       (size, version, mtime, uri))
 
-    def replace_source(
-        self,
-        conn: sqlite3.Connection,
-        source: dict,
-        windows: Sequence[tuple[int, int, int, int, int]],
-        valid: Sequence[float],
-        footprints: Sequence[dict | None],
-        footprints_src: Sequence[dict],
-        codes: np.ndarray,
-        feats: np.ndarray | None,
-    ) -> list[int]:
-        """Inside ``conn``'s transaction: drop the old tiles of ``source['path']`` and insert
-        these. ``source`` holds path, size, mtime, sha1, crs, width, height, info."""
-        self._delete_source(conn, source["path"])
+    def done_units(self, uri: str) -> set[str]:
+        """Keys of the committed units of a source."""
+        rows = self._rows("SELECT u.key FROM units u JOIN sources s ON s.id = u.source_id "
+                          "WHERE s.path = ?", (uri,))
+        return {r[0] for r in rows}
+
+    def begin_source(self, conn: sqlite3.Connection, meta: SourceMeta, units_total: int) -> int:
+        """Inside a transaction: the id of the source row for ``meta``, created (status
+        'partial') when absent or when its identity changed (old tiles and units dropped)."""
+        row = conn.execute("SELECT id, size, version FROM sources WHERE path=?",
+                           (meta.uri,)).fetchone()
+        if row is not None and (row[1], row[2]) == (meta.size, meta.version):
+            return int(row[0])
+        if row is not None:
+            self._delete_source(conn, meta.uri)
         cur = conn.execute(
             "INSERT INTO sources(path, size, mtime, sha1, status, crs, width, height, info, "
-            "tiles, indexed_at) VALUES (?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?)",
-            (
-                source["path"],
-                source["size"],
-                source["mtime"],
-                source["sha1"],
-                source["crs"],
-                source["width"],
-                source["height"],
-                json.dumps(source.get("info", {})),
-                len(windows),
-                time.strftime("%Y-%m-%dT%H:%M:%S"),
-            ),
+            "tiles, indexed_at, version, units_total) "
+            "VALUES (?, ?, ?, ?, 'partial', ?, ?, ?, ?, 0, ?, ?, ?)",
+            (meta.uri, meta.size, meta.mtime, meta.signature, meta.crs, meta.width, meta.height,
+             json.dumps(meta.info), _now(), meta.version, units_total),
         )
-        source_id = cur.lastrowid
+        return int(cur.lastrowid)
+
+    def commit_unit(self, conn: sqlite3.Connection, source_id: int, key: str, span: tuple[int, int],
+                    rows: TileRows) -> list[int] | None:
+        """Inside a transaction: insert one unit's tiles and record the unit; mark the source
+        'done' when all its units are in. A unit already committed (a shard delivered twice, a
+        resumed run racing a merge) is left as it is: returns None, never duplicates tiles."""
+        if conn.execute("SELECT 1 FROM units WHERE key=?", (key,)).fetchone():
+            return None
+        ids = self._insert_tiles(conn, source_id, rows)
+        conn.execute("INSERT INTO units(key, source_id, start, stop, tiles, committed_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", (key, source_id, span[0], span[1], len(ids),
+                                                   _now()))
+        conn.execute(
+            "UPDATE sources SET tiles = tiles + :n, status = CASE WHEN (SELECT COUNT(*) FROM units "
+            "WHERE source_id = :id) >= units_total THEN 'done' ELSE 'partial' END, "
+            "indexed_at = :now WHERE id = :id",
+            {"id": source_id, "n": len(ids), "now": _now()},
+        )
+        self._bump(conn)
+        return ids
+
+    def _insert_tiles(self, conn: sqlite3.Connection, source_id: int, rows: TileRows) -> list[int]:
+        codes = np.ascontiguousarray(rows.codes, dtype=np.uint8)
+        tanh = None if rows.tanh is None else np.ascontiguousarray(rows.tanh, np.float16)
+        proj = None if rows.proj is None else np.ascontiguousarray(rows.proj, np.float16)
         ids = []
-        codes = np.ascontiguousarray(codes, dtype=np.uint8)
-        feats16 = None if feats is None else np.ascontiguousarray(feats, dtype=np.float16)
-        for i, (col, row, width, height, scale) in enumerate(windows):
+        for i, (col, row, width, height, scale) in enumerate(rows.windows):
+            footprint = rows.footprints[i]
             cur = conn.execute(
                 "INSERT INTO tiles(source_id, col, row, width, height, scale, valid, footprint, "
-                "footprint_src, code, feats) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    source_id,
-                    col,
-                    row,
-                    width,
-                    height,
-                    scale,
-                    float(valid[i]),
-                    None if footprints[i] is None else json.dumps(footprints[i]),
-                    json.dumps(footprints_src[i]),
-                    codes[i].tobytes(),
-                    None if feats16 is None else feats16[i].tobytes(),
-                ),
+                "footprint_src, code, feats, proj) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (source_id, col, row, width, height, scale, float(rows.valid[i]),
+                 None if footprint is None else json.dumps(footprint),
+                 json.dumps(rows.footprints_src[i]), codes[i].tobytes(),
+                 None if tanh is None else tanh[i].tobytes(),
+                 None if proj is None else proj[i].tobytes()),
             )
-            ids.append(cur.lastrowid)
-            box = bbox_of(footprints[i])
+            ids.append(int(cur.lastrowid))
+            box = bbox_of(footprint)
             if box is not None:
-                conn.execute(
-                    "INSERT INTO tiles_bbox(id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
-                    (ids[-1], box[0], box[2], box[1], box[3]),
-                )
-        self._bump(conn)
+                conn.execute("INSERT INTO tiles_bbox(id, minx, maxx, miny, maxy) "
+                             "VALUES (?, ?, ?, ?, ?)", (ids[-1], box[0], box[2], box[1], box[3]))
         return ids
 
     def _delete_source(self, conn: sqlite3.Connection, path: str) -> bool:
         row = conn.execute("SELECT id FROM sources WHERE path=?", (path,)).fetchone()
         if row is None:
             return False
-        conn.execute(
-            "DELETE FROM tiles_bbox WHERE id IN (SELECT id FROM tiles WHERE source_id=?)", (row[0],)
-        )
+        conn.execute("DELETE FROM tiles_bbox WHERE id IN (SELECT id FROM tiles WHERE source_id=?)",
+                     (row[0],))
         conn.execute("DELETE FROM tiles WHERE source_id=?", (row[0],))
+        conn.execute("DELETE FROM units WHERE source_id=?", (row[0],))
         conn.execute("DELETE FROM sources WHERE id=?", (row[0],))
         return True
 
@@ -330,105 +383,109 @@ class Store:
 
     # -- tiles -------------------------------------------------------------------------------
     def count_tiles(self) -> int:
-        with self._lock:
-            return int(self.conn.execute("SELECT COUNT(*) FROM tiles").fetchone()[0])
+        return int(self._rows("SELECT COUNT(*) FROM tiles")[0][0])
 
     def all_codes(self, nbytes: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids int64 ascending, codes uint8 [N, nbytes]) of every tile."""
-        with self._lock:
-            rows = self.conn.execute("SELECT id, code FROM tiles ORDER BY id").fetchall()
+        rows = self._rows("SELECT id, code FROM tiles ORDER BY id")
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         codes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8)
         if codes.size != len(rows) * nbytes:
-            raise IndexStateError(f"{self.path}: stored codes are not {nbytes} bytes each")
+            raise IndexStateError(f"{self.path}: stored codes are not {nbytes} bytes each",
+                                  code="index_corrupt")
         return ids, codes.reshape(len(rows), nbytes)
+
+    def iter_vectors(self, column: str, batch: int = 20_000) -> Iterator[tuple[np.ndarray, list]]:
+        """(ids, blobs) of every tile in id order, ``batch`` at a time; ``column`` is ``feats``
+        (tanh outputs) or ``proj``. Used to adapt and re-hash without loading all at once."""
+        if column not in ("feats", "proj", "code"):
+            raise ValueError(column)
+        last = -1
+        while True:
+            rows = self._rows(f"SELECT id, {column} FROM tiles WHERE id > ? ORDER BY id LIMIT ?",
+                              (last, batch))
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield np.asarray([r[0] for r in rows], np.int64), [r[1] for r in rows]
+
+    def update_codes(self, conn: sqlite3.Connection, ids: np.ndarray, codes: np.ndarray,
+                     tanh: np.ndarray) -> None:
+        """Inside a transaction: new codes and tanh outputs for these tiles (a re-hash)."""
+        codes = np.ascontiguousarray(codes, np.uint8)
+        tanh = np.ascontiguousarray(tanh, np.float16)
+        conn.executemany("UPDATE tiles SET code=?, feats=? WHERE id=?",
+                         [(codes[i].tobytes(), tanh[i].tobytes(), int(t))
+                          for i, t in enumerate(ids)])
 
     def tiles(self, ids: Sequence[int], geometry: bool = True) -> dict[int, TileRow]:
         """Rows for these tile ids (missing ids are absent from the result). Without
         ``geometry`` the footprints are left as None (no JSON parsing) but ``bbox`` is set:
         the cheap form used to rank and collapse search candidates."""
         out: dict[int, TileRow] = {}
-        ids = [int(i) for i in ids]
         geo = "t.footprint, t.footprint_src" if geometry else "NULL, NULL"
-        with self._lock:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for r in self.conn.execute(
-                    "SELECT t.id, s.path, t.col, t.row, t.width, t.height, t.scale, s.crs, "
-                    f"t.valid, {geo}, b.minx, b.miny, b.maxx, b.maxy FROM tiles t "
-                    "JOIN sources s ON s.id = t.source_id "
-                    "LEFT JOIN tiles_bbox b ON b.id = t.id "
-                    f"WHERE t.id IN ({marks})",
-                    chunk,
-                ):
-                    out[r[0]] = TileRow(
-                        id=r[0],
-                        source=r[1],
-                        window=(r[2], r[3], r[4], r[5]),
-                        scale=r[6],
-                        crs=r[7],
-                        valid=r[8],
-                        footprint=json.loads(r[9]) if r[9] else None,
-                        footprint_src=json.loads(r[10]) if r[10] else None,
-                        bbox=None if r[11] is None else (r[11], r[12], r[13], r[14]),
-                    )
+        for chunk in _chunks([int(i) for i in ids]):
+            for r in self._rows(
+                "SELECT t.id, s.path, t.col, t.row, t.width, t.height, t.scale, s.crs, "
+                f"t.valid, {geo}, b.minx, b.miny, b.maxx, b.maxy FROM tiles t "
+                "JOIN sources s ON s.id = t.source_id LEFT JOIN tiles_bbox b ON b.id = t.id "
+                f"WHERE t.id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                out[r[0]] = TileRow(
+                    id=r[0], source=r[1], window=(r[2], r[3], r[4], r[5]), scale=r[6], crs=r[7],
+                    valid=r[8], footprint=json.loads(r[9]) if r[9] else None,
+                    footprint_src=json.loads(r[10]) if r[10] else None,
+                    bbox=None if r[11] is None else (r[11], r[12], r[13], r[14]),
+                )
         return out
 
-    def vectors(self, ids: Sequence[int], bits: int) -> dict[int, tuple[bytes, np.ndarray | None]]:
-        """Packed code and float32 tanh outputs (None when not stored) for these tile ids."""
+    def vectors(self, ids: Sequence[int]) -> dict[int, tuple[bytes, np.ndarray | None,
+                                                                np.ndarray | None]]:
+        """(packed code, float32 tanh outputs or None, float32 projection or None) per tile."""
         out = {}
-        ids = [int(i) for i in ids]
-        with self._lock:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for tid, code, feats in self.conn.execute(
-                    f"SELECT id, code, feats FROM tiles WHERE id IN ({marks})", chunk
-                ):
-                    vec = None
-                    if feats is not None:
-                        vec = np.frombuffer(feats, dtype=np.float16).astype(np.float32)
-                    out[tid] = (code, vec)
+        for chunk in _chunks([int(i) for i in ids]):
+            for tid, code, feats, proj in self._rows(
+                f"SELECT id, code, feats, proj FROM tiles WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                out[tid] = (code, _f16(feats), _f16(proj))
         return out
 
     def ids_in_bbox(self, minx: float, miny: float, maxx: float, maxy: float) -> np.ndarray:
         """Ids of georeferenced tiles whose EPSG:4326 bbox intersects this one, ascending."""
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT id FROM tiles_bbox WHERE maxx >= ? AND minx <= ? AND maxy >= ? "
-                "AND miny <= ? ORDER BY id",
-                (minx, maxx, miny, maxy),
-            ).fetchall()
+        rows = self._rows("SELECT id FROM tiles_bbox WHERE maxx >= ? AND minx <= ? AND maxy >= ? "
+                          "AND miny <= ? ORDER BY id", (minx, maxx, miny, maxy))
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
     def source_info(self, path: str) -> dict | None:
-        with self._lock:
-            row = self.conn.execute("SELECT info FROM sources WHERE path=?", (path,)).fetchone()
-        return json.loads(row[0] or "{}") if row else None
+        rows = self._rows("SELECT info FROM sources WHERE path=?", (path,))
+        return json.loads(rows[0][0] or "{}") if rows else None
 
     def integrity_problems(self) -> list[str]:
         """Consistency checks used by tests and ``cach index --check``: empty when healthy."""
         problems = []
-        with self._lock:
-            q = self.conn.execute
-            dup = q(
-                "SELECT source_id, col, row, width, height, scale, COUNT(*) FROM tiles "
-                "GROUP BY 1, 2, 3, 4, 5, 6 HAVING COUNT(*) > 1"
-            ).fetchall()
-            if dup:
-                problems.append(f"{len(dup)} duplicated tile windows")
-            bad = q(
-                "SELECT s.path, s.tiles, COUNT(t.id) FROM sources s LEFT JOIN tiles t "
-                "ON t.source_id = s.id GROUP BY s.id HAVING s.tiles != COUNT(t.id)"
-            ).fetchall()
-            problems += [f"{p}: expected {n} tiles, found {m}" for p, n, m in bad]
-            orphans = q(
-                "SELECT COUNT(*) FROM tiles_bbox WHERE id NOT IN (SELECT id FROM tiles)"
-            ).fetchone()[0]
-            if orphans:
-                problems.append(f"{orphans} bbox rows without a tile")
+        dup = self._rows("SELECT source_id, col, row, width, height, scale, COUNT(*) FROM tiles "
+                         "GROUP BY 1, 2, 3, 4, 5, 6 HAVING COUNT(*) > 1")
+        if dup:
+            problems.append(f"{len(dup)} duplicated tile windows")
+        bad = self._rows("SELECT s.path, s.tiles, COUNT(t.id) FROM sources s LEFT JOIN tiles t "
+                         "ON t.source_id = s.id GROUP BY s.id HAVING s.tiles != COUNT(t.id)")
+        problems += [f"{p}: expected {n} tiles, found {m}" for p, n, m in bad]
+        orphans = self._rows("SELECT COUNT(*) FROM tiles_bbox WHERE id NOT IN "
+                             "(SELECT id FROM tiles)")[0][0]
+        if orphans:
+            problems.append(f"{orphans} bbox rows without a tile")
         return problems
+
+
+def _chunks(ids: list[int], size: int = 500) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _f16(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(blob, dtype=np.float16).astype(np.float32)
 
 
 #: the keys of ``model_info`` that must match between an index and the model searching it
@@ -449,6 +506,6 @@ def check_model(stored: dict | None, expected: dict | None, where: str | os.Path
     if diffs:
         raise ModelMismatchError(
             f"The index at {where} was built with another model: {'; '.join(diffs)}. "
-            "Search it with the model it was built with, or rebuild it with "
-            "'cach index --rebuild'."
+            "Search it with the model it was built with, or index the folders again with "
+            "'Rebuild' (cach index --rebuild)."
         )

@@ -96,5 +96,5 @@ class HashModel(ABC):
         self.encode_texts(["warm up"])
         self.encode_images(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional for backends that hold nothing
         """Release what the backend holds (sessions, GPU memory)."""

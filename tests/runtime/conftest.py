@@ -11,11 +11,13 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from model_runtime.index.binary import pack
+from model_runtime.config import BackboneConfig
+from model_runtime.model import HashModel, HeadsRef, ImageOutputs
 from model_runtime.paths import data_root
 
 BITS = 64
-MODEL_INFO = {"backbone": "fake-meancolour", "bits": BITS, "heads_sha": "0" * 8}
+FAKE_CONFIG = BackboneConfig(name="fake-meancolour", image_dim=48, text_dim=48,
+                             open_clip_arch="fake")
 
 
 @pytest.fixture(scope="session")
@@ -26,22 +28,28 @@ def geotiff_dir() -> Path:
     return root
 
 
-class FakeEncoder:
-    """Random projection of 4x4 grid mean colours -> tanh; codes = packbits(tanh > 0).
+class FakeEncoder(HashModel):
+    """A cheap deterministic stand-in for the model (the raster and index code under test is
+    real): random projection of 4x4 grid mean colours -> tanh; texts -> a hash of the words.
 
-    Deterministic, content-dependent, a few microseconds per tile. Counts calls and tiles so
-    tests can tell what was (re-)encoded; ``fail_after`` batches raises to simulate a crash."""
+    Counts calls and tiles so tests can tell what was (re-)encoded; ``fail_after`` batches
+    raises to simulate a crash. ``proj_dim`` > 0 adds a stored projection (the grid means)."""
 
-    def __init__(self, bits: int = BITS, fail_after: int | None = None, seed: int = 0) -> None:
+    backend = "fake"
+
+    def __init__(self, bits: int = BITS, fail_after: int | None = None, seed: int = 0,
+                 proj_dim: int = 0) -> None:
+        heads = HeadsRef(Path(f"fake-{seed}.safetensors"), f"{seed:08d}", FAKE_CONFIG.name, bits,
+                         "fake", {"proj_dim": proj_dim})
+        super().__init__(FAKE_CONFIG, heads, "cpu")
         rng = np.random.default_rng(seed)
         self.proj = rng.standard_normal((48, bits)).astype(np.float32)
-        self.bits = bits
         self.fail_after = fail_after
         self.batches = 0
         self.tiles = 0
         self.seen: list[np.ndarray] = []
 
-    def features(self, arrays: list[np.ndarray]) -> np.ndarray:
+    def features(self, arrays) -> np.ndarray:
         feats = []
         for a in arrays:
             h, w = a.shape[0] // 4 * 4, a.shape[1] // 4 * 4
@@ -49,14 +57,26 @@ class FakeEncoder:
             feats.append(grid / 64.0 - 2.0)
         return np.stack(feats).astype(np.float32)
 
-    def __call__(self, arrays: list[np.ndarray]):
+    def _encode_batch(self, batch: np.ndarray) -> ImageOutputs:
         if self.fail_after is not None and self.batches >= self.fail_after:
             raise RuntimeError("simulated crash in the encoder")
         self.batches += 1
-        self.tiles += len(arrays)
-        self.seen.extend(arrays)
-        tanh = np.tanh(self.features(arrays) @ self.proj)
-        return pack(tanh), tanh
+        self.tiles += len(batch)
+        self.seen.extend(list(batch))
+        feats = self.features(batch)
+        proj = feats[:, : self.heads.proj_dim].astype(np.float16) if self.heads.proj_dim else None
+        return ImageOutputs(np.tanh(feats @ self.proj), proj)
+
+    def encode_texts(self, texts) -> np.ndarray:
+        rng = [np.random.default_rng(abs(hash(t)) % 2**32) for t in texts]
+        return np.tanh(np.stack([r.standard_normal(self.bits) for r in rng]).astype(np.float32))
+
+    def __call__(self, arrays):
+        """The first release's encoder interface: (packed codes, tanh)."""
+        from model_runtime.codes import pack
+
+        out = self.encode_images(np.stack(arrays))
+        return pack(out.tanh), out.tanh
 
 
 @pytest.fixture(name="FakeEncoder")
@@ -72,7 +92,7 @@ def encoder() -> FakeEncoder:
 
 @pytest.fixture
 def model_info() -> dict:
-    return dict(MODEL_INFO)
+    return FakeEncoder().info.to_json()
 
 
 SAMPLE_FILES = (

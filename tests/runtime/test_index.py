@@ -25,23 +25,29 @@ from model_runtime.errors import (
     IndexStateError,
     ModelMismatchError,
 )
+from model_runtime.codes import hamming, pack
 from model_runtime.index import (
     BinaryIndex,
-    Hit,
+    BuildOptions,
     build_index,
-    combine,
     contact_sheet,
-    hamming,
     open_index,
-    pack,
     write_geojson,
     write_gpkg,
 )
 from model_runtime.index.store import Store
+from model_runtime.protocol import Hit
+from model_runtime.services.queries import combine
 from model_runtime.tiling import TilingOptions
 
 OPTS = TilingOptions(tile_size=128)
 HERE = Path(__file__).resolve().parent
+
+
+def build(index_dir, paths, model, tiling=OPTS, progress=None, cancel=None, **options):
+    """``build_index`` with these tiling options and build options."""
+    return build_index(index_dir, [str(p) for p in paths], model,
+                       BuildOptions(tiling=tiling, **options), progress, cancel)
 
 
 def _tile_set(index_dir):
@@ -103,12 +109,7 @@ def test_build_then_search_finds_the_tile_itself_first(
     sample_folder, tmp_path, encoder, model_info
 ):
     events = []
-    summary = build_index(
-        tmp_path / "idx",
-        [sample_folder],
-        OPTS,
-        encoder,
-        model_info,
+    summary = build(tmp_path / "idx", [sample_folder], encoder, OPTS,
         progress=events.append,
         batch_size=8,
     )
@@ -133,21 +134,12 @@ def test_build_then_search_finds_the_tile_itself_first(
 
 
 def test_hit_json_matches_the_protocol(sample_folder, tmp_path, encoder, model_info):
-    build_index(tmp_path / "idx", [sample_folder], OPTS, encoder, model_info)
+    build(tmp_path / "idx", [sample_folder], encoder, OPTS)
     with open_index(tmp_path / "idx") as index:
         hit = index.search(index.tile_code(1), k=1)[0]
     data = json.loads(json.dumps(hit.to_json()))
-    assert list(data) == [
-        "rank",
-        "tile_id",
-        "source",
-        "window",
-        "crs",
-        "footprint",
-        "footprint_src",
-        "hamming",
-        "score",
-    ]
+    assert list(data) == ["rank", "tile_id", "source", "window", "crs", "georeferenced",
+                          "footprint", "footprint_src", "hamming", "score", "confidence"]
     assert isinstance(data["window"], list) and len(data["window"]) == 4
     assert Hit.from_json(data) == hit
 
@@ -160,7 +152,7 @@ def test_collapse_drops_overlaps_and_copies_and_spreads_sources(
     for name in ("RGB.byte.tif", "rgb_deflate.tif", "cogeo.tif"):  # first two: same pixels
         shutil.copy2(geotiff_dir / "rasterio" / name, folder / name)
     opts = TilingOptions(tile_size=128, overlap=0.5)
-    build_index(tmp_path / "idx", [folder], opts, encoder, model_info)
+    build(tmp_path / "idx", [folder], encoder, opts)
     with open_index(tmp_path / "idx") as index:
         query = index.tile_vector(1)
         raw = index.search(query, k=20, collapse=False)
@@ -187,7 +179,7 @@ def test_collapse_drops_overlaps_and_copies_and_spreads_sources(
 
 
 def test_bbox_filter_in_another_crs_and_locate(sample_folder, tmp_path, encoder, model_info):
-    build_index(tmp_path / "idx", [sample_folder], OPTS, encoder, model_info)
+    build(tmp_path / "idx", [sample_folder], encoder, OPTS)
     cogeo = str(sample_folder / "rasterio/cogeo.tif")
     with open_index(tmp_path / "idx") as index:
         query = index.tile_vector(1)
@@ -214,7 +206,7 @@ def test_bbox_filter_in_another_crs_and_locate(sample_folder, tmp_path, encoder,
 def test_read_tile_pixels_returns_what_the_encoder_saw(
     sample_folder, tmp_path, encoder, model_info
 ):
-    build_index(tmp_path / "idx", [sample_folder], OPTS, encoder, model_info, batch_size=4)
+    build(tmp_path / "idx", [sample_folder], encoder, OPTS, batch_size=4)
     with open_index(tmp_path / "idx") as index:
         for tile_id in (1, index.tiles):
             np.testing.assert_array_equal(
@@ -223,7 +215,7 @@ def test_read_tile_pixels_returns_what_the_encoder_saw(
 
 
 def test_rerank_with_floats_orders_by_cosine(sample_folder, tmp_path, encoder, model_info):
-    build_index(tmp_path / "idx", [sample_folder], OPTS, encoder, model_info)
+    build(tmp_path / "idx", [sample_folder], encoder, OPTS)
     with open_index(tmp_path / "idx") as index:
         query = index.tile_vector(2) + 0.3 * index.tile_vector(7)
         hits = index.search(query, k=10, collapse=False)
@@ -236,11 +228,11 @@ def test_rerank_with_floats_orders_by_cosine(sample_folder, tmp_path, encoder, m
 # -- incremental and safe --------------------------------------------------------------------
 def test_incremental_reindex(sample_folder, tmp_path, geotiff_dir, model_info, FakeEncoder):
     idx = tmp_path / "idx"
-    first = build_index(idx, [sample_folder], OPTS, FakeEncoder(), model_info)
+    first = build(idx, [sample_folder], FakeEncoder(), OPTS)
     before = {t[:6]: t for t in _tile_set(idx)}
     # unchanged: nothing re-encoded
     enc = FakeEncoder()
-    again = build_index(idx, [sample_folder], OPTS, enc, model_info)
+    again = build(idx, [sample_folder], enc, OPTS)
     assert (again.unchanged, again.added, enc.tiles) == (4, 0, 0)
     # add one file, touch another (same content, new mtime), change a third, delete a fourth
     shutil.copy2(geotiff_dir / "rasterio/shade.tif", sample_folder / "shade.tif")
@@ -250,7 +242,7 @@ def test_incremental_reindex(sample_folder, tmp_path, geotiff_dir, model_info, F
     shutil.copy(geotiff_dir / "naip/m_4709963_se_14_1_20090818.tif", cogeo)
     (sample_folder / "rasterio/rotated.tif").unlink()
     enc = FakeEncoder()
-    summary = build_index(idx, [sample_folder], OPTS, enc, model_info)
+    summary = build(idx, [sample_folder], enc, OPTS)
     assert (summary.added, summary.updated, summary.removed, summary.unchanged) == (1, 1, 1, 2)
     after = {t[:6]: t for t in _tile_set(idx)}
     assert not any(k[0] == "rotated.tif" for k in after)
@@ -267,16 +259,16 @@ def test_encoder_crash_resumes_without_duplicates_or_gaps(
     sample_folder, tmp_path, model_info, FakeEncoder
 ):
     clean = tmp_path / "clean"
-    build_index(clean, [sample_folder], OPTS, FakeEncoder(), model_info, batch_size=4)
+    build(clean, [sample_folder], FakeEncoder(), OPTS, batch_size=4)
     idx = tmp_path / "idx"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        build_index(idx, [sample_folder], OPTS, FakeEncoder(fail_after=4), model_info, batch_size=4)
-    with pytest.raises(IndexStateError, match="incomplete"):
+        build(idx, [sample_folder], FakeEncoder(fail_after=4), OPTS, batch_size=4)
+    with pytest.raises(IndexStateError, match="interrupted"):
         open_index(idx)
     with open_index(idx, allow_incomplete=True) as partial:
         assert 0 < partial.tiles < len(_tile_set(clean))
     resumed = FakeEncoder()
-    summary = build_index(idx, [sample_folder], OPTS, resumed, model_info, batch_size=4)
+    summary = build(idx, [sample_folder], resumed, OPTS, batch_size=4)
     assert summary.unchanged >= 1 and summary.added >= 1
     assert _tile_set(idx) == _tile_set(clean)
     with open_index(idx) as index:
@@ -289,24 +281,23 @@ def test_cancel_keeps_committed_sources_and_resumes(
     cancel = threading.Event()
 
     class CancellingEncoder(FakeEncoder):
-        def __call__(self, arrays):
+        def _encode_batch(self, batch):
             if self.batches == 3:
                 cancel.set()
-            return super().__call__(arrays)
+            return super()._encode_batch(batch)
 
     idx = tmp_path / "idx"
-    with pytest.raises(CancelledError, match="resumes"):
-        build_index(
-            idx, [sample_folder], OPTS, CancellingEncoder(), model_info, cancel=cancel, batch_size=2
+    with pytest.raises(CancelledError, match="to resume"):
+        build(idx, [sample_folder], CancellingEncoder(), OPTS, cancel=cancel, batch_size=2
         )
     clean = tmp_path / "clean"
-    build_index(clean, [sample_folder], OPTS, FakeEncoder(), model_info)
+    build(clean, [sample_folder], FakeEncoder(), OPTS)
     # a cancelled run leaves a searchable index of what was committed, marked partial
     with open_index(idx) as index:
         assert index.complete and index.pending_files >= 1
         assert index.info()["pending_files"] == index.pending_files
         assert index.tiles == len(_tile_set(idx)) < len(_tile_set(clean))
-    build_index(idx, [sample_folder], OPTS, FakeEncoder(), model_info, batch_size=2)
+    build(idx, [sample_folder], FakeEncoder(), OPTS, batch_size=2)
     assert _tile_set(idx) == _tile_set(clean)
     with open_index(idx) as index:
         assert index.complete and index.pending_files == 0
@@ -315,17 +306,17 @@ def test_cancel_keeps_committed_sources_and_resumes(
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {here!r})
-    from conftest import FakeEncoder, MODEL_INFO
-    from model_runtime.index import build_index
+    from conftest import FakeEncoder
+    from model_runtime.index import BuildOptions, build_index
     from model_runtime.tiling import TilingOptions
 
     class Slow(FakeEncoder):
-        def __call__(self, arrays):
+        def _encode_batch(self, batch):
             time.sleep(0.15)
-            return super().__call__(arrays)
+            return super()._encode_batch(batch)
 
-    build_index(sys.argv[1], [sys.argv[2]], TilingOptions(tile_size=128), Slow(), MODEL_INFO,
-                batch_size=2)
+    build_index(sys.argv[1], [sys.argv[2]], Slow(),
+                BuildOptions(tiling=TilingOptions(tile_size=128), batch_size=2))
 """)
 
 
@@ -343,7 +334,7 @@ def test_kill_9_midway_resumes_correctly(sample_folder, tmp_path, model_info, Fa
         if (idx / "index.sqlite").exists():
             try:
                 conn = sqlite3.connect(idx / "index.sqlite", timeout=1)
-                committed = conn.execute("SELECT COUNT(*) FROM sources").fetchone()[0]
+                committed = conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]
                 conn.close()
             except sqlite3.OperationalError:
                 committed = 0
@@ -354,11 +345,11 @@ def test_kill_9_midway_resumes_correctly(sample_folder, tmp_path, model_info, Fa
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert committed >= 1
-    with pytest.raises(IndexStateError, match="incomplete"):
+    with pytest.raises(IndexStateError, match="interrupted"):
         open_index(idx)
-    build_index(idx, [sample_folder], OPTS, FakeEncoder(), model_info, batch_size=2)
+    build(idx, [sample_folder], FakeEncoder(), OPTS, batch_size=2)
     clean = tmp_path / "clean"
-    build_index(clean, [sample_folder], OPTS, FakeEncoder(), model_info)
+    build(clean, [sample_folder], FakeEncoder(), OPTS)
     assert _tile_set(idx) == _tile_set(clean)
     with open_index(idx) as index:
         assert index.complete
@@ -370,14 +361,9 @@ def test_unreadable_files_are_skipped_with_a_message(
     (sample_folder / "notes.tif").write_text("this is not a raster")
     truncated = sample_folder / "truncated.tif"
     truncated.write_bytes((geotiff_dir / "rasterio/shade.tif").read_bytes()[:200_000])
-    summary = build_index(
-        tmp_path / "idx",
-        [sample_folder, tmp_path / "missing"],
-        TilingOptions(tile_size=128, min_valid=0.0),
-        encoder,
-        model_info,
-    )
-    reasons = dict(summary.skipped)
+    summary = build(tmp_path / "idx", [sample_folder, tmp_path / "missing"], encoder,
+                    TilingOptions(tile_size=128, min_valid=0.0))
+    reasons = {s.path: s.reason for s in summary.skipped}
     assert set(reasons) == {
         str(sample_folder / "notes.tif"),
         str(truncated),
@@ -385,7 +371,7 @@ def test_unreadable_files_are_skipped_with_a_message(
     }
     assert all(Path(path).name in reason for path, reason in reasons.items())
     assert summary.added == 4
-    assert summary.to_json()["skipped"][0].keys() == {"path", "reason"}
+    assert summary.to_json()["skipped"][0].keys() == {"path", "reason", "code"}
     with open_index(tmp_path / "idx") as index:
         assert index.complete
         assert all(
@@ -403,7 +389,7 @@ def test_disk_full_during_commit_raises_and_leaves_index_incomplete(
     sample_folder, tmp_path, encoder, model_info, monkeypatch, FakeEncoder
 ):
     idx = tmp_path / "idx"
-    original = Store.replace_source
+    original = Store.commit_unit
     calls = []
 
     def full(self, *args, **kwargs):
@@ -412,16 +398,16 @@ def test_disk_full_during_commit_raises_and_leaves_index_incomplete(
             raise sqlite3.OperationalError("database or disk is full")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Store, "replace_source", full)
-    with pytest.raises(DiskFullError, match="run 'cach index' again"):
-        build_index(idx, [sample_folder], OPTS, encoder, model_info)
-    monkeypatch.setattr(Store, "replace_source", original)
+    monkeypatch.setattr(Store, "commit_unit", full)
+    with pytest.raises(DiskFullError, match="index the same folders again"):
+        build(idx, [sample_folder], encoder, OPTS)
+    monkeypatch.setattr(Store, "commit_unit", original)
     with pytest.raises(IndexStateError):
         open_index(idx)
     partial = _tile_set(idx)  # whole sources or nothing: no duplicates (checked inside)
-    build_index(idx, [sample_folder], OPTS, FakeEncoder(), model_info)
+    build(idx, [sample_folder], FakeEncoder(), OPTS)
     clean = tmp_path / "clean"
-    build_index(clean, [sample_folder], OPTS, FakeEncoder(), model_info)
+    build(clean, [sample_folder], FakeEncoder(), OPTS)
     assert set(partial) <= set(_tile_set(idx)) and _tile_set(idx) == _tile_set(clean)
 
 
@@ -429,30 +415,31 @@ def test_model_mismatch_is_refused_and_rebuild_starts_over(
     sample_folder, tmp_path, encoder, model_info, FakeEncoder
 ):
     idx = tmp_path / "idx"
-    build_index(idx, [sample_folder], OPTS, encoder, model_info)
+    build(idx, [sample_folder], encoder, OPTS)
     with pytest.raises(ModelMismatchError, match="bits 64 \\(index\\) vs 128"):
         open_index(idx, expect={**model_info, "bits": 128})
-    other = {**model_info, "backbone": "other"}
-    with pytest.raises(ModelMismatchError, match="backbone"):
-        build_index(idx, [sample_folder], OPTS, encoder, other)
-    summary = build_index(idx, [sample_folder], OPTS, FakeEncoder(seed=1), other, rebuild=True)
+    other = FakeEncoder(seed=1)
+    with pytest.raises(ModelMismatchError, match="heads_sha"):
+        build(idx, [sample_folder], other, OPTS)
+    summary = build(idx, [sample_folder], other, OPTS, rebuild=True)
     assert summary.added == 4
-    with open_index(idx, expect=other) as index:
-        assert index.model["backbone"] == "other"
+    with open_index(idx, expect=other.info.to_json()) as index:
+        assert index.model["heads_sha"] == other.heads.sha
 
 
-def test_encoder_with_inconsistent_bits_is_a_config_error(sample_folder, tmp_path, model_info):
-    def flipped(arrays):
-        tanh = np.ones((len(arrays), 64), np.float32)
-        return np.zeros((len(arrays), 8), np.uint8), tanh
+def test_model_with_inconsistent_bits_is_a_config_error(sample_folder, tmp_path, FakeEncoder):
+    class Wrong(FakeEncoder):
+        def _encode_batch(self, batch):
+            out = super()._encode_batch(batch)
+            return type(out)(np.concatenate([out.tanh, out.tanh], axis=1))
 
-    with pytest.raises(ConfigError, match="packbits"):
-        build_index(tmp_path / "idx", [sample_folder], OPTS, flipped, model_info)
+    with pytest.raises(ConfigError, match="128 bits, the index 64"):
+        build(tmp_path / "idx", [sample_folder], Wrong(), OPTS)
 
 
 def test_missing_faiss_file_is_rebuilt_from_the_store(sample_folder, tmp_path, encoder, model_info):
     idx = tmp_path / "idx"
-    build_index(idx, [sample_folder], OPTS, encoder, model_info)
+    build(idx, [sample_folder], encoder, OPTS)
     (faiss_file,) = idx.glob("codes-g*.faiss")
     faiss_file.unlink()
     with open_index(idx) as index:
@@ -463,13 +450,18 @@ def test_missing_faiss_file_is_rebuilt_from_the_store(sample_folder, tmp_path, e
     with open_index(idx) as index:
         assert index.tiles == len(_tile_set(idx))
         assert index.search(index.tile_code(1), k=1)[0].tile_id == 1
+    # garbage under the current name is detected and rebuilt, never read
+    faiss_file.write_bytes(os.urandom(4096))
+    with open_index(idx) as index:
+        assert index.tiles == len(_tile_set(idx))
+        assert index.search(index.tile_code(2), k=1)[0].tile_id == 2
 
 
 # -- exporters -------------------------------------------------------------------------------
 def test_exporters_write_geojson_gpkg_and_contact_sheet(
     sample_folder, tmp_path, encoder, model_info
 ):
-    build_index(tmp_path / "idx", [sample_folder], OPTS, encoder, model_info)
+    build(tmp_path / "idx", [sample_folder], encoder, OPTS)
     with open_index(tmp_path / "idx") as index:
         hits = index.search(index.tile_vector(1), k=8)
         query = {"text": "a river", "k": 8}
@@ -499,3 +491,136 @@ def test_exporters_write_geojson_gpkg_and_contact_sheet(
         assert "Feature Count: 8" in out and "Polygon" in out
     img = Image.open(png)
     assert img.size[0] >= 5 * 64 and img.mode == "RGB"
+
+
+# -- one writer, resumable inside a file, confirmation of large runs -----------------------
+SLOW_SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {here!r})
+    from conftest import FakeEncoder
+    from model_runtime.index import BuildOptions, build_index
+    from model_runtime.tiling import TilingOptions
+
+    class Slow(FakeEncoder):
+        def _encode_batch(self, batch):
+            time.sleep(0.1)
+            return super()._encode_batch(batch)
+
+    build_index(sys.argv[1], [sys.argv[2]], Slow(),
+                BuildOptions(tiling=TilingOptions(tile_size=128), batch_size=8, unit_tiles=32))
+""")
+
+
+def _slow_build(tmp_path, idx, folder) -> subprocess.Popen:
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_SCRIPT.format(here=str(HERE)))
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent)}
+    return subprocess.Popen([sys.executable, str(script), str(idx), str(folder)], env=env,
+                            stderr=subprocess.PIPE)
+
+
+def _units(idx) -> int:
+    try:
+        conn = sqlite3.connect(idx / "index.sqlite", timeout=1)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _wait(proc, predicate, what: str, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def large_raster(tmp_path, write_raster):
+    """One 2048 x 2048 raster: 256 tiles of 128 px, 8 units of 32 tiles."""
+    folder = tmp_path / "large"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 255, (3, 2048, 2048), dtype=np.uint8)
+    write_raster(folder / "large.tif", data)
+    return folder
+
+
+def test_a_second_run_on_the_same_index_exits_with_a_message(tmp_path, large_raster,
+                                                             FakeEncoder):
+    idx = tmp_path / "idx"
+    proc = _slow_build(tmp_path, idx, large_raster)
+    try:
+        _wait(proc, lambda: _units(idx) >= 1, "the first run's first unit")
+        second = FakeEncoder()
+        with pytest.raises(IndexStateError, match="Another indexing run") as err:
+            build(idx, [large_raster], second, OPTS)
+        assert err.value.code == "index_locked" and f"process {proc.pid}" in str(err.value)
+        assert second.tiles == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    # the lock dies with its holder: the next run takes it
+    build(idx, [large_raster], FakeEncoder(), OPTS)
+
+
+def test_a_killed_run_resumes_inside_a_large_file(tmp_path, large_raster, FakeEncoder):
+    idx = tmp_path / "idx"
+    proc = _slow_build(tmp_path, idx, large_raster)
+    _wait(proc, lambda: _units(idx) >= 2, "two committed units")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = _units(idx)
+    assert 2 <= done < 8
+    resumed = FakeEncoder()
+    summary = build(idx, [large_raster], resumed, OPTS, unit_tiles=32)
+    assert resumed.tiles == 256 - 32 * done, "only the units the killed run did not commit"
+    assert summary.tiles == 256
+    clean = tmp_path / "clean"
+    build(clean, [large_raster], FakeEncoder(), OPTS, unit_tiles=32)
+    assert _tile_set(idx) == _tile_set(clean)
+
+
+def _huge_vrt(folder: Path, small: Path, size: int = 200_000) -> Path:
+    """A VRT of ``size`` x ``size`` pixels whose only source is a small raster in ``folder``."""
+    vrt = folder / "huge.vrt"
+    vrt.write_text(textwrap.dedent(f"""\
+        <VRTDataset rasterXSize="{size}" rasterYSize="{size}">
+          <VRTRasterBand dataType="Byte" band="1">
+            <SimpleSource>
+              <SourceFilename relativeToVRT="1">{small.name}</SourceFilename>
+              <SourceBand>1</SourceBand>
+            </SimpleSource>
+          </VRTRasterBand>
+        </VRTDataset>"""))
+    return vrt
+
+
+def test_more_than_100000_new_tiles_wait_for_confirmation(tmp_path, write_raster, FakeEncoder,
+                                                           monkeypatch):
+    from model_runtime.errors import ConfirmationNeeded
+    from model_runtime.index import build as build_module
+
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    small = write_raster(folder / "small.tif", np.full((1, 64, 64), 7, np.uint8))
+    small.rename(folder / "small.dat")  # not a raster extension: only the VRT is listed
+    _huge_vrt(folder, folder / "small.dat")
+    model = FakeEncoder()
+    with pytest.raises(ConfirmationNeeded) as err:
+        build(tmp_path / "idx", [folder], model, TilingOptions(tile_size=256))
+    est = err.value.details["estimate"]
+    assert est["new_tiles"] > 100_000 and est["files"] == 1 and model.tiles == 0
+    assert "--yes" in str(err.value) and err.value.code == "confirm_large_run"
+    # with confirm the run goes ahead (threshold lowered so the test stays small)
+    monkeypatch.setattr(build_module, "CONFIRM_ABOVE_TILES", 10)
+    rasters = tmp_path / "rasters2"
+    rasters.mkdir()
+    write_raster(rasters / "a.tif", np.full((3, 512, 512), 9, np.uint8))
+    with pytest.raises(ConfirmationNeeded):
+        build(tmp_path / "idx2", [rasters], model, OPTS)
+    summary = build(tmp_path / "idx2", [rasters], model, OPTS, confirm=True)
+    assert summary.tiles == 16 and model.tiles == 16

@@ -9,7 +9,9 @@ import pytest
 
 from model_runtime.errors import CancelledError, DataError
 from model_runtime.protocol import (
+    ERROR_CODES,
     IMMEDIATE_OPS,
+    ErrorInfo,
     LONG_OPS,
     PROTOCOL_VERSION,
     Event,
@@ -78,7 +80,7 @@ def test_params_may_be_missing_or_null() -> None:
         ('{"id": 10, "op": "search", "params": {"index": "/i", "tile": true}}', "'tile'", 10),
         (
             '{"id": 11, "op": "search", "params": {"index": "/i", "text": "x", "bbox": [1, 2]}}',
-            "4 numbers",
+            "four finite numbers",
             11,
         ),
         (
@@ -92,6 +94,25 @@ def test_params_may_be_missing_or_null() -> None:
         ('{"id": 16, "op": "caption", "params": {"index": "/i"}}', "'tile'", 16),
         ('{"id": 17, "op": "locate", "params": {"index": "/i", "x": "1", "y": 2}}', "'x'", 17),
         (b"\xff\xfe", "UTF-8", None),
+        # values no worker may turn into a crash, a hang or a silent default
+        ('{"id": 18, "op": "search", "params": {"index": "/i", "text": "\\ud800abc"}}',
+         "valid Unicode", 18),
+        ('{"id": 19, "op": "search", "params": {"index": "/i", "text": "x", "k": 0}}',
+         "k must be at least 1, got 0", 19),
+        ('{"id": 20, "op": "search", "params": {"index": "/i", "tile": 1180591620717411303424}}',
+         "'tile'", 20),
+        ('{"id": 21, "op": "locate", "params": {"index": "/i", "x": NaN, "y": 2}}', "'x'", 21),
+        ('{"id": 22, "op": "search", "params": {"index": "/i", "text": "x", '
+         '"bbox": [0, 0, Infinity, 1]}}', "'bbox'", 22),
+        ('{"id": 23, "op": "search", "params": {"index": "/i", "text": "x", '
+         '"bbox": [2, 0, 1, 1]}}', "min <= max", 23),
+        ('{"id": 24, "op": "search", "params": {"index": "/i", "positive": [-1]}}',
+         "'positive'", 24),
+        ('{"id": 25, "op": "search", "params": {"index": "/i", "text": "x", '
+         '"weights": {"text": 1e999}}}', "'weights'", 25),
+        ('{"id": 26, "op": "index", "params": {"index": "/i", "paths": ["/r"], "bits": 12}}',
+         "'bits'", 26),
+        ("[" * 100_000, "not JSON", None),
     ],
 )
 def test_malformed_requests(line, fragment: str, request_id) -> None:
@@ -99,7 +120,7 @@ def test_malformed_requests(line, fragment: str, request_id) -> None:
         parse_request(line)
     assert fragment in str(info.value)
     assert info.value.request_id == request_id
-    assert info.value.kind == "protocol"
+    assert info.value.kind == "protocol" and info.value.code in ERROR_CODES
 
 
 def test_every_op_has_a_schema() -> None:
@@ -112,6 +133,7 @@ def test_every_op_has_a_schema() -> None:
         "caption": {"image": "/a.png"},
         "locate": {"index": "/i", "x": 1, "y": 2.5},
         "index": {"index": "/i", "paths": ["/r"]},
+        "adapt": {"index": "/i"},
     }
     assert set(minimal) == IMMEDIATE_OPS | LONG_OPS
     for op, params in minimal.items():
@@ -129,12 +151,18 @@ def test_response_and_event_json() -> None:
     assert json.loads(err.to_json()) == {
         "id": "x",
         "ok": False,
-        "error": {"type": "data", "message": "/a.tif: cannot be opened"},
+        "error": {"type": "data", "code": "data_unreadable",
+                  "message": "/a.tif: cannot be opened"},
     }
+    coded = Response.from_exception(1, DataError("gone", code="source_gone", path="/a.tif"))
+    assert coded.error.to_dict() == {"type": "data", "code": "source_gone", "message": "gone",
+                                     "details": {"path": "/a.tif"}}
+    assert ErrorInfo.from_dict(coded.error.to_dict()) == coded.error
     assert Response.from_exception(1, CancelledError("stop")).error.type == "cancelled"
     internal = Response.from_exception(1, ZeroDivisionError("boom"))
     assert internal.error.type == "internal" and "ZeroDivisionError" in internal.error.message
     assert Response.failure(1, "nonsense", "m").error.type == "internal"
+    assert Response.failure(1, "index_locked", "m").error.type == "index"
     ev = Event(None, "ready", {"version": "0.1.0", "protocol": PROTOCOL_VERSION})
     assert json.loads(ev.to_json()) == {"id": None, "event": "ready", "data": ev.data}
 
@@ -160,3 +188,52 @@ def test_parse_message_client_side() -> None:
     assert not bad.ok and bad.error.type == "index"
     with pytest.raises(ProtocolError):
         parse_message('{"id": 3}')
+
+
+def test_every_error_class_and_code_is_in_the_contract() -> None:
+    import model_runtime.errors as errors
+    from model_runtime.protocol import ERROR_TYPES
+
+    for cls in vars(errors).values():
+        if isinstance(cls, type) and issubclass(cls, errors.CachError) and cls.kind != "error":
+            assert cls.kind in ERROR_TYPES, cls
+            assert ERROR_CODES[cls.default_code][0] == cls.kind, cls
+    assert {t for t, _ in ERROR_CODES.values()} <= set(ERROR_TYPES)
+
+
+def test_codes_raised_in_the_runtime_are_registered() -> None:
+    """Every ``code="..."`` literal in model_runtime names a code of the contract."""
+    import re
+
+    from model_runtime.paths import PLUGIN_ROOT
+
+    used = set()
+    for path in (PLUGIN_ROOT / "model_runtime").rglob("*.py"):
+        used |= set(re.findall(r'\bcode="([a-z_]+)"', path.read_text(encoding="utf-8")))
+    assert used and used <= set(ERROR_CODES), used - set(ERROR_CODES)
+
+
+def test_typed_results_round_trip() -> None:
+    from model_runtime.protocol import (
+        Caption,
+        CaptionResult,
+        Estimate,
+        Hit,
+        IndexSummary,
+        SearchResult,
+        Skipped,
+    )
+
+    hit = Hit(1, 42, "/a.jpg", (0, 0, 256, 256), None, None, {"type": "Polygon",
+              "coordinates": []}, 3, 0.9, 0.7)
+    assert not hit.georeferenced and Hit.from_json(json.loads(json.dumps(hit.to_json()))) == hit
+    result = SearchResult([hit], {"text": "x"}, {"bits": 64}, {"tiles": 1}, {"total": 1.0}, True)
+    assert SearchResult.from_json(json.loads(json.dumps(result.to_json()))) == result
+    cap = CaptionResult([Caption(1, "a farm", 2, 0.9)], [hit], {"bits": 64}, {}, {})
+    assert CaptionResult.from_json(json.loads(json.dumps(cap.to_json()))) == cap
+    summary = IndexSummary(added=1, skipped=(Skipped("/b.vrt", "refused", "source_refused"),),
+                           tiles=0, vrt_sources={"/c.vrt": ["/c.tif"]})
+    back = IndexSummary.from_json(json.loads(json.dumps(summary.to_json())))
+    assert back == summary and back.indexed_nothing
+    est = Estimate(2, 10, 100, 1.5, 8)
+    assert Estimate.from_json(est.to_json()) == est

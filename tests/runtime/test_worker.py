@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -123,6 +124,7 @@ def model_worker(heads_file, tmp_path_factory):
     worker = WorkerProcess(
         "--heads", str(heads_file), "--device", "cpu", env={"CACH_CACHE": str(cache)}
     )
+    worker.heads = str(heads_file)
     ready = worker.next()
     assert ready["event"] == "ready"
     yield worker
@@ -135,7 +137,7 @@ def test_ready_comes_first_and_fast(light_worker) -> None:
     # torch is not imported before 'ready': on an idle machine this is well under a second
     assert time.monotonic() - start < 15
     assert ready["id"] is None and ready["event"] == "ready"
-    assert ready["data"]["protocol"] == 1 and ready["data"]["pid"] == light_worker.proc.pid
+    assert ready["data"]["protocol"] == 2 and ready["data"]["pid"] == light_worker.proc.pid
     status = light_worker.call(1, "status")
     assert status["ok"] and status["result"]["busy"] is None
     assert status["result"]["models_loaded"] == []
@@ -226,7 +228,7 @@ def test_index_progress_search_locate(model_worker, geotiff, tmp_path_factory) -
     ]
     status = model_worker.call("st", "status")["result"]
     assert status["busy"] is None and status["device"] == "cpu"
-    assert any(m.startswith("encoder:") for m in status["models_loaded"])
+    assert any(m.endswith(Path(model_worker.heads).name) for m in status["models_loaded"])
 
 
 def test_cancel_an_index_run(model_worker, geotiff, tmp_path_factory) -> None:
@@ -272,3 +274,125 @@ def test_cancel_an_index_run(model_worker, geotiff, tmp_path_factory) -> None:
 def test_stdout_carried_only_protocol_lines(model_worker) -> None:
     assert model_worker.call("last", "status")["ok"]
     assert all(line.startswith("{") for line in model_worker.raw)
+
+
+class StatusProbe:
+    """Sends ``status`` every 0.2 s from another thread and records the slowest answer: the
+    worker must answer within 1 s whatever a job is doing."""
+
+    def __init__(self, worker: WorkerProcess) -> None:
+        self.worker = worker
+        self.sent: dict[str, float] = {}
+        self.slowest = 0.0
+        self._stop = threading.Event()
+        self._n = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self._n += 1
+            rid = f"probe-{self._n}"
+            self.sent[rid] = time.monotonic()
+            self.worker.send({"id": rid, "op": "status"})
+
+    def seen(self, msg: dict) -> bool:
+        """Account for a probe's answer; True when ``msg`` was one."""
+        rid = msg.get("id")
+        if isinstance(rid, str) and rid.startswith("probe-") and "ok" in msg:
+            self.slowest = max(self.slowest, time.monotonic() - self.sent.pop(rid))
+            return True
+        return False
+
+    def __enter__(self) -> StatusProbe:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self.thread.join()
+
+
+def _answer(worker: WorkerProcess, probe: StatusProbe, request_id, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = worker.next(max(0.1, deadline - time.monotonic()))
+        if probe.seen(msg):
+            continue
+        if msg.get("id") == request_id and "ok" in msg:
+            return msg
+
+
+def _damage(path: Path) -> None:
+    """Overwrite the middle of a file with garbage (pages of an SQLite database, say)."""
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.seek(size // 3)
+        fh.write(os.urandom(max(4096, size // 3)))
+
+
+def test_hostile_requests_cannot_wedge_the_worker(model_worker, tmp_path_factory) -> None:
+    """Every hostile request of issue 7 in one stream: each ends as that request's clear error
+    (never ``internal``), ``status`` answers within 1 s throughout, and a normal search then
+    answers."""
+    index_dir = tmp_path_factory.mktemp("idx-hostile")
+    samples = str(PLUGIN_ROOT / "resources" / "samples")
+    built = model_worker.call("build", "index", index=str(index_dir), paths=[samples])
+    assert built["ok"], built
+    idx = str(index_dir)
+    hostile = [
+        ('{"id": "surrogate", "op": "search", "params": {"index": "%s", "text": "\\ud800abc"}}'
+         % idx, "protocol"),
+        ({"id": "passwd", "op": "load", "params": {"heads": "/etc/passwd"}}, "data"),
+        ({"id": "far", "op": "locate", "params": {"index": idx, "x": 1e308, "y": 1e308,
+                                                  "crs": "EPSG:3857"}}, "data"),
+        ({"id": "huge", "op": "search", "params": {"index": idx, "tile": 2**70}}, "protocol"),
+        ('{"id": "nan", "op": "search", "params": {"index": "%s", "text": "x", '
+         '"bbox": [NaN, 0, 1, 1]}}' % idx, "protocol"),
+        ('{"id": "inf", "op": "search", "params": {"index": "%s", "text": "x", '
+         '"bbox": [0, 0, Infinity, 1]}}' % idx, "protocol"),
+        ({"id": "k0", "op": "search", "params": {"index": idx, "text": "x", "k": 0}}, "protocol"),
+        ({"id": "bbox-far", "op": "search", "params": {"index": idx, "text": "x",
+                                                       "bbox": [0, 0, 1e308, 1e308],
+                                                       "bbox_crs": "EPSG:3857"}}, "data"),
+        ({"id": "no-tile", "op": "search", "params": {"index": idx, "tile": 987654}}, "data"),
+    ]
+    with StatusProbe(model_worker) as probe:
+        for request, kind in hostile:
+            model_worker.send(request)
+            rid = json.loads(request)["id"] if isinstance(request, str) else request["id"]
+            msg = _answer(model_worker, probe, rid)
+            assert msg["ok"] is False and msg["error"]["type"] == kind, (rid, msg)
+            assert msg["error"]["code"] != "internal" and msg["error"]["message"], msg
+        k0 = "k must be at least 1, got 0"
+        # a failed load left the loaded model in place: search still works
+        model_worker.send({"id": "after-load", "op": "search",
+                           "params": {"index": idx, "text": "a field", "k": 3}})
+        assert _answer(model_worker, probe, "after-load")["ok"]
+        # a garbage faiss file is rebuilt from the store
+        for faiss_file in index_dir.glob("codes-g*.faiss"):
+            faiss_file.write_bytes(os.urandom(5000))
+        model_worker.send({"id": "garbage-faiss", "op": "search",
+                           "params": {"index": idx, "text": "a field", "k": 3}})
+        found = _answer(model_worker, probe, "garbage-faiss")
+        assert found["ok"] and len(found["result"]["results"]) == 3, found
+        # a database with damaged pages gives a clear message
+        damaged = tmp_path_factory.mktemp("idx-damaged")
+        with sqlite3.connect(index_dir / "index.sqlite") as conn:  # all pages in the main file
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for item in index_dir.iterdir():
+            if item.is_file():
+                (damaged / item.name).write_bytes(item.read_bytes())
+        _damage(damaged / "index.sqlite")
+        model_worker.send({"id": "damaged", "op": "search",
+                           "params": {"index": str(damaged), "text": "a field"}})
+        msg = _answer(model_worker, probe, "damaged")
+        assert msg["ok"] is False and msg["error"]["code"] == "index_corrupt", msg
+        assert "damaged" in msg["error"]["message"]
+        model_worker.send({"id": "normal", "op": "search",
+                           "params": {"index": idx, "text": "a residential area", "k": 5}})
+        normal = _answer(model_worker, probe, "normal")
+    assert normal["ok"] and len(normal["result"]["results"]) == 5
+    assert probe.slowest < 1.0, f"status took {probe.slowest:.2f} s"
+    model_worker.send({"id": "k0-cli", "op": "search", "params": {"index": idx, "k": 0,
+                                                                  "text": "x"}})
+    assert model_worker.response("k0-cli")["error"]["message"] == k0

@@ -1,0 +1,395 @@
+"""Build or update an index on this machine: scan, plan units, read (threads) while encoding,
+commit unit by unit, finalise.
+
+Reader threads take work from one queue: a source (opened once to plan its units) or a unit
+(its windows read at the model's input size). Tiles from every reader meet in a bounded queue;
+the calling thread encodes them in batches that span units and sources (so folders of small
+images still encode in full batches) and commits each unit once all its tiles are encoded.
+rasterio/GDAL and the inference engines release the GIL, so reading overlaps encoding.
+
+Safety: one writer per index (``lock.py``); each unit is one transaction; ``complete`` is set
+only after the faiss file of the final generation is written. A kill loses at most the units in
+flight; a cancel keeps what was committed and says how many files are pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from model_runtime.errors import CancelledError, ConfirmationNeeded
+from model_runtime.index.lock import IndexLock
+from model_runtime.index.scan import Scan, Todo, scan_sources
+from model_runtime.index.store import DB_NAME, Store
+from model_runtime.index.units import (
+    UNIT_TILES,
+    SourcePlan,
+    UnitResult,
+    WorkUnit,
+    assemble,
+    failure,
+    plan_source,
+    read_unit,
+)
+from model_runtime.index.writer import CODES_PREFIX, IndexWriter
+from model_runtime.protocol import CONFIRM_ABOVE_TILES, Estimate, IndexSummary, Skipped
+from model_runtime.tiling import TilingOptions
+
+LOG = logging.getLogger(__name__)
+
+Progress = Callable[[dict], None]
+#: stored bytes per tile besides codes, floats and projection (sqlite row, footprints, rtree)
+META_BYTES_PER_TILE = 650
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How an index run behaves (the tiling options are part of the index)."""
+
+    tiling: TilingOptions = field(default_factory=TilingOptions)
+    rebuild: bool = False
+    confirm: bool = False
+    allow_outside_sources: bool = False
+    batch_size: int = 32
+    readers: int = 1
+    unit_tiles: int = UNIT_TILES
+    queue_tiles: int = 256
+
+
+def _reporter(progress: Progress | None) -> Callable[..., None]:
+    def report(stage: str, done: int, total: int | None, message: str = "") -> None:
+        if progress is not None:
+            progress({"stage": stage, "done": done, "total": total, "message": message})
+
+    return report
+
+
+def clear_index(index_dir: str | os.PathLike) -> None:
+    """Remove an index's database and code files (``--rebuild``); other files stay."""
+    for name in os.listdir(index_dir):
+        if name.startswith(DB_NAME) or name.startswith(CODES_PREFIX):
+            target = os.path.join(index_dir, name)
+            shutil.rmtree(target) if os.path.isdir(target) else os.unlink(target)
+
+
+def estimate(scan: Scan, bits: int, proj_dim: int, images_per_s: float) -> Estimate:
+    """What the run would do: files, tiles to encode, bytes added, seconds."""
+    per_tile = bits // 8 + 2 * bits + 2 * proj_dim + META_BYTES_PER_TILE
+    tiles = scan.new_tiles
+    return Estimate(files=len(scan.todo), tiles=tiles, new_tiles=tiles, bytes=tiles * per_tile,
+                    seconds=tiles / max(images_per_s, 1e-9), skipped=tuple(scan.skipped))
+
+
+def check_confirmation(scan: Scan, options: BuildOptions, est: Estimate) -> None:
+    """Above :data:`CONFIRM_ABOVE_TILES` new tiles a run waits for an explicit go-ahead."""
+    if options.confirm or scan.new_tiles <= CONFIRM_ABOVE_TILES:
+        return
+    hours = est.seconds / 3600
+    raise ConfirmationNeeded(
+        f"This run would encode about {scan.new_tiles:,} new tiles from {len(scan.todo)} "
+        f"file(s) (about {hours:.1f} h on this machine, {est.bytes / 1e9:.1f} GB). Confirm to go "
+        "ahead (cach index --yes), or index fewer or smaller files.",
+        estimate=est.to_json(),
+    )
+
+
+def build_index(index_dir: str | os.PathLike, paths: Sequence[str], model: Any,
+                options: BuildOptions | None = None, progress: Progress | None = None,
+                cancel: threading.Event | None = None, images_per_s: float = 50.0
+                ) -> IndexSummary:
+    """Index ``paths`` (files, folders) into ``index_dir`` with ``model`` (a ``HashModel``):
+    incremental (new and changed files encoded, gone files dropped) and resumable (finished
+    units are skipped). Files that cannot be read are skipped and named in the summary."""
+    options = options or BuildOptions()
+    started = time.perf_counter()
+    os.makedirs(index_dir, exist_ok=True)
+    with IndexLock(index_dir):
+        if options.rebuild:
+            clear_index(index_dir)
+        store = Store(index_dir, create=True)
+        try:
+            return _build(store, paths, model, options, _reporter(progress), cancel,
+                          images_per_s, started)
+        finally:
+            store.close()
+
+
+def _build(store: Store, paths: Sequence[str], model: Any, options: BuildOptions,
+           report: Callable[..., None], cancel: threading.Event | None, images_per_s: float,
+           started: float) -> IndexSummary:
+    writer = IndexWriter(store, model.info.to_json())  # model identity: nothing loads yet
+    tiling = options.tiling.to_json()
+    retile = "tiling" in store.meta() and store.meta()["tiling"] != _jsonish(tiling)
+    scan = scan_sources(store, [str(p) for p in paths], options.tiling, retile,
+                        options.allow_outside_sources)
+    report("scan", 0, len(scan.todo), f"{len(scan.todo)} file(s) to index, "
+           f"{scan.unchanged} unchanged, {scan.removed} removed")
+    check_confirmation(scan, options, estimate(scan, model.bits, model.heads.proj_dim,
+                                               images_per_s))
+    writer.begin(tiling)
+    run = LocalRun(scan, model, writer, options, report, cancel)
+    try:
+        run.execute()
+    except CancelledError:
+        writer.finalize(pending_files=run.pending_files())
+        raise
+    report("finalize", run.encoded, run.encoded, "writing the code index")
+    tiles = writer.finalize()
+    report("done", run.encoded, run.encoded, f"{tiles} tiles")
+    return IndexSummary(
+        added=run.counts["added"], updated=run.counts["updated"] + run.counts["resumed"],
+        removed=scan.removed + run.dropped, unchanged=scan.unchanged,
+        skipped=tuple(scan.skipped + run.skipped), tiles=tiles, encoded=run.encoded,
+        seconds=time.perf_counter() - started, vrt_sources=scan.vrt_sources,
+        timing={**run.timing, "commit_s": writer.commit_s},
+    )
+
+
+def _jsonish(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value))
+
+
+class _UnitTiles:
+    """Tiles of one unit between reading and commit."""
+
+    __slots__ = ("unit", "plan", "tiles", "tanh", "proj", "queued", "ended")
+
+    def __init__(self, unit: WorkUnit, plan: SourcePlan) -> None:
+        self.unit, self.plan = unit, plan
+        self.tiles: list = []
+        self.tanh: list[np.ndarray] = []
+        self.proj: list[np.ndarray] = []
+        self.queued = 0
+        self.ended = False
+
+    def result(self, bits: int) -> UnitResult:
+        tanh = np.stack(self.tanh) if self.tanh else np.zeros((0, bits), np.float32)
+        proj = np.stack(self.proj) if self.proj else None
+        return UnitResult(self.unit, self.plan.meta, assemble(self.tiles, tanh, proj))
+
+
+class _Work:
+    """The readers' shared work: sources to plan, then their units (put at the front, so a
+    file's units are read together). ``take`` waits while another reader is still planning a
+    source whose units may follow, so one large file is read by every reader."""
+
+    def __init__(self, todo: list[Todo]) -> None:
+        self._items: deque = deque(("source", t) for t in todo)
+        self._cond = threading.Condition()
+        self._planning = 0
+
+    def take(self, stop: threading.Event) -> tuple | None:
+        with self._cond:
+            while not self._items and self._planning and not stop.is_set():
+                self._cond.wait(0.2)
+            if not self._items or stop.is_set():
+                return None
+            item = self._items.popleft()
+            self._planning += item[0] == "source"
+            return item
+
+    def planned(self, units: list[tuple]) -> None:
+        """A source's plan is done: its units (maybe none) join the front of the queue."""
+        with self._cond:
+            self._items.extendleft(reversed(units))
+            self._planning -= 1
+            self._cond.notify_all()
+
+
+class LocalRun:
+    """One run of the local executor over a scan's sources."""
+
+    def __init__(self, scan: Scan, model: Any, writer: IndexWriter, options: BuildOptions,
+                 report: Callable[..., None], cancel: threading.Event | None) -> None:
+        self.scan, self.model, self.writer, self.options = scan, model, writer, options
+        self.report, self.cancel = report, cancel
+        self.total = max(scan.new_tiles, 1)
+        self.stop = threading.Event()
+        self.tiles_q: queue.Queue = queue.Queue(maxsize=max(options.queue_tiles,
+                                                            options.batch_size))
+        self.work = _Work(scan.todo)
+        self.units: dict[str, _UnitTiles] = {}
+        self.left: dict[str, int] = {}  # source uri -> units not yet committed
+        self.status = {t.source.uri: t.status for t in scan.todo}
+        self.failed: set[str] = set()
+        self.batch: list[tuple[str, np.ndarray, Any]] = []
+        self.counts = {"added": 0, "updated": 0, "resumed": 0}
+        self.skipped: list[Skipped] = []
+        self.dropped = 0
+        self.encoded = 0
+        self.timing = {"encode_s": 0.0, "wait_s": 0.0}
+
+    def pending_files(self) -> int:
+        return max(0, len(self.scan.todo) - sum(self.counts.values()) - len(self.failed))
+
+    # -- readers ---------------------------------------------------------------------------
+    def _put(self, item: tuple) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.tiles_q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _plan(self, todo: Todo) -> None:
+        try:
+            plan = plan_source(todo.source, self.options.tiling, self.options.unit_tiles,
+                               todo.signature, todo.extra)
+        except Exception as err:  # noqa: BLE001 - a bad file is skipped, whatever GDAL raised
+            self.work.planned([])
+            self._put(("error", todo.source.uri, failure(WorkUnit(todo.source, 0, 0,
+                                                                  self.options.tiling), err)))
+            return
+        units = [u for u in plan.units if u.key not in todo.done]
+        # announced before any of its units can be read by another reader
+        self._put(("source", todo.source.uri, len(units)))
+        self.work.planned([("unit", u, plan) for u in units])
+
+    def _read(self, unit: WorkUnit, plan: SourcePlan) -> None:
+        if not self._put(("begin", unit, plan)):
+            return
+        try:
+            for rgb, tile in read_unit(unit, plan.info, self.stop):
+                if not self._put(("tile", unit.key, rgb, tile)):
+                    return
+        except CancelledError:
+            return
+        except Exception as err:  # noqa: BLE001 - the file is skipped with its reason
+            self._put(("error", unit.source.uri, failure(unit, err)))
+            return
+        self._put(("end", unit.key))
+
+    def _reader(self) -> None:
+        try:
+            while (item := self.work.take(self.stop)) is not None:
+                if item[0] == "source":
+                    self._plan(item[1])
+                else:
+                    self._read(item[1], item[2])
+        except BaseException as err:  # a bug in tiling must reach the caller, not vanish
+            self._put(("crash", err))
+        finally:
+            self._put(("finished",))
+
+    # -- the encoding thread ---------------------------------------------------------------
+    def execute(self) -> None:
+        """Run the readers and encode until every unit is committed (or cancel/crash)."""
+        count = max(1, min(self.options.readers, len(self.scan.todo) or 1))
+        threads = [threading.Thread(target=self._reader, name=f"cach-reader-{i}", daemon=True)
+                   for i in range(count)]
+        for thread in threads:
+            thread.start()
+        try:
+            finished = 0
+            while finished < count:
+                if self.cancel is not None and self.cancel.is_set():
+                    raise CancelledError(
+                        f"Indexing cancelled; {sum(self.counts.values())} file(s) were finished "
+                        "and are searchable. Index the same folders again to resume.")
+                item = self._next()
+                if item is not None:
+                    finished += self._handle(item)
+            self._encode()
+            self._commit_ready()
+        finally:
+            self.stop.set()
+            for thread in threads:
+                thread.join(timeout=10)
+
+    def _next(self) -> tuple | None:
+        t0 = time.perf_counter()
+        try:
+            return self.tiles_q.get(timeout=0.2)
+        except queue.Empty:
+            return None
+        finally:
+            self.timing["wait_s"] += time.perf_counter() - t0
+
+    def _handle(self, item: tuple) -> int:
+        """Act on one reader message; returns 1 when a reader finished."""
+        kind = item[0]
+        if kind == "tile":
+            _, key, rgb, tile = item
+            if key in self.units:
+                self.units[key].queued += 1
+                self.batch.append((key, rgb, tile))
+                if len(self.batch) >= self.options.batch_size:
+                    self._encode()
+                    self._commit_ready()
+        elif kind == "begin":
+            self.units[item[1].key] = _UnitTiles(item[1], item[2])
+        elif kind == "end":
+            if item[1] in self.units:
+                self.units[item[1]].ended = True
+                self._commit_ready()
+        elif kind == "source":
+            self._source_planned(item[1], item[2])
+        elif kind == "error":
+            self._source_failed(item[1], item[2])
+        elif kind == "crash":
+            raise item[1]
+        return int(kind == "finished")
+
+    def _source_planned(self, uri: str, units: int) -> None:
+        self.left[uri] = units
+        if units == 0:  # every unit was committed by an earlier run
+            self._source_done(uri)
+
+    def _source_done(self, uri: str) -> None:
+        self.left.pop(uri, None)
+        self.counts[self.status.get(uri, "added")] += 1
+
+    def _source_failed(self, uri: str, why: Skipped) -> None:
+        if uri in self.failed:
+            return
+        self.failed.add(uri)
+        for key in [k for k, u in self.units.items() if u.unit.source.uri == uri]:
+            del self.units[key]
+        self.left.pop(uri, None)
+        self.skipped.append(why)
+        self.dropped += self.writer.drop_source(uri)
+        LOG.warning("skipped %s", why.reason)
+
+    def _encode(self) -> None:
+        if not self.batch:
+            return
+        t0 = time.perf_counter()
+        out = self.model.encode_images(np.stack([rgb for _, rgb, _ in self.batch]))
+        self.timing["encode_s"] += time.perf_counter() - t0
+        for i, (key, _, tile) in enumerate(self.batch):
+            acc = self.units.get(key)
+            if acc is None:  # its source failed after this tile was read
+                continue
+            acc.queued -= 1
+            acc.tiles.append(tile)
+            acc.tanh.append(out.tanh[i])
+            if out.proj is not None:
+                acc.proj.append(out.proj[i])
+        self.encoded += len(self.batch)
+        name = os.path.basename(self.batch[-1][2].source)
+        self.batch.clear()
+        self.report("encode", self.encoded, max(self.total, self.encoded), name)
+
+    def _commit_ready(self) -> None:
+        ready = [k for k, u in self.units.items() if u.ended and u.queued == 0]
+        for key in ready:
+            acc = self.units.pop(key)
+            uri = acc.unit.source.uri
+            self.writer.commit(acc.result(self.model.bits))
+            if uri in self.left:
+                self.left[uri] -= 1
+                if self.left[uri] == 0:
+                    self._source_done(uri)

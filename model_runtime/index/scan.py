@@ -1,0 +1,169 @@
+"""Before an index run: list the sources, refuse what must not be read, and sort the rest into
+new, changed, resumed, unchanged and gone, against what the store already holds.
+
+Nothing here encodes or writes tiles; it reads directory entries, file headers and the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from model_runtime.sources import check_source, list_sources, source_signature
+
+from model_runtime.errors import CachError
+from model_runtime.index.store import SourceRow, Store
+from model_runtime.protocol import Skipped
+from model_runtime.tiling import TilingOptions, count_windows
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Todo:
+    """A source this run must (re-)encode. ``done`` holds keys of units already committed
+    (a resumed source); ``status`` is ``added``, ``updated`` or ``resumed``."""
+
+    source: Any  # sources.SourceRef
+    status: str
+    done: frozenset[str] = frozenset()
+    signature: str = ""
+    extra: dict = field(default_factory=dict)
+    #: windows still to read (from the header), for progress totals and confirmation
+    windows: int = 0
+
+
+@dataclass
+class Scan:
+    todo: list[Todo] = field(default_factory=list)
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    vrt_sources: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def new_tiles(self) -> int:
+        return sum(t.windows for t in self.todo)
+
+
+def _roots(paths: Sequence[str]) -> list[str]:
+    """The folders the user named (a file's own folder for a file): where VRT sources may live."""
+    roots = []
+    for raw in paths:
+        if "://" in str(raw) or str(raw).startswith("/vsi"):
+            continue
+        path = os.path.realpath(os.path.expanduser(str(raw)))
+        roots.append(path if os.path.isdir(path) else os.path.dirname(path))
+    return roots
+
+
+def _status(row: SourceRow | None, ref: Any, retile: bool, store: Store | None
+            ) -> tuple[str, frozenset]:
+    """``(status, done unit keys)``; status ``unchanged`` means nothing to do. Without a
+    ``store`` (a dry run) nothing is recorded and resumed units are not looked up."""
+    if row is None:
+        return "added", frozenset()
+    if retile:
+        return "updated", frozenset()
+    if (row.size, row.version) == (ref.size, str(ref.version)):
+        if row.status == "done":
+            return "unchanged", frozenset()
+        return "resumed", frozenset(store.done_units(ref.uri) if store else ())
+    if row.status == "done" and row.size == ref.size and _same_content(row, ref):
+        if store is not None:
+            store.set_identity(ref.uri, ref.size, str(ref.version), float(getattr(ref, "mtime", 0)))
+        return "unchanged", frozenset()
+    return "updated", frozenset()
+
+
+def _same_content(row: SourceRow, ref: Any) -> bool:
+    """A touched file: same size and mtime as a version-1 row, or the same content signature."""
+    if row.version is None and row.mtime == float(getattr(ref, "mtime", -1)):
+        return True
+    try:
+        return source_signature(ref) == row.sha1
+    except OSError:
+        return False
+
+
+def _check(ref: Any, roots: list[str], allow_outside: bool, scan: Scan) -> dict | None:
+    """The source's extra metadata (files a VRT reads), or None when it is refused."""
+    try:
+        reads = check_source(ref, roots, allow_outside)
+    except CachError as err:
+        scan.skipped.append(Skipped(ref.uri, str(err), err.code))
+        return None
+    if reads:
+        scan.vrt_sources[ref.uri] = list(reads)
+        return {"reads": list(reads)}
+    return {}
+
+
+def _windows(ref: Any, options: TilingOptions, done: frozenset, row: SourceRow | None) -> int:
+    total = count_windows(ref.gdal_path, options)
+    if done and row is not None:
+        return max(0, total - row.tiles)  # committed tiles <= committed windows: an upper bound
+    return total
+
+
+def scan_sources(store: Store | None, paths: Sequence[str], options: TilingOptions,
+                 retile: bool, allow_outside: bool = False, dry_run: bool = False) -> Scan:
+    """Sort the sources under ``paths`` against the store (None: a new index); drop the ones
+    that are gone. A ``dry_run`` changes nothing in the store."""
+    scan = Scan()
+    refs, skipped = list_sources(paths, allow_outside)
+    scan.skipped.extend(skipped)
+    known = store.sources() if store is not None else {}
+    listed = {r.uri for r in refs}
+    gone = [uri for uri in known if uri not in listed and _is_gone(uri, paths, skipped)]
+    if gone and not dry_run:
+        scan.removed = store.delete_sources(gone)
+    roots = _roots(paths)
+    for ref in refs:
+        row = known.get(ref.uri)
+        try:
+            status, done = _status(row, ref, retile, None if dry_run else store)
+            if status == "unchanged":
+                scan.unchanged += 1
+                continue
+            extra = _check(ref, roots, allow_outside, scan)
+            if extra is None:
+                continue
+            scan.todo.append(Todo(ref, status, done, _signature(ref), extra,
+                                  _windows(ref, options, done, row)))
+        except CachError as err:
+            scan.skipped.append(Skipped(ref.uri, str(err), err.code))
+        except OSError as err:
+            scan.skipped.append(Skipped(ref.uri, f"{ref.uri}: {err.strerror or err}",
+                                        "data_unreadable"))
+    if not dry_run:
+        _drop_refused(store, scan, known)
+    return scan
+
+
+def _signature(ref: Any) -> str:
+    try:
+        return source_signature(ref)
+    except OSError:
+        return ""
+
+
+def _is_gone(uri: str, paths: Sequence[str], skipped: list[Skipped]) -> bool:
+    """A stored source is gone when it no longer exists (local files) or when it lies under a
+    listed prefix and was not listed (remote). Never judged by a path check for remote URIs."""
+    if "://" in uri:
+        return any(uri.startswith(str(p).rstrip("/") + "/") for p in paths)
+    if any(s.path == uri for s in skipped):
+        return False  # unreadable now (e.g. a broken link): reported, and handled below
+    return not os.path.lexists(uri)
+
+
+def _drop_refused(store: Store, scan: Scan, known: dict[str, SourceRow]) -> None:
+    """A stored source that is now refused or unreadable no longer describes a file we may
+    read: its old tiles go."""
+    stale = [s.path for s in scan.skipped if s.path in known]
+    if stale:
+        scan.removed += store.delete_sources(stale)

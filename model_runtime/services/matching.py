@@ -1,0 +1,52 @@
+"""The weak-match signal on a search's hits: the calibrated rule of ``confidence.py`` applied
+to one text query over one index (its own background of stored tile outputs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+import numpy as np
+
+from model_runtime.confidence import MatchContext, assess, load_rule
+from model_runtime.protocol import Hit
+
+_RULES: dict[tuple[int, str], Any] = {}
+_BACKGROUNDS: dict[tuple[str, int], np.ndarray] = {}
+_LOCK = threading.Lock()
+
+
+def _rule(bits: int, heads_sha: str) -> Any:
+    with _LOCK:
+        if (bits, heads_sha) not in _RULES:
+            _RULES[(bits, heads_sha)] = load_rule(bits, heads_sha)
+        return _RULES[(bits, heads_sha)]
+
+
+def _background(index: Any) -> np.ndarray:
+    """A fixed sample of the index's stored outputs, read once per index generation."""
+    key = (str(index.path), index.generation)
+    with _LOCK:
+        if key not in _BACKGROUNDS:
+            _BACKGROUNDS.clear()  # one index at a time is what a session searches
+            _BACKGROUNDS[key] = index.background()
+        return _BACKGROUNDS[key]
+
+
+def assess_hits(index: Any, model: Any, text: str, query: np.ndarray,
+                hits: list[Hit]) -> tuple[bool, list[Hit]]:
+    """``(weak_match, hits with confidence)`` for a text query's hits (best first)."""
+    vectors = index.store.vectors([h.tile_id for h in hits])
+    hit_vecs = np.stack([vectors[h.tile_id][1] if vectors[h.tile_id][1] is not None
+                         else index.tile_vector(h.tile_id) for h in hits])
+    ctx = MatchContext(
+        query_vec=np.asarray(query, np.float32), hit_vecs=hit_vecs.astype(np.float32),
+        hit_scores=np.asarray([h.score for h in hits], np.float64),
+        background_vecs=_background(index), query_text=text,
+        text_encoder=None if model is None else model.encode_texts)
+    result = assess(ctx, _rule(model.bits if model else index.bits,
+                               model.heads.sha if model else ""))
+    rated = [dataclasses.replace(h, confidence=round(float(c), 3))
+             for h, c in zip(hits, result.confidence, strict=True)]
+    return bool(result.weak_match), rated

@@ -164,6 +164,20 @@ def apply_environment(env: Mapping[str, str]) -> None:
     os.environ.update({k: str(v) for k, v in env.items()})
 
 
+def configure_gdal(uri: str | os.PathLike, environ: Mapping[str, str] | None = None
+                   ) -> list[str]:
+    """Set :func:`gdal_env_for` as GDAL's process-wide configuration (every thread, inside or
+    outside a ``rasterio.Env``): done once when the user names an ``s3://`` path, so the scan,
+    the planner and local reader threads all read ``/vsis3/`` alike. Returns the names set."""
+    opts = gdal_env_for(uri, environ)
+    if opts:
+        from rasterio.env import set_gdal_config
+
+        for name, value in opts.items():
+            set_gdal_config(name, value)
+    return sorted(opts)
+
+
 @contextlib.contextmanager
 def gdal_session(uri: str | os.PathLike, environ: Mapping[str, str] | None = None
                  ) -> Iterator[None]:
@@ -291,3 +305,12 @@ def list_objects(path: str, suffixes: tuple[str, ...] = RASTER_SUFFIXES,
     except (bex.BotoCoreError, bex.ClientError) as err:
         raise explain(err, str(path), environ) from err
     return sorted(found, key=lambda o: o.uri)
+
+
+def open_prefix(path: str, environ: Mapping[str, str] | None = None) -> list[RemoteObject]:
+    """What ``sources.list_sources`` calls for a top-level ``s3://`` or ``/vsis3/`` path the
+    user named: list its rasters (:func:`list_objects`) and let GDAL read them
+    (:func:`configure_gdal`)."""
+    objects = list_objects(path, environ=environ)
+    configure_gdal(path, environ)
+    return objects

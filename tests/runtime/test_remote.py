@@ -190,3 +190,25 @@ def test_without_boto3_one_clear_message():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, cwd=ROOT)
     assert "ConfigError extra_missing" in res.stdout and "requirements/s3.txt" in res.stdout
+
+
+def test_open_prefix_lets_every_thread_read(aws, geotiff_dir):
+    """What sources.list_sources does for a named s3:// path: list, then any thread (the
+    scan, the planner, local reader threads) opens /vsis3/ without a session of its own."""
+    import threading
+
+    import rasterio
+
+    objs = remote.open_prefix(f"s3://{s3server.BUCKET}/archive/sub")
+    assert len(objs) == 1
+    out: dict = {}
+
+    def read():
+        with rasterio.open(objs[0].gdal_path) as src:
+            out["shape"] = (src.count, src.height, src.width)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join(60)
+    with rasterio.open(geotiff_dir / NAIP) as src:
+        assert out["shape"] == (src.count, src.height, src.width)

@@ -264,7 +264,7 @@ def footprints(
     rows = [row, row + height, row + height, row]
     if crs is None:
         return _ring(cols, rows), None
-    corners = [src_transform * (c, r) for c, r in zip(cols, rows, strict=True)]
+    corners = [src_transform @ (c, r) for c, r in zip(cols, rows, strict=True)]
     xs, ys = (list(v) for v in zip(*corners, strict=True))
     what = f"{source + ': ' if source else ''}window {list(window)}"
     dom = domain(crs)

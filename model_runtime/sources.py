@@ -21,6 +21,7 @@ Nothing here calls ``os.path.exists`` on a remote URI or reads a whole file.
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import os
 import re
@@ -176,6 +177,8 @@ class RemoteStore(Protocol):
 
 
 _STORES: dict[str, RemoteStore] = {}
+#: scheme -> module that registers its store when imported (loaded on the first such path)
+STORE_MODULES = {"s3": "model_runtime.remote"}
 
 
 def register_remote_store(scheme: str, store: RemoteStore) -> None:
@@ -191,12 +194,18 @@ def _scheme(uri: str) -> str:
 
 
 def _store(uri: str) -> RemoteStore:
-    store = _STORES.get(_scheme(uri))
+    scheme = _scheme(uri)
+    if scheme not in _STORES and scheme in STORE_MODULES:
+        try:
+            importlib.import_module(STORE_MODULES[scheme])
+        except ImportError as err:
+            LOG.info("no store for %s:// (%s)", scheme, err)
+    store = _STORES.get(scheme)
     if store is None:
         raise ConfigError(
-            f"{uri}: remote sources are not supported by this installation. Object storage "
-            "(s3://) is read by the Ray executor (`--executor ray`, with the object-storage "
-            "extra installed); index a local folder instead.", code="extra_missing")
+            f"{uri}: remote sources ({scheme}) are not supported by this installation. Object "
+            "storage (s3://) needs the object-storage extra (pip install -r "
+            "requirements/s3.txt); or index a local folder.", code="extra_missing")
     return store
 
 
@@ -294,8 +303,8 @@ def _unreadable(path: str, err: OSError) -> DataError:
     """The ``DataError`` for a path that cannot be stat'ed, worded for links too."""
     if os.path.islink(path):
         if err.errno == errno.ELOOP:
-            return DataError(f"{path}: a symbolic link loop (the link leads back to itself); "
-                             "not read", code="data_unreadable", path=path)
+            return DataError(f"{path}: a symbolic link loop (following it leads back to a "
+                             "link already followed); not read", code="data_unreadable", path=path)
         target = _readlink(path)
         return DataError(f"{path}: a broken symbolic link (its target {target} does not "
                          "exist); not read", code="data_unreadable", path=path)
@@ -532,8 +541,9 @@ def _refuse_element(el: ET.Element, path: str) -> None:
     name = os.path.basename(path)
     sub = el.get("subClass", "")
     if el.tag == "VRTRasterBand" and sub == "VRTRawRasterBand":
-        raise _Refused(f"{name} has a raw band (VRTRawRasterBand), which reads any file's bytes "
-                       "as pixels; not read")
+        raw = (el.findtext("SourceFilename") or "").strip()[:200]
+        raise _Refused(f"{name} has a raw band reading {raw} (VRTRawRasterBand reads any "
+                       "file's bytes as pixels); not read")
     if el.tag == "VRTRasterBand" and sub == "VRTDerivedRasterBand":
         raise _Refused(f"{name} has a derived band (a pixel function); not read")
     if el.tag in ("PixelFunctionCode", "PixelFunctionLanguage"):

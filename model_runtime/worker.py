@@ -42,8 +42,9 @@ from model_runtime.protocol import (
 
 LOG = logging.getLogger(__name__)
 
-#: a running job is given this long to notice a cancel before its process is killed
-CANCEL_GRACE_S = 3.0
+#: a running job is given this long to notice a cancel before its process is killed (a batch
+#: in flight finishes first: seconds on a busy CPU)
+CANCEL_GRACE_S = 15.0
 #: at shutdown, a running job is given this long before the job process is killed
 SHUTDOWN_GRACE_S = 10.0
 

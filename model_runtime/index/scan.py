@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from model_runtime.sources import check_source, list_sources, source_signature
-
 from model_runtime.errors import CachError
 from model_runtime.index.store import SourceRow, Store
 from model_runtime.protocol import Skipped
+from model_runtime.sources import check_source, list_sources, real_roots, source_signature
 from model_runtime.tiling import TilingOptions, count_windows
 
 LOG = logging.getLogger(__name__)
@@ -47,17 +46,6 @@ class Scan:
     @property
     def new_tiles(self) -> int:
         return sum(t.windows for t in self.todo)
-
-
-def _roots(paths: Sequence[str]) -> list[str]:
-    """The folders the user named (a file's own folder for a file): where VRT sources may live."""
-    roots = []
-    for raw in paths:
-        if "://" in str(raw) or str(raw).startswith("/vsi"):
-            continue
-        path = os.path.realpath(os.path.expanduser(str(raw)))
-        roots.append(path if os.path.isdir(path) else os.path.dirname(path))
-    return roots
 
 
 def _status(row: SourceRow | None, ref: Any, retile: bool, store: Store | None
@@ -121,7 +109,7 @@ def scan_sources(store: Store | None, paths: Sequence[str], options: TilingOptio
     gone = [uri for uri in known if uri not in listed and _is_gone(uri, paths, skipped)]
     if gone and not dry_run:
         scan.removed = store.delete_sources(gone)
-    roots = _roots(paths)
+    roots = list(real_roots(paths))
     for ref in refs:
         row = known.get(ref.uri)
         try:

@@ -351,9 +351,10 @@ def test_hostile_requests_cannot_wedge_the_worker(model_worker, tmp_path_factory
         ('{"id": "inf", "op": "search", "params": {"index": "%s", "text": "x", '
          '"bbox": [0, 0, Infinity, 1]}}' % idx, "protocol"),
         ({"id": "k0", "op": "search", "params": {"index": idx, "text": "x", "k": 0}}, "protocol"),
+        # a box reaching beyond the CRS's domain is clipped to it: an answer, not a hang
         ({"id": "bbox-far", "op": "search", "params": {"index": idx, "text": "x",
                                                        "bbox": [0, 0, 1e308, 1e308],
-                                                       "bbox_crs": "EPSG:3857"}}, "data"),
+                                                       "bbox_crs": "EPSG:3857"}}, None),
         ({"id": "no-tile", "op": "search", "params": {"index": idx, "tile": 987654}}, "data"),
     ]
     with StatusProbe(model_worker) as probe:
@@ -361,6 +362,9 @@ def test_hostile_requests_cannot_wedge_the_worker(model_worker, tmp_path_factory
             model_worker.send(request)
             rid = json.loads(request)["id"] if isinstance(request, str) else request["id"]
             msg = _answer(model_worker, probe, rid)
+            if kind is None:
+                assert msg["ok"], (rid, msg)
+                continue
             assert msg["ok"] is False and msg["error"]["type"] == kind, (rid, msg)
             assert msg["error"]["code"] != "internal" and msg["error"]["message"], msg
         k0 = "k must be at least 1, got 0"

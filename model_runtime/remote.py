@@ -13,6 +13,12 @@ reading them, and read cloud-optimised GeoTIFFs by windowed reads through GDAL's
   stored in an index. GDAL reads its own variables; :func:`gdal_env_for` maps them
   (``docs/ray.md`` has the table).
 
+``sources.py`` reaches all of this through :class:`S3Store` (registered for ``s3`` when this
+module is imported, which ``sources`` does on the first ``s3://`` path): listing, 1 KiB ranged
+reads for its format checks, and opening (a :func:`gdal_session` held in the reading thread
+while the dataset is open; GDAL may fetch that one object only). Ray workers get the
+environment explicitly (:func:`worker_environment`, :func:`apply_environment`).
+
 boto3 is an optional extra (``requirements/s3.txt``); without it an ``s3://`` path gives one
 clear message and local indexing is untouched.
 """
@@ -21,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from model_runtime.errors import ConfigError, DataError
@@ -164,30 +172,19 @@ def apply_environment(env: Mapping[str, str]) -> None:
     os.environ.update({k: str(v) for k, v in env.items()})
 
 
-def configure_gdal(uri: str | os.PathLike, environ: Mapping[str, str] | None = None
-                   ) -> list[str]:
-    """Set :func:`gdal_env_for` as GDAL's process-wide configuration (every thread, inside or
-    outside a ``rasterio.Env``): done once when the user names an ``s3://`` path, so the scan,
-    the planner and local reader threads all read ``/vsis3/`` alike. Returns the names set."""
-    opts = gdal_env_for(uri, environ)
-    if opts:
-        from rasterio.env import set_gdal_config
-
-        for name, value in opts.items():
-            set_gdal_config(name, value)
-    return sorted(opts)
-
-
 @contextlib.contextmanager
 def gdal_session(uri: str | os.PathLike, environ: Mapping[str, str] | None = None
                  ) -> Iterator[None]:
     """``with gdal_session(uri): rasterio.open(to_gdal(uri))`` -- the options of
-    :func:`gdal_env_for` in force for this thread (nothing for a local path). Credentials go
-    through rasterio's ``AWSSession``, which is how rasterio accepts them."""
+    :func:`gdal_env_for` in force for this thread (nothing for a local path), and GDAL allowed
+    to fetch that one object only (``CPL_VSIL_CURL_ALLOWED_FILENAME``: nothing a file names,
+    such as an external overview, reaches the network). Credentials go through rasterio's
+    ``AWSSession``, which is how rasterio accepts them."""
     opts = gdal_env_for(uri, environ)
     if not opts:
         yield
         return
+    opts["CPL_VSIL_CURL_ALLOWED_FILENAME"] = to_gdal(uri)
     import rasterio
     from rasterio.session import AWSSession
 
@@ -307,10 +304,95 @@ def list_objects(path: str, suffixes: tuple[str, ...] = RASTER_SUFFIXES,
     return sorted(found, key=lambda o: o.uri)
 
 
-def open_prefix(path: str, environ: Mapping[str, str] | None = None) -> list[RemoteObject]:
-    """What ``sources.list_sources`` calls for a top-level ``s3://`` or ``/vsis3/`` path the
-    user named: list its rasters (:func:`list_objects`) and let GDAL read them
-    (:func:`configure_gdal`)."""
-    objects = list_objects(path, environ=environ)
-    configure_gdal(path, environ)
-    return objects
+
+# --------------------------------------------------------------------------- the s3 store
+
+
+_CLIENTS: dict[tuple, Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def shared_client(environ: Mapping[str, str] | None = None):
+    """One client per endpoint and key in this process (boto3 clients are thread-safe)."""
+    env = os.environ if environ is None else environ
+    key = (endpoint_url(env), env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY"),
+           env.get("AWS_SESSION_TOKEN"), env.get("AWS_PROFILE"), env.get("AWS_REGION"))
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            _CLIENTS[key] = client(environ)
+        return _CLIENTS[key]
+
+
+class RemoteDataset:
+    """An open ``/vsis3/`` dataset with its GDAL session held in this thread until closed;
+    ``with`` gives the rasterio dataset, attributes are forwarded too."""
+
+    def __init__(self, path: str, driver: str | None) -> None:
+        import rasterio
+
+        self._session = gdal_session(path)
+        self._session.__enter__()
+        try:
+            self._dataset = rasterio.open(to_gdal(path), driver=driver)
+        except Exception as err:
+            self._session.__exit__(None, None, None)
+            text = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise DataError(f"{to_uri(path)}: cannot be opened as a raster ({text})",
+                            code="data_unreadable", path=to_uri(path)) from err
+
+    def __enter__(self):
+        return self._dataset
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dataset, name)
+
+    def close(self) -> None:
+        if self._session is not None:
+            try:
+                self._dataset.close()
+            finally:
+                self._session.__exit__(None, None, None)
+                self._session = None
+
+
+class S3Store:
+    """The ``s3://`` store of ``sources.py`` (registered when this module is imported):
+    listing by key + size + ETag, ranged reads for format checks, and opening for windowed
+    reads. The network is used only for the paths a user named."""
+
+    def list_sources(self, uri: str) -> tuple[list, list]:
+        from model_runtime.protocol import Skipped
+        from model_runtime.sources import SourceRef
+
+        objects = list_objects(uri)
+        if not objects:
+            return [], [Skipped(to_uri(uri), f"{to_uri(uri)}: no rasters (" +
+                                ", ".join(RASTER_SUFFIXES) + ") under this prefix",
+                                "file_not_found")]
+        return [SourceRef(o.uri, o.size, o.etag, o.mtime) for o in objects], []
+
+    def read_range(self, ref: Any, start: int, length: int) -> bytes:
+        from botocore import exceptions as bex
+
+        bucket, key = split(ref.uri)
+        try:
+            resp = shared_client().get_object(Bucket=bucket, Key=key,
+                                              Range=f"bytes={start}-{start + length - 1}")
+            return resp["Body"].read()
+        except (bex.BotoCoreError, bex.ClientError) as err:
+            raise explain(err, to_uri(ref.uri)) from err
+
+    def open(self, ref: Any, driver: str | None = None) -> RemoteDataset:
+        return RemoteDataset(ref.uri, driver)
+
+
+def _register() -> None:
+    from model_runtime.sources import register_remote_store
+
+    register_remote_store("s3", S3Store())
+
+
+_register()

@@ -192,23 +192,59 @@ def test_without_boto3_one_clear_message():
     assert "ConfigError extra_missing" in res.stdout and "requirements/s3.txt" in res.stdout
 
 
-def test_open_prefix_lets_every_thread_read(aws, geotiff_dir):
-    """What sources.list_sources does for a named s3:// path: list, then any thread (the
-    scan, the planner, local reader threads) opens /vsis3/ without a session of its own."""
+
+def test_sources_list_check_and_read_through_the_store(aws, server, geotiff_dir):
+    """What indexing does with a named s3:// prefix: sources.list_sources lists it (ETag as
+    version), check_source reads 1 KiB, open_raster reads windows equal to the file on disk;
+    GDAL fetches the named objects only."""
     import threading
 
     import rasterio
+    from rasterio.windows import Window
 
-    objs = remote.open_prefix(f"s3://{s3server.BUCKET}/archive/sub")
-    assert len(objs) == 1
+    from model_runtime import sources
+    from model_runtime.tiling import TilingOptions, read_window
+
+    refs, skipped = sources.list_sources([f"s3://{s3server.BUCKET}/archive"])
+    assert not skipped and [r.name for r in refs] == ["cogeo.tif", "naip.tif"]
+    cog = refs[0]
+    assert cog.is_remote and cog.version == hashlib.md5((geotiff_dir / COG).read_bytes()
+                                                        ).hexdigest()
+    assert cog.gdal_path == f"/vsis3/{s3server.BUCKET}/archive/cogeo.tif"
+    assert sources.check_source(cog, []) == []
+    assert sources.quick_signature(cog) == f"etag:{cog.version}"
     out: dict = {}
 
-    def read():
-        with rasterio.open(objs[0].gdal_path) as src:
-            out["shape"] = (src.count, src.height, src.width)
+    def read() -> None:  # a reader thread, as the local executor's
+        with sources.open_raster(cog.gdal_path) as src:
+            out["px"] = src.read(window=Window(100, 50, 64, 64))
 
     thread = threading.Thread(target=read)
     thread.start()
     thread.join(60)
-    with rasterio.open(geotiff_dir / NAIP) as src:
-        assert out["shape"] == (src.count, src.height, src.width)
+    with rasterio.open(geotiff_dir / COG) as src:
+        assert np.array_equal(out["px"], src.read(window=Window(100, 50, 64, 64)))
+    assert np.array_equal(read_window(cog.gdal_path, (256, 256, 256, 256), TilingOptions()),
+                          read_window(geotiff_dir / COG, (256, 256, 256, 256), TilingOptions()))
+    fetched = {line.split()[6] for line in server.requests() if '"GET /' in line}
+    assert not any("archive2" in f or ".hidden" in f for f in fetched), fetched
+
+
+def test_vrt_in_object_storage_is_refused(aws, server):
+    from model_runtime import sources
+
+    s3 = server.client()
+    s3.put_object(Bucket=s3server.BUCKET, Key="vrts/pull.tif",
+                  Body=b'<VRTDataset rasterXSize="1" rasterYSize="1"></VRTDataset>')
+    refs, _ = sources.list_sources([f"s3://{s3server.BUCKET}/vrts"])
+    with pytest.raises(DataError) as info:
+        sources.check_source(refs[0], [])
+    assert info.value.code == "source_refused"
+
+
+def test_empty_prefix_is_named(aws):
+    from model_runtime import sources
+
+    refs, skipped = sources.list_sources([f"s3://{s3server.BUCKET}/nothing-here"])
+    assert refs == [] and skipped[0].code == "file_not_found"
+    assert "no rasters" in skipped[0].reason

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from model_runtime.paths import HEADS_DIR, PLUGIN_ROOT, SAMPLES_DIR
+from model_runtime.protocol import FOOTPRINT_FIELDS
 
 CACH = [sys.executable, "-m", "model_runtime"]
-HIT_KEYS = {"rank", "tile_id", "source", "window", "crs", "footprint", "hamming", "score"}
+HIT_KEYS = {"rank", "tile_id", "source", "window", "crs", "georeferenced", "footprint",
+            "footprint_src", "hamming", "score", "confidence"}
 SHIPPED = HEADS_DIR / "cach-effnetlite0-minilm-64.safetensors"
 
 pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason=f"shipped heads missing: {SHIPPED}")
@@ -85,7 +87,7 @@ def test_text_search_json_and_exports(index_dir, env, tmp_path) -> None:
             index_dir,
             "--text",
             "a residential area with houses",
-            "--k",
+            "-k",
             "5",
             "--json",
             "--gpkg",
@@ -112,10 +114,14 @@ def test_text_search_json_and_exports(index_dir, env, tmp_path) -> None:
     assert out["model"]["backbone"] == "effnetlite0-minilm" and out["model"]["bits"] == 64
     assert out["index"]["bits"] == 64 and out["timing_ms"]["total"] > 0
     assert set(out["outputs"]) == {"gpkg", "contact_sheet", "geojson"}
+    assert isinstance(out["weak_match"], bool | None)
     with sqlite3.connect(gpkg) as conn:
         rows = conn.execute("SELECT rank, tile_id, score FROM cach_hits ORDER BY rank").fetchall()
         kind = conn.execute("SELECT data_type FROM gpkg_contents WHERE table_name='cach_hits'")
         assert kind.fetchone()[0] == "features"
+        columns = [c[1] for c in conn.execute("PRAGMA table_info(cach_hits)")]
+    # the plugin saves footprints with exactly this schema (protocol.FOOTPRINT_FIELDS)
+    assert columns == ["fid", "geom", *(name for name, _ in FOOTPRINT_FIELDS)]
     assert [r[1] for r in rows] == [h["tile_id"] for h in results]
     from PIL import Image
 
@@ -205,7 +211,7 @@ def test_caption_tile_and_image(index_dir, samples, env) -> None:
 
 def test_errors_are_messages_not_tracebacks(index_dir, tmp_path, env) -> None:
     missing = cach("search", "--index", tmp_path / "nothing", "--text", "x", env=env, ok=False)
-    assert missing.returncode == 1 and "No index at" in missing.stderr
+    assert missing.returncode == 1 and "no CACH index" in missing.stderr
     assert "Traceback" not in missing.stderr
     bits = cach("search", "--index", index_dir, "--text", "x", "--bits", "32", env=env, ok=False)
     assert bits.returncode == 1 and "64-bit" in bits.stderr and "Traceback" not in bits.stderr
@@ -213,3 +219,28 @@ def test_errors_are_messages_not_tracebacks(index_dir, tmp_path, env) -> None:
     assert tile.returncode == 1 and "999999" in tile.stderr
     noquery = cach("search", "--index", index_dir, env=env, ok=False)
     assert noquery.returncode == 1 and "query" in noquery.stderr
+
+
+def test_an_empty_folder_says_nothing_was_indexed(tmp_path, env) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = cach("index", empty, "--index", tmp_path / "idx", env=env)
+    assert "holds no tiles" in proc.stderr and "no raster files were found" in proc.stderr
+
+
+def test_a_huge_run_waits_for_yes_with_exit_code_3(tmp_path, env) -> None:
+    """A 200,000 x 200,000 px VRT (about 610k tiles) is refused without --yes: the estimate
+    is printed, exit code 3, nothing is encoded and no model is loaded."""
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    shutil.copy2(SAMPLES_DIR / "cogeo.tif", folder / "small.dat")
+    (folder / "huge.vrt").write_text(
+        '<VRTDataset rasterXSize="200000" rasterYSize="200000"><VRTRasterBand dataType="Byte" '
+        'band="1"><SimpleSource><SourceFilename relativeToVRT="1">small.dat</SourceFilename>'
+        "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>")
+    proc = cach("index", folder, "--index", tmp_path / "idx", env=env, ok=False)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "--yes" in proc.stderr and "new tiles" in proc.stdout and "Traceback" not in proc.stderr
+    assert "model effnetlite0-minilm" not in proc.stderr  # nothing loaded
+    with sqlite3.connect(tmp_path / "idx" / "index.sqlite") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM tiles").fetchone()[0] == 0

@@ -400,3 +400,20 @@ def test_hostile_requests_cannot_wedge_the_worker(model_worker, tmp_path_factory
     model_worker.send({"id": "k0-cli", "op": "search", "params": {"index": idx, "k": 0,
                                                                   "text": "x"}})
     assert model_worker.response("k0-cli")["error"]["message"] == k0
+
+
+def test_a_huge_index_run_waits_for_confirm(model_worker, tmp_path_factory) -> None:
+    folder = tmp_path_factory.mktemp("huge")
+    small = PLUGIN_ROOT / "resources" / "samples" / "cogeo.tif"
+    (folder / "small.dat").write_bytes(small.read_bytes())
+    (folder / "huge.vrt").write_text(
+        '<VRTDataset rasterXSize="200000" rasterYSize="200000"><VRTRasterBand dataType="Byte" '
+        'band="1"><SimpleSource><SourceFilename relativeToVRT="1">small.dat</SourceFilename>'
+        "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>")
+    index_dir = tmp_path_factory.mktemp("idx-huge")
+    msg = model_worker.call("huge", "index", index=str(index_dir), paths=[str(folder)])
+    error = msg["error"]
+    assert (error["type"], error["code"]) == ("confirm", "confirm_large_run"), msg
+    estimate = error["details"]["estimate"]
+    assert estimate["new_tiles"] > 100_000 and estimate["files"] == 1
+    assert estimate["seconds"] > 0 and estimate["bytes"] > 0

@@ -20,7 +20,6 @@ from typing import Any
 from model_runtime.errors import ConfigError
 from model_runtime.paths import MODEL_CONFIGS
 
-DEFAULT_BACKBONE = "effnetlite0-minilm"
 _PACKAGE_RE = re.compile(r"\{package:([A-Za-z0-9_\.]+)\}")
 
 

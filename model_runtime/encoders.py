@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from model_runtime.config import (
-    DEFAULT_BACKBONE,
     BackboneConfig,
     get_backbone_config,
     open_clip_model_cfg,
@@ -26,6 +25,7 @@ from model_runtime.config import (
 )
 from model_runtime.errors import ConfigError, DataError
 from model_runtime.paths import sha256_file
+from model_runtime.protocol import DEFAULT_BACKBONE
 
 LOG = logging.getLogger(__name__)
 

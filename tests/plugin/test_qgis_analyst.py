@@ -148,3 +148,40 @@ def test_indexing_an_empty_folder_warns(
     finally:
         own_shared_client._SHARED = None
         plugin.unload()
+
+
+def test_a_very_large_run_waits_for_confirmation(
+    qgis_iface, shared, tmp_path, message_bar, no_exception_dialogs, own_shared_client
+):
+    """A 200,000 x 200,000 VRT (about 600,000 tiles) is not started: the estimate is shown."""
+    import shutil
+
+    import cach_for_qgis
+    from cach_for_qgis.cach_qgis.dialogs import QuestionDialog
+    from osgeo import gdal
+
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    source = folder / "cogeo.tif"
+    shutil.copy(SAMPLES / "cogeo.tif", source)
+    gdal.Translate(
+        str(folder / "huge.vrt"), str(source), format="VRT", width=200_000, height=200_000
+    )
+    own_shared_client._SHARED = shared  # the session's worker; unload must not stop it
+    plugin = cach_for_qgis.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        task = plugin.start_index({"index": str(tmp_path / "idx"), "paths": [str(folder)]})
+        wait_until(
+            lambda: any(isinstance(d, QuestionDialog) for d in plugin.dialogs),
+            300,
+            "the confirmation dialog",
+        )
+        assert task.error is not None and task.error.code == "confirm_large_run"
+        dialog = plugin.dialogs[-1]
+        assert "new tiles" in dialog.text.text() and "Index anyway" in dialog.text.text()
+        dialog.reject()  # nothing is started
+        assert not plugin.tasks
+    finally:
+        own_shared_client._SHARED = None
+        plugin.unload()

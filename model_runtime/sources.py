@@ -50,6 +50,10 @@ MAX_VRT_DEPTH = 8
 #: GDAL configuration held while a local dataset is open: nothing GDAL follows from inside a
 #: file may reach the network. ``/vsicurl/`` and every handler built on it (``/vsis3/``, ...)
 #: accept only the allowed file name; plain HTTP (WMS, GML xlinks) goes to a closed local port.
+#: Verified against a loopback listener (tests/runtime/test_sources.py): the allowed file name
+#: stops /vsicurl/ sources of a VRT, an .ovr sidecar, PAM and in-TIFF OVERVIEW_FILE; the proxy
+#: stops the WMS driver; the extension list is a second lock. GDAL_DISABLE_READDIR_ON_OPEN is
+#: not needed for that and would hide local sidecars (world files, overviews): not set.
 NO_NETWORK_GDAL = {
     "CPL_VSIL_CURL_ALLOWED_FILENAME": "/vsicurl/cach-network-disabled",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".cach-network-disabled",
@@ -621,7 +625,7 @@ def open_raster(
     ref = as_ref(source)
     if ref.is_remote:
         store = _store(ref.uri)
-        return store.open(ref, DRIVERS[_remote_kind(ref, store)])
+        return _refuse_overview_file(store.open(ref, DRIVERS[_remote_kind(ref, store)]), ref.uri)
     real = ref.uri
     try:
         _regular(real, top=True)  # before any read: a pipe would block
@@ -656,12 +660,18 @@ def _open_guarded(path: str, driver: str) -> GuardedDataset:
         _release_no_network()
         raise DataError(f"{path}: cannot be opened as a raster ({_reason(err)})",
                         code="data_unreadable", path=path) from err
-    guarded = GuardedDataset(dataset)
-    if dataset.tags(ns="OVERVIEWS").get("OVERVIEW_FILE"):
-        guarded.close()
+    return _refuse_overview_file(GuardedDataset(dataset), path)
+
+
+def _refuse_overview_file(dataset, path: str):
+    """GDAL follows an ``OVERVIEW_FILE`` in a file's own metadata (a TIFF tag) to any path or
+    URL: refuse such a dataset before anything reads overviews."""
+    tags = getattr(dataset, "tags", None)
+    if callable(tags) and tags(ns="OVERVIEWS").get("OVERVIEW_FILE"):
+        dataset.close()
         raise DataError(f"{path}: names an external overview file (OVERVIEW_FILE), which GDAL "
                         "would follow; not read", code="source_refused", path=path)
-    return guarded
+    return dataset
 
 
 class GuardedDataset:

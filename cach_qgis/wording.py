@@ -50,6 +50,10 @@ _BY_CODE: dict[str, str] = {
         "Another indexing run is writing this index. Wait until it ends (task manager in the "
         "status bar), then try again."
     ),
+    "index_needs_rebuild": (
+        "This index was made in a way that cannot do this yet. Re-index it with "
+        f"{INDEX_MENU} (tick “rebuild from scratch”), then try again."
+    ),
     "model_mismatch": (
         f"This index was made with a different model. Re-index it with {INDEX_MENU} "
         "(tick “rebuild from scratch”), or choose another index."

@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    from model_runtime.env import configure_process
+
+    configure_process()
     module = importlib.import_module(f"model_runtime.commands.{args.command}")
     try:
         return int(module.run(args) or 0)

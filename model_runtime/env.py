@@ -29,3 +29,39 @@ def configure_process() -> None:
         os.environ.setdefault(key, value)
     # faiss logs which SIMD build it tried on every start
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    quiet_gdal()
+
+
+#: GDAL warnings about file metadata that do not change the pixels read (logged at debug level)
+HARMLESS_GDAL = ("TIFFReadDirectory", "TIFFFetchNormalTag", "Unknown field with tag",
+                 "Sum of Photometric", "ASCII value for tag", "outside of projection domain")
+
+
+class GdalWarnings(logging.Filter):
+    """Each distinct GDAL warning once (GDAL names the file in most of them, so once per file);
+    warnings that do not change the result at debug level. Installed on rasterio's loggers."""
+
+    MAX_SEEN = 10_000
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        if len(self.seen) < self.MAX_SEEN:
+            self.seen.add(message)
+        if any(marker in message for marker in HARMLESS_GDAL):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_gdal() -> None:
+    """Install :class:`GdalWarnings` once on the loggers rasterio reports GDAL messages to."""
+    for name in ("rasterio._env", "rasterio._base", "rasterio._io", "rasterio"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, GdalWarnings) for f in logger.filters):
+            logger.addFilter(GdalWarnings())

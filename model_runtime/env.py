@@ -20,6 +20,10 @@ PROCESS_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # GDAL messages raised outside a rasterio environment (reads in reader threads) would go to
+    # GDAL's default handler, which prints "Warning 1: ..." on stderr; the same messages reach
+    # Python's logging (deduplicated below) where rasterio's handler is active
+    "CPL_LOG": os.devnull,
 }
 
 

@@ -50,10 +50,11 @@ def pct(samples: list[float]) -> str:
 def bench_index(rt: Runtime, rasters: Path, repeat: int) -> None:
     import torch
 
-    from model_runtime.tiling import TilingOptions, find_rasters, iter_tiles
+    from model_runtime.sources import list_sources
+    from model_runtime.tiling import TilingOptions, iter_tiles
 
     options = TilingOptions()
-    files = find_rasters([rasters])
+    files = [ref.uri for ref in list_sources([rasters])[0]]
     t0 = time.perf_counter()
     arrays = [rgb for path in files for rgb, _ in iter_tiles(path, options)]
     tiling_s = time.perf_counter() - t0

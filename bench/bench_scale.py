@@ -92,10 +92,12 @@ def ucm_views(images: list[Path], views: int, size: int, seed: int) -> Iterator[
 
 def raster_tiles(group0: int) -> Iterator[tuple]:
     """(uint8 tile, group) for every tile of the shared rasters; group = group0 + file number."""
-    from model_runtime.tiling import TilingOptions, find_rasters, iter_tiles
+    from model_runtime.sources import list_sources
+    from model_runtime.tiling import TilingOptions, iter_tiles
 
     opts = TilingOptions(**RASTER_TILING)
-    for i, path in enumerate(find_rasters([p for p in RASTER_DIRS if p.exists()])):
+    refs, _ = list_sources([p for p in RASTER_DIRS if p.exists()])
+    for i, path in enumerate(ref.uri for ref in refs):
         for rgb, _tile in iter_tiles(path, opts):
             yield rgb, group0 + i
 

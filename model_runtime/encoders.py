@@ -109,17 +109,10 @@ class Encoder:
     def preprocess(self, images: Sequence[Any]) -> Any:
         """uint8 HxWx3 arrays or PIL images -> normalised float tensor [N, 3, S, S] on the device."""
         import torch
-        from PIL import Image
 
-        size = self.config.preprocess.size
-        resample = getattr(Image.Resampling, self.config.preprocess.interpolation.upper())
-        batch = np.empty((len(images), size, size, 3), dtype=np.uint8)
-        for i, img in enumerate(images):
-            pil = img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img))
-            pil = pil.convert("RGB")
-            if pil.size != (size, size):
-                pil = pil.resize((size, size), resample)
-            batch[i] = np.asarray(pil)
+        from model_runtime.model.base import prepare_batch
+
+        batch = prepare_batch(images, self.config.preprocess)
         tensor = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         return (tensor - self._mean) / self._std
 

@@ -91,7 +91,10 @@ _DOMAINS: dict[str, Domain] = {}
 
 def _domain(crs: CRS) -> Domain:
     name = _crs_name(crs)
-    area = _area_of_use(crs)
+    # a CRS read from a file's WKT1 can lack the usage of its EPSG definition: take the area of
+    # use from the authority, so one CRS has one domain whatever object it came in
+    epsg = crs.to_epsg()
+    area = _area_of_use(CRS.from_epsg(epsg) if epsg else crs)
     if crs.is_geographic:
         return Domain(crs, name, True, crs.to_epsg() == 4326, area, (-360.0, -90.0, 360.0, 90.0))
     bounds = _projected_bounds(crs, area)

@@ -98,6 +98,7 @@ ERROR_CODES: dict[str, tuple[str, str]] = {
     "index_corrupt": ("index", "the index database is damaged"),
     "index_newer": ("index", "the index was written by a newer version"),
     "index_locked": ("index", "another indexing run is writing this index"),
+    "index_needs_rebuild": ("index", "the index lacks what this op needs; re-index with rebuild"),
     # the rest
     "cancelled": ("cancelled", "the user cancelled"),
     "disk_full": ("disk_full", "the disk is full; nothing half-written was kept"),

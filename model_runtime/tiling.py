@@ -14,19 +14,17 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
-import rasterio
 from PIL import Image
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
 from model_runtime.errors import CancelledError, ConfigError, DataError
+from model_runtime.geo import footprints  # moved to geo; re-exported here
 
 LOG = logging.getLogger(__name__)
 
@@ -36,8 +34,6 @@ warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
 RASTER_EXTENSIONS = (".tif", ".tiff", ".jp2", ".vrt", ".jpg", ".jpeg", ".png", ".img")
 #: longest side of the decimated read used for the per-raster percentile stretch
 STRETCH_SAMPLE_PX = 1024
-#: stored bytes per tile besides codes and floats (sqlite row, footprints, rtree); see bench
-META_BYTES_PER_TILE = 650
 
 
 @dataclass(frozen=True)
@@ -123,47 +119,6 @@ class RasterInfo:
     windows: tuple[tuple[int, int, int, int, int], ...] = field(repr=False)  # + scale
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """Dry-run result: how much work and disk an index run would take."""
-
-    files: int
-    tiles: int
-    bytes: int
-    seconds: float
-    skipped: tuple[tuple[str, str], ...] = ()
-
-    def to_json(self) -> dict:
-        return {
-            "files": self.files,
-            "tiles": self.tiles,
-            "bytes": self.bytes,
-            "seconds": round(self.seconds, 1),
-            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
-        }
-
-
-def find_rasters(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files given directly, plus files under given folders with a raster extension, sorted.
-
-    A path that does not exist raises ``DataError``; hidden folders are not walked.
-    """
-    found: set[Path] = set()
-    for raw in paths:
-        path = Path(raw).expanduser()
-        if path.is_file():
-            found.add(path.resolve())
-        elif path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                for name in files:
-                    if name.lower().endswith(RASTER_EXTENSIONS) and not name.startswith("."):
-                        found.add((Path(root) / name).resolve())
-        else:
-            raise DataError(f"{path}: no such file or folder")
-    return sorted(found)
-
-
 def crs_string(crs) -> str | None:
     """'EPSG:n' when the CRS has an EPSG code, else its WKT; None without a CRS."""
     if crs is None:
@@ -173,12 +128,9 @@ def crs_string(crs) -> str | None:
 
 
 def _open(path: str | os.PathLike):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except Exception as err:  # rasterio raises several types; all mean "not readable"
-        raise DataError(f"{path}: cannot be opened as a raster ({_reason(err)})") from err
+    from model_runtime.sources import open_raster  # sources imports this module's extensions
+
+    return open_raster(path)
 
 
 def _reason(err: BaseException) -> str:
@@ -303,43 +255,28 @@ def _raster_info(src, options: TilingOptions) -> RasterInfo:
     )
 
 
-def _ring(xs: Sequence[float], ys: Sequence[float]) -> dict:
-    coords = [[float(x), float(y)] for x, y in zip(xs, ys, strict=True)]
-    coords.append(coords[0])
-    return {"type": "Polygon", "coordinates": [coords]}
-
-
-def footprints(src_transform, crs, window: tuple[int, int, int, int]) -> tuple[dict, dict | None]:
-    """(footprint in source CRS or pixels, footprint in EPSG:4326 or None) of a window.
-
-    Corners go top-left, bottom-left, bottom-right, top-right: counter-clockwise on a north-up
-    map, as GeoJSON wants for exterior rings."""
-    col, row, width, height = window
-    cols = [col, col, col + width, col + width]
-    rows = [row, row + height, row + height, row]
-    if crs is None:
-        return _ring(cols, rows), None
-    xs, ys = zip(*(src_transform @ (c, r) for c, r in zip(cols, rows, strict=True)), strict=True)
-    src_fp = _ring(xs, ys)
-    if crs.to_epsg() == 4326:
-        return src_fp, src_fp
-    lons, lats = warp_transform(crs, "EPSG:4326", list(xs), list(ys))
-    return src_fp, _ring(lons, lats)
-
-
-def _to_uint8(data: np.ndarray, info: RasterInfo) -> np.ndarray:
+def _to_uint8(data: np.ndarray, info: RasterInfo, bands: Sequence[int] | None = None
+              ) -> np.ndarray:
+    """Band planes as uint8: 8-bit data as is, other types stretched; ``bands`` names the band
+    of each plane (default: ``info.bands``, one plane per output band)."""
     if info.stretch is None:
         return data.astype(np.uint8, copy=False)
+    limits = dict(zip(info.bands, info.stretch, strict=True))
     out = np.empty(data.shape, dtype=np.uint8)
-    for i, (lo, hi) in enumerate(info.stretch):
-        band = (data[i].astype(np.float32) - lo) * (255.0 / (hi - lo))
-        out[i] = np.clip(np.nan_to_num(band, nan=0.0), 0, 255).astype(np.uint8)
+    for i, band in enumerate(bands or info.bands):
+        lo, hi = limits[band]
+        plane = (data[i].astype(np.float32) - lo) * (255.0 / (hi - lo))
+        out[i] = np.clip(np.nan_to_num(plane, nan=0.0), 0, 255).astype(np.uint8)
     return out
 
 
-#: decimation above which GDAL reads the window decimated (using overviews) instead of at full
-#: resolution followed by a PIL resize (faster for the usual 256 -> 224 case)
+#: decimation above which GDAL reads the window decimated (nearest) instead of at full
+#: resolution followed by a PIL resize, when the file has no overview level to read from
 GDAL_DECIMATE_ABOVE = 3.0
+#: plain JPEGs up to this many pixels are decoded by Pillow (draft mode: libjpeg's DCT scaling
+#: when tiles are downsampled 2x or more), once per file and reader thread
+JPEG_DECODE_MAX_PX = 64_000_000
+_JPEG = threading.local()
 
 
 def _mask(src, data: np.ndarray, win: Window, shape: tuple[int, int]) -> np.ndarray:
@@ -361,40 +298,117 @@ def _mask(src, data: np.ndarray, win: Window, shape: tuple[int, int]) -> np.ndar
     return mask
 
 
+def _out_shape(info: RasterInfo, width: int, height: int, options: TilingOptions
+               ) -> tuple[int, int]:
+    if options.output_size is not None:
+        return (options.output_size, options.output_size)
+    scale = max(1, round(max(width, height) / info.tile_px))
+    return (max(1, height // scale), max(1, width // scale))
+
+
+def _read_shape(src, size: tuple[int, int], out: tuple[int, int]) -> tuple[int, int]:
+    """The shape to ask GDAL for: the coarsest overview level that still has at least the
+    output's resolution (one resample after it), else full resolution, else (large decimation
+    without overviews) the output shape directly."""
+    height, width = size
+    factor = min(height / out[0], width / out[1])
+    levels = [r for r in (src.overviews(1) if factor >= 2 else ()) if r <= factor]
+    if levels:
+        level = max(levels)
+        return (max(1, round(height / level)), max(1, round(width / level)))
+    if max(height / out[0], width / out[1]) > GDAL_DECIMATE_ABOVE:
+        return out
+    return size
+
+
+def _plain_jpeg(src, info: RasterInfo) -> bool:
+    """A JPEG Pillow can decode to the very pixels GDAL reads: RGB or grey, 8 bits, no mask,
+    no stretch, a local file of a reasonable size."""
+    return (src.driver == "JPEG" and src.count in (1, 3) and src.nodata is None
+            and info.bands in ((1, 2, 3), (1, 1, 1)) and not info.palette
+            and info.stretch is None and src.width * src.height <= JPEG_DECODE_MAX_PX
+            and all(MaskFlags.all_valid in f for f in src.mask_flag_enums)
+            and os.path.isfile(src.name))
+
+
+def _decoded_jpeg(path: str, reduce: int) -> Image.Image | None:
+    """``path`` decoded at 1/``reduce`` scale (libjpeg draft), cached for this thread; None
+    for colour models where Pillow's conversion is not GDAL's (CMYK, YCCK)."""
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns, reduce)
+    if getattr(_JPEG, "key", None) != key:
+        _JPEG.key, _JPEG.image = None, None  # free the previous file before decoding the next
+        with Image.open(path) as img:
+            if img.mode not in ("RGB", "L"):
+                return None
+            if reduce > 1:
+                img.draft(img.mode, (-(-img.width // reduce), -(-img.height // reduce)))
+            _JPEG.image, _JPEG.key = img.convert("RGB"), key
+    return _JPEG.image
+
+
+def _read_jpeg(src, window: tuple[int, int, int, int], out: tuple[int, int]
+               ) -> np.ndarray | None:
+    """The window of a plain JPEG at ``out`` from Pillow's decode (draft-scaled when the tile is
+    downsampled 2x or more), resampled once."""
+    col, row, width, height = window
+    factor = min(height / out[0], width / out[1])
+    img = _decoded_jpeg(src.name, max((r for r in (8, 4, 2) if r <= factor), default=1))
+    if img is None:
+        return None
+    sx, sy = img.width / src.width, img.height / src.height
+    if (sx, sy) != (1.0, 1.0):  # draft-scaled: resample exactly the window's area
+        box = (col * sx, row * sy, (col + width) * sx, (row + height) * sy)
+        return np.asarray(img.resize((out[1], out[0]), Image.BILINEAR, box=box))
+    if (col, row, width, height) != (0, 0, img.width, img.height):
+        img = img.crop((col, row, col + width, row + height))  # edges clamp as GDAL's read
+    if (height, width) != out:
+        img = img.resize((out[1], out[0]), Image.BILINEAR)
+    return np.asarray(img)
+
+
+def _planes_to_rgb(planes: list[np.ndarray], out: tuple[int, int]) -> np.ndarray:
+    """Three 2-D uint8 planes -> HxWx3 at ``out``: interleaved and resampled once in Pillow."""
+    img = Image.merge("RGB", [Image.fromarray(p) for p in planes])
+    if img.size != (out[1], out[0]):
+        img = img.resize((out[1], out[0]), Image.BILINEAR)
+    return np.asarray(img)
+
+
 def _read(
     src,
     info: RasterInfo,
     window: tuple[int, int, int, int],
     options: TilingOptions,
 ) -> tuple[np.ndarray, float]:
-    """(HxWx3 uint8 array, valid fraction) for one window; masked pixels are black."""
+    """(HxWx3 uint8 array at the output size, valid fraction) for one window; masked pixels
+    are black. Plain JPEGs decode in Pillow (draft scaling); other rasters read the overview
+    level nearest the output resolution; one bilinear resample either way."""
     col, row, width, height = window
-    if options.output_size is not None:
-        out = (options.output_size, options.output_size)
-    else:
-        scale = max(1, round(max(width, height) / info.tile_px))
-        out = (max(1, height // scale), max(1, width // scale))
-    shape = (height, width)
-    if max(height / out[0], width / out[1]) > GDAL_DECIMATE_ABOVE:
-        shape = out
+    out = _out_shape(info, width, height, options)
+    rgb = _read_jpeg(src, window, out) if _plain_jpeg(src, info) else None
+    if rgb is not None:
+        return rgb, 1.0
+    shape = _read_shape(src, (height, width), out)
     win = Window(col, row, width, height)
     unique = sorted(set(info.bands))
     data = src.read(
         unique, window=win, out_shape=(len(unique), *shape), resampling=Resampling.nearest
     )
     mask = _mask(src, data, win, shape)
-    data = data[[unique.index(b) for b in info.bands]]
-    rgb = _to_uint8(data, info)
+    data = _to_uint8(data, info, unique)
+    if not mask.all():
+        data[:, ~mask] = 0
     if info.palette:
         lut = np.zeros((256, 3), dtype=np.uint8)
         for value, colour in src.colormap(1).items():
             lut[value] = colour[:3]
-        rgb = lut[rgb[0]].transpose(2, 0, 1)
-    rgb = np.ascontiguousarray(rgb.transpose(1, 2, 0))
-    rgb[~mask] = 0
-    if shape != out:
-        rgb = np.asarray(Image.fromarray(rgb).resize((out[1], out[0]), Image.BILINEAR))
-    return rgb, float(mask.mean())
+        rgb = lut[data[0]]
+        rgb[~mask] = 0
+        planes = [np.ascontiguousarray(rgb[..., i]) for i in range(3)]
+    else:
+        planes = [data[unique.index(b)] for b in info.bands]
+    return _planes_to_rgb(planes, out), float(mask.mean())
 
 
 def read_window(
@@ -442,7 +456,7 @@ def iter_tiles(
                 ) from err
             if valid < options.min_valid or valid == 0.0:
                 continue
-            src_fp, fp = footprints(src.transform, src.crs, window)
+            src_fp, fp = footprints(src.transform, src.crs, window, info.path)
             yield (
                 rgb,
                 Tile(
@@ -457,33 +471,6 @@ def iter_tiles(
             )
 
 
-def iter_tile_batches(
-    paths: Iterable[str | os.PathLike],
-    options: TilingOptions | None = None,
-    batch_size: int = 32,
-    cancel: threading.Event | None = None,
-    on_error=None,
-) -> Iterator[tuple[list[np.ndarray], list[Tile]]]:
-    """Batches of tiles across several rasters. A raster that fails is passed to
-    ``on_error(path, reason)`` and skipped when given, otherwise its ``DataError`` propagates."""
-    arrays: list[np.ndarray] = []
-    tiles: list[Tile] = []
-    for path in paths:
-        try:
-            for rgb, tile in iter_tiles(path, options, cancel):
-                arrays.append(rgb)
-                tiles.append(tile)
-                if len(arrays) == batch_size:
-                    yield arrays, tiles
-                    arrays, tiles = [], []
-        except DataError as err:
-            if on_error is None:
-                raise
-            on_error(str(path), str(err))
-    if arrays:
-        yield arrays, tiles
-
-
 def _tile_px(src, options: TilingOptions) -> int:
     if options.tile_metres is not None and (metres := _pixel_metres(src)):
         return max(8, round(options.tile_metres / metres))
@@ -495,30 +482,3 @@ def count_windows(path: str | os.PathLike, options: TilingOptions | None = None)
     options = options or TilingOptions()
     with _open(path) as src:
         return len(plan_windows(src.width, src.height, _tile_px(src, options), options))
-
-
-def estimate(
-    paths: Iterable[str | os.PathLike],
-    options: TilingOptions | None = None,
-    images_per_s: float = 50.0,
-    bits: int = 64,
-    store_floats: bool = True,
-) -> Estimate:
-    """Dry run: files, tile count (before skipping empty tiles, so an upper bound), index bytes
-    and encode seconds at ``images_per_s``. Reads headers only."""
-    options = options or TilingOptions()
-    files, tiles, skipped = 0, 0, []
-    for path in find_rasters(paths):
-        try:
-            tiles += count_windows(path, options)
-            files += 1
-        except DataError as err:
-            skipped.append((str(path), str(err)))
-    per_tile = bits // 8 + (2 * bits if store_floats else 0) + META_BYTES_PER_TILE
-    return Estimate(
-        files=files,
-        tiles=tiles,
-        bytes=tiles * per_tile,
-        seconds=tiles / max(images_per_s, 1e-9),
-        skipped=tuple(skipped),
-    )

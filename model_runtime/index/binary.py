@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import faiss
 import numpy as np
@@ -23,26 +22,7 @@ LOG = logging.getLogger(__name__)
 #: box two OpenMP threads made a single 10k-code search 80 ms instead of 0.02 ms (bench/README)
 SEARCH_THREADS = 1
 
-__all__ = ["POPCOUNT", "BinaryIndex", "combine", "hamming", "pack", "unpack_signs"]
-
-
-def combine(vectors, weights=None) -> np.ndarray:
-    """Weighted sum of query vectors (tanh outputs, or +-1 codes) -> float32 [bits].
-
-    Negative weights push away (e.g. text + 1.0, positive tile + 0.5, negative tile - 0.5).
-    The search packs the sign of the result; pass it as a float query to re-rank with it."""
-    vectors = [np.asarray(v, dtype=np.float32).reshape(-1) for v in vectors]
-    if not vectors:
-        raise ConfigError("a combined query needs at least one vector")
-    if len({v.size for v in vectors}) != 1:
-        raise ConfigError(f"query vectors differ in length: {[v.size for v in vectors]}")
-    weights = [1.0] * len(vectors) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(vectors):
-        raise ConfigError(f"{len(vectors)} query vectors but {len(weights)} weights")
-    out = np.zeros_like(vectors[0])
-    for vec, weight in zip(vectors, weights, strict=True):
-        out += weight * vec
-    return out
+__all__ = ["POPCOUNT", "BinaryIndex", "hamming", "pack", "unpack_signs"]
 
 
 def _topk(dist: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

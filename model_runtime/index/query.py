@@ -24,6 +24,7 @@ from model_runtime.index.binary import BinaryIndex
 from model_runtime.index.store import Store, TileRow, bbox_of, check_model
 from model_runtime.index.writer import codes_path
 from model_runtime.protocol import Hit
+from model_runtime.sources import is_remote_uri
 from model_runtime.tiling import TilingOptions, read_window
 
 LOG = logging.getLogger(__name__)
@@ -322,7 +323,7 @@ class Index:
     def read_tile_pixels(self, tile_id: int) -> np.ndarray:
         """HxWx3 uint8 pixels of a tile as the encoder saw them (same bands and stretch)."""
         row = self._row(tile_id)
-        if "://" not in row.source and not os.path.exists(row.source):
+        if not is_remote_uri(row.source) and not os.path.exists(row.source):
             raise DataError(f"{row.source}: the source of tile {tile_id} is gone; index the "
                             "folder again.", code="source_gone")
         options = self.options or TilingOptions()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from model_runtime.config import BackboneConfig
+from model_runtime.config import BackboneConfig, PreprocessCfg
 from model_runtime.model.heads import HeadsRef
 from model_runtime.protocol import ModelInfo
 
@@ -28,6 +28,24 @@ class ImageOutputs:
 
     def __len__(self) -> int:
         return len(self.tanh)
+
+
+def prepare_batch(images: Sequence[np.ndarray] | np.ndarray, pre: PreprocessCfg) -> np.ndarray:
+    """Images (HxWx3 uint8 arrays or PIL images) -> one uint8 batch [N, S, S, 3], resized
+    (whole image, no crop) where needed. A batch already of that shape passes through without
+    a copy (tiles are read at the model's size)."""
+    size = pre.size
+    if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1:] == (size, size, 3):
+        return images if images.dtype == np.uint8 else images.astype(np.uint8)
+    resample = getattr(Image.Resampling, pre.interpolation.upper())
+    batch = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        pil = img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img))
+        pil = pil.convert("RGB")
+        if pil.size != (size, size):
+            pil = pil.resize((size, size), resample)
+        batch[i] = np.asarray(pil)
+    return batch
 
 
 class HashModel(ABC):
@@ -57,22 +75,8 @@ class HashModel(ABC):
         return self.heads.info(backend=self.backend, precision=self.precision, device=self.device)
 
     def prepare(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """Images (HxWx3 uint8 arrays or PIL images) -> one uint8 batch [N, S, S, 3].
-
-        A batch already of that shape passes through without a copy (tiles are read at the
-        model's size)."""
-        size = self.input_size
-        if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1:] == (size, size, 3):
-            return images if images.dtype == np.uint8 else images.astype(np.uint8)
-        resample = getattr(Image.Resampling, self.config.preprocess.interpolation.upper())
-        batch = np.empty((len(images), size, size, 3), dtype=np.uint8)
-        for i, img in enumerate(images):
-            pil = img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img))
-            pil = pil.convert("RGB")
-            if pil.size != (size, size):
-                pil = pil.resize((size, size), resample)
-            batch[i] = np.asarray(pil)
-        return batch
+        """Images (HxWx3 uint8 arrays or PIL images) -> one uint8 batch [N, S, S, 3]."""
+        return prepare_batch(images, self.config.preprocess)
 
     def encode_images(self, images: Sequence[np.ndarray] | np.ndarray) -> ImageOutputs:
         """Images -> tanh outputs (+ projection); see :meth:`prepare` for the input."""

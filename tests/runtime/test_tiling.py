@@ -16,9 +16,6 @@ from rasterio.windows import Window
 from model_runtime.errors import CancelledError, ConfigError, DataError
 from model_runtime.tiling import (
     TilingOptions,
-    estimate,
-    find_rasters,
-    iter_tile_batches,
     iter_tiles,
     plan_windows,
     raster_info,
@@ -40,16 +37,6 @@ def _bbox(geoms):
     xs = [p[0] for g in geoms for p in g["coordinates"][0]]
     ys = [p[1] for g in geoms for p in g["coordinates"][0]]
     return min(xs), min(ys), max(xs), max(ys)
-
-
-def test_find_rasters_walks_folders_and_rejects_missing_paths(geotiff_dir, tmp_path):
-    found = find_rasters([geotiff_dir])
-    assert len(found) == 11 and all(p.suffix == ".tif" for p in found)
-    (tmp_path / "notes.txt").write_text("x")
-    (tmp_path / "a.PNG").write_bytes(b"")
-    assert [p.name for p in find_rasters([tmp_path])] == ["a.PNG"]
-    with pytest.raises(DataError, match="nope"):
-        find_rasters([tmp_path / "nope"])
 
 
 @pytest.mark.parametrize("rel", GEOREFERENCED)
@@ -206,33 +193,6 @@ def test_unreadable_files_raise_data_error_naming_the_file(geotiff_dir, tmp_path
     truncated.write_bytes((geotiff_dir / "rasterio/cogeo.tif").read_bytes()[:60_000])
     with pytest.raises(DataError, match="truncated.tif"):
         list(iter_tiles(truncated))
-
-
-def test_batches_span_files_and_report_errors(geotiff_dir, tmp_path):
-    junk = tmp_path / "junk.jpg"
-    junk.write_bytes(b"\xff\xd8 nope")
-    errors = []
-    paths = [geotiff_dir / "landsat/dsm.tif", junk, geotiff_dir / "rasterio/rotated.tif"]
-    batches = list(
-        iter_tile_batches(
-            paths, TilingOptions(), batch_size=3, on_error=lambda p, r: errors.append((p, r))
-        )
-    )
-    assert [len(a) for a, _ in batches] == [3, 2]  # 4 dsm tiles + 1 rotated
-    assert errors and errors[0][0] == str(junk)
-
-
-def test_estimate_counts_windows_bytes_and_seconds(geotiff_dir, tmp_path):
-    (tmp_path / "bad.tif").write_text("x")
-    est = estimate([geotiff_dir / "rasterio", tmp_path], TilingOptions(), images_per_s=10, bits=64)
-    expected = sum(
-        len(raster_info(p, TilingOptions()).windows)
-        for p in find_rasters([geotiff_dir / "rasterio"])
-    )
-    assert est.files == 6 and est.tiles == expected
-    assert est.seconds == pytest.approx(expected / 10)
-    assert est.bytes > expected * (8 + 128)
-    assert len(est.skipped) == 1 and "bad.tif" in est.to_json()["skipped"][0]["reason"]
 
 
 def test_options_validate_and_round_trip():

@@ -166,14 +166,13 @@ def held_out_heads(feats, unseen: np.ndarray, bits: int, tag: str):
 
 
 def text_bank(cfg):
-    """The caption bank (text features without images) a recipe with text-structure
-    preservation trains on; None for a recipe without it."""
+    """The caption bank (RSICD + RSITMD sentences, no images) that a recipe with text-structure
+    preservation trains on, as ``model_runtime.features`` builds it; None without that term."""
     if getattr(cfg, "w_text_preserve", 0.0) <= 0:
         return None
-    raise NotImplementedError(
-        "the shipped recipe uses a caption bank: point research.calibration.text_bank at the "
-        "function that builds it for cach results"
-    )
+    from model_runtime.features import caption_bank_features
+
+    return caption_bank_features()
 
 
 class TextFeatures:

@@ -1,0 +1,191 @@
+"""The weak-match rule (model_runtime/confidence.py) on hand-made and seeded arrays, the shipped
+calibration file, and the calibration's replica of the search path against the real index."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from model_runtime import confidence as C
+from model_runtime.errors import ConfigError, DataError
+from model_runtime.hashing.heads_io import shipped_heads_path
+from model_runtime.paths import HEADS_DIR, sha256_file
+
+BITS = 64
+REFS = tuple(f"reference caption {i}" for i in range(40))
+
+
+def _tanh(x):
+    return np.tanh(np.asarray(x, dtype=np.float32))
+
+
+def _score(q, hits):
+    hits = C.unit_rows(hits)
+    return np.round(C.angular(hits @ C.unit_rows(q)[0]), 4).astype(np.float64)
+
+
+class Encoder:
+    """A text encoder stand-in: seeded tanh vectors per text; counts its calls."""
+
+    def __init__(self, bits=BITS):
+        self.bits, self.calls = bits, 0
+
+    def encode_texts(self, texts):
+        self.calls += 1
+        rng = [np.random.default_rng(sum(map(ord, t))) for t in texts]
+        return _tanh(np.stack([r.standard_normal(self.bits) for r in rng]))
+
+
+def _context(kind: str, bits=BITS, k=20, m=500, seed=0, encoder=None) -> C.MatchContext:
+    """``present``: hits are near copies of the query; ``far``: hits have nothing to do with it."""
+    rng = np.random.default_rng(seed)
+    pre = rng.standard_normal(bits) * 2
+    query = _tanh(pre)
+    if kind == "present":
+        hits = _tanh(pre + rng.normal(scale=np.linspace(0.2, 1.0, k))[:, None]
+                     * rng.standard_normal((k, bits)))
+    else:
+        hits = _tanh(rng.standard_normal((k, bits)) * 2)
+    scores = _score(query, hits)
+    order = np.argsort(-scores, kind="stable")
+    background = _tanh(rng.standard_normal((m, bits)) * 2)
+    fn = None if encoder is None else encoder.encode_texts
+    return C.MatchContext(query, hits[order], scores[order], background, "a query", fn)
+
+
+RULE = C.Rule(bits=BITS, features=("logit", "ref_margin"), weights=(3.0, 4.0), bias=-2.0,
+              threshold=0.5, top_n=5, references=REFS,
+              fallback=C.Rule(bits=BITS, features=("logit",), weights=(3.0,), bias=-2.0,
+                              threshold=0.5))
+
+
+# -- the rule on hand-made arrays --------------------------------------------------------------
+def test_a_clearly_present_query_is_not_weak_and_confident():
+    res = C.assess(_context("present", encoder=Encoder()), RULE)
+    assert not res.weak_match
+    assert res.confidence.shape == (20,) and res.confidence[:5].min() > 0.9
+
+
+def test_a_query_far_from_everything_is_weak():
+    res = C.assess(_context("far", encoder=Encoder()), RULE)
+    assert res.weak_match
+    assert res.confidence.max() < 0.5
+
+
+def test_confidence_rises_with_the_score_and_stays_in_0_1():
+    rng = np.random.default_rng(3)
+    pre = rng.standard_normal(BITS)
+    noise = rng.standard_normal(BITS)
+    hits = _tanh([pre + t * noise for t in np.linspace(0.0, 3.0, 12)])
+    ctx = C.MatchContext(_tanh(pre), hits, _score(_tanh(pre), hits), hits[:0], "q")
+    conf = C.assess(ctx, RULE.fallback).confidence
+    assert np.all((conf >= 0) & (conf <= 1))
+    assert np.all(np.diff(conf) < 0), conf  # hits drift away from the query: confidence falls
+
+
+def test_weak_is_the_mean_of_the_best_top_n_below_the_threshold():
+    rule = dataclasses.replace(RULE.fallback, top_n=3, threshold=0.6)
+    assert not C.weak_from(np.array([0.9, 0.5, 0.5, 0.0]), rule)  # best 3: mean 0.633
+    assert C.weak_from(np.array([0.7, 0.5, 0.5, 1.0]), rule)  # best 3: 0.567; the 4th not counted
+    assert C.weak_from(np.array([]), rule)
+
+
+def test_no_hits_is_weak():
+    ctx = C.MatchContext(_tanh(np.ones(BITS)), np.zeros((0, BITS), np.float32), np.zeros(0),
+                         np.zeros((0, BITS), np.float32))
+    res = C.assess(ctx, RULE)
+    assert res.weak_match and res.confidence.shape == (0,)
+
+
+def test_references_are_encoded_once_per_model_and_fallback_without_encoder():
+    enc = Encoder()
+    first = C.assess(_context("present", encoder=enc), RULE)
+    again = C.assess(_context("present", seed=1, encoder=enc), RULE)  # a new bound method
+    assert enc.calls == 1 and not first.weak_match and not again.weak_match
+    other = Encoder()
+    C.assess(_context("present", encoder=other), RULE)
+    assert other.calls == 1  # another model: its own reference vectors
+    plain = C.assess(_context("present"), RULE)
+    direct = C.assess(_context("present"), RULE.fallback)
+    np.testing.assert_allclose(plain.confidence, direct.confidence)
+    with pytest.raises(ConfigError):
+        C.assess(_context("present"), dataclasses.replace(RULE, fallback=None))
+
+
+def test_reference_margin_matches_a_brute_force_reference():
+    ctx = _context("far", seed=5)
+    refs = C.unit_rows(Encoder().encode_texts(list(REFS)))
+    got = C.hit_features(ctx, ["ref_margin", "logit"], refs)
+    for i, h in enumerate(ctx.hit_vecs):
+        cos = [float(np.dot(h, r) / np.linalg.norm(h)) for r in refs]
+        to_q = float(np.dot(h, ctx.query_vec) / np.linalg.norm(h) / np.linalg.norm(ctx.query_vec))
+        assert got[i, 0] == pytest.approx(to_q - np.quantile(cos, C.REF_QUANTILE), abs=1e-5)
+        s = ctx.hit_scores[i]
+        assert got[i, 1] == pytest.approx(np.log(s / (1 - s)))
+
+
+def test_rule_json_round_trip_and_bad_files(tmp_path):
+    back = C.Rule.from_json(RULE.to_json(), BITS, REFS)
+    assert back.features == RULE.features and back.fallback.features == ("logit",)
+    assert back.weights == pytest.approx(RULE.weights) and back.references == REFS
+    with pytest.raises(DataError):
+        C.Rule.from_json(RULE.to_json(), BITS, ())  # ref_margin without references
+    bad = tmp_path / "calibration.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataError):
+        C.load_rule(BITS, path=bad)
+    bad.write_text('{"format": "something else"}')
+    with pytest.raises(DataError):
+        C.load_rule(BITS, path=bad)
+
+
+# -- the shipped calibration -------------------------------------------------------------------
+SHIPPED_BITS = sorted(int(p.stem.rsplit("-", 1)[1]) for p in HEADS_DIR.glob("cach-*.safetensors"))
+
+
+@pytest.mark.parametrize("bits", SHIPPED_BITS)
+def test_shipped_calibration_loads_for_every_shipped_bit_length(bits):
+    sha = sha256_file(shipped_heads_path(bits))
+    rule = C.load_rule(bits, sha)
+    assert rule.bits == bits and rule.heads_sha == sha, "the shipped heads are not calibrated"
+    by_bits = C.load_rule(bits, "0" * 64)  # other heads of this length: the rule for the length
+    assert by_bits.heads_sha is None and by_bits.weights == rule.weights
+    assert 0.0 < rule.threshold < 1.0 and np.all(np.isfinite(rule.weights))
+    assert rule.weights[rule.features.index("logit")] > 0  # a higher score never lowers it
+    if rule.needs_text:
+        assert len(rule.references) >= 50 and rule.fallback is not None
+    enc = Encoder(bits)
+    assert not C.assess(_context("present", bits=bits, encoder=enc), rule).weak_match
+    assert C.assess(_context("far", bits=bits, encoder=enc), rule).weak_match
+    assert C.assess(_context("far", bits=bits), rule).weak_match  # the fallback too
+
+
+def test_uncalibrated_bit_length_is_a_config_error():
+    with pytest.raises(ConfigError) as err:
+        C.load_rule(24)
+    assert err.value.code == "no_heads"
+
+
+# -- the calibration's replica of the search path ---------------------------------------------
+def test_calibration_search_replica_matches_index_search(sample_folder, tmp_path, encoder):
+    """research/calibration.py scores with arrays what Index.search returns (same ids, scores)."""
+    from model_runtime.index import BuildOptions, build_index, open_index
+    from model_runtime.tiling import TilingOptions
+    from research.calibration import product_search
+
+    build_index(tmp_path / "idx", [str(sample_folder)], encoder,
+                BuildOptions(tiling=TilingOptions(tile_size=64)))
+    with open_index(tmp_path / "idx") as index:
+        assert index.tiles > 100  # more than the Hamming pool: the shortlist matters
+        ids = np.arange(1, index.tiles + 1)
+        vectors = index.store.vectors(ids)
+        db = np.stack([vectors[int(i)][1] for i in ids])
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            query = _tanh(db[rng.integers(len(db))] * 2 + rng.standard_normal(BITS))
+            hits = index.search(query, k=8, collapse=False)
+            pos, scores = product_search(query, db, k=8)
+            assert [h.tile_id for h in hits] == (ids[pos]).tolist()
+            assert [h.score for h in hits] == pytest.approx(scores.tolist(), abs=1e-4)

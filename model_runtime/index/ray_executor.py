@@ -153,6 +153,9 @@ def ray_session(settings: RaySettings) -> Iterator[Any]:
     """Ray, started here (local) or joined (``settings.address``); shut down afterwards when
     this call connected it. Ray's usage statistics stay off: indexing sends nothing anywhere."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if settings.address and "RAY_AUTH_MODE" not in os.environ and (
+            os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"  # Ray sends a token to a named address only so
     ray = import_ray()
     if ray.is_initialized():  # a caller (bench, test) holds the session
         _quiet_ray_data(ray)
@@ -165,8 +168,10 @@ def ray_session(settings: RaySettings) -> Iterator[Any]:
         try:
             ray.init(address=settings.address, **common)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            raise ConfigError(f"Cannot join the Ray cluster at {settings.address}: {err}",
-                              code="cluster_unreachable") from err
+            raise ConfigError(
+                f"Cannot join the Ray cluster at {settings.address} ({err}). If the cluster "
+                "uses token authentication (Ray's default), set RAY_AUTH_TOKEN (or copy the "
+                "head node's ~/.ray/auth_token here).", code="cluster_unreachable") from err
     else:
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         ray.init(num_cpus=settings.local_cpus, object_store_memory=settings.object_store_mb

@@ -176,7 +176,8 @@ class ShardSet:
 def merge_pending(index_dir: str | os.PathLike, writer: Any, identity: dict[str, Any]
                   ) -> tuple[int, int]:
     """Commit the shards a previous run of this identity left, through ``writer`` (begun);
-    returns (units, tiles added). Shards of another identity are discarded."""
+    returns (units, tiles added). Shards of another identity, or of a source whose stored
+    identity changed since (re-indexed by another run), are discarded."""
     shards = ShardSet(index_dir, identity)
     if not shards.dir.exists():
         return 0, 0
@@ -184,9 +185,13 @@ def merge_pending(index_dir: str | os.PathLike, writer: Any, identity: dict[str,
         shards.clear()
         return 0, 0
     units = tiles = 0
+    rows = writer.store.sources()
     for entry in shards.entries():
-        tiles += writer.commit(shards.load(entry))
-        units += 1
+        result = shards.load(entry)
+        row, meta = rows.get(result.meta.uri), result.meta
+        if row is None or (row.size, row.version) == (meta.size, meta.version):
+            tiles += writer.commit(result)  # else the source changed since: the shard is stale
+            units += 1
         shards.remove(entry)
     shards.clear()
     return units, tiles

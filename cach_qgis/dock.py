@@ -407,6 +407,7 @@ class SearchDock(QgsDockWidget):
             key, title, result.results, query, wording.model_provenance(result.model), index
         )
         self._sync_canvas_layers()
+        self.result_layers.loader.done.connect(self._sync_canvas_layers)
         self._fill_list(result.results)
         self._show_status(result, what)
         self._show_weak_match(result, query)
@@ -478,6 +479,10 @@ class SearchDock(QgsDockWidget):
     def thumbnails_pending(self) -> int:
         return len(self._thumb_queue)
 
+    def layers_pending(self) -> int:
+        """Tile layers of the shown result still to be added (one per event-loop turn)."""
+        return self.result_layers.tiles_pending if self.result_layers is not None else 0
+
     def hits(self) -> list[Hit]:
         """The hits in the list, in order."""
         return [self.results.item(i).data(HIT_ROLE) for i in range(self.results.count())]
@@ -540,6 +545,7 @@ class SearchDock(QgsDockWidget):
         """Remove what the panel put on the canvas (plugin unload)."""
         self._thumb_timer.stop()
         self.cancel()
+        layers.stop_loading()
         if self._highlight is not None:
             canvas = self.iface.mapCanvas() if self.iface else None
             self._highlight.reset(QgsWkbTypes.PolygonGeometry)

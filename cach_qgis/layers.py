@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from osgeo import gdal, ogr
@@ -35,7 +36,7 @@ from qgis.core import (
     QgsVectorLayer,
     QgsVectorLayerSimpleLabeling,
 )
-from qgis.PyQt.QtCore import QVariant
+from qgis.PyQt.QtCore import QObject, QTimer, QVariant, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QFont
 
 from ..model_runtime.protocol import FOOTPRINT_FIELDS, Hit, footprint_row
@@ -45,6 +46,8 @@ gdal.UseExceptions()
 ogr.UseExceptions()
 
 GROUP_KEY = "cach/query_key"
+GROUP_TOKEN = "cach/group_token"
+TILES_GROUP = "Tiles"
 FOOTPRINT_CRS = "EPSG:4326"
 #: outline colours by rank class, best first: strong colours only, so every class stays visible
 #: over imagery without a fill that would wash it out
@@ -181,16 +184,88 @@ def tile_vrt(hit: Hit, folder: Path | None = None) -> Path:
 def create_tile_layer(hit: Hit) -> QgsRasterLayer:
     """A raster layer showing the hit's window of its source raster (georeferenced hits only)."""
     name = f"#{hit.rank} {Path(hit.source).name}"
-    return QgsRasterLayer(str(tile_vrt(hit)), name, "gdal")
+    options = QgsRasterLayer.LayerOptions(False)  # no default style file to look up
+    return QgsRasterLayer(str(tile_vrt(hit)), name, "gdal", options)
+
+
+class TileLoader(QObject):
+    """Adds the result tiles as raster layers one per event-loop turn (opening a layer takes
+    10-30 ms: twenty at once would stall the UI), into the group with ``token``.
+
+    The group is found again by its token at every step, never through a kept pointer: a
+    re-run query or the user may have removed it meanwhile, and then loading stops."""
+
+    done = pyqtSignal()
+
+    def __init__(self, token: str, hits: Sequence[Hit], project: QgsProject) -> None:
+        super().__init__()
+        self.token, self.project = token, project
+        self.hits = list(hits)
+        self.layers: list[QgsRasterLayer] = []
+        self._timer = QTimer(self)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self._next)
+
+    @property
+    def pending(self) -> int:
+        return len(self.hits)
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def stop(self) -> None:
+        self.hits = []
+        self._timer.stop()
+
+    def _next(self) -> None:
+        group = _tiles_group(self.token, self.project)
+        if not self.hits or group is None:
+            self.stop()
+            self.done.emit()
+            return
+        hit = self.hits.pop(0)
+        try:
+            layer = create_tile_layer(hit)
+        except RuntimeError:
+            return
+        if layer.isValid() and layer.crs().isValid():
+            self.project.addMapLayer(layer, False)
+            group.addLayer(layer).setExpanded(False)
+            self.layers.append(layer)
+
+
+_LOADERS: dict[str, TileLoader] = {}  # query key -> the loader filling its group
+
+
+def _tiles_group(token: str, project: QgsProject) -> QgsLayerTreeGroup | None:
+    for group in project.layerTreeRoot().findGroups(True):
+        if group.customProperty(GROUP_TOKEN) == token:
+            return group.findGroup(TILES_GROUP)
+    return None
 
 
 @dataclass
 class ResultLayers:
-    """What :func:`show_results` added: the group, the footprints and the tile layers."""
+    """What :func:`show_results` added: the group, the footprints, and the tile layers (added
+    by ``loader`` over the next event-loop turns)."""
 
     group: QgsLayerTreeGroup
     footprints: QgsVectorLayer
-    tiles: list[QgsRasterLayer] = field(default_factory=list)
+    loader: TileLoader
+
+    @property
+    def tiles(self) -> list[QgsRasterLayer]:
+        return self.loader.layers
+
+    @property
+    def tiles_pending(self) -> int:
+        return self.loader.pending
+
+
+def stop_loading() -> None:
+    """Stop every tile loader (plugin unload)."""
+    while _LOADERS:
+        _LOADERS.popitem()[1].stop()
 
 
 def find_group(key: str, project: QgsProject | None = None) -> QgsLayerTreeGroup | None:
@@ -205,6 +280,9 @@ def find_group(key: str, project: QgsProject | None = None) -> QgsLayerTreeGroup
 def remove_group(key: str, project: QgsProject | None = None) -> bool:
     """Remove a query's group and its layers; True when there was one."""
     project = project or QgsProject.instance()
+    loader = _LOADERS.pop(key, None)
+    if loader is not None:
+        loader.stop()
     group = find_group(key, project)
     if group is None:
         return False
@@ -226,41 +304,26 @@ def show_results(
     project: QgsProject | None = None,
 ) -> ResultLayers:
     """Put the group ``title`` of query ``key`` at the top of the layer tree (a re-run query's
-    old group goes): footprints first, then the georeferenced tiles, collapsed."""
+    old group goes): the footprints at once, then the georeferenced tiles, collapsed, one per
+    event-loop turn."""
     project = project or QgsProject.instance()
     remove_group(key, project)
-    # build the group detached, then insert it in one step: one layer-tree change, so the
-    # canvas bridge updates the map once (and reliably) with all the new layers
+    token = uuid.uuid4().hex
     group = QgsLayerTreeGroup(title)
     group.setCustomProperty(GROUP_KEY, key)
+    group.setCustomProperty(GROUP_TOKEN, token)
     footprints = create_footprint_layer(hits, query, model, index)
     project.addMapLayer(footprints, False)
     group.addLayer(footprints).setExpanded(False)
     limit = settings.max_tile_layers() if max_tiles is None else max_tiles
     on_map = [h for h in hits if h.georeferenced][: max(0, limit)]
-    tiles = _add_tile_layers(group, on_map, project) if on_map else []
+    if on_map:
+        group.addGroup(TILES_GROUP).setExpanded(False)
     project.layerTreeRoot().insertChildNode(0, group)
-    return ResultLayers(group, footprints, tiles)
-
-
-def _add_tile_layers(
-    group: QgsLayerTreeGroup, hits: Sequence[Hit], project: QgsProject
-) -> list[QgsRasterLayer]:
-    """The tiles as collapsed raster layers (no band legends) in a collapsed "Tiles" group."""
-    tile_group = group.addGroup("Tiles")
-    tile_group.setExpanded(False)
-    tiles = []
-    for hit in hits:
-        try:
-            layer = create_tile_layer(hit)
-        except RuntimeError:
-            continue
-        if not layer.isValid() or not layer.crs().isValid():
-            continue
-        project.addMapLayer(layer, False)
-        tile_group.addLayer(layer).setExpanded(False)
-        tiles.append(layer)
-    return tiles
+    loader = TileLoader(token, on_map, project)
+    _LOADERS[key] = loader
+    loader.start()
+    return ResultLayers(group, footprints, loader)
 
 
 def rows_without_geometry(layer: QgsVectorLayer) -> list[int]:

@@ -106,7 +106,7 @@ def zoom(result) -> None:  # noqa: ANN001
 
 
 def wait_for_thumbnails(dock, tries: int) -> None:  # noqa: ANN001
-    if dock.thumbnails_pending() and tries < 100:
+    if (dock.thumbnails_pending() or dock.layers_pending()) and tries < 100:
         QTimer.singleShot(100, lambda: guarded(wait_for_thumbnails, dock, tries + 1))
         return
     group = dock.result_layers.group

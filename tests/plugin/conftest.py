@@ -150,13 +150,14 @@ def sample_rasters() -> list[Path]:
 
 
 def link_folder(rasters: list[Path], folder: Path) -> Path:
-    """A folder holding ``rasters`` (symlinks, or copies where links are not possible)."""
+    """A folder holding ``rasters``: hard links, or copies across file systems. Never symlinks:
+    the runtime refuses a link that leads outside the folders the user named."""
     folder.mkdir(parents=True, exist_ok=True)
     for path in rasters:
         target = folder / path.name
         if not target.exists():
             try:
-                target.symlink_to(path)
+                os.link(path, target)
             except OSError:
                 shutil.copy(path, target)
     return folder

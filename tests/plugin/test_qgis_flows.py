@@ -135,6 +135,7 @@ def test_jpeg_hit_stays_off_the_map_and_is_shown_as_not_georeferenced(
     assert rows[1].hasGeometry() and rows[1]["georeferenced"] is True
     # no layer anywhere shows the JPEG with made-up coordinates
     sources = [layer.source() for layer in QgsProject.instance().mapLayers().values()]
+    wait_until(lambda: dock.layers_pending() == 0, 30, "the tile layers")
     assert len(dock.result_layers.tiles) == 2
     assert not any("photo" in s for s in sources), sources
     assert footprints.extent().xMaximum() < 180 and footprints.extent().yMinimum() > -90

@@ -59,6 +59,7 @@ def run_search(dock, text: str, k: int):  # noqa: ANN001
     wait_until(lambda: shown or req.done and req.error, 300, "search results")
     assert req.error is None, req.error
     wait_until(lambda: shown, 30, "result layers")
+    wait_until(lambda: dock.layers_pending() == 0, 30, "the tile layers")
     return req, shown[-1]
 
 
@@ -87,7 +88,8 @@ def test_text_search_adds_group_with_k_footprints(dock, rasters, tmp_path, messa
     assert sorted(ranks) == list(range(1, k + 1))
     assert footprints.labelsEnabled() and footprints.renderer().type() == "graduatedSymbol"
 
-    # matching tiles are VRT windows of the sources, not copies
+    # matching tiles are VRT windows of the sources, not copies, added one per event-loop turn
+    wait_until(lambda: result.tiles_pending == 0, 30, "the tile layers")
     assert result.tiles and all(isinstance(t, QgsRasterLayer) for t in result.tiles)
     for tile in result.tiles:
         assert tile.isValid() and tile.source().endswith(".vrt")
@@ -253,7 +255,7 @@ def test_index_task_progress_complete_and_cancel(shared, rasters, tmp_path, mess
 
     # a second, bigger run is cancelled at its first progress event
     more = tmp_path / "b"
-    shutil.copytree(small, more, symlinks=True)
+    shutil.copytree(small, more)
     link_folder(rasters, more)
     link_folder(rasters, more / "again")  # enough work to still be running when cancelled
     task2 = IndexTask(shared, {"index": index, "paths": [str(more)], "tile_size": 128})

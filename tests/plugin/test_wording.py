@@ -50,7 +50,9 @@ def test_codes_not_in_the_table_fall_back_by_type():
 
 
 def test_worker_unavailable_keeps_the_plugins_own_words():
-    info = ErrorInfo("runtime", "Cannot run the CACH runtime '/x': not found.", "worker_unavailable")
+    info = ErrorInfo(
+        "runtime", "Cannot run the CACH runtime '/x': not found.", "worker_unavailable"
+    )
     assert wording.error_text(info) == info.message
     assert wording.error_level(info) == wording.CRITICAL
 

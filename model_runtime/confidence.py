@@ -10,7 +10,9 @@ Per hit, a logistic model on features of the hit and the query alone:
 - ``ref_margin``: the hit's cosine to the query minus the 90th percentile of its cosines to a fixed
   set of reference captions of general remote-sensing scenes (``references`` in the calibration
   file): a tile that shows what was asked for is nearer to the query than to most descriptions of
-  other scenes. Needs the text encoder; without it the rule's ``fallback`` (``logit`` only) is used.
+  other scenes. The calibration file ships those captions' outputs for the shipped heads; other
+  heads (same bit length) encode them once through the text encoder, and without one the rule's
+  ``fallback`` (``logit`` only) is used.
 
 ``confidence`` is that model's probability. ``weak_match`` is true when the mean confidence of the
 best ``top_n`` hits is below the rule's threshold. Features that compare the hits with the rest of
@@ -22,6 +24,8 @@ shipped in ``resources/heads/calibration.json``.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import logging
 import math
@@ -86,11 +90,19 @@ class Rule:
     references: tuple[str, ...] = ()
     heads_sha: str | None = None
     fallback: Rule | None = None
+    #: the references through the heads ``heads_sha`` names, shipped with them ([n, bits])
+    reference_vecs: np.ndarray | None = field(default=None, compare=False, repr=False)
     _ref_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def needs_text(self) -> bool:
+        """The rule compares hits with reference captions (``ref_margin``)."""
         return "ref_margin" in self.features
+
+    @property
+    def needs_encoder(self) -> bool:
+        """It needs a text encoder: references but no shipped vectors for them."""
+        return self.needs_text and self.reference_vecs is None
 
     @classmethod
     def from_json(
@@ -147,15 +159,13 @@ def read_calibration(path: str | os.PathLike | None = None) -> dict:
 def load_rule(
     bits: int, heads_sha: str | None = None, path: str | os.PathLike | None = None
 ) -> Rule:
-    """The fitted rule for the heads with SHA-256 ``heads_sha`` when the file names them, else
-    the rule fitted for ``bits`` (other heads of that bit length, e.g. adapted ones).
+    """The fitted rule for the heads with SHA-256 ``heads_sha`` when the file names them (with
+    their reference vectors: no text encoding needed), else the rule fitted for ``bits`` (other
+    heads of that bit length, e.g. adapted ones: the references are encoded on first use).
 
     Raises :class:`ConfigError` (``no_heads``) when neither is calibrated."""
     doc = read_calibration(path)
     refs = doc.get("references") or ()
-    entry = (doc.get("by_sha") or {}).get(heads_sha or "")
-    if entry is not None and int(entry["bits"]) == int(bits):
-        return Rule.from_json(doc["by_bits"][str(int(bits))], int(bits), refs, heads_sha)
     rule = (doc.get("by_bits") or {}).get(str(int(bits)))
     if rule is None:
         known = ", ".join(sorted(doc.get("by_bits") or {}, key=int)) or "none"
@@ -164,7 +174,30 @@ def load_rule(
             "use shipped heads of a calibrated bit length.",
             code="no_heads",
         )
-    return Rule.from_json(rule, int(bits), refs, None)
+    entry = (doc.get("by_sha") or {}).get(heads_sha or "")
+    if entry is None or int(entry["bits"]) != int(bits):
+        return Rule.from_json(rule, int(bits), refs, None)
+    out = Rule.from_json(rule, int(bits), refs, heads_sha)
+    if out.needs_text and entry.get("reference_vectors"):
+        vecs = decode_vectors(entry["reference_vectors"], len(refs), int(bits))
+        out = dataclasses.replace(out, reference_vecs=vecs)
+    return out
+
+
+def encode_vectors(vecs: np.ndarray) -> str:
+    """``[n, bits]`` floats -> base64 of their float16 bytes (little-endian, row-major)."""
+    return base64.b64encode(np.asarray(vecs, dtype="<f2").tobytes()).decode("ascii")
+
+
+def decode_vectors(text: str, n: int, bits: int) -> np.ndarray:
+    """Inverse of :func:`encode_vectors`; :class:`DataError` when the size does not fit."""
+    try:
+        raw = np.frombuffer(base64.b64decode(text, validate=True), dtype="<f2")
+    except ValueError as err:
+        raise DataError(f"{CALIBRATION_FILE.name}: unreadable reference vectors ({err})") from err
+    if raw.size != n * bits:
+        raise DataError(f"{CALIBRATION_FILE.name}: reference vectors are not {n} x {bits}")
+    return raw.astype(np.float32).reshape(n, bits)
 
 
 # ----------------------------------------------------------------------------- features
@@ -181,11 +214,14 @@ def angular(cosine: np.ndarray) -> np.ndarray:
     return 1.0 - np.arccos(np.clip(cosine, -1.0, 1.0)) / math.pi
 
 
-def reference_vectors(rule: Rule, encoder: TextEncoder) -> np.ndarray:
-    """The rule's reference captions through ``encoder``, unit rows; encoded once per model.
-
-    Cached per (object of a bound method, function): passing ``model.encode_texts`` again does
-    not encode them again."""
+def reference_vectors(rule: Rule, encoder: TextEncoder | None) -> np.ndarray:
+    """The rule's reference captions as unit rows: the shipped vectors of its heads, else through
+    ``encoder``, once per model (cached per object of a bound method and function: passing
+    ``model.encode_texts`` again does not encode them again)."""
+    if rule.reference_vecs is not None:
+        return unit_rows(rule.reference_vecs)
+    if encoder is None:
+        raise ConfigError("this weak-match rule needs the text encoder (reference captions)")
     owner = getattr(encoder, "__self__", encoder)
     key = (id(owner), id(getattr(encoder, "__func__", encoder)))
     cached = rule._ref_cache.get(key)
@@ -242,9 +278,7 @@ def assess(ctx: MatchContext, rule: Rule) -> MatchAssessment:
     """Per-hit confidence and the weak-match flag of one text search (no hits: weak)."""
     if len(np.asarray(ctx.hit_scores).reshape(-1)) == 0:
         return MatchAssessment(True, np.zeros(0))
-    if rule.needs_text and ctx.text_encoder is None:
-        if rule.fallback is None:
-            raise ConfigError("this weak-match rule needs the text encoder (reference captions)")
+    if rule.needs_encoder and ctx.text_encoder is None and rule.fallback is not None:
         rule = rule.fallback
     refs = reference_vectors(rule, ctx.text_encoder) if rule.needs_text else None
     feats = hit_features(ctx, rule.features, refs)

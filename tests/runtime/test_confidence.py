@@ -150,16 +150,31 @@ def test_shipped_calibration_loads_for_every_shipped_bit_length(bits):
     sha = sha256_file(shipped_heads_path(bits))
     rule = C.load_rule(bits, sha)
     assert rule.bits == bits and rule.heads_sha == sha, "the shipped heads are not calibrated"
-    by_bits = C.load_rule(bits, "0" * 64)  # other heads of this length: the rule for the length
-    assert by_bits.heads_sha is None and by_bits.weights == rule.weights
     assert 0.0 < rule.threshold < 1.0 and np.all(np.isfinite(rule.weights))
     assert rule.weights[rule.features.index("logit")] > 0  # a higher score never lowers it
-    if rule.needs_text:
+    if rule.needs_text:  # the references' outputs ship with the heads: no encoding needed
         assert len(rule.references) >= 50 and rule.fallback is not None
+        assert rule.reference_vecs.shape == (len(rule.references), bits)
+        assert not rule.needs_encoder
+    assert not C.assess(_context("present", bits=bits), rule).weak_match
+    assert C.assess(_context("far", bits=bits), rule).weak_match
+    other = C.load_rule(bits, "0" * 64)  # other heads of this length: the rule for the length
+    assert other.heads_sha is None and other.weights == rule.weights
+    assert other.reference_vecs is None and other.needs_encoder == rule.needs_text
     enc = Encoder(bits)
-    assert not C.assess(_context("present", bits=bits, encoder=enc), rule).weak_match
-    assert C.assess(_context("far", bits=bits, encoder=enc), rule).weak_match
-    assert C.assess(_context("far", bits=bits), rule).weak_match  # the fallback too
+    assert not C.assess(_context("present", bits=bits, encoder=enc), other).weak_match
+    assert C.assess(_context("far", bits=bits, encoder=enc), other).weak_match
+    assert C.assess(_context("far", bits=bits), other).weak_match  # the fallback
+
+
+def test_reference_vectors_round_trip_through_base64_float16():
+    vecs = _tanh(np.random.default_rng(0).standard_normal((7, 16)))
+    back = C.decode_vectors(C.encode_vectors(vecs), 7, 16)
+    np.testing.assert_allclose(back, vecs, atol=1e-3)
+    with pytest.raises(DataError):
+        C.decode_vectors(C.encode_vectors(vecs), 7, 32)
+    with pytest.raises(DataError):
+        C.decode_vectors("not base64!", 7, 16)
 
 
 def test_uncalibrated_bit_length_is_a_config_error():

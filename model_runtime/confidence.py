@@ -165,7 +165,9 @@ def load_rule(
 
     Raises :class:`ConfigError` (``no_heads``) when neither is calibrated."""
     doc = read_calibration(path)
-    refs = doc.get("references") or ()
+    entry = (doc.get("by_sha") or {}).get(heads_sha or "")
+    if entry is not None and int(entry["bits"]) == int(bits):
+        return _rule_for_heads(doc, entry, int(bits), str(heads_sha))
     rule = (doc.get("by_bits") or {}).get(str(int(bits)))
     if rule is None:
         known = ", ".join(sorted(doc.get("by_bits") or {}, key=int)) or "none"
@@ -174,12 +176,16 @@ def load_rule(
             "use shipped heads of a calibrated bit length.",
             code="no_heads",
         )
-    entry = (doc.get("by_sha") or {}).get(heads_sha or "")
-    if entry is None or int(entry["bits"]) != int(bits):
-        return Rule.from_json(rule, int(bits), refs, None)
-    out = Rule.from_json(rule, int(bits), refs, heads_sha)
+    return Rule.from_json(rule, int(bits), doc.get("references") or (), None)
+
+
+def _rule_for_heads(doc: dict, entry: dict, bits: int, heads_sha: str) -> Rule:
+    """A by-SHA entry: its own rule and references when it keeps them (heads shipped before the
+    current ones, kept for the indexes built with them), else the bit length's."""
+    refs = entry.get("references") or doc.get("references") or ()
+    out = Rule.from_json(entry.get("rule") or doc["by_bits"][str(bits)], bits, refs, heads_sha)
     if out.needs_text and entry.get("reference_vectors"):
-        vecs = decode_vectors(entry["reference_vectors"], len(refs), int(bits))
+        vecs = decode_vectors(entry["reference_vectors"], len(refs), bits)
         out = dataclasses.replace(out, reference_vecs=vecs)
     return out
 

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from model_runtime import confidence as C
+from model_runtime.errors import DataError
 from model_runtime.paths import PLUGIN_ROOT, cache_dir, sha256_file
 
 LOG = logging.getLogger(__name__)
@@ -619,7 +620,30 @@ def calibration_doc(
                 "file": path.name,
                 "reference_vectors": C.encode_vectors(vecs),
             }
+    doc["by_sha"].update(previous_heads_entries(doc, meta.get("previous")))
     return doc
+
+
+def previous_heads_entries(doc: dict, previous: dict | None) -> dict:
+    """Entries of the calibration file being replaced for heads files that are still shipped
+    (anywhere under resources/heads, e.g. kept for indexes built with them) but are no longer
+    the current heads: each keeps the rule and references it was calibrated with."""
+    from model_runtime.paths import HEADS_DIR
+
+    if not previous:
+        return {}
+    present = {sha256_file(p) for p in HEADS_DIR.rglob("*.safetensors")}
+    out = {}
+    for sha, entry in (previous.get("by_sha") or {}).items():
+        if sha in doc["by_sha"] or sha not in present:
+            continue
+        bits = str(entry["bits"])
+        kept = dict(entry)
+        kept.setdefault("rule", (previous.get("by_bits") or {}).get(bits))
+        kept.setdefault("references", previous.get("references") or [])
+        if kept["rule"] is not None:
+            out[sha] = kept
+    return out
 
 
 def write_json(path: Path, doc: dict) -> None:
@@ -871,6 +895,10 @@ def run(args: argparse.Namespace) -> dict[int, dict]:
             if shipped_heads_path(b, feats.backbone).exists()
         },
     }
+    try:
+        meta["previous"] = C.read_calibration(args.json)
+    except DataError:
+        meta["previous"] = None
     if not args.no_write:
         write_json(
             Path(args.json), calibration_doc(results, refs, feats.backbone, meta, text_feats)

@@ -4,6 +4,7 @@ calibration file, and the calibration's replica of the search path against the r
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -175,6 +176,28 @@ def test_reference_vectors_round_trip_through_base64_float16():
         C.decode_vectors(C.encode_vectors(vecs), 7, 32)
     with pytest.raises(DataError):
         C.decode_vectors("not base64!", 7, 16)
+
+
+def test_previous_heads_keep_their_own_rule_and_references(tmp_path):
+    """Heads shipped before the current ones (kept for old indexes) keep what they were
+    calibrated with; other heads of the bit length get the current rule."""
+    old_refs = ["an old reference", "another one"]
+    old_rule = dataclasses.replace(RULE, bias=-1.0, threshold=0.3)
+    vecs = Encoder().encode_texts(old_refs)
+    doc = {
+        "format": C.FORMAT, "format_version": 1, "references": list(REFS),
+        "by_bits": {str(BITS): RULE.to_json()},
+        "by_sha": {"a" * 64: {"bits": BITS, "rule": old_rule.to_json(), "references": old_refs,
+                              "reference_vectors": C.encode_vectors(vecs)}},
+    }
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(doc))
+    old = C.load_rule(BITS, "a" * 64, path=path)
+    assert old.bias == -1.0 and old.threshold == 0.3 and old.references == tuple(old_refs)
+    np.testing.assert_allclose(old.reference_vecs, vecs, atol=1e-3)
+    current = C.load_rule(BITS, "b" * 64, path=path)
+    assert current.bias == RULE.bias and current.references == REFS
+    assert current.reference_vecs is None
 
 
 def test_uncalibrated_bit_length_is_a_config_error():

@@ -526,11 +526,7 @@ class SearchDock(QgsDockWidget):
     def _outline(self, canvas: QgsMapCanvas, geom: Any, crs: QgsCoordinateReferenceSystem) -> None:
         """Mark the selected tile with an outline only: the tile itself stays visible."""
         if self._highlight is None:
-            band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
-            band.setStrokeColor(QColor(0, 255, 255, 230))
-            band.setFillColor(QColor(0, 0, 0, 0))
-            band.setWidth(3)
-            self._highlight = band
+            self._highlight = layers.outline_band(canvas)
         self._highlight.setToGeometry(geom, crs)
 
     def _reset_highlight(self) -> None:

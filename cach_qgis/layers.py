@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from osgeo import gdal, ogr
 from qgis.core import (
@@ -35,8 +36,10 @@ from qgis.core import (
     QgsVectorFileWriter,
     QgsVectorLayer,
     QgsVectorLayerSimpleLabeling,
+    QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QObject, QTimer, QVariant, pyqtSignal
+from qgis.gui import QgsRubberBand
+from qgis.PyQt.QtCore import QObject, Qt, QTimer, QVariant, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QFont
 
 from ..model_runtime.protocol import FOOTPRINT_FIELDS, Hit, footprint_row
@@ -52,6 +55,8 @@ FOOTPRINT_CRS = "EPSG:4326"
 #: outline colours by rank class, best first: strong colours only, so every class stays visible
 #: over imagery without a fill that would wash it out
 RANK_COLOURS = ("#d7191c", "#fd8d3c", "#ffd700", "#00e5ff", "#2c7bb6")
+#: the selected or clicked tile: a dashed outline in a colour no rank class uses
+HIGHLIGHT_COLOUR = "#ff00ff"
 _QVARIANT = {
     "int": QVariant.LongLong,
     "real": QVariant.Double,
@@ -179,6 +184,17 @@ def tile_vrt(hit: Hit, folder: Path | None = None) -> Path:
         ds = gdal.Translate(str(path), hit.source, options=options)
         ds = None  # noqa: F841 - closing writes the file
     return path
+
+
+def outline_band(canvas: Any) -> QgsRubberBand:
+    """A rubber band for the selected or clicked tile: a dashed outline and no fill, so the tile
+    itself stays visible."""
+    band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+    band.setStrokeColor(QColor(HIGHLIGHT_COLOUR))
+    band.setFillColor(QColor(0, 0, 0, 0))
+    band.setLineStyle(Qt.DashLine)
+    band.setWidth(3)
+    return band
 
 
 def create_tile_layer(hit: Hit) -> QgsRasterLayer:

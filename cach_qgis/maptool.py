@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from qgis.core import QgsCoordinateReferenceSystem, QgsPointXY, QgsWkbTypes
-from qgis.gui import QgsMapCanvas, QgsMapMouseEvent, QgsMapTool, QgsRubberBand
+from qgis.gui import QgsMapCanvas, QgsMapMouseEvent, QgsMapTool
 from qgis.PyQt.QtCore import Qt, pyqtSignal
-from qgis.PyQt.QtGui import QColor, QCursor
+from qgis.PyQt.QtGui import QCursor
 
 from ..model_runtime.protocol import DEFAULT_CAPTIONS, DEFAULT_K, CaptionResult, Hit
 from . import wording
-from .layers import FOOTPRINT_CRS, footprint_geometry
+from .layers import FOOTPRINT_CRS, footprint_geometry, outline_band
 from .runtime_client import PendingRequest, RuntimeClient, WorkerError
 
 
@@ -37,11 +37,7 @@ class TileTool(QgsMapTool):
         self.index_path = index_path
         self.k = k
         self.setCursor(QCursor(Qt.CrossCursor))
-        # an outline only: the clicked tile stays visible under it
-        self.band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
-        self.band.setStrokeColor(QColor(255, 200, 0, 230))
-        self.band.setFillColor(QColor(0, 0, 0, 0))
-        self.band.setWidth(3)
+        self.band = outline_band(canvas)
         self._request: PendingRequest | None = None
 
     def canvasReleaseEvent(self, event: QgsMapMouseEvent) -> None:  # noqa: N802 - Qt API

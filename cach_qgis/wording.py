@@ -254,7 +254,7 @@ def weak_match_text(query: str) -> str:
     """The panel's plain-words note when even the best tiles are weak matches."""
     what = f"“{query}”" if query else "what you asked for"
     return (
-        f"Weak matches only: none of these tiles is likely to show {what}. Your archive may not "
+        f"Weak matches: the best tiles are unlikely to show {what}. Your archive may not "
         "contain this kind of scene. Try other words, or index more imagery."
     )
 
@@ -263,7 +263,8 @@ def confidence_text(confidence: float | None) -> str:
     """ "confidence 64 %", or "" when the query kind has no calibration."""
     if confidence is None:
         return ""
-    return f"confidence {round(100 * confidence)} %"
+    percent = round(100 * confidence)
+    return "confidence < 1 %" if percent < 1 else f"confidence {percent} %"
 
 
 def hit_text(hit: Hit, mark: str = "") -> str:

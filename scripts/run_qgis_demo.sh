@@ -4,6 +4,8 @@
 #   scripts/run_qgis_demo.sh                 build the demo index if needed, then start QGIS
 #   scripts/run_qgis_demo.sh --prepare-only  only build the index and the QGIS profile
 #
+# CACH_DEMO_TILE_SIZE sets the tile size in pixels (default 256; the README screenshots use 128,
+# which gives the small sample rasters enough tiles of one kind for a confident match).
 # It uses a separate QGIS profile ("cach-demo" under $CACH_QGIS_PROFILES, default
 # ~/.cache/cach/qgis-profiles) whose plugin folder links to this repository, so your own QGIS
 # profile is untouched. The runtime is .venv (scripts/setup.sh) unless CACH_RUNTIME_PYTHON is set.
@@ -15,6 +17,7 @@ PROFILE=cach-demo
 RUNTIME_PY="${CACH_RUNTIME_PYTHON:-$ROOT/.venv/bin/python}"
 INDEX="${CACH_DEMO_INDEX:-$HOME/.cache/cach/demo-index}"
 SAMPLES="${CACH_DEMO_SAMPLES:-$ROOT/resources/samples}"
+TILE_SIZE="${CACH_DEMO_TILE_SIZE:-256}"
 PREPARE_ONLY=0
 if [ "${1:-}" = "--prepare-only" ]; then PREPARE_ONLY=1; shift; fi
 
@@ -29,15 +32,16 @@ fi
 
 # 1. the demo index, built through the worker protocol (docs/protocol.md); incremental
 echo "demo index: $INDEX (samples: $SAMPLES)"
-(cd "$ROOT" && "$RUNTIME_PY" - "$INDEX" "$SAMPLES" ${CACH_WORKER_ARGS:-} <<'PY'
+(cd "$ROOT" && "$RUNTIME_PY" - "$INDEX" "$SAMPLES" "$TILE_SIZE" ${CACH_WORKER_ARGS:-} <<'PY'
 import json, subprocess, sys
-index, samples, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
+index, samples, tile_size, extra = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 proc = subprocess.Popen([sys.executable, "-m", "model_runtime", "serve", "--stdio", *extra],
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 def send(obj):
     proc.stdin.write(json.dumps(obj) + "\n"); proc.stdin.flush()
 def run_index(rid, rebuild):
-    send({"id": rid, "op": "index", "params": {"index": index, "paths": [samples], "rebuild": rebuild}})
+    params = {"index": index, "paths": [samples], "rebuild": rebuild, "tile_size": tile_size}
+    send({"id": rid, "op": "index", "params": params})
     for line in proc.stdout:
         msg = json.loads(line)
         if msg.get("event") == "progress":
@@ -47,7 +51,7 @@ def run_index(rid, rebuild):
             return msg
     sys.exit("the worker stopped")
 msg = run_index(1, False)
-if not msg["ok"] and msg["error"]["type"] == "model_mismatch":  # made with older heads: rebuild
+if not msg["ok"] and msg["error"].get("code") in ("model_mismatch", "index_needs_rebuild"):
     print("  rebuilding:", msg["error"]["message"])
     msg = run_index(2, True)
 if not msg["ok"]:

@@ -23,7 +23,9 @@ from qgis.PyQt.QtCore import QTimer
 from qgis.utils import iface, plugins
 
 OUT = Path(os.environ.get("CACH_SCREENSHOT_OUT", "docs/img/screenshot.png")).resolve()
-QUERY = os.environ.get("CACH_SCREENSHOT_QUERY", "a parking lot with cars next to a road")
+QUERY = os.environ.get("CACH_SCREENSHOT_QUERY", "a forest with trees")
+#: "1"/"0": the search must (not) be a weak match, or the script fails (keeps the README honest)
+EXPECT_WEAK = os.environ.get("CACH_SCREENSHOT_WEAK", "")
 TIMEOUT_S = int(os.environ.get("CACH_SCREENSHOT_TIMEOUT", "600"))
 K = int(os.environ.get("CACH_SCREENSHOT_K", "8"))
 SAMPLES = Path(os.environ.get("CACH_DEMO_SAMPLES", "resources/samples")).resolve()
@@ -90,6 +92,10 @@ def guarded(func, *args) -> None:  # noqa: ANN001
 def zoom(result) -> None:  # noqa: ANN001
     weak = plugins["cach_for_qgis"].dock.result.weak_match
     say(f"{result.footprints.featureCount()} results (weak_match={weak}); zooming to the best")
+    if EXPECT_WEAK and bool(weak) != (EXPECT_WEAK == "1"):
+        say(f"expected weak_match={EXPECT_WEAK == '1'}, got {weak}: not the picture meant")
+        finish(8)
+        return
     plugin = plugins["cach_for_qgis"]
     dock = plugin.dock
     canvas = iface.mapCanvas()

@@ -86,7 +86,7 @@ def test_weak_match_message_when_the_scene_type_is_absent(dock, no_exception_dia
         f"weak_match={req.result.get('weak_match')!r} for a scene type the index lacks"
     )
     assert dock.weak_label.isVisibleTo(dock)
-    assert "Weak matches only" in dock.weak_label.text()
+    assert "Weak matches" in dock.weak_label.text()
     req = search(dock, PRESENT_QUERY)
     assert req.result.get("weak_match") is False
     assert not dock.weak_label.isVisibleTo(dock)

@@ -174,7 +174,8 @@ def ray_session(settings: RaySettings) -> Iterator[Any]:
                 "head node's ~/.ray/auth_token here).", code="cluster_unreachable") from err
     else:
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-        ray.init(num_cpus=settings.local_cpus, object_store_memory=settings.object_store_mb
+        ray.init(address="local", num_cpus=settings.local_cpus,  # never another's cluster
+                 object_store_memory=settings.object_store_mb
                  * 2**20, runtime_env={"env_vars": {"PYTHONPATH": path}}, **common)
     _quiet_ray_data(ray)
     try:
@@ -198,8 +199,7 @@ def pool_shape(ray: Any, settings: RaySettings) -> tuple[int, int, float, int]:
     actors = settings.actors or max(1, (cpus - 1) // per)
     if gpu_each and not settings.actors:
         actors = max(1, min(actors, int(gpus // gpu_each)))
-    threads = max(per, cpus // actors) if not settings.actors else per
-    return actors, per, gpu_each, threads
+    return actors, per, gpu_each, max(per, cpus // actors)
 
 
 # --------------------------------------------------------------------------- the actors

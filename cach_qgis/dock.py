@@ -92,6 +92,7 @@ class SearchDock(QgsDockWidget):
         self._build()
         client.stateChanged.connect(self._update_runtime_label)
         client.deviceChanged.connect(self._update_runtime_label)
+        client.modelLoaded.connect(self._update_runtime_label)
         self._update_runtime_label()
 
     # --- layout ----------------------------------------------------------------------------------

@@ -165,6 +165,7 @@ class RuntimeClient(QObject):
     stateChanged = pyqtSignal(str)
     ready = pyqtSignal(object)  # ReadyInfo
     deviceChanged = pyqtSignal(str)
+    modelLoaded = pyqtSignal(object)  # ModelInfo, from the worker's ``loaded`` event
     #: a message for the user (text, Qgis.MessageLevel as int): crash + restart, model load failure
     notice = pyqtSignal(str, int)
     _submit = pyqtSignal(object)
@@ -509,6 +510,7 @@ class RuntimeClient(QObject):
             if device:
                 self._set_device(str(device))
             log(f"runtime model loaded: {protocol.dumps(data)[:300]}")
+            self.modelLoaded.emit(self.model)
         elif event == "load_failed":
             error = ErrorInfo.from_dict(data)
             log(f"runtime model load failed: {wording.error_details(error)}", Qgis.Warning)

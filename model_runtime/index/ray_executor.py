@@ -311,8 +311,10 @@ def build_index_ray(index_dir: str | os.PathLike, paths: Sequence[str], heads: A
     import_ray()  # one clear message before the index is touched
     if settings.address:
         check_reachable(settings.address)
-    factory = model_factory or ModelSpec(backbone or heads.backbone, str(heads.path), device,
-                                         backend, precision)
+    factory = model_factory or ModelSpec(  # the driver's choices travel with the spec
+        backbone or heads.backbone, str(heads.path), device or os.environ.get("CACH_DEVICE"),
+        backend or os.environ.get("CACH_BACKEND"),
+        precision or os.environ.get("CACH_PRECISION"))
     started = time.perf_counter()
     os.makedirs(index_dir, exist_ok=True)
     with IndexLock(index_dir):

@@ -46,7 +46,13 @@ from model_runtime.errors import CancelledError, ConfigError, IndexStateError
 from model_runtime.index.build import BuildOptions, check_confirmation, clear_index, estimate
 from model_runtime.index.lock import IndexLock
 from model_runtime.index.scan import Scan, Todo, scan_sources
-from model_runtime.index.shards import ShardSet, decode_shard, encode_shard, merge_pending
+from model_runtime.index.shards import (
+    ShardSet,
+    decode_shard,
+    encode_shard,
+    merge_leftovers,
+    run_identity,
+)
 from model_runtime.index.store import Store
 from model_runtime.index.units import WorkUnit, encode_unit, failure, plan_source
 from model_runtime.index.writer import IndexWriter
@@ -339,12 +345,10 @@ class RayRun:
         self.index_dir, self.store, self.heads = index_dir, store, heads
         self.options, self.settings, self.factory = options, settings, factory
         self.progress, self.cancel = progress, cancel
-        info = heads.info().to_json()
-        self.writer = IndexWriter(store, info)
+        self.info = heads.info().to_json()
+        self.writer = IndexWriter(store, self.info)
         self.tiling = options.tiling.to_json()
-        self.shards = ShardSet(index_dir, {"model": {k: info.get(k) for k in
-                                                     ("backbone", "bits", "heads_sha")},
-                                           "tiling": self.tiling})
+        self.shards = ShardSet(index_dir, run_identity(self.info, self.tiling))
         self.left: dict[str, int] = {}
         self.status: dict[str, str] = {}
         self.failed: set[str] = set()
@@ -359,10 +363,7 @@ class RayRun:
             self.progress({"stage": stage, "done": done, "total": total, "message": message})
 
     def execute(self, paths: list[str], started: float, images_per_s: float) -> IndexSummary:
-        if self.shards.dir.exists():  # a killed run's finished units: merge, never re-encode
-            self.writer.begin(self.tiling)
-            units, tiles = merge_pending(self.index_dir, self.writer, self.shards.identity)
-            LOG.info("merged %d unit(s), %d tile(s) left by an earlier run", units, tiles)
+        merge_leftovers(self.writer, self.info, self.tiling)  # never re-encode finished units
         meta = self.store.meta()
         retile = "tiling" in meta and meta["tiling"] != _jsonish(self.tiling)
         scan = scan_sources(self.store, paths, self.options.tiling, retile,

@@ -195,3 +195,23 @@ def merge_pending(index_dir: str | os.PathLike, writer: Any, identity: dict[str,
         shards.remove(entry)
     shards.clear()
     return units, tiles
+
+
+def run_identity(model_info: dict[str, Any], tiling: dict[str, Any]) -> dict[str, Any]:
+    """What shards must share with a run to be merged into it: the model and the tiling."""
+    return {"model": {k: model_info.get(k) for k in ("backbone", "bits", "heads_sha")},
+            "tiling": tiling}
+
+
+def merge_leftovers(writer: Any, model_info: dict[str, Any], tiling: dict[str, Any]
+                    ) -> tuple[int, int]:
+    """Before a run scans (any executor): merge what a killed distributed run left in
+    ``<index>/shards``, so those units are not encoded again. Returns (units, tiles)."""
+    identity = run_identity(model_info, tiling)
+    if not ShardSet(writer.store.dir, identity).dir.exists():
+        return 0, 0
+    writer.begin(tiling)
+    units, tiles = merge_pending(writer.store.dir, writer, identity)
+    if units:
+        LOG.info("merged %d unit(s), %d tile(s) left by an earlier run", units, tiles)
+    return units, tiles

@@ -64,6 +64,7 @@ class CompiledHashModel(HashModel):
         self.threads = encoder_threads()
         self.graphs = self._graphs()
         self._sessions: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     # --- set-up -------------------------------------------------------------------------------
@@ -133,9 +134,29 @@ class CompiledHashModel(HashModel):
     def session(self, name: str) -> Any:
         """The loaded graph ``name``, opened on first use (a search never opens the image graph)."""
         with self._lock:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:  # one graph opening never waits for the other
             if name not in self._sessions:
                 self._sessions[name] = self._open(self.graphs.folder, name)
             return self._sessions[name]
+
+    def warm_up(self) -> None:
+        """Open and run both graphs once; the image graph in a second thread meanwhile (the
+        engines release the GIL, so the two loads overlap)."""
+        errors: list[BaseException] = []
+
+        def image() -> None:
+            try:
+                self.encode_images(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))
+            except BaseException as err:  # noqa: BLE001 - re-raised in the calling thread
+                errors.append(err)
+
+        thread = threading.Thread(target=image, name="cach-warm-image", daemon=True)
+        thread.start()
+        self.encode_texts(["warm up"])
+        thread.join()
+        if errors:
+            raise errors[0]
 
     # --- encoding -----------------------------------------------------------------------------
     def _encode_batch(self, batch: np.ndarray) -> ImageOutputs:

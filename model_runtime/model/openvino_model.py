@@ -10,6 +10,7 @@ in fp32: :attr:`precision` then reports ``fp32``. ``int8`` converts the quantise
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from model_runtime.model.compiled import CompiledHashModel
 LOG = logging.getLogger(__name__)
 
 _CORE: Any = None
+_RUN_LOCKS: dict[int, threading.Lock] = {}
 
 
 def _core() -> Any:
@@ -72,5 +74,7 @@ class OpenVinoHashModel(CompiledHashModel):
         return compiled
 
     def _run(self, session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        result = session(feeds)
-        return [result[out] for out in session.outputs]
+        # a compiled model's own infer request is not thread-safe: one call at a time each
+        with _RUN_LOCKS.setdefault(id(session), threading.Lock()):
+            result = session(feeds)
+            return [result[out] for out in session.outputs]

@@ -72,6 +72,7 @@ def recorded(runtime_python, tmp_path_factory):
     run("bad_k", "search", {"index": index, "text": "x", "k": 0})
     run("unknown", "no_such_op", {})
     client.shutdown()
+    outcomes["index_path"] = index
     return lines, messages, outcomes
 
 
@@ -153,3 +154,54 @@ def test_recorded_lines_replay_through_a_fresh_client(recorded, qgis_app):
     replayed = [client.handle_line(line) for line in lines]
     assert replayed == messages
     assert Path(client._cwd).exists()
+
+
+def _gpkg_fields(path: Path) -> list[tuple[str, str]]:
+    from osgeo import ogr
+
+    ds = ogr.Open(str(path))
+    layer = next(
+        ds.GetLayer(i)
+        for i in range(ds.GetLayerCount())
+        if ds.GetLayer(i).GetGeomType() != ogr.wkbNone
+    )
+    defn = layer.GetLayerDefn()
+    out = []
+    for i in range(defn.GetFieldCount()):
+        field = defn.GetFieldDefn(i)
+        out.append((field.GetName(), f"{field.GetTypeName()}/{field.GetSubType()}"))
+    return out
+
+
+def test_saved_footprints_have_the_cli_geopackage_schema(recorded, runtime_python, tmp_path):
+    """Footprints saved from the plugin and from ``cach search --gpkg``: one schema."""
+    import subprocess
+
+    from cach_for_qgis.cach_qgis import layers
+
+    _, _, outcomes = recorded
+    result = SearchResult.from_json(ok(outcomes, "search"))
+    layer = layers.create_footprint_layer(result.results, "a harbour with ships", "m", "i")
+    plugin_gpkg = layers.save_footprints(layer, str(tmp_path / "plugin.gpkg"))
+    cach = Path(runtime_python).parent / "cach"
+    cli_gpkg = tmp_path / "cli.gpkg"
+    subprocess.run(
+        [
+            str(cach),
+            "search",
+            "--index",
+            outcomes["index_path"],
+            "--text",
+            "a harbour with ships",
+            "-k",
+            "5",
+            "--gpkg",
+            str(cli_gpkg),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    fields = _gpkg_fields(Path(plugin_gpkg))
+    assert [name for name, _ in fields] == [name for name, _ in protocol.FOOTPRINT_FIELDS]
+    assert fields == _gpkg_fields(cli_gpkg)

@@ -618,7 +618,10 @@ class SearchDock(QgsDockWidget):
         try:
             layers.save_footprints(footprints, path)
         except OSError as err:
-            self.message(f"The footprints could not be saved: {err}", Qgis.Critical)
+            self.message(
+                f"The footprints could not be saved ({err}). Choose another file or folder.",
+                Qgis.Warning,
+            )
             return ""
         text = f"Footprints saved to {path}."
         no_geometry = layers.rows_without_geometry(footprints)

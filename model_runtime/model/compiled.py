@@ -55,6 +55,8 @@ class CompiledHashModel(HashModel):
     engine = "?"
     #: precisions this backend runs; the first is the default
     precisions: tuple[str, ...] = ("fp32",)
+    #: images per encode call the index builder should use
+    preferred_batch = 32
 
     def __init__(self, config: BackboneConfig, heads: HeadsRef, device: str | None = None,
                  precision: str | None = None) -> None:

@@ -4,11 +4,13 @@
 static (QDQ, per-channel) calibration on UCM training images (the text graph stays fp32), see
 :mod:`model_runtime.model.quantize`. Threads: ``intra_op`` = :func:`encoder_threads`, one
 inter-op thread, and no spinning while idle (as ``OMP_WAIT_POLICY=PASSIVE`` for torch): a
-spinning pool steals the cores the tile readers need.
+spinning pool steals the cores the tile readers need. With ``onnxruntime-gpu`` installed,
+``--device cuda`` runs the same graphs on ONNX Runtime's CUDA provider.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,23 @@ class OnnxHashModel(CompiledHashModel):
     backend = "onnx"
     engine = "onnxruntime"
     precisions = ("fp32", "int8")
+
+    def _check_device(self, device: str | None) -> str:
+        """The CPU, or a CUDA device when ONNX Runtime has its CUDA provider (the
+        ``onnxruntime-gpu`` build); otherwise the factory falls back to torch for CUDA."""
+        wanted = (device or os.environ.get("CACH_DEVICE") or "cpu").lower()
+        if wanted.startswith("cuda"):
+            import onnxruntime as ort
+
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                return wanted
+        return super()._check_device(device)
+
+    def _providers(self) -> list:
+        if self.device.startswith("cuda"):
+            device_id = int(self.device.partition(":")[2] or 0)
+            return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
 
     def _convert(self, folder: Path) -> None:
         if self.precision == "int8":
@@ -44,7 +63,7 @@ class OnnxHashModel(CompiledHashModel):
         import onnxruntime as ort
 
         return ort.InferenceSession(str(folder / f"{name}.onnx"), self._options(),
-                                    providers=["CPUExecutionProvider"])
+                                    providers=self._providers())
 
     def _run(self, session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return session.run(None, feeds)

@@ -23,6 +23,7 @@ COMMANDS = {
     "index": "index folders of rasters into a hash index",
     "search": "search an index by text, tile or example image",
     "caption": "captions that best describe a tile or image",
+    "adapt": "adapt an index's image head to its own archive (no labels) and re-hash it",
     "serve": "run the JSON-lines worker used by the QGIS plugin",
 }
 

@@ -11,6 +11,7 @@ from the shipped heads again; incremental runs afterwards encode with the adapte
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +64,8 @@ def _save_adapted(module: Any, base: HeadsRef, index_dir: Path, extra: dict) -> 
 
     folder = index_heads_dir(index_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    if find_heads(base.sha, [folder]) is None:  # heads of the user's own: the index keeps them
+        shutil.copy2(base.path, folder / base.path.name)
     stem = base.path.stem
     path = folder / f"{stem}-adapted-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
     text_from = (base.meta.get("extra") or {}).get("text_head_from") or base.sha

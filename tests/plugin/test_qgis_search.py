@@ -170,11 +170,14 @@ def test_ui_thread_not_blocked_by_search(dock):
         req = dock.search()
         # a synchronous call would return only when the answer is there
         returned = time.monotonic()
+        answered_in_search = req.done
         wait_until(lambda: req.done, 300, "search")
         end = time.monotonic()
     assert req.error is None, req.error
-    # search() handed the work to the worker and returned long before the answer came ...
-    assert returned - start < 0.25 * (end - start), (returned - start, end - start)
+    # search() handed the work to the worker and returned before the answer came (answers are
+    # only read by the event loop, after search() returned) ...
+    assert not answered_in_search
+    assert returned - start < 0.2, returned - start
     # ... and the UI-thread timer kept firing while the worker answered, with no long stall
     during = [t for t in ticks.ticks if returned < t < end]
     assert len(during) >= 1 or end - returned < 3 * ticks.interval, (end - returned, ticks.ticks)

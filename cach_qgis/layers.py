@@ -39,7 +39,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 from qgis.gui import QgsRubberBand
-from qgis.PyQt.QtCore import QObject, Qt, QTimer, QVariant, pyqtSignal
+from qgis.PyQt.QtCore import QCoreApplication, QObject, Qt, QTimer, QVariant, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QFont
 
 from ..model_runtime.protocol import FOOTPRINT_FIELDS, Hit, footprint_row
@@ -221,6 +221,10 @@ class TileLoader(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._next)
+        project.cleared.connect(self.stop)  # a new project: nothing left to fill
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.stop)
 
     @property
     def pending(self) -> int:

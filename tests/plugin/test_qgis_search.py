@@ -31,6 +31,7 @@ def dock(qgis_iface, shared, sample_index, qgis_new_project):  # noqa: ANN001
     dock = SearchDock(qgis_iface, shared)
     dock.set_index_path(sample_index)
     yield dock
+    dock.cleanup()  # stops tile layers still being added, as the plugin's unload does
     dock.deleteLater()
 
 

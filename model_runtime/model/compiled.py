@@ -90,8 +90,11 @@ class CompiledHashModel(HashModel):
         return self.precision
 
     def _graphs(self) -> GraphSet:
+        recipe = ""
+        if self.graph_precision == "int8":
+            from model_runtime.model.quantize import RECIPE as recipe
         parts = key_parts(self.config, self.heads, engine_version(self.engine),
-                          self.graph_precision)
+                          self.graph_precision, recipe)
         return cached_graphs(parts, self._build)
 
     @property

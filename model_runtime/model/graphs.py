@@ -71,8 +71,10 @@ def _file_identity(path: Path) -> str:
     return f"{path}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def key_parts(config: BackboneConfig, heads: HeadsRef, engine: str, precision: str) -> dict:
-    """Everything an exported graph depends on; any change gives another folder."""
+def key_parts(config: BackboneConfig, heads: HeadsRef, engine: str, precision: str,
+              recipe: str = "") -> dict:
+    """Everything an exported graph depends on; any change gives another folder. ``recipe``
+    names how reduced-precision graphs are made (calibration set and method)."""
     cfg_json = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
     return {
         "format": GRAPH_FORMAT,
@@ -84,6 +86,7 @@ def key_parts(config: BackboneConfig, heads: HeadsRef, engine: str, precision: s
         "proj_dim": heads.proj_dim,
         "engine": engine,
         "precision": precision,
+        "recipe": recipe,
     }
 
 

@@ -23,6 +23,8 @@ LOG = logging.getLogger(__name__)
 
 CALIBRATION_IMAGES = 128
 CALIBRATION_BATCH = 16
+#: joins the graph-cache key of int8 graphs: change it whenever the recipe below changes
+RECIPE = "ucm-train-128/percentile-99.99/heads+conv0-fp32/v2"
 
 
 def calibration_pixels(config: BackboneConfig, n: int = CALIBRATION_IMAGES) -> np.ndarray:

@@ -101,6 +101,7 @@ def test_every_key_part_gives_its_own_folder(parts):
         key_parts(base_cfg, heads64, "onnxruntime==0.0.1", "fp32"),
         key_parts(base_cfg, heads64, engine_version("onnxruntime"), "int8"),
         key_parts(base_cfg, heads64, engine_version("openvino"), "fp32"),
+        key_parts(base_cfg, heads64, engine_version("onnxruntime"), "int8", "another recipe"),
     ]
     folders = {graph_folder(p) for p in [parts, *variants]}
     assert len(folders) == len(variants) + 1

@@ -25,6 +25,8 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--data-root", help="data folder (default: $CACH_DATA or ../shared/data)")
     p.add_argument("--device", help="device for feature extraction (cpu, cuda)")
+    p.add_argument("--backend", help="encode pixels and tokens through this inference backend "
+                   "(torch, onnx, openvino) instead of cached frozen features + heads")
     return p
 
 
@@ -62,10 +64,15 @@ def run(args) -> int:
     # fail on a missing or mismatched file before spending time on features
     for w in weights:
         load_heads(w, expect_backbone=args.backbone)
-    feats = ucm_features(
-        args.data_root, args.backbone, args.device, augment=False, progress=not args.json
-    )
-    rows = evaluate(weights, feats, args.backbone)
+    if args.backend:  # every output through the backend's own graph (model/dataset_outputs.py)
+        from model_runtime.model.dataset_outputs import evaluate_backend
+
+        rows = evaluate_backend(weights, args.backbone, args.backend, args.device, args.data_root)
+    else:
+        feats = ucm_features(
+            args.data_root, args.backbone, args.device, augment=False, progress=not args.json
+        )
+        rows = evaluate(weights, feats, args.backbone)
     if args.json:
         print(json.dumps({"dataset": args.dataset, "protocol": "duch", "results": rows}))
         return 0

@@ -110,3 +110,26 @@ def duch_outputs(model: HashModel, dataset: Any) -> dict[str, np.ndarray]:
             np.savez(fh, **enc)
     LOG.info("outputs cached at %s", path)
     return enc
+
+
+def evaluate_backend(weights: list[Path], backbone: str, backend: str, device: str | None = None,
+                     data_root: str | None = None) -> list[dict]:
+    """``cach eval --backend``: DUCH rows (the research path's format) for each heads file,
+    every output through ``backend``'s own model (``$CACH_PRECISION`` picks its precision)."""
+    from model_runtime.data.datasets import load_ucm
+    from model_runtime.hashing.protocols import score_duch
+    from model_runtime.model.factory import load_model
+
+    dataset = load_ucm(data_root)
+    rows = []
+    for path in weights:
+        model = load_model(backbone, heads=path, device=device, backend=backend)
+        LOG.info("evaluating %s through %s %s", path.name, model.backend, model.precision)
+        enc = duch_outputs(model, dataset)
+        model.close()
+        for r in score_duch(enc):
+            rows.append({"method": model.heads.method, "bits": model.bits,
+                         "direction": r["direction"], "backend": model.backend,
+                         "precision": model.precision,
+                         **{k: round(r[k], 6) for k in ("map20_duch", "map20_topk", "map_all")}})
+    return rows

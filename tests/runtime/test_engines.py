@@ -158,3 +158,32 @@ def test_backbone_without_a_hf_text_tower_is_refused_by_the_tokenizer():
     with pytest.raises(ConfigError) as err:
         TextTokenizer(get_backbone_config("remoteclip-vit-b-32"))
     assert err.value.code == "backend_unavailable"
+
+
+def test_eval_outputs_are_cached_per_backend_and_precision(tmp_path, monkeypatch, FakeEncoder):
+    from PIL import Image
+
+    from model_runtime.data.datasets import CaptionDataset, CaptionItem
+    from model_runtime.model.dataset_outputs import duch_outputs
+
+    monkeypatch.setenv("CACH_CACHE", str(tmp_path / "cache"))
+    items = []
+    for i in range(6):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(np.full((40, 40, 3), 40 * i, np.uint8)).save(path)
+        split = "query" if i < 2 else "db"
+        items.append(CaptionItem(path, (f"caption {i}", f"other {i}"), f"c{i % 2}",
+                                 (("duch", split),)))
+    dataset = CaptionDataset("tiny", tmp_path / "captions.json", tuple(items), ("c0", "c1"))
+    model = FakeEncoder()
+    first = duch_outputs(model, dataset)
+    assert model.tiles == 6 and first["img_query"].shape == (2, 64)
+    again = duch_outputs(model, dataset)
+    assert model.tiles == 6  # read back from the cache, not encoded again
+    np.testing.assert_array_equal(again["img_db"], first["img_db"])
+    for attr, value in (("backend", "other"), ("precision", "int8")):
+        other = FakeEncoder()
+        setattr(other, attr, value)
+        duch_outputs(other, dataset)
+        assert other.tiles == 6, f"a cache entry was shared across {attr}s"
+    assert len(list((tmp_path / "cache" / "outputs").glob("*.npz"))) == 3

@@ -14,11 +14,14 @@ IndexBinaryIVF at 10M codes that carry real structure.
    ``$CACH_CACHE/scale/`` in parts, so a killed run resumes and a rerun is free.
 2. ``search``: the real codes are expanded to ``--n`` codes (see :func:`expand`): each synthetic
    code is a real parent (uniform) with ``d`` distinct random bits flipped, ``d`` drawn from the
-   empirical distribution of the real codes' nearest-neighbour Hamming distance (within the real
-   set, self excluded). The histograms that check it are printed. Queries: real tile codes from
+   empirical distribution of the real codes' nearest-neighbour Hamming distance to a code of
+   another image or raster (:func:`nn_distances`: a new scene near an existing one). The
+   histograms that check it, and the distinct-code and tie counts, are printed. Queries: real tile codes from
    the database (tile -> tile, as the product searches) and UCM captions through the text head
    (text -> tile). Recall@20 is tie-aware: a returned code counts when its distance is <= the
-   exhaustive 20th distance. Latency: one faiss thread, one query at a time, k = 20.
+   exhaustive 20th distance. Latency: one faiss thread, one query at a time, k = 20. Memory:
+   the RSS a fresh process gained while building (training buffers included) and the bytes per
+   code of the serialized index (codes, ids, lists or hash tables: what it needs at rest).
 """
 
 from __future__ import annotations
@@ -203,14 +206,27 @@ def load_real(bits: int) -> tuple[np.ndarray, np.ndarray, dict]:
     return data["codes"], data["group"], json.loads(str(data["meta"]))
 
 
-def nn_distances(codes: np.ndarray) -> np.ndarray:
-    """Each code's Hamming distance to its nearest other code in ``codes`` (0 for duplicates)."""
+def nn_distances(codes: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each code's Hamming distance to its nearest code from another group (another image or
+    raster: what a new scene near an existing one looks like; views of one image are its own
+    group). Searched among the 64, then 1,024 nearest; past that the 1,024th distance (a lower
+    bound) is used."""
     import faiss
 
     index = faiss.IndexBinaryFlat(codes.shape[1] * 8)
     index.add(codes)
-    dist, _ = index.search(codes, 2)
-    return dist[:, 1]  # column 0 is a code at distance 0: itself or an identical code
+    out = np.empty(len(codes), np.int64)
+    todo = np.arange(len(codes))
+    for k in (64, 1024):
+        dist, ids = index.search(codes[todo], k)
+        other = groups[ids] != groups[todo][:, None]
+        found = other.any(axis=1)
+        out[todo[found]] = dist[found, other[found].argmax(axis=1)]
+        out[todo[~found]] = dist[~found, -1]
+        todo = todo[~found]
+        if not len(todo):
+            break
+    return out
 
 
 def flip_masks(counts: np.ndarray, bits: int, rng: np.random.Generator) -> np.ndarray:
@@ -254,7 +270,8 @@ def histogram_row(name: str, dist: np.ndarray) -> list:
 
 
 def check_expansion(real, nn_real, db, parents, flips, rng, sample: int = 20_000) -> None:
-    """Print distance histograms: real vs synthetic (nearest real code, random pairs)."""
+    """Print distance histograms (real vs synthetic: nearest real code, random pairs) and how
+    many distinct codes and identical-code ties each set has."""
     import faiss
 
     nreal, bits = len(real), real.shape[1] * 8
@@ -264,7 +281,7 @@ def check_expansion(real, nn_real, db, parents, flips, rng, sample: int = 20_000
     to_real, _ = real_index.search(db[nreal + pick], 1)
     pairs = [rng.integers(0, nreal, (100_000, 2)), rng.integers(nreal, len(db), (100_000, 2))]
     rows = [
-        histogram_row("real: NN distance within the real set", nn_real),
+        histogram_row("real: NN distance to another image/raster (the target)", nn_real),
         histogram_row("synthetic: flips drawn (d)", flips[pick]),
         histogram_row("synthetic: distance to the nearest real code", to_real[:, 0]),
         histogram_row("real: random pairs", hamming_rows(real[pairs[0][:, 0]], real[pairs[0][:, 1]])),
@@ -273,6 +290,10 @@ def check_expansion(real, nn_real, db, parents, flips, rng, sample: int = 20_000
     head = ["distance histogram (% of codes)", "n", *[f"{lo}" if lo == hi else f"{lo}-{hi}"
                                                         for lo, hi in BUCKETS], "mean", "median"]
     table(f"(e) expansion check, {bits} bits: {nreal:,} real -> {len(db):,} codes", head, rows)
+    for name, codes in (("real", real), (f"all {len(db):,}", db)):
+        _, counts = np.unique(codes.view(f"V{codes.shape[1]}").ravel(), return_counts=True)
+        print(f"  {name}: {len(counts):,} distinct codes; the largest group of identical codes "
+              f"holds {counts.max():,} ({100 * counts.max() / len(codes):.1f} %)")
 
 
 
@@ -355,6 +376,7 @@ def run_method(spec: dict, db_path: str, queries: np.ndarray, threads: int, seed
     t0 = time.perf_counter()
     index = build_index(spec, codes, threads, seed)
     build_s, mem = time.perf_counter() - t0, rss_mb() - base
+    stored = len(faiss.serialize_index_binary(index)) / len(codes)  # what a file would hold
     faiss.omp_set_num_threads(1)
     out = []
     for name, attrs in settings(spec):
@@ -367,8 +389,21 @@ def run_method(spec: dict, db_path: str, queries: np.ndarray, threads: int, seed
             _, ids[i] = index.search(queries[i : i + 1], K)
             lat.append((time.perf_counter() - t) * 1000)
         out.append({"setting": name, "build_s": build_s, "mem_mb": mem, "ids": ids,
-                    "lat": np.asarray(lat)})
+                    "lat": np.asarray(lat), "stored": stored})
+    if spec["kind"] == "flat":
+        out[0]["ties"] = tie_groups(index, queries, ids, codes)
     return out
+
+
+def tie_groups(index, queries: np.ndarray, ids: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Per query: how many codes lie within the exhaustive K-th distance (all equally good
+    answers). Above the search's re-rank pool, the pool is an arbitrary pick among ties."""
+    kth = hamming_rows(queries, codes[ids[:, K - 1]])
+    counts = np.empty(len(queries), np.int64)
+    for i in range(len(queries)):
+        lims, _, _ = index.range_search(queries[i : i + 1], int(kth[i]) + 1)
+        counts[i] = lims[1] - lims[0]
+    return counts
 
 
 def run_isolated(spec: dict, db_path: str, queries: np.ndarray, threads: int, seed: int):
@@ -396,7 +431,8 @@ def specs(args) -> list[dict]:
            for n in args.ivf]
     for hb in args.mih:
         nhash, b = (int(x) for x in hb.split("x"))
-        out.append({"kind": "mih", "nhash": nhash, "b": b, "nflip": args.nflip})
+        nflip = [f for f in args.nflip if b > 8 or f <= 1]
+        out.append({"kind": "mih", "nhash": nhash, "b": b, "nflip": nflip})
     return out
 
 
@@ -406,7 +442,7 @@ def result_rows(spec, results, db, queries, kth, nq, flat_p50) -> list[list]:
         rec = recall(db, queries, res["ids"], kth)
         p50, p95 = np.percentile(res["lat"], [50, 95])
         rows.append([label(spec), res["setting"] or "-", f"{res['build_s']:.0f}",
-                     f"{res['mem_mb']:.0f}", f"{res['mem_mb'] * 2**20 / len(db):.1f}",
+                     f"{res['mem_mb']:.0f}", f"{res['stored']:.1f}",
                      f"{rec[:nq].mean():.3f}", f"{rec[nq:].mean():.3f}",
                      f"{p50:.3f} / {p95:.3f}", f"{flat_p50 / p50:.1f}x"])
     return rows
@@ -414,12 +450,13 @@ def result_rows(spec, results, db, queries, kth, nq, flat_p50) -> list[list]:
 
 def make_db(args, bits: int, rng) -> tuple[np.ndarray, np.ndarray]:
     """The expanded database (checked) and the queries (tile codes, then text codes)."""
-    real, _group, meta = load_real(bits)
+    real, group, meta = load_real(bits)
     print(f"{bits} bits: {len(real):,} real codes ({meta['backend']}, {meta['views']} views)",
           file=sys.stderr)
     if args.n < len(real):
-        real = real[np.sort(rng.choice(len(real), args.n, replace=False))]
-    nn_real = nn_distances(real)
+        keep = np.sort(rng.choice(len(real), args.n, replace=False))
+        real, group = real[keep], group[keep]
+    nn_real = nn_distances(real, group)
     db, parents, flips = expand(real, max(args.n, len(real)), nn_real, rng)
     check_expansion(real, nn_real, db, parents, flips, rng)
     tiles = real[rng.choice(len(real), args.queries, replace=False)]
@@ -438,18 +475,24 @@ def search_table(args, bits: int) -> None:
         flat_p50 = float(np.percentile(flat[0]["lat"], 50))
         rows = result_rows({"kind": "flat"}, flat, db, queries, kth, nq, flat_p50)
         for spec in specs(args):
-            print(f"  {label(spec)}", file=sys.stderr, flush=True)
+            print(f"  {time.strftime('%H:%M:%S')} {label(spec)}", file=sys.stderr, flush=True)
             res = run_isolated(spec, str(db_path), queries, args.threads, args.seed)
             rows += result_rows(spec, res, db, queries, kth, nq, flat_p50)
     finally:
         db_path.unlink(missing_ok=True)
+    ties = flat[0]["ties"]
+    for name, part in (("tile", ties[:nq]), ("text", ties[nq:])):
+        print(f"{name} queries: codes within the exhaustive {K}th distance, median "
+              f"{np.median(part):,.0f}, p90 {np.percentile(part, 90):,.0f}; above the re-rank "
+              f"pool of 200 for {100 * np.mean(part > 200):.0f} % of queries")
     d1 = hamming_rows(queries, db[flat[0]["ids"][:, 0]])
     print(f"\nexhaustive 1st / 20th neighbour distance, median: tile queries "
           f"{np.median(d1[:nq]):.0f} / {np.median(kth[:nq]):.0f}, text queries "
           f"{np.median(d1[nq:]):.0f} / {np.median(kth[nq:]):.0f}")
     table(f"(f) {len(db):,} codes x {bits} bits, k={K}, one faiss thread, one query at a time "
           f"({nq} tile + {nq} text queries); recall@{K} vs exhaustive, tie-aware",
-          ["index", "search setting", "build s", "RSS MB", "B/code", f"recall@{K} tile",
+          ["index", "search setting", "build s", "RSS added MB", "stored B/code",
+           f"recall@{K} tile",
            f"recall@{K} text", "ms p50 / p95", "speed-up p50"], rows)
 
 
@@ -480,8 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     sea.add_argument("--nprobe", type=_ints, default=[1, 4, 16, 64, 256])
     sea.add_argument("--train-max", type=int, default=131_072,
                      help="IVF k-means sample: min(40 x nlist, this) codes, 10 iterations")
-    sea.add_argument("--mih", type=lambda s: s.split(","), default=["4x16", "3x21", "8x8"],
-                     help="MultiHash nhash x bits per hash")
+    sea.add_argument("--mih", type=lambda s: s.split(","), default=["4x16", "8x8"],
+                     help="MultiHash nhash x bits per hash (nflip above 1 is skipped for b <= 8: "
+                     "it would probe a large share of every table)")
     sea.add_argument("--nflip", type=_ints, default=[0, 1, 2])
     sea.add_argument("--threads", type=int, default=2, help="faiss threads to build (train, add)")
     sea.add_argument("--seed", type=int, default=0)

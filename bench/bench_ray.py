@@ -17,7 +17,9 @@ default CPU backend, batch 32:
 Columns: wall seconds end to end (Ray start, model loads, scan, merge included); steady tiles/s
 (between the first and the last progress report, so without start-up); the per-tile cost
 against local at the same cores, ``1000 / ray - 1000 / local`` ms; start-up seconds (wall
-minus the steady part).
+minus the steady part). A last row: how fast the driver's one writer merges shards into the
+store (20 units of 2,048 tiles with real-sized rows), the ceiling of one index's ingest rate
+whatever the cluster's size.
 """
 
 from __future__ import annotations
@@ -101,6 +103,42 @@ def run_index(executor: str, paths: list[str], tile_size: int, batch: int, cores
             "skipped": len(summary.skipped)}
 
 
+def merge_rate(units: int = 20, per_unit: int = 2048, bits: int = 64) -> dict:
+    """Tiles/s the driver's one writer commits (shard decode + SQLite), with real-sized rows
+    (two footprint polygons, float16 tanh outputs)."""
+    import numpy as np
+
+    from model_runtime.index.shards import decode_shard, encode_shard
+    from model_runtime.index.store import SourceMeta, Store, TileRows
+    from model_runtime.index.units import UnitResult, WorkUnit
+    from model_runtime.index.writer import IndexWriter
+    from model_runtime.sources import SourceRef
+    from model_runtime.tiling import TilingOptions
+
+    rng = np.random.default_rng(0)
+    poly = {"type": "Polygon", "coordinates": [[[12.4012345, 41.9012345], [12.4112345, 41.9012345],
+                                                [12.4112345, 41.9112345], [12.4012345, 41.9112345],
+                                                [12.4012345, 41.9012345]]]}
+    folder = tempfile.mkdtemp(prefix="cach-bench-merge-")
+    writer = IndexWriter(Store(folder, create=True), {"backbone": "b", "bits": bits,
+                                                      "heads_sha": "x"})
+    blobs = []
+    for u in range(units):
+        tanh = np.tanh(rng.standard_normal((per_unit, bits))).astype(np.float16)
+        rows = TileRows([(i * 256, u * 256, 256, 256, 1) for i in range(per_unit)],
+                        [1.0] * per_unit, [poly] * per_unit, [poly] * per_unit,
+                        np.packbits(tanh > 0, axis=1), tanh, None)
+        meta = SourceMeta(f"/archive/{u}.tif", 1, "1", 0.0, "", "EPSG:4326", 1, 1, {})
+        unit = WorkUnit(SourceRef(meta.uri, 1, "1"), 0, per_unit, TilingOptions(), 1)
+        blobs.append(encode_shard(UnitResult(unit, meta, rows)))
+    t0 = time.perf_counter()
+    for blob in blobs:
+        writer.commit(decode_shard(blob))
+    seconds = time.perf_counter() - t0
+    return {"tiles": units * per_unit, "seconds": seconds,
+            "tiles_per_s": units * per_unit / seconds}
+
+
 def child(args: argparse.Namespace) -> int:
     """One configuration, pinned to its cores; prints one JSON line."""
     os.sched_setaffinity(0, set(range(args.cores)))
@@ -167,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         if cores > 1:
             rows.append(row(f"ray, {cores} actors x 1 thread", cores,
                             measure("ray", cores, args, actors=cores, threads=1), local))
+    merge = merge_rate()
+    print(f"  merge: {merge}", file=sys.stderr)
+    rows.append(["merge: shard decode + SQLite commit (driver, 1 writer)", 1, merge["tiles"],
+                 f"{merge['seconds']:.1f}", f"{merge['tiles_per_s']:.0f}", "-", "-"])
     table(f"indexing throughput, {args.tile_size}-px tiles, batch {args.batch} "
           f"({os.cpu_count()} cores on this machine, load {os.getloadavg()[0]:.1f})",
           ["configuration", "cores", "tiles", "wall s", "steady tiles/s",

@@ -391,7 +391,6 @@ class RayRun:
     def pending_files(self, scan: Scan) -> int:
         return max(0, len(scan.todo) - sum(self.counts.values()) - len(self.failed))
 
-
     # -- planning (here: one header read per source, a few at a time) ----------------------
     def _plan_one(self, todo: Todo) -> tuple[Todo, list[WorkUnit], Skipped | None]:
         opts = self.options

@@ -150,6 +150,7 @@ class Pipeline:
                                    progress=progress, cancel=cancel)
         if executor != "local":
             raise ConfigError(f"Unknown executor '{executor}': use local or ray.")
+        self.indexes.keep_heads(index_dir, heads)
         model = LazyModel(self.models, heads)  # loads on the first tile to encode
         summary = build_index(index_dir, [str(p) for p in paths], model, opts, progress, cancel,
                               self.speed.images_per_s(self.device_name))
@@ -217,7 +218,7 @@ class Pipeline:
 
     def _index_info(self, index, heads) -> dict[str, Any]:
         return {"path": str(index.path), "bits": index.bits, "tiles": index.tiles,
-                "pending_files": index.pending_files,
+                "pending_files": index.pending_files, "roots": index.meta.get("roots") or [],
                 "outdated_model": self.indexes.is_outdated(heads, Path(index.path))}
 
     def _parts(self, index, model, text, tile, image, positive, negative, timing):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from model_runtime.codes import pack
-from model_runtime.errors import ConfigError
+from model_runtime.errors import ConfigError, IndexStateError
 from model_runtime.index.store import Store
 from model_runtime.index.writer import finalize
 from model_runtime.model.heads import HeadsRef, find_heads, index_heads_dir, read_heads
@@ -36,14 +36,15 @@ def stored_projections(store: Store, proj_dim: int) -> tuple[np.ndarray, np.ndar
     ids, rows = [], []
     for batch_ids, blobs in store.iter_vectors("proj"):
         if any(b is None for b in blobs):
-            raise ConfigError(
+            raise IndexStateError(
                 f"The index at {store.dir} has tiles without the stored feature projection "
                 "that adaptation needs: index the folders again with 'Rebuild' first.",
-                code="bad_value")
+                code="index_needs_rebuild")
         ids.append(batch_ids)
         rows.append(np.frombuffer(b"".join(blobs), np.float16).reshape(-1, proj_dim))
     if not ids:
-        raise ConfigError(f"The index at {store.dir} holds no tiles to adapt to.")
+        raise IndexStateError(f"The index at {store.dir} holds no tiles to adapt to.",
+                              code="index_empty")
     return np.concatenate(ids), np.concatenate(rows).astype(np.float32)
 
 
@@ -104,9 +105,10 @@ def adapt_index(index_dir: Path, heads: HeadsRef, steps: int | None = None,
     started = time.perf_counter()
     base = base_heads(heads, index_dir)
     if not base.proj_dim:
-        raise ConfigError(f"The heads {base.path.name} store no feature projection, which "
-                          "adaptation needs: index the folders again with 'Rebuild' (current "
-                          "model) first.")
+        raise IndexStateError(f"The index at {index_dir} was built with heads that store no "
+                              "feature projection, which adaptation needs: index the folders "
+                              "again with 'Rebuild' (current model) first.",
+                              code="index_needs_rebuild")
     with IndexLock(index_dir):
         store = Store(index_dir)
         try:

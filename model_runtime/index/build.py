@@ -136,7 +136,7 @@ def _build(store: Store, paths: Sequence[str], model: Any, options: BuildOptions
            f"{scan.unchanged} unchanged, {scan.removed} removed")
     check_confirmation(scan, options, estimate(scan, model.bits, model.heads.proj_dim,
                                                images_per_s))
-    writer.begin(tiling)
+    writer.begin(tiling, [_root(p) for p in paths])
     run = LocalRun(scan, model, writer, options, report, cancel)
     try:
         run.execute()
@@ -153,6 +153,13 @@ def _build(store: Store, paths: Sequence[str], model: Any, options: BuildOptions
         seconds=time.perf_counter() - started, vrt_sources=scan.vrt_sources,
         timing={**run.timing, "commit_s": writer.commit_s},
     )
+
+
+def _root(path: str) -> str:
+    """A path as the index remembers it: absolute for local paths, as given for URIs."""
+    from model_runtime.sources import is_remote_uri
+
+    return path if is_remote_uri(path) else os.path.abspath(os.path.expanduser(path))
 
 
 def _jsonish(value: Any) -> Any:

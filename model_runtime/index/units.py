@@ -125,7 +125,12 @@ class UnitResult:
 
 def assemble(tiles: Sequence[Tile], tanh: np.ndarray, proj: np.ndarray | None) -> TileRows:
     """Rows to store from a unit's tiles and their model outputs (aligned)."""
-    tanh = np.asarray(tanh, np.float32).reshape(len(tiles), -1)
+    tanh = np.asarray(tanh, np.float32)
+    if tanh.ndim == 1:
+        tanh = tanh.reshape(len(tiles), -1)
+    if proj is not None:
+        proj = np.asarray(proj, np.float16)
+        proj = proj.reshape(len(tiles), -1) if proj.ndim == 1 else proj
     return TileRows(
         windows=[(*t.window, t.scale) for t in tiles],
         valid=[t.valid for t in tiles],
@@ -133,7 +138,7 @@ def assemble(tiles: Sequence[Tile], tanh: np.ndarray, proj: np.ndarray | None) -
         footprints_src=[t.footprint_src for t in tiles],
         codes=pack(tanh) if len(tiles) else np.zeros((0, tanh.shape[1] // 8), np.uint8),
         tanh=tanh.astype(np.float16),
-        proj=None if proj is None else np.asarray(proj, np.float16).reshape(len(tiles), -1),
+        proj=proj,
     )
 
 

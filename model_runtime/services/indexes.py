@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from pathlib import Path
 
 from model_runtime.errors import ConfigError, IndexStateError, ModelMismatchError
 from model_runtime.index.query import Index, open_index
 from model_runtime.index.store import DB_NAME, Store
+from model_runtime.paths import HEADS_DIR
 from model_runtime.model.heads import (
     HeadsRef,
     find_heads,
@@ -93,6 +95,17 @@ class IndexService:
             return False
         own = index_heads_dir(index_dir)
         return heads.sha != current.sha and own not in heads.path.parents
+
+    @staticmethod
+    def keep_heads(index_dir: str | os.PathLike, heads: HeadsRef) -> None:
+        """An index built with heads that do not ship with CACH (the user's own ``--heads``)
+        keeps a copy of them, so it opens anywhere without ``--heads``."""
+        if HEADS_DIR in heads.path.parents or index_heads_dir(index_dir) in heads.path.parents:
+            return
+        folder = index_heads_dir(index_dir)
+        if find_heads(heads.sha, [folder]) is None:
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(heads.path, folder / heads.path.name)
 
     def heads_for_build(self, index_dir: str | os.PathLike, bits: int | None, rebuild: bool
                         ) -> HeadsRef:

@@ -624,3 +624,17 @@ def test_more_than_100000_new_tiles_wait_for_confirmation(tmp_path, write_raster
         build(tmp_path / "idx2", [rasters], model, OPTS)
     summary = build(tmp_path / "idx2", [rasters], model, OPTS, confirm=True)
     assert summary.tiles == 16 and model.tiles == 16
+
+
+def test_a_file_whose_tiles_are_all_empty_is_indexed_with_no_tiles(tmp_path, write_raster,
+                                                                    FakeEncoder):
+    """A unit whose every tile is masked (nodata everywhere) commits with no tiles: the file
+    counts as indexed and the next run leaves it alone (regression: it aborted the run)."""
+    folder = tmp_path / "nodata"
+    folder.mkdir()
+    write_raster(folder / "empty.tif", np.full((1, 256, 256), 255, np.uint8), nodata=255)
+    write_raster(folder / "full.tif", np.full((3, 256, 256), 80, np.uint8))
+    summary = build(tmp_path / "idx", [folder], FakeEncoder(), OPTS)
+    assert summary.added == 2 and summary.tiles == 4 and summary.skipped == ()
+    again = FakeEncoder()
+    assert build(tmp_path / "idx", [folder], again, OPTS).unchanged == 2 and again.tiles == 0

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from model_runtime.geo import bbox_to_4326, check_point
 
 from model_runtime.codes import pack, unpack_signs
 from model_runtime.errors import ConfigError, DataError, IndexStateError
 from model_runtime.fsutil import file_signature
+from model_runtime.geo import bbox_to_4326, check_point
 from model_runtime.index.binary import BinaryIndex
 from model_runtime.index.store import Store, TileRow, bbox_of, check_model
 from model_runtime.index.writer import codes_path

@@ -30,9 +30,8 @@ from model_runtime.protocol import Skipped
 from model_runtime.tiling import RasterInfo, Tile, TilingOptions, iter_tiles, raster_info
 
 if TYPE_CHECKING:
-    from model_runtime.sources import SourceRef
-
     from model_runtime.model import HashModel
+    from model_runtime.sources import SourceRef
 
 LOG = logging.getLogger(__name__)
 

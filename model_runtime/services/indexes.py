@@ -17,7 +17,6 @@ from pathlib import Path
 from model_runtime.errors import ConfigError, IndexStateError, ModelMismatchError
 from model_runtime.index.query import Index, open_index
 from model_runtime.index.store import DB_NAME, Store
-from model_runtime.paths import HEADS_DIR
 from model_runtime.model.heads import (
     HeadsRef,
     find_heads,
@@ -25,6 +24,7 @@ from model_runtime.model.heads import (
     resolve_heads,
     shipped_heads,
 )
+from model_runtime.paths import HEADS_DIR
 
 LOG = logging.getLogger(__name__)
 

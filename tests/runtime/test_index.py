@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model_runtime.codes import hamming, pack
 from model_runtime.errors import (
     CancelledError,
     ConfigError,
@@ -25,7 +26,6 @@ from model_runtime.errors import (
     IndexStateError,
     ModelMismatchError,
 )
-from model_runtime.codes import hamming, pack
 from model_runtime.index import (
     BinaryIndex,
     BuildOptions,

@@ -70,6 +70,8 @@ def ship(feats, heads_dir: Path, bench, bits_list, fig: Path) -> dict:
             "split": "duch-train",
             "epochs": cfg.epochs,
             "train_seconds": round(heads.train_info["seconds"], 2),
+            # the weak-match calibration trains held-out heads with this same recipe
+            "train_config": dataclasses.asdict(cfg),
         }
         save_heads(heads, path, "cach", feats.backbone, extra=extra)
         loaded = load_heads(path, expect_backbone=feats.backbone, expect_bits=bits)

@@ -167,7 +167,7 @@ class Pipeline:
         store = Store(index_dir) if exists else None
         try:
             scan = scan_sources(store, [str(p) for p in paths], opts.tiling, opts.rebuild,
-                                opts.allow_outside_sources, dry_run=True)
+                                opts.allow_outside_sources)
         finally:
             if store is not None:
                 store.close()

@@ -29,7 +29,7 @@ import numpy as np
 
 from model_runtime.errors import CancelledError, ConfirmationNeeded
 from model_runtime.index.lock import IndexLock
-from model_runtime.index.scan import Scan, Todo, scan_sources
+from model_runtime.index.scan import Scan, Todo, apply_scan, scan_sources
 from model_runtime.index.store import DB_NAME, Store
 from model_runtime.index.units import (
     UNIT_TILES,
@@ -124,19 +124,31 @@ def build_index(index_dir: str | os.PathLike, paths: Sequence[str], model: Any,
             store.close()
 
 
+def start_run(store: Store, writer: IndexWriter, paths: Sequence[str], options: BuildOptions,
+              heads: Any, report: Callable[..., None], images_per_s: float) -> Scan:
+    """What every executor does before encoding: scan the sources against the store, wait for
+    confirmation of a large run (nothing written yet), then mark the run begun and record the
+    scan. Returns the scan, whose ``todo`` is the work."""
+    tiling = options.tiling.to_json()
+    meta = store.meta()
+    retile = "tiling" in meta and meta["tiling"] != _jsonish(tiling)
+    if retile:
+        LOG.info("tiling options changed: every source of %s is tiled again", store.dir)
+    scan = scan_sources(store, [str(p) for p in paths], options.tiling, retile,
+                        options.allow_outside_sources)
+    check_confirmation(scan, options, estimate(scan, heads.bits, heads.proj_dim, images_per_s))
+    writer.begin(tiling, [_root(p) for p in paths])
+    apply_scan(store, scan)
+    report("scan", 0, len(scan.todo), f"{len(scan.todo)} file(s) to index, "
+           f"{scan.unchanged} unchanged, {scan.removed} removed")
+    return scan
+
+
 def _build(store: Store, paths: Sequence[str], model: Any, options: BuildOptions,
            report: Callable[..., None], cancel: threading.Event | None, images_per_s: float,
            started: float) -> IndexSummary:
     writer = IndexWriter(store, model.info.to_json())  # model identity: nothing loads yet
-    tiling = options.tiling.to_json()
-    retile = "tiling" in store.meta() and store.meta()["tiling"] != _jsonish(tiling)
-    scan = scan_sources(store, [str(p) for p in paths], options.tiling, retile,
-                        options.allow_outside_sources)
-    report("scan", 0, len(scan.todo), f"{len(scan.todo)} file(s) to index, "
-           f"{scan.unchanged} unchanged, {scan.removed} removed")
-    check_confirmation(scan, options, estimate(scan, model.bits, model.heads.proj_dim,
-                                               images_per_s))
-    writer.begin(tiling, [_root(p) for p in paths])
+    scan = start_run(store, writer, paths, options, model.heads, report, images_per_s)
     run = LocalRun(scan, model, writer, options, report, cancel)
     try:
         run.execute()

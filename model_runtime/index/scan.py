@@ -1,7 +1,9 @@
 """Before an index run: list the sources, refuse what must not be read, and sort the rest into
 new, changed, resumed, unchanged and gone, against what the store already holds.
 
-Nothing here encodes or writes tiles; it reads directory entries, file headers and the store.
+:func:`scan_sources` only reads (directory entries, file headers, the store), so a dry run and
+the confirmation of a large run change nothing; :func:`apply_scan` then records what the scan
+found (gone files dropped, touched files' new identity, refused files' old tiles removed).
 """
 
 from __future__ import annotations
@@ -42,16 +44,19 @@ class Scan:
     removed: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     vrt_sources: dict[str, list[str]] = field(default_factory=dict)
+    #: what apply_scan records: stored sources to drop (gone, refused, re-tiled) and touched
+    #: sources' new identities
+    drop: list[str] = field(default_factory=list)
+    touched: list[Any] = field(default_factory=list)
 
     @property
     def new_tiles(self) -> int:
         return sum(t.windows for t in self.todo)
 
 
-def _status(row: SourceRow | None, ref: Any, retile: bool, store: Store | None
-            ) -> tuple[str, frozenset]:
-    """``(status, done unit keys)``; status ``unchanged`` means nothing to do. Without a
-    ``store`` (a dry run) nothing is recorded and resumed units are not looked up."""
+def _status(row: SourceRow | None, ref: Any, retile: bool, store: Store | None,
+            scan: Scan) -> tuple[str, frozenset]:
+    """``(status, done unit keys)``; status ``unchanged`` means nothing to do."""
     if row is None:
         return "added", frozenset()
     if retile:
@@ -61,8 +66,7 @@ def _status(row: SourceRow | None, ref: Any, retile: bool, store: Store | None
             return "unchanged", frozenset()
         return "resumed", frozenset(store.done_units(ref.uri) if store else ())
     if row.status == "done" and row.size == ref.size and _same_content(row, ref):
-        if store is not None:
-            store.set_identity(ref.uri, ref.size, str(ref.version), float(getattr(ref, "mtime", 0)))
+        scan.touched.append(ref)
         return "unchanged", frozenset()
     return "updated", frozenset()
 
@@ -98,22 +102,21 @@ def _windows(ref: Any, options: TilingOptions, done: frozenset, row: SourceRow |
 
 
 def scan_sources(store: Store | None, paths: Sequence[str], options: TilingOptions,
-                 retile: bool, allow_outside: bool = False, dry_run: bool = False) -> Scan:
-    """Sort the sources under ``paths`` against the store (None: a new index); drop the ones
-    that are gone. A ``dry_run`` changes nothing in the store."""
+                 retile: bool, allow_outside: bool = False) -> Scan:
+    """Sort the sources under ``paths`` against the store (None: a new index). Reads only;
+    ``retile`` (the tiling options changed) makes every stored source one to redo."""
     scan = Scan()
     refs, skipped = list_sources(paths, allow_outside)
     scan.skipped.extend(skipped)
     known = store.sources() if store is not None else {}
     listed = {r.uri for r in refs}
-    gone = [uri for uri in known if uri not in listed and _is_gone(uri, paths, skipped)]
-    if gone and not dry_run:
-        scan.removed = store.delete_sources(gone)
+    scan.drop = [uri for uri in known if retile or (uri not in listed
+                                                     and _is_gone(uri, paths, skipped))]
     roots = list(real_roots(paths))
     for ref in refs:
         row = known.get(ref.uri)
         try:
-            status, done = _status(row, ref, retile, None if dry_run else store)
+            status, done = _status(row, ref, retile, store, scan)
             if status == "unchanged":
                 scan.unchanged += 1
                 continue
@@ -127,9 +130,20 @@ def scan_sources(store: Store | None, paths: Sequence[str], options: TilingOptio
         except OSError as err:
             scan.skipped.append(Skipped(ref.uri, f"{ref.uri}: {err.strerror or err}",
                                         "data_unreadable"))
-    if not dry_run:
-        _drop_refused(store, scan, known)
+    # a stored source that is now refused or unreadable no longer describes a file we may read
+    scan.drop += [s.path for s in scan.skipped if s.path in known and s.path not in scan.drop]
     return scan
+
+
+def apply_scan(store: Store, scan: Scan) -> None:
+    """Record what the scan found: drop gone, refused and re-tiled sources (``scan.removed``
+    counts the ones that are not indexed again), and touched files' new identity."""
+    if scan.drop:
+        redo = {t.source.uri for t in scan.todo}
+        scan.removed = len([uri for uri in scan.drop if uri not in redo])
+        store.delete_sources(scan.drop)
+    for ref in scan.touched:
+        store.set_identity(ref.uri, ref.size, str(ref.version), float(getattr(ref, "mtime", 0)))
 
 
 def _signature(ref: Any) -> str:
@@ -147,11 +161,3 @@ def _is_gone(uri: str, paths: Sequence[str], skipped: list[Skipped]) -> bool:
     if any(s.path == uri for s in skipped):
         return False  # unreadable now (e.g. a broken link): reported, and handled below
     return not os.path.lexists(uri)
-
-
-def _drop_refused(store: Store, scan: Scan, known: dict[str, SourceRow]) -> None:
-    """A stored source that is now refused or unreadable no longer describes a file we may
-    read: its old tiles go."""
-    stale = [s.path for s in scan.skipped if s.path in known]
-    if stale:
-        scan.removed += store.delete_sources(stale)

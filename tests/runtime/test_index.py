@@ -638,3 +638,30 @@ def test_a_file_whose_tiles_are_all_empty_is_indexed_with_no_tiles(tmp_path, wri
     assert summary.added == 2 and summary.tiles == 4 and summary.skipped == ()
     again = FakeEncoder()
     assert build(tmp_path / "idx", [folder], again, OPTS).unchanged == 2 and again.tiles == 0
+
+
+def test_changed_tiling_options_retile_every_file_without_duplicates(sample_folder, tmp_path,
+                                                                     FakeEncoder):
+    idx = tmp_path / "idx"
+    build(idx, [sample_folder], FakeEncoder(), OPTS)
+    wider = TilingOptions(tile_size=256)
+    summary = build(idx, [sample_folder], FakeEncoder(), wider)
+    assert summary.updated == 4 and summary.removed == 0
+    clean = tmp_path / "clean"
+    build(clean, [sample_folder], FakeEncoder(), wider)
+    assert _tile_set(idx) == _tile_set(clean)
+
+
+def test_a_large_run_refused_for_confirmation_changes_nothing(sample_folder, tmp_path,
+                                                              FakeEncoder, monkeypatch):
+    from model_runtime.errors import ConfirmationNeeded
+    from model_runtime.index import build as build_module
+
+    idx = tmp_path / "idx"
+    build(idx, [sample_folder], FakeEncoder(), OPTS)
+    before = _tile_set(idx)
+    (sample_folder / "rasterio/rotated.tif").unlink()  # gone: would be dropped by a real run
+    monkeypatch.setattr(build_module, "CONFIRM_ABOVE_TILES", 0)
+    with pytest.raises(ConfirmationNeeded):
+        build(idx, [sample_folder], FakeEncoder(), TilingOptions(tile_size=64))
+    assert _tile_set(idx) == before

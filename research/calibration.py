@@ -127,11 +127,22 @@ def class_queries(dataset, feats, classes: Sequence[int]) -> list[dict]:
 # ----------------------------------------------------------------------------- heads
 
 
+@functools.lru_cache(maxsize=1)
 def recipe():
-    """The shipped recipe: what ``cach results`` ships (``BenchConfig().train_config("cach")``)."""
+    """The shipped heads' recipe: the ``train_config`` their metadata records (``extra``), else
+    what ``cach results`` ships today (``BenchConfig().train_config("cach")``)."""
+    from model_runtime.hashing.heads_io import read_metadata, shipped_heads_path
+    from model_runtime.hashing.train import TrainConfig
     from research.hashing import benchmark as B
 
-    return B.BenchConfig().train_config("cach")
+    path = shipped_heads_path(64)
+    recorded = read_metadata(path).get("extra", {}).get("train_config") if path.exists() else None
+    if not recorded:
+        LOG.info("%s records no train_config: using BenchConfig().train_config('cach')", path.name)
+        return B.BenchConfig().train_config("cach")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = {k: (tuple(v) if isinstance(v, list) else v) for k, v in recorded.items() if k in known}
+    return TrainConfig(**cfg)
 
 
 def _key(**parts) -> str:
@@ -156,7 +167,7 @@ def held_out_heads(feats, unseen: np.ndarray, bits: int, tag: str):
         unseen=[int(c) for c in unseen],
         bits=bits,
         seed=TRAIN_SEED,
-        cfg=dataclasses.asdict(cfg),
+        cfg=recipe_summary(cfg)[0],
     )
     path = cache_dir() / "calibration" / f"heads-{bits}-{key}.safetensors"
     if not path.exists():
@@ -859,14 +870,15 @@ def shipped_notes(results: dict[int, dict]) -> list[str]:
 # ----------------------------------------------------------------------------- command
 
 
-def recipe_summary() -> tuple[dict, str]:
-    """The recipe's settings that differ from ``TrainConfig()`` (as JSON and as text)."""
+def recipe_summary(cfg=None) -> tuple[dict, str]:
+    """The recipe's settings that differ from ``TrainConfig()``, as JSON and as text (fields
+    added to TrainConfig later, at their defaults, leave both unchanged)."""
     from model_runtime.hashing.train import TrainConfig
 
-    cfg, base = dataclasses.asdict(recipe()), dataclasses.asdict(TrainConfig())
-    diff = {k: v for k, v in cfg.items() if v != base[k]}
+    full, base = dataclasses.asdict(cfg or recipe()), dataclasses.asdict(TrainConfig())
+    diff = {k: v for k, v in full.items() if v != base[k]}
     text = ", ".join(f"{k}={v}" for k, v in diff.items()) or "TrainConfig() defaults"
-    return cfg, text
+    return diff, text
 
 
 def run(args: argparse.Namespace) -> dict[int, dict]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,9 +33,17 @@ CACH = ROOT / ".venv" / "bin" / "cach"
 TIMEOUT_S = 600
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def spawn_once(backend: str, env: dict | None = None) -> dict[str, float]:
-    """Seconds from spawn to the ``ready`` and ``loaded`` events of one worker."""
+    """Seconds from spawn to the ``ready`` and ``loaded`` events of one worker, and the CPU
+    seconds its processes used from spawn to exit (start-up + shutdown: a figure the load of
+    the machine does not inflate the way it inflates wall time)."""
     cmd = [str(CACH), "serve", "--stdio", "--backend", backend]
+    cpu0 = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
@@ -57,6 +66,8 @@ def spawn_once(backend: str, env: dict | None = None) -> dict[str, float]:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+    times["cpu"] = _children_cpu() - cpu0
     return times
 
 
@@ -96,14 +107,17 @@ def main(argv: list[str] | None = None) -> int:
         runs = [spawn_once(backend) for _ in range(args.repeat)]
         ready = statistics.median(r["ready"] for r in runs)
         loaded = statistics.median(r["loaded"] for r in runs)
+        cpu = statistics.median(r["cpu"] for r in runs)
         compiled = backend != "torch"
         export = (f"{first_export(backend):.1f}" if compiled and not args.no_export else "-")
         rows.append([backend, runs[0].get("backend"), f"{ready:.2f}", f"{loaded:.2f}",
+                     f"{cpu:.2f}",
                      ("yes" if loaded <= 2.0 else "NO") if compiled else "-", export,
                      heavy_imports(backend) if compiled else "(torch backend)"])
         print(f"  {backend} done", file=sys.stderr, flush=True)
     table(f"worker start-up, median of {args.repeat} spawns, graphs cached",
-          ["asked", "backend used", "spawn -> ready s", "spawn -> loaded s", "loaded <= 2 s",
+          ["asked", "backend used", "spawn -> ready s", "spawn -> loaded s",
+           "CPU s of the worker's processes", "loaded <= 2 s",
            "first export s", "heavy modules imported"], rows)
     print(f"\nload average at end {os.getloadavg()[0]:.1f} (noisy when above the core count)")
     return 0

@@ -43,9 +43,9 @@ from typing import Any
 
 from model_runtime import remote
 from model_runtime.errors import CancelledError, ConfigError, IndexStateError
-from model_runtime.index.build import BuildOptions, check_confirmation, clear_index, estimate
+from model_runtime.index.build import BuildOptions, clear_index, start_run
 from model_runtime.index.lock import IndexLock
-from model_runtime.index.scan import Scan, Todo, scan_sources
+from model_runtime.index.scan import Scan, Todo
 from model_runtime.index.shards import (
     ShardSet,
     decode_shard,
@@ -364,15 +364,8 @@ class RayRun:
 
     def execute(self, paths: list[str], started: float, images_per_s: float) -> IndexSummary:
         merge_leftovers(self.writer, self.info, self.tiling)  # never re-encode finished units
-        meta = self.store.meta()
-        retile = "tiling" in meta and meta["tiling"] != _jsonish(self.tiling)
-        scan = scan_sources(self.store, paths, self.options.tiling, retile,
-                            self.options.allow_outside_sources)
-        self.report("scan", 0, len(scan.todo), f"{len(scan.todo)} file(s) to index, "
-                    f"{scan.unchanged} unchanged, {scan.removed} removed")
-        check_confirmation(scan, self.options, estimate(scan, self.heads.bits,
-                                                        self.heads.proj_dim, images_per_s))
-        self.writer.begin(self.tiling)
+        scan = start_run(self.store, self.writer, paths, self.options, self.heads, self.report,
+                         images_per_s)
         try:
             self.run_units(self.plan(scan.todo))
         except CancelledError:
@@ -572,8 +565,3 @@ def _crashed(err: BaseException) -> Exception:
                            "finished so far are kept; run the same command again to resume.",
                            code="index_incomplete")
 
-
-def _jsonish(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value))

@@ -25,11 +25,12 @@ demo: setup
 	scripts/demo.sh
 
 test: setup-tests setup-qgis
-	.venv/bin/python -m pytest tests/runtime tests/e2e -q -p no:cacheprovider
+	.venv/bin/python -m pytest tests/runtime tests/e2e tests/research -q -p no:cacheprovider
 	scripts/test_qgis.sh
+	bench/gpu.sh --dry-run
 
 test-runtime: setup-tests
-	.venv/bin/python -m pytest tests/runtime tests/e2e -q -p no:cacheprovider
+	.venv/bin/python -m pytest tests/runtime tests/e2e tests/research -q -p no:cacheprovider
 
 test-qgis: setup-qgis
 	scripts/test_qgis.sh

@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${CACH_PYTHON:-python3}"
 files=(requirements/runtime.txt)
-if [[ "${1:-}" == "--with-tests" ]]; then files+=(requirements/test.txt); fi
+# the tests also cover the optional extras (Ray executor, object storage) and research/
+if [[ "${1:-}" == "--with-tests" ]]; then
+  files+=(requirements/test.txt requirements/ray.txt requirements/s3.txt requirements/research.txt)
+fi
 reqs=()
 for f in "${files[@]}"; do reqs+=(-r "$f"); done
 

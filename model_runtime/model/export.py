@@ -96,6 +96,12 @@ def probe_pixels(size: int) -> np.ndarray:
     return np.clip(base[None] + noise, 0, 255).astype(np.uint8)
 
 
+def encoder_loaded(config: BackboneConfig) -> bool:
+    from model_runtime.model.torch_model import _ENCODERS
+
+    return any(name == config.name for name, _ in _ENCODERS)
+
+
 def export_onnx(config: BackboneConfig, heads: HeadsRef, folder: Path,
                 tokenize: Any) -> dict[str, Any]:
     """Write ``image.onnx`` and ``text.onnx`` into ``folder``; return torch's outputs on the
@@ -103,9 +109,19 @@ def export_onnx(config: BackboneConfig, heads: HeadsRef, folder: Path,
     import torch
 
     from model_runtime.hashing.heads_io import load_heads
-    from model_runtime.model.torch_model import shared_encoder
+    from model_runtime.model.torch_model import release_encoder, shared_encoder
 
+    loaded_before = encoder_loaded(config)
     encoder = shared_encoder(config, "cpu")
+    try:
+        return _export_both(torch, config, heads, folder, tokenize, encoder, load_heads)
+    finally:
+        if not loaded_before:  # a worker that only exports keeps no torch model in memory
+            release_encoder(config)
+
+
+def _export_both(torch: Any, config: BackboneConfig, heads: HeadsRef, folder: Path,
+                 tokenize: Any, encoder: Any, load_heads: Any) -> dict[str, Any]:
     module = load_heads(heads.path, expect_backbone=config.name, expect_bits=heads.bits,
                         device="cpu").eval()
     image = _image_module(torch, encoder, module, config)

@@ -1,8 +1,8 @@
 """The OpenVINO backend: the exported ONNX graphs converted once to OpenVINO IR (fp32 weights).
 
 ``fp32`` and ``bf16`` share the IR files; ``bf16`` is OpenVINO's inference-precision hint, which
-the CPU plugin honours only on CPUs with bf16 instructions (AVX512-BF16/AMX) and otherwise runs
-in fp32: :attr:`precision` then reports ``fp32``. ``int8`` converts the quantised image graph of
+the CPU plugin honours only on CPUs with bf16 instructions (AVX512-BF16/AMX); elsewhere the
+model runs fp32 and :attr:`precision` says so (one log line). ``int8`` converts the quantised image graph of
 :mod:`model_runtime.model.quantize`. Compiled blobs are cached by OpenVINO in the graph folder
 (``ov_cache/``), so later loads skip compilation.
 """
@@ -64,14 +64,16 @@ class OpenVinoHashModel(CompiledHashModel):
             "CACHE_DIR": str(folder / "ov_cache"),
         }
 
-    def _open(self, folder: Path, name: str) -> Any:
-        core = _core()
-        compiled = core.compile_model(str(folder / f"{name}.xml"), "CPU", self._config(folder))
-        if self.precision == "bf16" and "bf16" not in str(
-                compiled.get_property("INFERENCE_PRECISION_HINT")):
+    def _check_precision(self, precision: str | None) -> str:
+        wanted = super()._check_precision(precision)
+        if wanted == "bf16" and "BF16" not in _core().get_property(
+                "CPU", "OPTIMIZATION_CAPABILITIES"):
             LOG.warning("this CPU has no bf16 instructions: OpenVINO runs fp32")
-            self.precision = "fp32"
-        return compiled
+            return "fp32"
+        return wanted
+
+    def _open(self, folder: Path, name: str) -> Any:
+        return _core().compile_model(str(folder / f"{name}.xml"), "CPU", self._config(folder))
 
     def _run(self, session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         # a compiled model's own infer request is not thread-safe: one call at a time each

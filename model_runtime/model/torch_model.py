@@ -42,6 +42,12 @@ def shared_encoder(config: BackboneConfig, device: str | None) -> Any:
         return _ENCODERS[key]
 
 
+def release_encoder(config: BackboneConfig, device: str = "cpu") -> None:
+    """Forget the shared encoder of ``config`` on ``device`` (loaded only to export graphs)."""
+    with _LOCK:
+        _ENCODERS.pop((config.name, device), None)
+
+
 def _torch_precision(precision: str | None, cuda: bool) -> str:
     """fp16 autocast on CUDA by default; fp32 on the CPU (or when asked for)."""
     wanted = (precision or ("fp16" if cuda else "fp32")).lower()

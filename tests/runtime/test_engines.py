@@ -187,3 +187,28 @@ def test_eval_outputs_are_cached_per_backend_and_precision(tmp_path, monkeypatch
         duch_outputs(other, dataset)
         assert other.tiles == 6, f"a cache entry was shared across {attr}s"
     assert len(list((tmp_path / "cache" / "outputs").glob("*.npz"))) == 3
+
+
+def test_heads_with_a_projection_export_it_as_a_second_output(tmp_path, monkeypatch, inputs):
+    """Heads that carry a stored projection (proj_dim > 0): the image graph returns it too, as
+    the torch backend does (float16 in ImageOutputs.proj)."""
+    import torch
+
+    from model_runtime.hashing.heads_io import save_heads
+    from model_runtime.hashing.model import HashHeads
+
+    monkeypatch.setenv("CACH_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    heads = HashHeads(1280, 384, bits=32, proj_dim=48)
+    heads.image_proj.mean.normal_(0, 0.01)
+    heads.image_proj.matrix.normal_(0, 0.05)
+    path = save_heads(heads.eval(), tmp_path / "proj-heads.safetensors", "cach",
+                      "effnetlite0-minilm")
+    pixels = inputs["tiles"][:24]
+    ref = load_model(backend="torch", heads=path).encode_images(pixels)
+    got = load_model(backend=_installed("onnx"), heads=path).encode_images(pixels)
+    assert ref.proj is not None and got.proj is not None
+    assert got.proj.shape == (24, 48) and got.proj.dtype == np.float16
+    np.testing.assert_allclose(got.proj.astype(np.float32), ref.proj.astype(np.float32),
+                               atol=2e-3)
+    assert agreement(got.tanh, ref.tanh) >= MIN_AGREEMENT

@@ -303,45 +303,11 @@ def test_cancel_keeps_committed_sources_and_resumes(
         assert index.complete and index.pending_files == 0
 
 
-KILL_SCRIPT = textwrap.dedent("""
-    import sys, time
-    sys.path.insert(0, {here!r})
-    from conftest import FakeEncoder
-    from model_runtime.index import BuildOptions, build_index
-    from model_runtime.tiling import TilingOptions
-
-    class Slow(FakeEncoder):
-        def _encode_batch(self, batch):
-            time.sleep(0.15)
-            return super()._encode_batch(batch)
-
-    build_index(sys.argv[1], [sys.argv[2]], Slow(),
-                BuildOptions(tiling=TilingOptions(tile_size=128), batch_size=2))
-""")
-
-
 def test_kill_9_midway_resumes_correctly(sample_folder, tmp_path, model_info, FakeEncoder):
     idx = tmp_path / "idx"
-    script = tmp_path / "run.py"
-    script.write_text(KILL_SCRIPT.format(here=str(HERE)))
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent)}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(idx), str(sample_folder)], env=env, stderr=subprocess.PIPE
-    )
-    deadline = time.time() + 60
-    committed = 0
-    while time.time() < deadline and proc.poll() is None:
-        if (idx / "index.sqlite").exists():
-            try:
-                conn = sqlite3.connect(idx / "index.sqlite", timeout=1)
-                committed = conn.execute("SELECT COUNT(*) FROM units").fetchone()[0]
-                conn.close()
-            except sqlite3.OperationalError:
-                committed = 0
-        if committed >= 1:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc = _slow_build(tmp_path, idx, sample_folder, batch_size=2)
+    _wait(proc, lambda: _units(idx) >= 1, "a committed unit", timeout=60)
+    committed = _units(idx)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert committed >= 1
@@ -507,13 +473,15 @@ SLOW_SCRIPT = textwrap.dedent("""
             return super()._encode_batch(batch)
 
     build_index(sys.argv[1], [sys.argv[2]], Slow(),
-                BuildOptions(tiling=TilingOptions(tile_size=128), batch_size=8, unit_tiles=32))
+                BuildOptions(tiling=TilingOptions(tile_size=128), batch_size={batch_size},
+                             unit_tiles=32))
 """)
 
 
-def _slow_build(tmp_path, idx, folder) -> subprocess.Popen:
+def _slow_build(tmp_path, idx, folder, batch_size: int = 8) -> subprocess.Popen:
+    """A build in another process whose encoder sleeps 0.1 s per batch (to be killed)."""
     script = tmp_path / "slow.py"
-    script.write_text(SLOW_SCRIPT.format(here=str(HERE)))
+    script.write_text(SLOW_SCRIPT.format(here=str(HERE), batch_size=batch_size))
     env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent)}
     return subprocess.Popen([sys.executable, str(script), str(idx), str(folder)], env=env,
                             stderr=subprocess.PIPE)

@@ -343,7 +343,8 @@ def _decoded_jpeg(path: str, reduce: int) -> Image.Image | None:
                 return None
             if reduce > 1:
                 img.draft(img.mode, (-(-img.width // reduce), -(-img.height // reduce)))
-            _JPEG.image, _JPEG.key = img.convert("RGB"), key
+            img.load()  # decoded while the file is open; RGB is used as is (no copy)
+            _JPEG.image, _JPEG.key = (img if img.mode == "RGB" else img.convert("RGB")), key
     return _JPEG.image
 
 

@@ -72,10 +72,11 @@ class Pipeline:
 
     def __init__(self, backbone: str | None = None, bits: int | None = None,
                  heads: str | os.PathLike | None = None, device: str | None = None,
-                 backend: str | None = None) -> None:
+                 backend: str | None = None, precision: str | None = None) -> None:
         self.backbone = backbone or DEFAULT_BACKBONE
         self.bits = int(bits) if bits is not None else None
-        self.models = ModelPool(self.backbone, device or os.environ.get("CACH_DEVICE"), backend)
+        self.models = ModelPool(self.backbone, device or os.environ.get("CACH_DEVICE"), backend,
+                                precision)
         self.indexes = IndexService(self.backbone, bits, heads)
         self.captions = CaptionService()
         self.speed = SpeedLog(self.backbone)

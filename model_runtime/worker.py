@@ -359,11 +359,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default=None,
                         help="inference backend: torch, onnx or openvino (default: $CACH_BACKEND, "
                         "else the fastest installed for the device)")
+    parser.add_argument("--precision", default=None,
+                        help="fp32, bf16 or int8 where the backend runs it (default: "
+                        "$CACH_PRECISION, else fp32; docs/engines.md says where codes agree)")
 
 
 def runtime_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """``Pipeline(**kwargs)`` from parsed :func:`add_model_arguments` options."""
-    return {k: getattr(args, k) for k in ("backbone", "bits", "heads", "device", "backend")
+    return {k: getattr(args, k)
+            for k in ("backbone", "bits", "heads", "device", "backend", "precision")
             if getattr(args, k, None) is not None}
 
 

@@ -60,7 +60,8 @@ class BuildOptions:
     rebuild: bool = False
     confirm: bool = False
     allow_outside_sources: bool = False
-    batch_size: int = 32
+    #: tiles per encoder call; None: the model's preferred batch (32 on the CPU, 512 on CUDA)
+    batch_size: int | None = None
     readers: int = 1
     unit_tiles: int = UNIT_TILES
     queue_tiles: int = 256
@@ -236,8 +237,9 @@ class LocalRun:
         self.report, self.cancel = report, cancel
         self.total = max(scan.new_tiles, 1)
         self.stop = threading.Event()
+        self._batch_size = options.batch_size
         self.tiles_q: queue.Queue = queue.Queue(maxsize=max(options.queue_tiles,
-                                                            options.batch_size))
+                                                            options.batch_size or 0))
         self.work = _Work(scan.todo)
         self.units: dict[str, _UnitTiles] = {}
         self.left: dict[str, int] = {}  # source uri -> units not yet committed
@@ -249,6 +251,14 @@ class LocalRun:
         self.dropped = 0
         self.encoded = 0
         self.timing = {"encode_s": 0.0, "wait_s": 0.0}
+
+    @property
+    def batch_size(self) -> int:
+        """The option, else the model's preferred batch (asked when the first tile arrives, so
+        a run that encodes nothing loads no model)."""
+        if self._batch_size is None:
+            self._batch_size = int(getattr(self.model, "preferred_batch", 32) or 32)
+        return self._batch_size
 
     def pending_files(self) -> int:
         return max(0, len(self.scan.todo) - sum(self.counts.values()) - len(self.failed))
@@ -345,7 +355,7 @@ class LocalRun:
             if key in self.units:
                 self.units[key].queued += 1
                 self.batch.append((key, rgb, tile))
-                if len(self.batch) >= self.options.batch_size:
+                if len(self.batch) >= self.batch_size:
                     self._encode()
                     self._commit_ready()
         elif kind == "begin":

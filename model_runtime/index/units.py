@@ -151,14 +151,16 @@ def failure(unit: WorkUnit, err: BaseException) -> Skipped:
                    "data_unreadable")
 
 
-def encode_unit(unit: WorkUnit, model: HashModel, batch_size: int = 32,
+def encode_unit(unit: WorkUnit, model: HashModel, batch_size: int | None = None,
                 plan: SourcePlan | None = None,
                 cancel: threading.Event | None = None) -> UnitResult:
-    """Read and encode one unit: the pure function an executor maps over units.
+    """Read and encode one unit: the pure function an executor maps over units. ``batch_size``
+    defaults to the model's preferred batch.
 
     Never raises for a bad file (the result carries the error); a cancel raises
     ``CancelledError``."""
     t0 = time.perf_counter()
+    batch_size = batch_size or int(getattr(model, "preferred_batch", 32) or 32)
     try:
         plan = plan or plan_source(unit.source, unit.options)
         tiles, outs, rgbs = [], [], []

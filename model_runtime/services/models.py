@@ -16,10 +16,12 @@ LOG = logging.getLogger(__name__)
 
 
 class ModelPool:
-    def __init__(self, backbone: str, device: str | None = None, backend: str | None = None):
+    def __init__(self, backbone: str, device: str | None = None, backend: str | None = None,
+                 precision: str | None = None):
         self.backbone = backbone
         self.device = device
         self.backend = backend
+        self.precision = precision
         self._models: dict[str, HashModel] = {}
         self._lock = threading.Lock()
         self.load_seconds: float | None = None
@@ -31,7 +33,7 @@ class ModelPool:
             if model is None:
                 start = time.perf_counter()
                 model = load_model(self.backbone, heads=heads, device=self.device,
-                                   backend=self.backend)
+                                   backend=self.backend, precision=self.precision)
                 self.load_seconds = time.perf_counter() - start
                 self._models[heads.sha] = model
             return model

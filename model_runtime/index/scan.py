@@ -123,7 +123,7 @@ def scan_sources(store: Store | None, paths: Sequence[str], options: TilingOptio
             extra = _check(ref, roots, allow_outside, scan)
             if extra is None:
                 continue
-            scan.todo.append(Todo(ref, status, done, _signature(ref), extra,
+            scan.todo.append(Todo(ref, status, done, "", extra,
                                   _windows(ref, options, done, row)))
         except CachError as err:
             scan.skipped.append(Skipped(ref.uri, str(err), err.code))
@@ -144,13 +144,6 @@ def apply_scan(store: Store, scan: Scan) -> None:
         store.delete_sources(scan.drop)
     for ref in scan.touched:
         store.set_identity(ref.uri, ref.size, str(ref.version), float(getattr(ref, "mtime", 0)))
-
-
-def _signature(ref: Any) -> str:
-    try:
-        return source_signature(ref)
-    except OSError:
-        return ""
 
 
 def _is_gone(uri: str, paths: Sequence[str], skipped: list[Skipped]) -> bool:

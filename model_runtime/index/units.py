@@ -93,12 +93,23 @@ def source_meta(source: Any, info: RasterInfo, signature: str = "",
 
 def plan_source(source: Any, options: TilingOptions, unit_tiles: int = UNIT_TILES,
                 signature: str = "", extra: dict | None = None) -> SourcePlan:
-    """Open a source's header (band choice, stretch, windows) and cut it into units."""
+    """Open a source's header (band choice, stretch, windows) and cut it into units. The
+    content signature is taken here (in an executor's reader, not in the scan) when not given."""
     info = raster_info(source.gdal_path, options)
+    signature = signature or _signature(source)
     n = len(info.windows)
     spans = [(s, min(s + unit_tiles, n)) for s in range(0, max(n, 1), unit_tiles)]
     units = tuple(WorkUnit(source, a, b, options, len(spans)) for a, b in spans)
     return SourcePlan(source_meta(source, info, signature, extra), info, units)
+
+
+def _signature(source: Any) -> str:
+    from model_runtime.sources import quick_signature
+
+    try:
+        return quick_signature(source)
+    except (OSError, CachError):
+        return ""
 
 
 def read_unit(unit: WorkUnit, info: RasterInfo | None = None,

@@ -15,7 +15,9 @@ import os
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -429,6 +431,13 @@ def read_window(
     return rgb
 
 
+@contextmanager
+def opened(path: str | os.PathLike, options: TilingOptions) -> Iterator[tuple[Any, RasterInfo]]:
+    """An open raster and its :class:`RasterInfo`: plan and read with one open."""
+    with _open(path) as src:
+        yield src, _raster_info(src, options)
+
+
 def iter_tiles(
     path: str | os.PathLike,
     options: TilingOptions | None = None,
@@ -443,33 +452,29 @@ def iter_tiles(
     ``CancelledError`` when ``cancel`` is set between tiles."""
     options = options or TilingOptions()
     with _open(path) as src:
-        info = info or _raster_info(src, options)
-        windows = info.windows if span is None else info.windows[span[0] : span[1]]
-        for col, row, width, height, scale in windows:
-            if cancel is not None and cancel.is_set():
-                raise CancelledError("Tiling cancelled.")
-            window = (col, row, width, height)
-            try:
-                rgb, valid = _read(src, info, window, options)
-            except Exception as err:
-                raise DataError(
-                    f"{path}: read failed at window {list(window)} ({_reason(err)})"
-                ) from err
-            if valid < options.min_valid or valid == 0.0:
-                continue
-            src_fp, fp = footprints(src.transform, src.crs, window, info.path)
-            yield (
-                rgb,
-                Tile(
-                    source=info.path,
-                    window=window,
-                    scale=scale,
-                    crs=info.crs,
-                    footprint=fp,
-                    footprint_src=src_fp,
-                    valid=round(valid, 4),
-                ),
-            )
+        yield from tiles_of(src, info or _raster_info(src, options), options, cancel, span)
+
+
+def tiles_of(src: Any, info: RasterInfo, options: TilingOptions,
+             cancel: threading.Event | None = None, span: tuple[int, int] | None = None
+             ) -> Iterator[tuple[np.ndarray, Tile]]:
+    """:func:`iter_tiles` on a raster that is open already."""
+    windows = info.windows if span is None else info.windows[span[0] : span[1]]
+    for col, row, width, height, scale in windows:
+        if cancel is not None and cancel.is_set():
+            raise CancelledError("Tiling cancelled.")
+        window = (col, row, width, height)
+        try:
+            rgb, valid = _read(src, info, window, options)
+        except Exception as err:
+            raise DataError(
+                f"{info.path}: read failed at window {list(window)} ({_reason(err)})"
+            ) from err
+        if valid < options.min_valid or valid == 0.0:
+            continue
+        src_fp, fp = footprints(src.transform, src.crs, window, info.path)
+        yield rgb, Tile(source=info.path, window=window, scale=scale, crs=info.crs,
+                        footprint=fp, footprint_src=src_fp, valid=round(valid, 4))
 
 
 def _tile_px(src, options: TilingOptions) -> int:
@@ -478,8 +483,30 @@ def _tile_px(src, options: TilingOptions) -> int:
     return options.tile_size
 
 
+#: plain pictures whose size Pillow reads from the first bytes (no GDAL open)
+PICTURE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def _picture_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) of a plain JPEG/PNG from its header, None for anything else."""
+    if not str(path).lower().endswith(PICTURE_EXTENSIONS):
+        return None
+    try:
+        with Image.open(path) as img:
+            if img.format in ("JPEG", "PNG"):
+                return img.size
+    except (OSError, ValueError):
+        pass  # GDAL decides below, with its own error message
+    return None
+
+
 def count_windows(path: str | os.PathLike, options: TilingOptions | None = None) -> int:
-    """Number of windows of a raster from its header alone (before empty tiles are skipped)."""
+    """Number of windows of a raster from its header alone (before empty tiles are skipped).
+    Folders of scene pictures are counted from their headers without a GDAL open (the scan of
+    a large folder stays cheap) when the tile size is in pixels."""
     options = options or TilingOptions()
+    size = _picture_size(path) if options.tile_metres is None else None
+    if size is not None:
+        return len(plan_windows(size[0], size[1], options.tile_size, options))
     with _open(path) as src:
         return len(plan_windows(src.width, src.height, _tile_px(src, options), options))

@@ -38,12 +38,12 @@ from model_runtime.index.units import (
     WorkUnit,
     assemble,
     failure,
-    plan_source,
+    plan_from,
     read_unit,
 )
 from model_runtime.index.writer import CODES_PREFIX, IndexWriter
 from model_runtime.protocol import CONFIRM_ABOVE_TILES, Estimate, IndexSummary, Skipped
-from model_runtime.tiling import TilingOptions
+from model_runtime.tiling import TilingOptions, opened, tiles_of
 
 LOG = logging.getLogger(__name__)
 
@@ -274,24 +274,33 @@ class LocalRun:
         return False
 
     def _plan(self, todo: Todo) -> None:
+        """Open the source once: plan its units and, when it is a single unit (a folder of
+        scenes: most sources), read it right away from the same open raster."""
         try:
-            plan = plan_source(todo.source, self.options.tiling, self.options.unit_tiles,
-                               todo.signature, todo.extra)
+            with opened(todo.source.gdal_path, self.options.tiling) as (src, info):
+                plan = plan_from(todo.source, info, self.options.tiling, self.options.unit_tiles,
+                                 todo.signature, todo.extra)
+                units = [u for u in plan.units if u.key not in todo.done]
+                # announced before any of its units can be read by another reader
+                self._put(("source", todo.source.uri, len(units)))
+                if len(units) == 1:
+                    self.work.planned([])
+                    self._read(units[0], plan, src)
+                    return
+                self.work.planned([("unit", u, plan) for u in units])
         except Exception as err:  # noqa: BLE001 - a bad file is skipped, whatever GDAL raised
             self.work.planned([])
             self._put(("error", todo.source.uri, failure(WorkUnit(todo.source, 0, 0,
                                                                   self.options.tiling), err)))
-            return
-        units = [u for u in plan.units if u.key not in todo.done]
-        # announced before any of its units can be read by another reader
-        self._put(("source", todo.source.uri, len(units)))
-        self.work.planned([("unit", u, plan) for u in units])
 
-    def _read(self, unit: WorkUnit, plan: SourcePlan) -> None:
+    def _read(self, unit: WorkUnit, plan: SourcePlan, src: Any = None) -> None:
+        """Queue the tiles of one unit (from ``src`` when the raster is open already)."""
         if not self._put(("begin", unit, plan)):
             return
         try:
-            for rgb, tile in read_unit(unit, plan.info, self.stop):
+            tiles = (read_unit(unit, plan.info, self.stop) if src is None
+                     else tiles_of(src, plan.info, unit.options, self.stop, unit.span))
+            for rgb, tile in tiles:
                 if not self._put(("tile", unit.key, rgb, tile)):
                     return
         except CancelledError:

@@ -93,9 +93,16 @@ def source_meta(source: Any, info: RasterInfo, signature: str = "",
 
 def plan_source(source: Any, options: TilingOptions, unit_tiles: int = UNIT_TILES,
                 signature: str = "", extra: dict | None = None) -> SourcePlan:
-    """Open a source's header (band choice, stretch, windows) and cut it into units. The
-    content signature is taken here (in an executor's reader, not in the scan) when not given."""
-    info = raster_info(source.gdal_path, options)
+    """Open a source's header (band choice, stretch, windows) and cut it into units."""
+    return plan_from(source, raster_info(source.gdal_path, options), options, unit_tiles,
+                     signature, extra)
+
+
+def plan_from(source: Any, info: RasterInfo, options: TilingOptions,
+              unit_tiles: int = UNIT_TILES, signature: str = "", extra: dict | None = None
+              ) -> SourcePlan:
+    """Cut a source whose header is read into units. The content signature is taken here (in
+    an executor's reader, not in the scan) when not given."""
     signature = signature or _signature(source)
     n = len(info.windows)
     spans = [(s, min(s + unit_tiles, n)) for s in range(0, max(n, 1), unit_tiles)]

@@ -478,6 +478,8 @@ def search_table(args, bits: int) -> None:
             print(f"  {time.strftime('%H:%M:%S')} {label(spec)}", file=sys.stderr, flush=True)
             res = run_isolated(spec, str(db_path), queries, args.threads, args.seed)
             rows += result_rows(spec, res, db, queries, kth, nq, flat_p50)
+            for done in rows[-len(res):]:  # as they come: a long run killed keeps its rows
+                print("    " + " | ".join(str(x) for x in done), file=sys.stderr, flush=True)
     finally:
         db_path.unlink(missing_ok=True)
     ties = flat[0]["ties"]
@@ -523,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     sea.add_argument("--nprobe", type=_ints, default=[1, 4, 16, 64, 256])
     sea.add_argument("--train-max", type=int, default=131_072,
                      help="IVF k-means sample: min(40 x nlist, this) codes, 10 iterations")
-    sea.add_argument("--mih", type=lambda s: s.split(","), default=["4x16", "8x8"],
+    sea.add_argument("--mih", type=lambda s: [x for x in s.split(",") if x],
+                     default=["4x16", "8x8"],
                      help="MultiHash nhash x bits per hash (nflip above 1 is skipped for b <= 8: "
                      "it would probe a large share of every table)")
     sea.add_argument("--nflip", type=_ints, default=[0, 1, 2])

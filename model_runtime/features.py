@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -20,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from model_runtime.config import DEFAULT_BACKBONE
 from model_runtime.data.datasets import CaptionDataset, load_ucm
 from model_runtime.errors import DataError
+from model_runtime.fsutil import atomic_write
 from model_runtime.paths import cache_dir
+from model_runtime.protocol import DEFAULT_BACKBONE
 
 LOG = logging.getLogger(__name__)
 
@@ -84,16 +84,11 @@ def cache_key(dataset: CaptionDataset, backbone_cfg: object, views: tuple[str, .
 
 
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez adds no ".npz" to the name
             np.savez(fh, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def encode_dataset_images(encoder, dataset: CaptionDataset, views: tuple[str, ...] = ("id",),
@@ -203,3 +198,43 @@ def ucm_features(data_root: str | os.PathLike | None = None, backbone: str = DEF
                  progress: bool = True) -> DatasetFeatures:
     """UCM-captions features (2,100 images x 5 captions); ``augment`` adds flipped/rotated views."""
     return cached_features(load_ucm(data_root), backbone, device, augment, progress)
+
+
+#: caption-only datasets whose sentences form the text bank of text-structure preservation
+CAPTION_BANK = ("rsicd", "rsitmd")
+
+
+def caption_bank_sentences(names=CAPTION_BANK, data_root=None) -> list[str]:
+    """The distinct sentences of caption datasets (no images needed), sorted."""
+    from model_runtime.data.datasets import load_dataset
+
+    found: set[str] = set()
+    for name in names:
+        found.update(c for c in load_dataset(name, data_root).all_captions() if c)
+    return sorted(found)
+
+
+def caption_bank_features(names=CAPTION_BANK, data_root=None, backbone: str = DEFAULT_BACKBONE,
+                          device: str | None = None) -> np.ndarray:
+    """Text features ``float32 [M, Dt]`` of :func:`caption_bank_sentences`, cached on disk."""
+    from model_runtime.config import get_backbone_config
+
+    cfg = get_backbone_config(backbone)
+    sentences = caption_bank_sentences(names, data_root)
+    if not sentences:
+        raise DataError(f"no captions in {', '.join(names)}")
+    digest = hashlib.sha1(json.dumps(asdict(cfg), sort_keys=True, default=str).encode())
+    digest.update("\x1f".join(sentences).encode())
+    stem = f"bank-{'-'.join(names)}-{cfg.name}-{digest.hexdigest()[:16]}"
+    path = cache_dir() / "features" / f"{stem}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return z["text"]
+    from model_runtime.encoders import load_encoder
+
+    start = time.perf_counter()
+    text = load_encoder(cfg, device).encode_texts(sentences).astype(np.float32)
+    rate = len(sentences) / max(time.perf_counter() - start, 1e-9)
+    LOG.info("caption bank: %d sentences encoded at %.0f/s", len(sentences), rate)
+    _atomic_savez(path, text=text, sentences_per_second=np.float64(rate))
+    return text

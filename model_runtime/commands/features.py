@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from model_runtime.config import DEFAULT_BACKBONE
+from model_runtime.protocol import DEFAULT_BACKBONE
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:

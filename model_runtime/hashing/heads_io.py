@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from model_runtime.errors import DataError, ModelMismatchError
+from model_runtime.fsutil import atomic_write
 from model_runtime.paths import HEADS_DIR
+from model_runtime.protocol import DEFAULT_BACKBONE
 
 if TYPE_CHECKING:  # torch loads only where weights are read or written, not for metadata
     import torch
@@ -18,7 +20,6 @@ if TYPE_CHECKING:  # torch loads only where weights are read or written, not for
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_BACKBONE = "effnetlite0-minilm"
 FORMAT_VERSION = "1"
 _INT_KEYS = ("bits", "image_dim", "text_dim", "hidden")
 
@@ -53,18 +54,28 @@ def save_heads(
         "method": method,
         "backbone": backbone,
         **{k: str(getattr(heads, k)) for k in _INT_KEYS},
+        "proj_dim": str(getattr(heads, "proj_dim", 0)),
         "extra": json.dumps(extra or {}, sort_keys=True),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    os.chmod(path, 0o644)  # shipped in the plugin zip: readable by everyone
+    if getattr(heads, "proj_dim", 0):
+        from model_runtime.hashing.projection import projection_id
+
+        meta["proj_id"] = projection_id(
+            heads.image_proj.mean.cpu().numpy(), heads.image_proj.matrix.cpu().numpy()
+        )
+    # readable by everyone (0o644): shipped in the plugin zip
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     LOG.info("saved %s heads (%s bits, %s) to %s", method, heads.bits, backbone, path)
     return path
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The metadata of a heads file, ints parsed; :class:`DataError` if missing or unreadable."""
+    """The metadata of a heads file, ints parsed; :class:`DataError` if missing or unreadable.
+
+    ``proj_dim`` is the width of the stored image projection (0 for heads without one, which
+    includes every file written before it existed); ``proj_id`` (only when ``proj_dim > 0``)
+    fingerprints the projection: heads with equal ``proj_id`` read the same stored vectors.
+    """
     from safetensors import safe_open
 
     path = Path(path)
@@ -80,6 +91,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     try:
         for k in _INT_KEYS:
             meta[k] = int(meta[k])
+        meta["proj_dim"] = int(meta.get("proj_dim") or 0)
         meta["extra"] = json.loads(meta.get("extra") or "{}")
     except (KeyError, ValueError) as err:
         raise DataError(f"Hash-head file {path} has incomplete metadata: {err}") from err
@@ -128,7 +140,9 @@ def load_heads(
     path = Path(path)
     meta = read_metadata(path)
     check_metadata(path, meta, expect_backbone, expect_bits, expect_dims)
-    heads = HashHeads(meta["image_dim"], meta["text_dim"], meta["bits"], meta["hidden"])
+    heads = HashHeads(
+        meta["image_dim"], meta["text_dim"], meta["bits"], meta["hidden"], proj_dim=meta["proj_dim"]
+    )
     try:
         state = load_file(str(path))
         heads.load_state_dict({k: v.float() for k, v in state.items()})

@@ -88,16 +88,25 @@ def similarity_matching_loss(
 
 
 def feature_preservation_loss(
-    x: torch.Tensor, h: torch.Tensor, h2: torch.Tensor | None = None, scale: float = 1.0
+    x: torch.Tensor,
+    h: torch.Tensor,
+    h2: torch.Tensor | None = None,
+    scale: float = 1.0,
+    neighbour: float = 0.0,
+    k: int = 10,
 ) -> torch.Tensor:
     """Intra-image structure preservation over *all* pairs of the batch (no labels).
 
     The codes' cosine matrix ``cos(h, h)`` matches ``clamp(scale * cos_c(x), -1, 1)``, the
     batch-centred cosine matrix of the frozen features ``x``; with ``h2`` (codes of another view of
-    the same items) the cross-view matrix ``cos(h, h2)`` is matched to the same target too.
+    the same items) the cross-view matrix ``cos(h, h2)`` is matched to the same target too. With
+    ``neighbour > 0`` the target mixes in the shared-neighbour overlap ``2 knn_affinity - 1``.
     """
     with torch.no_grad():
         target = (scale * centered_cosine(x)).clamp(-1.0, 1.0)
+        if neighbour > 0:
+            nb = 2.0 * knn_affinity(target, k) - 1.0
+            target = ((1.0 - neighbour) * target + neighbour * nb).clamp(-1.0, 1.0)
     loss = (cosine_matrix(h) - target).pow(2).mean()
     if h2 is not None:
         loss = 0.5 * (loss + (cosine_matrix(h, h2) - target).pow(2).mean())

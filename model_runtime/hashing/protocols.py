@@ -38,15 +38,27 @@ def caption_index(feats) -> np.ndarray:
 
 
 def train_on(
-    method: str, feats, mask: np.ndarray, bits: int, seed: int, config: TrainConfig | None = None
+    method: str,
+    feats,
+    mask: np.ndarray,
+    bits: int,
+    seed: int,
+    config: TrainConfig | None = None,
+    text_bank: np.ndarray | None = None,
 ) -> HashHeads:
-    """Train heads on the items selected by ``mask`` only (their pairs, captions and views)."""
+    """Train heads on the items selected by ``mask`` only (their pairs, captions and views).
+
+    ``text_bank [M, Dt]``: caption features without images, used when the config's
+    ``w_text_preserve`` is above 0.
+    """
     aug = feats.image_aug[mask] if getattr(feats, "image_aug", None) is not None else None
     text = feats.text[mask]
     ncap = getattr(feats, "n_captions", None)
     if ncap is not None and int(np.min(ncap[mask])) < text.shape[1]:
         LOG.debug("some items have fewer captions; cycled captions are used as extra views")
-    return train_heads(method, feats.image[mask], text, bits, seed, aug, config)
+    return train_heads(
+        method, feats.image[mask], text, bits, seed, aug, config, text_bank=text_bank
+    )
 
 
 def duch_items(split_duch: np.ndarray, caption_idx: np.ndarray) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model_runtime.fsutil import atomic_write_text
 from model_runtime.hashing.train import CACH_TERMS, TrainConfig
 from research.hashing import protocols as E
 
@@ -73,9 +74,7 @@ class RunCache:
         if path.exists():
             return json.loads(path.read_text())
         out = fn()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(out))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(out))
         return out
 
 
@@ -90,7 +89,18 @@ def features_tag(feats) -> str:
 
 #: TrainConfig fields added after the first benchmark: left out of run keys while at their
 #: defaults, so runs of an unchanged recipe keep their cached results
-_NEW_FIELDS = ("w_preserve", "preserve_scale", "quant_final", "quant_late", "beta_final")
+_NEW_FIELDS = (
+    "w_preserve",
+    "preserve_scale",
+    "quant_final",
+    "quant_late",
+    "beta_final",
+    "preserve_proj",
+    "w_text_preserve",
+    "text_batch",
+    "proj_dim",
+    "proj_whiten",
+)
 
 
 def _cfg_dict(cfg: TrainConfig) -> dict:

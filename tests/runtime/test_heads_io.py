@@ -89,3 +89,67 @@ def test_codes_bit_order():
 
 def test_shipped_path_layout():
     assert shipped_heads_path(64) == HEADS_DIR / "cach-effnetlite0-minilm-64.safetensors"
+
+
+def _proj_heads(bits=32):
+    from model_runtime.hashing.projection import fit_projection
+
+    torch.manual_seed(1)
+    heads = HashHeads(image_dim=40, text_dim=24, bits=bits, hidden=16, proj_dim=12).eval()
+    mean, matrix = fit_projection(np.random.default_rng(0).random((200, 40)), 12, whiten=0.5)
+    heads.image_proj.mean.copy_(torch.from_numpy(mean))
+    heads.image_proj.matrix.copy_(torch.from_numpy(matrix))
+    return heads
+
+
+def test_projection_roundtrip_and_identity(tmp_path):
+    heads = _proj_heads()
+    path = save_heads(heads, tmp_path / "p.safetensors", "cach", "bb-a")
+    meta = read_metadata(path)
+    assert meta["proj_dim"] == 12 and len(meta["proj_id"]) == 16
+    loaded = load_heads(path, expect_dims=(40, 24))
+    assert loaded.proj_dim == 12
+    x = np.random.default_rng(2).random((7, 40)).astype(np.float32) * 5
+    proj = loaded.project_image_np(x)
+    assert proj.shape == (7, 12)
+    np.testing.assert_allclose(
+        loaded.encode_image_np(x), loaded.encode_image_proj_np(proj), atol=1e-6
+    )
+    # float16 storage of the projection (what an index keeps) changes the outputs very little
+    from_f16 = loaded.encode_image_proj_np(proj.astype(np.float16))
+    assert np.abs(from_f16 - loaded.encode_image_np(x)).max() < 5e-3
+    assert np.abs(loaded.encode_image_np(x) - heads.encode_image_np(x)).max() < 1e-2
+
+
+def test_heads_without_projection_have_proj_dim_zero(heads_file):
+    heads, path = heads_file
+    assert read_metadata(path)["proj_dim"] == 0
+    loaded = load_heads(path)
+    assert loaded.proj_dim == 0
+    x = np.random.default_rng(3).random((4, 40)).astype(np.float32) * 3
+    proj = loaded.project_image_np(x)  # the L2-normalised features themselves
+    np.testing.assert_allclose(np.linalg.norm(proj, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(loaded.encode_image_proj_np(proj), loaded.encode_image_np(x),
+                               atol=1e-6)
+
+
+def test_metadata_of_a_file_written_before_projections(tmp_path):
+    """A heads file whose metadata has no proj_dim key at all (the archived shipped heads)."""
+    from safetensors.numpy import save_file
+
+    heads = HashHeads(image_dim=40, text_dim=24, bits=16, hidden=8)
+    meta = {"format": "cach-heads", "format_version": "1", "method": "cach", "backbone": "bb",
+            "bits": "16", "image_dim": "40", "text_dim": "24", "hidden": "8", "extra": "{}"}
+    tensors = {k: v.detach().numpy().astype(np.float16) for k, v in heads.state_dict().items()}
+    path = tmp_path / "old.safetensors"
+    save_file(tensors, str(path), metadata=meta)
+    assert read_metadata(path)["proj_dim"] == 0
+    assert load_heads(path).proj_dim == 0
+
+
+def test_archived_heads_still_load():
+    archived = sorted((HEADS_DIR / "archive").glob("*.safetensors"))
+    for path in archived:
+        meta = read_metadata(path)
+        heads = load_heads(path, expect_backbone=meta["backbone"])
+        assert heads.bits == meta["bits"]

@@ -4,6 +4,7 @@ IndexBinaryIVF at 10M codes that carry real structure.
     nice -n 10 .venv/bin/python bench/bench_scale.py encode --bits 64       # once, ~15-60 min
     .venv/bin/python bench/bench_scale.py search --bits 64 --n 10000000     # the 10M table
     .venv/bin/python bench/bench_scale.py search --n 300000 --quick         # a smoke run
+    ... search --held-out 300 --min-flip 1   # hard regime: queries from images kept out, d >= 1
 
 1. ``encode``: real tiles through the shipped model (``load_model(bits=...)``): every UCM image
    (2,100) in ``--views`` views (view 0 = the plain image; the others = a random square crop of
@@ -238,15 +239,16 @@ def flip_masks(counts: np.ndarray, bits: int, rng: np.random.Generator) -> np.nd
 
 
 def expand(real: np.ndarray, n: int, nn_real: np.ndarray, rng: np.random.Generator,
-           chunk: int = 500_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           chunk: int = 500_000, min_flip: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``real`` followed by n - len(real) synthetic codes: parent = a uniformly drawn real code,
     then d distinct random bits flipped, d drawn from the real nearest-neighbour distances
-    ``nn_real`` (so P(d) is the real set's NN-distance histogram). Returns codes, the parent of
-    every synthetic code and its flip count."""
+    ``nn_real`` (so P(d) is the real set's NN-distance histogram), raised to ``min_flip``
+    (``--min-flip 1``: no synthetic code repeats its parent). Returns codes, the parent of every
+    synthetic code and its flip count."""
     bits = real.shape[1] * 8
     m = n - len(real)
     parents = rng.integers(0, len(real), m).astype(np.int32)
-    flips = rng.choice(nn_real, m).astype(np.int16)
+    flips = np.maximum(rng.choice(nn_real, m), min_flip).astype(np.int16)
     out = np.empty((n, real.shape[1]), np.uint8)
     out[: len(real)] = real
     for s in range(0, m, chunk):
@@ -300,8 +302,9 @@ def check_expansion(real, nn_real, db, parents, flips, rng, sample: int = 20_000
 # --------------------------------------------------------------------------- queries
 
 
-def text_queries(bits: int, n: int, seed: int) -> np.ndarray:
-    """Codes of ``n`` distinct UCM captions through the shipped text head (cached)."""
+def text_queries(bits: int, n: int, seed: int, sha: str) -> np.ndarray:
+    """Codes of ``n`` distinct UCM captions through the text head of the heads whose SHA-256 is
+    ``sha`` (those the real codes came from; archived heads are found too), cached."""
     from model_runtime.codes import pack
     from model_runtime.data.datasets import load_ucm
     from model_runtime.fsutil import atomic_write
@@ -309,10 +312,15 @@ def text_queries(bits: int, n: int, seed: int) -> np.ndarray:
 
     caps = sorted({c for item in load_ucm(DATA).items for c in item.captions})
     caps = [caps[i] for i in np.random.default_rng(seed).choice(len(caps), n, replace=False)]
-    key = hashlib.sha256(repr((bits, caps)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(repr((bits, caps, sha)).encode()).hexdigest()[:16]
     path = cache_dir() / "scale" / f"text-{bits}-{key}.npy"
     if not path.exists():
-        model = load_model(bits=bits, device="cpu")
+        from model_runtime.model.heads import find_heads
+
+        ref = find_heads(sha)
+        if ref is None:
+            raise SystemExit(f"the heads the real codes came from ({sha[:12]}) are gone: re-encode")
+        model = load_model(heads=ref, device="cpu")
         codes = pack(model.encode_texts(caps))
         atomic_write(path, lambda tmp: np.save(tmp.open("wb"), codes))
     return np.load(path)
@@ -453,14 +461,22 @@ def make_db(args, bits: int, rng) -> tuple[np.ndarray, np.ndarray]:
     real, group, meta = load_real(bits)
     print(f"{bits} bits: {len(real):,} real codes ({meta['backend']}, {meta['views']} views)",
           file=sys.stderr)
+    query_pool = real
+    if args.held_out:
+        # tile queries from images and rasters kept out of the database: new scenes, no copy of
+        # the query (or of its other views) waiting at distance 0
+        out = np.isin(group, rng.choice(np.unique(group), args.held_out, replace=False))
+        query_pool, real, group = real[out], real[~out], group[~out]
+        print(f"  {out.sum():,} codes of {args.held_out} images/rasters held out as tile queries",
+              file=sys.stderr)
     if args.n < len(real):
         keep = np.sort(rng.choice(len(real), args.n, replace=False))
         real, group = real[keep], group[keep]
     nn_real = nn_distances(real, group)
-    db, parents, flips = expand(real, max(args.n, len(real)), nn_real, rng)
+    db, parents, flips = expand(real, max(args.n, len(real)), nn_real, rng, min_flip=args.min_flip)
     check_expansion(real, nn_real, db, parents, flips, rng)
-    tiles = real[rng.choice(len(real), args.queries, replace=False)]
-    return db, np.concatenate([tiles, text_queries(bits, args.queries, args.seed)])
+    tiles = query_pool[rng.choice(len(query_pool), args.queries, replace=False)]
+    return db, np.concatenate([tiles, text_queries(bits, args.queries, args.seed, meta["sha"])])
 
 
 def search_table(args, bits: int) -> None:
@@ -532,6 +548,9 @@ def main(argv: list[str] | None = None) -> int:
     sea.add_argument("--nflip", type=_ints, default=[0, 1, 2])
     sea.add_argument("--threads", type=int, default=2, help="faiss threads to build (train, add)")
     sea.add_argument("--seed", type=int, default=0)
+    sea.add_argument("--held-out", type=int, default=0,
+                     help="images/rasters whose codes are kept out of the database as tile queries")
+    sea.add_argument("--min-flip", type=int, default=0, help="at least this many bits flipped")
     sea.add_argument("--quick", action="store_true", help="300k codes, 50 queries, few settings")
     args = ap.parse_args(argv)
     if getattr(args, "quick", False):

@@ -11,9 +11,9 @@ from model_runtime.errors import CancelledError, DataError
 from model_runtime.protocol import (
     ERROR_CODES,
     IMMEDIATE_OPS,
-    ErrorInfo,
     LONG_OPS,
     PROTOCOL_VERSION,
+    ErrorInfo,
     Event,
     ProtocolError,
     Request,

@@ -340,15 +340,15 @@ def test_hostile_requests_cannot_wedge_the_worker(model_worker, tmp_path_factory
     assert built["ok"], built
     idx = str(index_dir)
     hostile = [
-        ('{"id": "surrogate", "op": "search", "params": {"index": "%s", "text": "\\ud800abc"}}'
+        ('{"id": "surrogate", "op": "search", "params": {"index": "%s", "text": "\\ud800abc"}}'  # noqa: UP031
          % idx, "protocol"),
         ({"id": "passwd", "op": "load", "params": {"heads": "/etc/passwd"}}, "data"),
         ({"id": "far", "op": "locate", "params": {"index": idx, "x": 1e308, "y": 1e308,
                                                   "crs": "EPSG:3857"}}, "data"),
         ({"id": "huge", "op": "search", "params": {"index": idx, "tile": 2**70}}, "protocol"),
-        ('{"id": "nan", "op": "search", "params": {"index": "%s", "text": "x", '
+        ('{"id": "nan", "op": "search", "params": {"index": "%s", "text": "x", '  # noqa: UP031
          '"bbox": [NaN, 0, 1, 1]}}' % idx, "protocol"),
-        ('{"id": "inf", "op": "search", "params": {"index": "%s", "text": "x", '
+        ('{"id": "inf", "op": "search", "params": {"index": "%s", "text": "x", '  # noqa: UP031
          '"bbox": [0, 0, Infinity, 1]}}' % idx, "protocol"),
         ({"id": "k0", "op": "search", "params": {"index": idx, "text": "x", "k": 0}}, "protocol"),
         # a box reaching beyond the CRS's domain is clipped to it: an answer, not a hang

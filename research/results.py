@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-instance", action="store_true")
     p.add_argument("--no-unseen", action="store_true")
     p.add_argument("--no-ship", action="store_true", help="do not (re)write resources/heads")
+    p.add_argument("--ship-only", action="store_true",
+                   help="only train, write and evaluate the shipped heads (and the model card)")
     p.add_argument("--out", default=str(PLUGIN_ROOT / "docs" / "results.md"))
     p.add_argument("--heads-dir", help="where shipped heads go (default resources/heads)")
     p.add_argument("--fresh", action="store_true", help="ignore cached run results")
@@ -41,6 +43,13 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def shipped_recipe():
+    """The recipe the shipped heads are trained with: the unseen-class study's choice."""
+    from research.unseen_report import FINAL, recipe_config
+
+    return recipe_config(FINAL)
+
+
 def ship(feats, heads_dir: Path, bench, bits_list, fig: Path) -> dict:
     """Train, save (fp16), reload and evaluate the shipped CACH heads; write the model card."""
     from model_runtime.hashing.heads_io import load_heads, save_heads
@@ -48,8 +57,13 @@ def ship(feats, heads_dir: Path, bench, bits_list, fig: Path) -> dict:
     from research.hashing import report
     from research.hashing.plots import save_pr_curves
 
-    cfg = bench.train_config("cach")
+    cfg = shipped_recipe()
     mask = feats.split_duch == "train"
+    bank = None
+    if cfg.w_text_preserve > 0:
+        from model_runtime.features import caption_bank_features
+
+        bank = caption_bank_features(backbone=feats.backbone)
     shipped = {
         "eval": {},
         "files": {},
@@ -61,7 +75,7 @@ def ship(feats, heads_dir: Path, bench, bits_list, fig: Path) -> dict:
     }
     curves = {}
     for bits in bits_list:
-        heads = E.train_on("cach", feats, mask, bits, SHIP_SEED, cfg)
+        heads = E.train_on("cach", feats, mask, bits, SHIP_SEED, cfg, bank)
         shipped["train_seconds"] += heads.train_info["seconds"]
         path = heads_dir / f"cach-{feats.backbone}-{bits}.safetensors"
         extra = {
@@ -119,6 +133,12 @@ def run(args) -> int:
         unseen_methods=() if args.no_unseen else B.BenchConfig().unseen_methods,
         train=train,
     )
+    if args.ship_only:
+        heads_dir = Path(args.heads_dir) if args.heads_dir else HEADS_DIR
+        fig = Path(args.out).parent / "figures" / "pr-ucm.png"
+        shipped = ship(feats, heads_dir, bench, args.bits, fig)
+        print(f"wrote {heads_dir} ({shipped['train_seconds']:.0f} s of training)")
+        return 0
     cache_root = cache_dir() / "results"
     if args.fresh:
         cache_root = cache_root / f"fresh-{int(time.time())}"

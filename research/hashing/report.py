@@ -411,6 +411,26 @@ def shipped_table(shipped: dict) -> str:
     return _table(["bits", "dir", "mAP@20 (DUCH)", "mAP@20 (top-20)", "mAP@ALL"], rows)
 
 
+def recipe_lines(cfg: dict) -> list[str]:
+    """What the recipe adds to plain CACH (the unseen-class study, docs/results.md)."""
+    out = []
+    if cfg.get("proj_dim"):
+        out.append(
+            f"- **Stored projection**: the image head reads a frozen {cfg['proj_dim']}-d PCA "
+            f"(partial whitening {cfg.get('proj_whiten', 0.5)}) of the L2-normalised image "
+            "features, fitted on the training images and views and shipped in the heads file. "
+            "An index stores it per tile (float16): image and tile queries are re-ranked by its "
+            "cosine, and `cach adapt` re-hashes an index from it without the encoder."
+        )
+    if cfg.get("w_preserve"):
+        out.append(f"- **Image-structure preservation**: weight {cfg['w_preserve']}.")
+    if cfg.get("w_text_preserve"):
+        out.append(f"- **Caption-bank text preservation**: weight {cfg['w_text_preserve']}.")
+    out.append("- **Chosen by** the multi-set unseen-class study (docs/results.md); the heads of "
+               "the first round are kept in `archive/round1/` for the indexes built with them.")
+    return out
+
+
 def model_card(shipped: dict) -> str:
     files = "\n".join(
         f"- `{name}`: {size / 1e6:.2f} MB" for name, size in sorted(shipped["files"].items())
@@ -425,15 +445,17 @@ def model_card(shipped: dict) -> str:
             "- **Backbone**: `effnetlite0-minilm` — image: EfficientNet-Lite0 (ImageNet weights, "
             "1280-d global pooled features, not normalised); text: all-MiniLM-L6-v2 sentence "
             "embeddings (384-d, mean pooling, L2-normalised). Both frozen.",
-            f"- **Heads**: image 1280 → {shipped['hidden']} → bits, text 384 → {shipped['hidden']} "
+            f"- **Heads**: image {cfg.get('proj_dim') or 1280} → {shipped['hidden']} → bits, text 384 → {shipped['hidden']} "
             "→ bits (Linear, LayerNorm, GELU, Linear, tanh); inputs L2-normalised inside the head. "
             "Code bit j = tanh output j > 0, packed big-endian with `np.packbits`.",
             "- **Method**: CACH as described in `docs/method.md` (contrastive + multiscale "
             "similarity + cross-autoencoder + quantization/balance), trained without labels.",
+            *recipe_lines(cfg),
             f"- **Training data**: UCM-captions `split_duch` train split only (1,050 images, 5 "
             f"captions each, flips/rotation views); seed {shipped['seed']}; {cfg['epochs']} epochs, "
             f"batch {cfg['batch_size']}, AdamW lr {cfg['lr']}; CPU, total "
-            f"{shipped['train_seconds']:.0f} s for the four lengths.",
+            f"{shipped['train_seconds']:.0f} s for the four lengths (one thread each, on a "
+            "shared 2-core machine).",
             "- **Storage**: fp16 safetensors with metadata (method, backbone, bits, dims); "
             "decoders of the cross-autoencoder are not shipped.",
             files,

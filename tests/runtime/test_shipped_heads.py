@@ -35,7 +35,9 @@ def test_shipped_heads_are_small_and_inference_only():
         total += path.stat().st_size
         with safe_open(str(path), framework="pt") as f:
             keys = list(f.keys())
-            assert all(k.startswith(("image_head.", "text_head.")) for k in keys)
+            # the heads and the frozen projection the image head reads; no decoders
+            assert all(k.startswith(("image_head.", "text_head.", "image_proj.")) for k in keys)
+            assert {"image_proj.mean", "image_proj.matrix"} <= set(keys)
             assert str(f.get_tensor(keys[0]).dtype) == "torch.float16"
     assert total < 8e6, f"shipped heads take {total / 1e6:.1f} MB"
     card = (HEADS_DIR / "MODEL_CARD.md").read_text()

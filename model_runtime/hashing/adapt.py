@@ -9,7 +9,7 @@ terms over random batches:
 - **distillation** towards the shipped head's outputs for the same tiles, so the image codes stay
   where the (untouched) text head expects them and text queries keep working.
 
-A few hundred steps take seconds on a CPU whatever the archive's size (cost is per step).
+600 steps take about 10 s on a CPU whatever the archive's size (cost is per step).
 """
 
 from __future__ import annotations
@@ -33,15 +33,18 @@ LOG = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class AdaptConfig:
-    """Hyper-parameters of :func:`adapt_image_head` (chosen on the tuning held-out sets)."""
+    """Hyper-parameters of :func:`adapt_image_head`, chosen on tuning held-out sets 0 and 1 (64
+    bits): against 200 steps, distillation 1.0 and neighbour share 0.3, these raised pure-code
+    I→I from +4.5 to +13 points of the frozen features' mAP with text→image unchanged or up
+    (docs/results.md)."""
 
-    steps: int = 200
+    steps: int = 600
     batch_size: int = 256
     lr: float = 1e-3
     w_structure: float = 1.0
-    w_distil: float = 1.0
+    w_distil: float = 0.3
     #: weight of the shared-neighbour term in the structure target (0: plain centred cosine)
-    neighbour: float = 0.3
+    neighbour: float = 0.6
     k: int = 10
 
 

@@ -127,9 +127,9 @@ def adaptation_table(rr: list[dict], label: str) -> list[str]:
     from research.hashing.unseen_bench import summarise
 
     lines = [
-        f"| {label} | bits | I→I codes before | after | gain (pts of frozen) | T→I prompts "
-        "product before | after | change | seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| {label} | bits | I→I codes before | after | gain (pts of frozen) | I→I product "
+        "before | after | T→I prompts product before | after | change | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for b in BITS:
         before, after = summarise(rr, b), summarise(rr, b, key="adapted")
@@ -147,6 +147,7 @@ def adaptation_table(rr: list[dict], label: str) -> list[str]:
         lines.append(
             f"| | {b} | {_fmt(before['i2i_codes_ratio'], True)} | "
             f"{_fmt(after['i2i_codes_ratio'], True)} | {_fmt(mean_std(gains), True)} | "
+            f"{_fmt(before['i2i_product_ratio'], True)} | {_fmt(after['i2i_product_ratio'], True)} | "
             f"{_fmt(before['t2i_prompt_product'])} | {_fmt(after['t2i_prompt_product'])} | "
             f"{_fmt(mean_std(dt))} | {sum(secs) / len(secs):.1f} |"
         )

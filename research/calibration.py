@@ -730,6 +730,7 @@ def reliability_table(rows: Sequence[dict]) -> list[str]:
     return lines
 
 
+# long by design: one markdown report written top to bottom in the order it reads
 def doc_body(results: dict[int, dict], meta: dict) -> str:
     """The weak-match section of docs/search.md (numbers from this run)."""
     default = 64 if 64 in results else max(results)

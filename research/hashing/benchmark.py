@@ -112,6 +112,7 @@ def _cfg_dict(cfg: TrainConfig) -> dict:
     return out
 
 
+# long by design: the benchmark's sections in the order docs/results.md reports them
 def run_benchmark(
     feats,
     cache: RunCache,

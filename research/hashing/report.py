@@ -192,6 +192,7 @@ def unseen_table(results: dict) -> str:
     return _table(["method", "bits", *[n for _, n in cols]], rows)
 
 
+# long by design: the goal table, one row per goal, in reading order
 def goals(results: dict) -> list[str]:
     """Plain statements on the issue's goals, computed from the numbers."""
     out = []
@@ -297,6 +298,7 @@ FINDINGS = """\
 """
 
 
+# long by design: docs/results.md written top to bottom in the order it reads
 def results_markdown(results: dict, shipped: dict | None, notes: str = "") -> str:
     meta = results["meta"]
     cfg = meta["train_config"]

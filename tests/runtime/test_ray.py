@@ -144,9 +144,12 @@ print(json.dumps(summary.to_json()))
 def start_driver(cluster, folder, index, **args) -> subprocess.Popen:
     spec = {"address": cluster.address, "index": str(index), "folder": str(folder),
             "delay": 0.4, **args}
+    # SIGINT back to its default in the driver: a library loaded earlier in the test process may
+    # have set it to "ignore", which a child inherits (and Python then keeps)
     return subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(spec)], cwd=ROOT,
                             env=raycluster.driver_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def committed_units(index: Path) -> int:
@@ -183,7 +186,7 @@ def test_sigint_to_driver_then_resume_with_local(cluster, sample_folder, tmp_pat
     wait_for(lambda: committed_units(index) >= 1, 240, "a committed unit")
     proc.send_signal(signal.SIGINT)
     code, _, err = finish(proc)
-    assert code != 0 and committed_units(index) >= 1
+    assert code != 0 and committed_units(index) >= 1, (code, committed_units(index), err[-2000:])
     done = committed_units(index)
     resumed = build_index(index, [str(sample_folder)], FakeEncoder(), OPTIONS)
     assert resumed.encoded < resumed.tiles, "finished units were encoded again"

@@ -7,7 +7,7 @@ Every recipe is trained without each tuning held-out set (sets 0-2, seeds 0-1, 6
 and scored on that set (``research.hashing.unseen``); runs are cached per (recipe, set, seed,
 bits), so the command resumes where it stopped and ``--jobs 2`` splits the runs over two
 processes. ``--final`` scores the chosen recipe (:data:`FINAL`) on the untouched set 3 and measures
-adaptation on every set. The tables go to stdout and, with ``--write``, into docs/results.md
+adaptation on every set. The tables go to stdout and, with ``--write``, into docs/unseen.md
 between markers.
 """
 
@@ -124,6 +124,7 @@ def ablation_table(runs: dict[str, list[dict]]) -> list[str]:
 
 def adaptation_table(rr: list[dict], label: str) -> list[str]:
     """Pure-code I→I (share of frozen) and T→I prompts, before and after adaptation."""
+    from research.hashing.benchmark import mean_std
     from research.hashing.unseen_bench import summarise
 
     lines = [
@@ -142,8 +143,6 @@ def adaptation_table(rr: list[dict], label: str) -> list[str]:
         dt = [r["adapted"]["t2i_prompt_product"] - r["scores"]["t2i_prompt_product"]
               for r in rr if r["bits"] == b]
         secs = [r["adapt_seconds"] for r in rr if r["bits"] == b]
-        from research.hashing.benchmark import mean_std
-
         lines.append(
             f"| | {b} | {_fmt(before['i2i_codes_ratio'], True)} | "
             f"{_fmt(after['i2i_codes_ratio'], True)} | {_fmt(mean_std(gains), True)} | "
@@ -219,7 +218,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--instance", action="store_true",
                    help="instance-level mR of today's recipe and FINAL (official split)")
-    p.add_argument("--write", action="store_true", help="write the tables into docs/results.md")
+    p.add_argument("--write", action="store_true", help="write the tables into docs/unseen.md")
     p.add_argument("--data-root")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -247,7 +246,7 @@ def main(argv=None) -> int:
     out = cache_dir() / "research-unseen" / "last-report.json"
     out.write_text(json.dumps({"jobs": [j[:1] for j in jobs], "results": results}))
     if args.write:
-        write_section(PLUGIN_ROOT / "docs" / "results.md", lines)
+        write_section(PLUGIN_ROOT / "docs" / "unseen.md", lines)
     return 0
 
 

@@ -36,7 +36,7 @@ class AdaptConfig:
     """Hyper-parameters of :func:`adapt_image_head`, chosen on tuning held-out sets 0 and 1 (64
     bits): against 200 steps, distillation 1.0 and neighbour share 0.3, these raised pure-code
     I→I from +4.5 to +13 points of the frozen features' mAP with text→image unchanged or up
-    (docs/results.md)."""
+    (docs/unseen.md)."""
 
     steps: int = 600
     batch_size: int = 256

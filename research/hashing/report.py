@@ -391,6 +391,8 @@ def results_markdown(results: dict, shipped: dict | None, notes: str = "") -> st
             "",
             shipped_table(shipped),
             "",
+            SHIPPED_RECIPE_NOTE,
+            "",
             "![PR curves](figures/pr-ucm.png)",
             "",
         ]
@@ -413,8 +415,15 @@ def shipped_table(shipped: dict) -> str:
     return _table(["bits", "dir", "mAP@20 (DUCH)", "mAP@20 (top-20)", "mAP@ALL"], rows)
 
 
+#: where the shipped recipe comes from (docs/unseen.md is written by research/unseen_report.py)
+SHIPPED_RECIPE_NOTE = (
+    "Trained with the recipe chosen in [unseen.md](unseen.md) (stored 256-d projection); that page "
+    "also compares them with the first release's heads, kept in `resources/heads/archive/round1/`."
+)
+
+
 def recipe_lines(cfg: dict) -> list[str]:
-    """What the recipe adds to plain CACH (the unseen-class study, docs/results.md)."""
+    """What the recipe adds to plain CACH (the unseen-class study, docs/unseen.md)."""
     out = []
     if cfg.get("proj_dim"):
         out.append(
@@ -428,7 +437,7 @@ def recipe_lines(cfg: dict) -> list[str]:
         out.append(f"- **Image-structure preservation**: weight {cfg['w_preserve']}.")
     if cfg.get("w_text_preserve"):
         out.append(f"- **Caption-bank text preservation**: weight {cfg['w_text_preserve']}.")
-    out.append("- **Chosen by** the multi-set unseen-class study (docs/results.md); the heads of "
+    out.append("- **Chosen by** the multi-set unseen-class study (docs/unseen.md); the heads of "
                "the first round are kept in `archive/round1/` for the indexes built with them.")
     return out
 

@@ -77,6 +77,24 @@ def bare_model_forward(model, pixels: np.ndarray, repeat: int) -> float:
     return median_rate(run, len(pixels), repeat)
 
 
+def bare_model_lanes(model, pixels: np.ndarray, repeat: int) -> float:
+    """img/s of a HashModel's image path with every encoder lane kept busy: batches of 32
+    through ``submit_images``, ``lanes + 1`` in flight (as the index builder runs them)."""
+    batches = [pixels[i : i + BATCH] for i in range(0, len(pixels), BATCH)]
+    model.encode_images(batches[0])
+
+    def run() -> None:
+        pending = []
+        for b in batches:
+            pending.append(model.submit_images(b))
+            if len(pending) > model.lanes:
+                pending.pop(0).result()
+        for f in pending:
+            f.result()
+
+    return median_rate(run, len(pixels), repeat)
+
+
 def inputs(n_texts: int) -> dict:
     from model_runtime.data.datasets import load_ucm
     from model_runtime.model.dataset_outputs import load_pixels

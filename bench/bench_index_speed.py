@@ -6,13 +6,15 @@
 
 Rows, all in this run and on the same tiles:
   * bare torch forward of the image tower (channels_last, batch 32, all cores): the baseline;
-  * bare forward of each backend/precision (uint8 batch of 32 -> tanh through the whole graph);
+  * bare forward of each backend/precision (uint8 batches of 32 -> tanh through the whole graph):
+    one call at a time (a batch split over the encoder lanes), and with every lane kept busy
+    (``submit_images``, as the builder runs it); "vs bare same engine" divides by the faster;
   * ``cach index`` end to end (a fresh index each run, the real CLI in a subprocess) over a
-    folder of >= 1,000 UCM scene images (JPEG) and over one 4096 x 4096 GeoTIFF mosaic made from
+    folder of >= 1,000 UCM scene images (JPEG) and over one 8192 x 8192 GeoTIFF mosaic made from
     the sample rasters (JPEG-in-TIFF, 256 px blocks, overviews 2-16; tiles at scales 1 and 2).
 Then where the time goes: reading alone (open + decode + mask + resample, one thread), decode
 alone, and the run's own split (encode, waiting for tiles, SQLite commits, the rest: scan,
-model load, faiss file). ``--split`` measures readers x encoder threads on 2 cores.
+model load, faiss file). ``--split`` measures reader threads x encoder lanes.
 ``--markdown FILE`` appends the tables as markdown (bench/gpu.sh uses it).
 """
 
@@ -34,13 +36,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_engines import BATCH, bare_model_forward, median_rate  # noqa: E402
+from bench_engines import BATCH, bare_model_forward, bare_model_lanes, median_rate  # noqa: E402,E501
 from tables import table  # noqa: E402  (bench/ runs as scripts)
 
 from model_runtime.env import configure_process  # noqa: E402
 
 CACH = [sys.executable, "-m", "model_runtime"]
 MARKDOWN: list[str] = []
+#: ready tiles for the bare rows (8 batches of 32, so two lanes end together)
+BARE_TILES = 256
 
 
 def emit(title: str, header: list[str], rows: list[list]) -> None:
@@ -169,6 +173,29 @@ def bare_torch(tiles: np.ndarray, repeat: int, device: str) -> float:
     return median_rate(run, len(x), repeat)
 
 
+def bare_rows(variant: str, tiles: np.ndarray, device: str, repeat: int,
+              base: float) -> tuple[list, float]:
+    """The bare-forward rows of one variant, and the rate its end-to-end rows are divided by
+    (the faster of one call at a time and every lane busy)."""
+    from model_runtime.model import load_model
+
+    backend, _, precision = variant.partition(":")
+    model = load_model(backend=backend, bits=64, device=device, precision=precision or None)
+    try:
+        name = f"{model.backend} {model.precision}"
+        rates = {f"bare forward, {name} (+ heads), one call at a time":
+                 bare_model_forward(model, tiles, repeat)}
+        if model.lanes > 1:
+            rates[f"bare forward, {name} (+ heads), {model.lanes} lanes busy"] = \
+                bare_model_lanes(model, tiles, repeat)
+    finally:
+        model.close()
+    best = max(rates.values())
+    rows = [[what, len(tiles), f"{rate:.1f}", f"{rate / base:.2f}", f"{rate / best:.2f}", "-"]
+            for what, rate in rates.items()]
+    return rows, best
+
+
 def cach_index(paths: list[Path], variant: str, device: str, extra: list[str],
                env: dict | None = None) -> dict:
     """One ``cach index`` run into a fresh index: its JSON summary plus the process wall."""
@@ -203,10 +230,10 @@ print(json.dumps(s.to_json()))
 """
 
 
-def split_run(paths: list[Path], backend: str, readers: int, threads: int) -> dict:
-    """The builder (``cach index``'s code path) with ``readers`` reader threads and ``threads``
-    encoder threads (``CACH_ENCODER_THREADS``; torch: ``OMP_NUM_THREADS``)."""
-    env = {**os.environ, "CACH_ENCODER_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+def split_run(paths: list[Path], backend: str, readers: int, lanes: int) -> dict:
+    """The builder (``cach index``'s code path) with ``readers`` reader threads and the
+    encoder's threads in ``lanes`` concurrent calls (``CACH_ENCODER_LANES``)."""
+    env = {**os.environ, "CACH_ENCODER_LANES": str(lanes)}
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", SPLIT_RUNNER, backend, str(readers),
                           *map(str, paths)], capture_output=True, text=True, env=env, cwd=ROOT)
@@ -218,18 +245,21 @@ def split_run(paths: list[Path], backend: str, readers: int, threads: int) -> di
 
 def core_split(sets: dict, backend: str, repeat: int) -> None:
     rows = []
+    cores = len(os.sched_getaffinity(0))
     for name, (paths, _) in sets.items():
         for readers in (1, 2):
-            for threads in (1, 2):
-                runs = [split_run(paths, backend, readers, threads) for _ in range(repeat)]
+            for lanes in (1, 2):
+                runs = [split_run(paths, backend, readers, lanes) for _ in range(repeat)]
                 r = median_run(runs)
                 t = r["timing_s"]
-                rows.append([name, readers, threads, f"{r['encoded'] / r['seconds']:.1f}",
+                rows.append([name, readers, lanes, max(1, cores // lanes),
+                             f"{r['encoded'] / r['seconds']:.1f}",
                              f"{t.get('encode_s', 0):.1f}", f"{t.get('wait_s', 0):.1f}"])
-                print(f"  split {name} readers={readers} threads={threads} done",
+                print(f"  split {name} readers={readers} lanes={lanes} done",
                       file=sys.stderr, flush=True)
-    emit(f"core split on {os.cpu_count()} cores, {backend}, median of {repeat}",
-         ["input", "reader threads", "encoder threads", "tiles/s", "encode s", "wait s"], rows)
+    emit(f"core split on {cores} cores, {backend}, median of {repeat}",
+         ["input", "reader threads", "encoder lanes", "threads per lane", "tiles/s",
+          "encoder busy s", "wait for tiles s"], rows)
 
 
 def e2e_rows(sets: dict, variants: list[str], device: str, repeat: int, base: float,
@@ -258,16 +288,18 @@ def breakdown(sets: dict, runs_by: dict, variants: list[str], bare: dict, option
             r = runs_by[(name, variant)]
             n, t, total = r["encoded"], r["timing_s"], r["seconds"]
             enc_bare = n / bare[variant] if variant in bare else float("nan")
-            rest = total - t.get("encode_s", 0) - t.get("wait_s", 0) - t.get("commit_s", 0)
             rows.append([name, variant, f"{total:.1f}", f"{read_s:.1f}", f"{dec_s:.1f}",
                          f"{read_s - dec_s:.1f}", f"{enc_bare:.1f}",
                          f"{t.get('encode_s', 0):.1f}", f"{t.get('wait_s', 0):.1f}",
-                         f"{t.get('commit_s', 0):.2f}", f"{rest:.1f}"])
-    emit("where the time goes (seconds; read/decode/resample: one thread, alone; the run's "
-         "encode/wait/commit: its own timing, readers overlapping the encoder)",
+                         f"{t.get('encoder_wait_s', 0):.1f}", f"{t.get('commit_s', 0):.2f}",
+                         f"{total - t.get('encode_s', 0):.1f}"])
+    emit("where the time goes (seconds; read/decode/resample: one thread, alone; bare encode: "
+         "the tiles at the bare rate; the run's own timing: encoder busy (a batch in flight), "
+         "its main thread waiting for tiles and for the encoder, SQLite commits (overlapping "
+         "the encoder), and the run's wall outside the encoder: scan, model load, faiss file)",
          ["input", "engine", "end to end", "read alone", "decode", "mask+resample+rest",
-          "bare encode", "run: encode", "run: wait for tiles", "run: commit",
-          "run: scan+load+faiss"], rows)
+          "bare encode", "run: encoder busy", "run: wait for tiles", "run: wait for encoder",
+          "run: commit", "run: outside the encoder"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,17 +307,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="torch,onnx,openvino", help="backend[:precision],...")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--scenes", type=int, default=1050, help="UCM images indexed (>= 1,000)")
-    ap.add_argument("--mosaic", type=int, default=4096, help="side of the GeoTIFF mosaic, px")
+    ap.add_argument("--mosaic", type=int, default=8192, help="side of the GeoTIFF mosaic, px")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="210 scenes, 2048 px, one run")
-    ap.add_argument("--split", action="store_true", help="also sweep readers x encoder threads")
+    ap.add_argument("--split", action="store_true", help="also sweep readers x encoder lanes")
     ap.add_argument("--split-backend", default="onnx")
     ap.add_argument("--markdown", help="append the tables as markdown to this file")
     args = ap.parse_args(argv)
     if args.quick:
         args.scenes, args.mosaic, args.repeat = 210, 2048, 1
     configure_process()
-    from model_runtime.model import load_model
     from model_runtime.tiling import TilingOptions
 
     variants = args.variants.split(",")
@@ -295,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                                                           ["--scales", "1,2"])}
         options = dict(zip(sets, [TilingOptions(), TilingOptions(scales=(1, 2))], strict=True))
         files = [p for paths, _ in sets.values() for p in paths]
-        tiles = np.stack(tiles_of(sorted(files[0].glob("*.jpg"))[:96], TilingOptions()))
+        tiles = np.stack(tiles_of(sorted(files[0].glob("*.jpg"))[:BARE_TILES], TilingOptions()))
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
               f"device {args.device}", flush=True)
         base = bare_torch(tiles, args.repeat, args.device)
@@ -303,14 +334,8 @@ def main(argv: list[str] | None = None) -> int:
                  "1.00", "-", "-"]]
         bare = {}
         for variant in variants:
-            backend, _, precision = variant.partition(":")
-            model = load_model(backend=backend, bits=64, device=args.device,
-                               precision=precision or None)
-            bare[variant] = bare_model_forward(model, tiles, args.repeat)
-            rows.append([f"bare forward, {model.backend} {model.precision} (+ heads)",
-                         len(tiles), f"{bare[variant]:.1f}", f"{bare[variant] / base:.2f}",
-                         "1.00", "-"])
-            model.close()
+            variant_rows, bare[variant] = bare_rows(variant, tiles, args.device, args.repeat, base)
+            rows += variant_rows
         e2e, runs_by = e2e_rows(sets, variants, args.device, args.repeat, base, bare)
         emit(f"indexing speed, median of {args.repeat}, batch {BATCH}, {os.cpu_count()} cores",
              ["what", "tiles", "tiles/s", "vs bare torch", "vs bare same engine",

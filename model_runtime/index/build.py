@@ -3,9 +3,11 @@ commit unit by unit, finalise.
 
 Reader threads take work from one queue: a source (opened once to plan its units) or a unit
 (its windows read at the model's input size). Tiles from every reader meet in a bounded queue;
-the calling thread encodes them in batches that span units and sources (so folders of small
-images still encode in full batches) and commits each unit once all its tiles are encoded.
-rasterio/GDAL and the inference engines release the GIL, so reading overlaps encoding.
+the calling thread gathers them in batches that span units and sources (so folders of small
+images still encode in full batches), hands each batch to the model's encoder lanes (up to
+``lanes + 1`` batches in flight, results taken in order) and commits each unit once all its
+tiles are encoded. rasterio/GDAL and the inference engines release the GIL, so reading,
+encoding on every lane and committing overlap.
 
 Safety: one writer per index (``lock.py``); each unit is one transaction; ``complete`` is set
 only after the faiss file of the final generation is written. A kill loses at most the units in
@@ -22,6 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,11 +249,17 @@ class LocalRun:
         self.status = {t.source.uri: t.status for t in scan.todo}
         self.failed: set[str] = set()
         self.batch: list[tuple[str, np.ndarray, Any]] = []
+        #: batches handed to the encoder, oldest first: (its tiles, future of (outputs, seconds))
+        self.inflight: deque[tuple[list, Future]] = deque()
         self.counts = {"added": 0, "updated": 0, "resumed": 0}
         self.skipped: list[Skipped] = []
         self.dropped = 0
         self.encoded = 0
-        self.timing = {"encode_s": 0.0, "wait_s": 0.0}
+        #: encode_s: wall time with a batch in the encoder; wait_s: waiting for tiles;
+        #: encoder_wait_s: waiting for the oldest batch's result
+        self.timing = {"encode_s": 0.0, "wait_s": 0.0, "encoder_wait_s": 0.0}
+        self._busy_lock = threading.Lock()
+        self._running, self._busy_from = 0, 0.0
 
     @property
     def batch_size(self) -> int:
@@ -340,12 +349,15 @@ class LocalRun:
                 item = self._next()
                 if item is not None:
                     finished += self._handle(item)
+                self._collect(keep=len(self.inflight))
             self._encode()
-            self._commit_ready()
+            self._collect(keep=0)
         finally:
             self.stop.set()
             for thread in threads:
                 thread.join(timeout=10)
+            for _, future in self.inflight:  # a cancel or crash: let running batches end
+                future.cancel() or future.exception()
 
     def _next(self) -> tuple | None:
         t0 = time.perf_counter()
@@ -366,7 +378,6 @@ class LocalRun:
                 self.batch.append((key, rgb, tile))
                 if len(self.batch) >= self.batch_size:
                     self._encode()
-                    self._commit_ready()
         elif kind == "begin":
             self.units[item[1].key] = _UnitTiles(item[1], item[2])
         elif kind == "end":
@@ -402,12 +413,43 @@ class LocalRun:
         LOG.warning("skipped %s", why.reason)
 
     def _encode(self) -> None:
+        """Hand the gathered batch to the encoder; keeps at most ``lanes + 1`` in flight."""
         if not self.batch:
             return
-        t0 = time.perf_counter()
-        out = self.model.encode_images(np.stack([rgb for _, rgb, _ in self.batch]))
-        self.timing["encode_s"] += time.perf_counter() - t0
-        for i, (key, _, tile) in enumerate(self.batch):
+        items, self.batch = self.batch, []
+        self.inflight.append((items, self._submit(np.stack([rgb for _, rgb, _ in items]))))
+        self._collect(keep=getattr(self.model, "lanes", 1))
+
+    def _submit(self, pixels: np.ndarray) -> Future:
+        """The model's future for ``pixels``; the encoder's busy time (some batch in flight)
+        is counted from its callbacks."""
+        with self._busy_lock:
+            if self._running == 0:
+                self._busy_from = time.perf_counter()
+            self._running += 1
+        future = self.model.submit_images(pixels)
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _future: Future) -> None:
+        with self._busy_lock:
+            self._running -= 1
+            if self._running == 0:
+                self.timing["encode_s"] += time.perf_counter() - self._busy_from
+
+    def _collect(self, keep: int) -> None:
+        """Take the finished batches in order; wait for the oldest while more than ``keep``
+        are in flight."""
+        while self.inflight and (len(self.inflight) > keep or self.inflight[0][1].done()):
+            items, future = self.inflight.popleft()
+            t0 = time.perf_counter()
+            out = future.result()
+            self.timing["encoder_wait_s"] += time.perf_counter() - t0
+            self._apply(items, out)
+            self._commit_ready()
+
+    def _apply(self, items: list, out: Any) -> None:
+        for i, (key, _, tile) in enumerate(items):
             acc = self.units.get(key)
             if acc is None:  # its source failed after this tile was read
                 continue
@@ -416,9 +458,8 @@ class LocalRun:
             acc.tanh.append(out.tanh[i])
             if out.proj is not None:
                 acc.proj.append(out.proj[i])
-        self.encoded += len(self.batch)
-        name = os.path.basename(self.batch[-1][2].source)
-        self.batch.clear()
+        self.encoded += len(items)
+        name = os.path.basename(items[-1][2].source)
         self.report("encode", self.encoded, max(self.total, self.encoded), name)
 
     def _commit_ready(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,9 @@ class HashModel(ABC):
     backend: str = "?"
     #: ``fp32``, ``bf16``, ``fp16``, ``int8``
     precision: str = "fp32"
+    #: image-encoding calls that run at once to good effect (:meth:`submit_images`); a backend
+    #: with one engine pool that uses every core says 1
+    lanes: int = 1
 
     def __init__(self, config: BackboneConfig, heads: HeadsRef, device: str) -> None:
         self.config = config
@@ -86,6 +90,16 @@ class HashModel(ABC):
             return ImageOutputs(empty, None if not self.heads.proj_dim else
                                 np.zeros((0, self.heads.proj_dim), np.float16))
         return self._encode_batch(batch)
+
+    def submit_images(self, images: Sequence[np.ndarray] | np.ndarray) -> Future:
+        """:meth:`encode_images` as a future. Up to :attr:`lanes` calls run at once; this default
+        runs the call here and returns it done."""
+        future: Future = Future()
+        try:
+            future.set_result(self.encode_images(images))
+        except BaseException as err:  # noqa: BLE001 - delivered through the future
+            future.set_exception(err)
+        return future
 
     @abstractmethod
     def _encode_batch(self, batch: np.ndarray) -> ImageOutputs:

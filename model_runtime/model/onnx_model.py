@@ -2,8 +2,8 @@
 
 ``fp32`` runs the exported graphs as they are; ``int8`` runs an image graph quantised with
 static (QDQ, per-channel) calibration on UCM training images (the text graph stays fp32), see
-:mod:`model_runtime.model.quantize`. Threads: ``intra_op`` = :func:`encoder_threads`, one
-inter-op thread, and no spinning while idle (as ``OMP_WAIT_POLICY=PASSIVE`` for torch): a
+:mod:`model_runtime.model.quantize`. Threads: ``intra_op`` = :meth:`graph_threads` (the image
+graph's shared out over the lanes, whose calls one session runs at once), one inter-op thread, and no spinning while idle (as ``OMP_WAIT_POLICY=PASSIVE`` for torch): a
 spinning pool steals the cores the tile readers need. With ``onnxruntime-gpu`` installed,
 ``--device cuda`` runs the same graphs on ONNX Runtime's CUDA provider.
 """
@@ -47,11 +47,11 @@ class OnnxHashModel(CompiledHashModel):
 
             quantize_image_graph(self.config, folder / "image.onnx")
 
-    def _options(self) -> Any:
+    def _options(self, threads: int) -> Any:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -62,7 +62,8 @@ class OnnxHashModel(CompiledHashModel):
     def _open(self, folder: Path, name: str) -> Any:
         import onnxruntime as ort
 
-        return ort.InferenceSession(str(folder / f"{name}.onnx"), self._options(),
+        return ort.InferenceSession(str(folder / f"{name}.onnx"),
+                                    self._options(self.graph_threads(name)),
                                     providers=self._providers())
 
     def _run(self, session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -83,6 +83,33 @@ def test_codes_agree_with_torch_through_the_graph(backend, inputs, reference):
         assert np.abs(got[part] - ref).max() < 1e-3, part
 
 
+@pytest.mark.parametrize("backend", COMPILED)
+def test_lanes_give_the_same_outputs_as_one_call(backend, inputs, monkeypatch):
+    """Two lanes of one thread each (the CPU default on 2+ cores): a batch split over the lanes
+    and batches submitted at once give exactly what one single-lane call gives."""
+    monkeypatch.setenv("CACH_ENCODER_THREADS", "2")
+    monkeypatch.setenv("CACH_ENCODER_LANES", "1")
+    single = load_model(backend=_installed(backend), bits=64)
+    assert (single.lanes, single.graph_threads("image")) == (1, 2)
+    pixels = inputs["tiles"][:40]
+    want = single.encode_images(pixels)
+    single.close()
+    monkeypatch.delenv("CACH_ENCODER_LANES")
+    model = load_model(backend=backend, bits=64)
+    try:
+        assert model.lanes == 2 and model.graph_threads("image") == 1
+        assert model.graph_threads("text") == 2
+        split = model.encode_images(pixels)  # 40 -> two chunks of 20 on the two lanes
+        futures = [model.submit_images(pixels[i : i + 8]) for i in range(0, 40, 8)]
+        submitted = [f.result() for f in futures]
+    finally:
+        model.close()
+    for got in (split.tanh, np.concatenate([o.tanh for o in submitted])):
+        np.testing.assert_allclose(got, want.tanh, atol=1e-5)
+    np.testing.assert_allclose(split.proj.astype(np.float32), want.proj.astype(np.float32),
+                               atol=2e-3)
+
+
 def test_tokenizer_gives_the_ids_of_the_torch_path():
     from open_clip.tokenizer import HFTokenizer
 

@@ -275,6 +275,77 @@ def test_encoder_crash_resumes_without_duplicates_or_gaps(
         assert index.complete and index.tiles == len(_tile_set(clean))
 
 
+def _rows_in_id_order(index_dir) -> list[tuple]:
+    store = Store(index_dir)
+    try:
+        return store.conn.execute(
+            "SELECT t.id, s.path, t.col, t.row, t.scale, t.code FROM tiles t "
+            "JOIN sources s ON s.id = t.source_id ORDER BY t.id").fetchall()
+    finally:
+        store.close()
+
+
+def _lanes_encoder(FakeEncoder, lanes: int, **kwargs):
+    """A FakeEncoder whose ``submit_images`` runs on ``lanes`` threads and finishes batches out
+    of order (later batches sleep less), as a multi-lane compiled engine can."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Lanes(FakeEncoder):
+        def __init__(self) -> None:
+            super().__init__(**kwargs)
+            self.lanes = lanes
+            self.pool = ThreadPoolExecutor(lanes)
+            self.submitted = 0
+            self.at_once = self.running = 0
+            self.guard = threading.Lock()
+
+        def submit_images(self, images):
+            delay = 0.03 * (3 - self.submitted % 3)
+            self.submitted += 1
+            return self.pool.submit(self._slow, images, delay)
+
+        def _slow(self, images, delay):
+            with self.guard:
+                self.running += 1
+                self.at_once = max(self.at_once, self.running)
+            time.sleep(delay)
+            try:
+                with self.guard:  # the fake's counters are not thread-safe
+                    return self.encode_images(images)
+            finally:
+                with self.guard:
+                    self.running -= 1
+
+    return Lanes()
+
+
+def test_encoder_lanes_finishing_out_of_order_give_the_same_index(
+    sample_folder, tmp_path, FakeEncoder
+):
+    one, many = tmp_path / "one", tmp_path / "many"
+    build(one, [sample_folder], FakeEncoder(), OPTS, batch_size=4)
+    encoder = _lanes_encoder(FakeEncoder, 3)
+    summary = build(many, [sample_folder], encoder, OPTS, batch_size=4)
+    assert encoder.at_once >= 2  # batches really overlapped
+    assert summary.timing["encode_s"] > 0
+    assert _rows_in_id_order(many) == _rows_in_id_order(one)  # same ids, same order
+    with open_index(many) as index:
+        assert index.complete and index.tiles == len(_rows_in_id_order(one))
+
+
+def test_encoder_error_in_a_lane_stops_the_run_and_it_resumes(
+    sample_folder, tmp_path, FakeEncoder
+):
+    clean = tmp_path / "clean"
+    build(clean, [sample_folder], FakeEncoder(), OPTS, batch_size=4)
+    idx = tmp_path / "idx"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build(idx, [sample_folder], _lanes_encoder(FakeEncoder, 2, fail_after=5), OPTS,
+              batch_size=4)
+    build(idx, [sample_folder], _lanes_encoder(FakeEncoder, 2), OPTS, batch_size=4)
+    assert _tile_set(idx) == _tile_set(clean)
+
+
 def test_cancel_keeps_committed_sources_and_resumes(
     sample_folder, tmp_path, model_info, FakeEncoder
 ):

@@ -419,14 +419,26 @@ class RuntimeClient(QObject):
             proc.waitForFinished(2000)
         proc.deleteLater()
 
-    def _write(self, request: Request) -> None:
-        if self._proc is None or self._proc.state() != QProcess.Running:
-            return
-        self._proc.write((request.to_json() + "\n").encode("utf-8"))
+    def _write(self, request: Request) -> bool:
+        """Write one request line; False when there is no running process to take it."""
+        proc = self._proc
+        if proc is None:
+            return False
+        if proc.state() == QProcess.Starting:
+            # the worker has written to us, so it runs; on a busy machine Qt can hand us its
+            # first line before the start notification that moves the state to Running
+            proc.waitForStarted(2000)
+        if proc.state() != QProcess.Running:
+            log(f"runtime not running: '{request.op}' was not sent", Qgis.Warning)
+            return False
+        proc.write((request.to_json() + "\n").encode("utf-8"))
+        return True
 
     def _send(self, req: PendingRequest) -> None:
         req.sent_at = time.monotonic()
-        self._write(Request(req.id, req.op, req.params))
+        if not self._write(Request(req.id, req.op, req.params)):
+            self._pending.pop(req.id, None)
+            req._fail(unavailable("The CACH runtime is not running; run it again."))
 
     def _tail_text(self) -> str:
         lines = [ln for ln in self._stderr_tail if ln.strip()]

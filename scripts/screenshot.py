@@ -2,8 +2,9 @@
 
 Started by scripts/screenshot.sh under Xvfb with the demo profile (plugin enabled, demo index set).
 Environment: CACH_SCREENSHOT_OUT (PNG path), CACH_SCREENSHOT_QUERY, CACH_SCREENSHOT_K,
-CACH_SCREENSHOT_TIMEOUT (s). The source rasters are shown at full opacity under the result
-footprints (outlines), so the imagery stays visible.
+CACH_SCREENSHOT_TIMEOUT (s), CACH_SCREENSHOT_LOG (1: the CACH message log on stderr). The
+source rasters are shown at full opacity under the result footprints (outlines), so the imagery
+stays visible.
 """
 
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from qgis.core import (
     Qgis,
+    QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsMessageLog,
     QgsProject,
@@ -30,6 +32,16 @@ TIMEOUT_S = int(os.environ.get("CACH_SCREENSHOT_TIMEOUT", "600"))
 K = int(os.environ.get("CACH_SCREENSHOT_K", "8"))
 SAMPLES = Path(os.environ.get("CACH_DEMO_SAMPLES", "resources/samples")).resolve()
 STATE = {"done": False}
+
+
+def echo_log(message: str, tag: str, _level) -> None:  # noqa: ANN001
+    """CACH_SCREENSHOT_LOG=1: the plugin's message log on stderr (the client's side of a run)."""
+    if tag == "CACH":
+        print(f"log: {message}", file=sys.stderr, flush=True)
+
+
+if os.environ.get("CACH_SCREENSHOT_LOG"):
+    QgsApplication.messageLog().messageReceived.connect(echo_log)
 
 
 def say(text: str) -> None:

@@ -279,6 +279,26 @@ def test_unload_survives_a_failing_step(
     assert plugin.dock is None
 
 
+def test_request_queued_while_starting_is_sent_when_ready_beats_the_start_notice(qgis_app):
+    """On a busy machine Qt can deliver the worker's first line (``ready``) while the QProcess
+    is still 'Starting' (its start notification not yet processed). A request queued during
+    the start must be written then, never dropped: the first search of a session hung so."""
+    from cach_for_qgis.model_runtime.protocol import Event
+    from qgis.PyQt.QtCore import QProcess
+
+    client = fake_client()
+    try:
+        req = client.request("status")
+        client.start()
+        assert client._proc.state() == QProcess.Starting  # noqa: SLF001 - the race itself
+        client.handle_line(Event(None, "ready", {"version": "0", "protocol": 2,
+                                                 "device": "cpu", "pid": 1}).to_json())
+        wait_until(lambda: req.done, timeout=30, what="the queued request's answer")
+        assert req.error is None and req.result is not None
+    finally:
+        client.shutdown()
+
+
 def test_runtime_settings_detect_plugin_venv(qgis_app):
     from cach_for_qgis.cach_qgis import settings
 

@@ -10,6 +10,7 @@ model runs fp32 and :attr:`precision` says so (one log line). ``int8`` converts 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,22 @@ _CORE: Any = None
 _REQUESTS = threading.local()
 
 
+def _openvino() -> Any:
+    """``openvino``, imported without its usage telemetry. ``import openvino`` sends an event to
+    Google Analytics (and ``convert_model`` more), from a forked process, unless a consent file
+    in the home folder opts out; nothing here may reach the network unasked. With the
+    telemetry package blocked before the first import, OpenVINO falls back to its own stub."""
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # None: "import" raises ImportError
+    import openvino as ov
+
+    return ov
+
+
 def _core() -> Any:
     global _CORE
     if _CORE is None:
-        import openvino as ov
-
-        _CORE = ov.Core()
+        _CORE = _openvino().Core()
     return _CORE
 
 
@@ -44,15 +55,15 @@ class OpenVinoHashModel(CompiledHashModel):
         return "fp32" if self.precision == "bf16" else self.precision
 
     def _convert(self, folder: Path) -> None:
-        import openvino as ov
-
+        ov = _openvino()
         if self.precision == "int8":
             from model_runtime.model.quantize import quantize_image_graph
 
             quantize_image_graph(self.config, folder / "image.onnx")
         for name in ("image", "text"):
             onnx = folder / f"{name}.onnx"
-            ov.save_model(ov.convert_model(str(onnx)), str(folder / f"{name}.xml"),
+            # the ONNX frontend directly: no converter (ovc) on the way
+            ov.save_model(_core().read_model(str(onnx)), str(folder / f"{name}.xml"),
                           compress_to_fp16=False)
             onnx.unlink()
 

@@ -115,3 +115,39 @@ def test_a_folder_for_another_key_is_not_accepted(tmp_path, parts):
     other = dict(parts, heads_sha256="0" * 64)
     with pytest.raises(GraphCacheError, match="another model"):
         verify(folder, other)
+
+
+OPENVINO_CONVERT = """
+import sys, types
+from pathlib import Path
+import onnx
+from onnx import TensorProto, helper
+from model_runtime.model.openvino_model import OpenVinoHashModel
+folder = Path(sys.argv[1])
+for name in ("image", "text"):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Tanh", ["x"], ["y"])], name, [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              folder / f"{name}.onnx")
+OpenVinoHashModel._convert(types.SimpleNamespace(precision="fp32"), folder)
+print(sorted(p.name for p in folder.iterdir()))
+from openvino.tools.ovc import telemetry_utils
+print([m for m in sys.modules if m.startswith("openvino_telemetry.")], telemetry_utils.tm.__name__)
+"""
+
+
+def test_openvino_conversion_loads_no_telemetry(tmp_path):
+    """``import openvino`` and its converter send usage telemetry over the network by default;
+    the backend converts its graphs with the telemetry package never loaded (OpenVINO's stub
+    instead)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino")
+    out = subprocess.run([sys.executable, "-c", OPENVINO_CONVERT, str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    files, telemetry = out.stdout.strip().splitlines()[-2:]
+    assert "image.xml" in files and "text.xml" in files and "image.onnx" not in files
+    assert telemetry == "[] openvino.tools.ovc.telemetry_stub"

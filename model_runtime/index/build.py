@@ -249,7 +249,7 @@ class LocalRun:
         self.status = {t.source.uri: t.status for t in scan.todo}
         self.failed: set[str] = set()
         self.batch: list[tuple[str, np.ndarray, Any]] = []
-        #: batches handed to the encoder, oldest first: (its tiles, future of (outputs, seconds))
+        #: batches handed to the encoder, oldest first: (its tiles, future of its outputs)
         self.inflight: deque[tuple[list, Future]] = deque()
         self.counts = {"added": 0, "updated": 0, "resumed": 0}
         self.skipped: list[Skipped] = []

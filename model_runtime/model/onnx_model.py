@@ -3,8 +3,9 @@
 ``fp32`` runs the exported graphs as they are; ``int8`` runs an image graph quantised with
 static (QDQ, per-channel) calibration on UCM training images (the text graph stays fp32), see
 :mod:`model_runtime.model.quantize`. Threads: ``intra_op`` = :meth:`graph_threads` (the image
-graph's shared out over the lanes, whose calls one session runs at once), one inter-op thread, and no spinning while idle (as ``OMP_WAIT_POLICY=PASSIVE`` for torch): a
-spinning pool steals the cores the tile readers need. With ``onnxruntime-gpu`` installed,
+graph's shared out over the lanes, whose calls one session runs at once), one inter-op thread,
+and no spinning while idle (as ``OMP_WAIT_POLICY=PASSIVE`` for torch): a spinning pool steals
+the cores the tile readers need. With ``onnxruntime-gpu`` installed,
 ``--device cuda`` runs the same graphs on ONNX Runtime's CUDA provider.
 """
 

@@ -97,9 +97,9 @@ class OpenVinoHashModel(CompiledHashModel):
 
     def _run(self, session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         # an infer request is not thread-safe: each thread (each lane) runs its own
-        requests = _REQUESTS.__dict__.setdefault("by_session", {})
-        entry = requests.get(id(session))
+        mine = _REQUESTS.__dict__.setdefault("by_session", {})
+        entry = mine.get(id(session))
         if entry is None or entry[0] is not session:
-            entry = requests[id(session)] = (session, session.create_infer_request())
+            entry = mine[id(session)] = (session, session.create_infer_request())
         result = entry[1].infer(feeds, share_inputs=True)  # no copy into the request
         return [np.array(result[out]) for out in session.outputs]

@@ -49,9 +49,9 @@ FP32_TOLERANCE = 1e-3
 def encoder_threads() -> int:
     """Intra-op threads of a compiled engine: ``$CACH_ENCODER_THREADS``, else every core this
     process may use (see docs/engines.md for the measured split with reader threads)."""
-    env = os.environ.get("CACH_ENCODER_THREADS")
+    env = _env_count("CACH_ENCODER_THREADS")
     if env:
-        return max(1, int(env))
+        return env
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
@@ -61,10 +61,22 @@ def encoder_threads() -> int:
 def encoder_lanes(threads: int, device: str = "cpu") -> int:
     """Concurrent image-graph calls: ``$CACH_ENCODER_LANES``, else 2 on a CPU with two or more
     threads (measured on 2 cores; more lanes only split the threads thinner), 1 on a GPU."""
-    env = os.environ.get("CACH_ENCODER_LANES")
+    env = _env_count("CACH_ENCODER_LANES")
     if env:
-        return max(1, min(int(env), threads))
+        return min(env, threads)
     return 2 if device == "cpu" and threads >= 2 else 1
+
+
+def _env_count(name: str) -> int | None:
+    """A positive whole number from the environment (None when unset); anything else is a
+    configuration error that names the variable."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, not '{value}'.",
+                          code="bad_value")
+    return int(value)
 
 
 class _Lane(threading.local):

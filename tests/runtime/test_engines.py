@@ -110,6 +110,13 @@ def test_lanes_give_the_same_outputs_as_one_call(backend, inputs, monkeypatch):
                                atol=2e-3)
 
 
+@pytest.mark.parametrize("name", ["CACH_ENCODER_LANES", "CACH_ENCODER_THREADS"])
+def test_a_bad_thread_or_lane_count_is_a_clear_error(name, monkeypatch):
+    monkeypatch.setenv(name, "two")
+    with pytest.raises(ConfigError, match=f"{name} must be a whole number"):
+        load_model(backend=_installed("onnx"), bits=64)
+
+
 def test_tokenizer_gives_the_ids_of_the_torch_path():
     from open_clip.tokenizer import HFTokenizer
 

@@ -27,6 +27,7 @@ from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -60,6 +61,7 @@ LEVELS = {
 }
 WEAK_STYLE = "background:#fff3cd; color:#664d03; border:1px solid #e0c36c; padding:4px;"
 ERROR_COLOUR = "#b2182b"
+PROBLEM_STYLE = "QFrame { background:#f8d7da; color:#58151c; border:1px solid #f1aeb5; }"
 
 
 class SearchDock(QgsDockWidget):
@@ -71,6 +73,8 @@ class SearchDock(QgsDockWidget):
     captionsShown = pyqtSignal(object, object)  # Hit, CaptionResult
     #: a search answered from an index made with an earlier model: (index path, index info)
     outdatedIndex = pyqtSignal(str, object)
+    #: the analyst pressed the runtime problem's button: open the Runtime dialog
+    runtimeSettingsRequested = pyqtSignal()
 
     def __init__(self, iface: Any, client: RuntimeClient, parent: QWidget | None = None) -> None:
         super().__init__("CACH search", parent)
@@ -93,6 +97,7 @@ class SearchDock(QgsDockWidget):
         client.stateChanged.connect(self._update_runtime_label)
         client.deviceChanged.connect(self._update_runtime_label)
         client.modelLoaded.connect(self._update_runtime_label)
+        client.startFailed.connect(self._update_runtime_label)
         self._update_runtime_label()
 
     # --- layout ----------------------------------------------------------------------------------
@@ -102,6 +107,7 @@ class SearchDock(QgsDockWidget):
         self.runtime_label = QLabel()
         self.runtime_label.setWordWrap(True)
         layout.addWidget(self.runtime_label)
+        layout.addWidget(self._runtime_problem_box())
         layout.addLayout(self._index_row())
         layout.addLayout(self._query_row())
         layout.addLayout(self._options_row())
@@ -129,6 +135,24 @@ class SearchDock(QgsDockWidget):
         self.captions.setMaximumHeight(140)
         layout.addWidget(self.captions, 1)
         self.setWidget(body)
+
+    def _runtime_problem_box(self) -> QFrame:
+        """Where the analyst looks: why the runtime cannot run, and the button that fixes it."""
+        self.runtime_problem = QFrame()
+        self.runtime_problem.setStyleSheet(PROBLEM_STYLE)
+        box = QVBoxLayout(self.runtime_problem)
+        self.runtime_problem_label = QLabel()
+        self.runtime_problem_label.setWordWrap(True)
+        self.runtime_problem_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.runtime_button = QPushButton(self.tr("Runtime settings…"))
+        self.runtime_button.setToolTip(
+            self.tr("Create the CACH runtime, or choose the Python of an existing one")
+        )
+        self.runtime_button.clicked.connect(self.runtimeSettingsRequested)
+        box.addWidget(self.runtime_problem_label)
+        box.addWidget(self.runtime_button, 0, Qt.AlignmentFlag.AlignLeft)
+        self.runtime_problem.setVisible(False)
+        return self.runtime_problem
 
     def _index_row(self) -> QHBoxLayout:
         self.index_combo = QComboBox()
@@ -232,10 +256,13 @@ class SearchDock(QgsDockWidget):
         elif state == RuntimeClient.STARTING:
             text = "Starting the CACH runtime…"
         elif self.client.last_error:
-            text = f"<span style='color:{ERROR_COLOUR}'>{self.client.last_error}</span>"
+            text = self.tr("The CACH runtime is not running.")
         else:
-            text = "The runtime starts when this panel opens."
+            text = self.tr("The runtime starts when this panel opens.")
         self.runtime_label.setText(text)
+        problem = self.client.last_error if state == RuntimeClient.STOPPED else ""
+        self.runtime_problem_label.setText(problem)
+        self.runtime_problem.setVisible(bool(problem))
         model = self.client.model
         self.runtime_label.setToolTip(wording.model_details(model.to_json(), {}) if model else "")
 
@@ -314,6 +341,10 @@ class SearchDock(QgsDockWidget):
         self, query: dict[str, Any], key: str, label: str, what: str
     ) -> PendingRequest | None:
         index = self.index_path()
+        if not index and self.client.state == RuntimeClient.STOPPED and self.client.last_error:
+            # the runtime is the first thing to fix: say so, not "choose an index"
+            self.message(self.client.last_error, Qgis.Warning)
+            return None
         if not index:
             self.message(
                 f"Choose an index folder first, or make one with {wording.INDEX_MENU}",

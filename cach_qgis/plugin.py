@@ -72,6 +72,7 @@ class CachPlugin:
         self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
         self.dock.hide()
         self.dock.outdatedIndex.connect(self.offer_reindex)
+        self.dock.runtimeSettingsRequested.connect(self.show_runtime_dialog)
         self._init_tool()
         self._init_actions()
         log("plugin loaded")

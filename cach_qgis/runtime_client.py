@@ -168,6 +168,8 @@ class RuntimeClient(QObject):
     modelLoaded = pyqtSignal(object)  # ModelInfo, from the worker's ``loaded`` event
     #: a message for the user (text, Qgis.MessageLevel as int): crash + restart, model load failure
     notice = pyqtSignal(str, int)
+    #: the worker could not be started (the message says why and what to do)
+    startFailed = pyqtSignal(str)
     _submit = pyqtSignal(object)
     _cancel_job = pyqtSignal(object)
 
@@ -374,6 +376,7 @@ class RuntimeClient(QObject):
         self.last_error = message
         log(message, Qgis.Critical)
         self._set_state(self.STOPPED)
+        self.startFailed.emit(message)
         self._fail_all(unavailable(message))
 
     def _fail_all(self, error: WorkerError) -> None:

@@ -36,6 +36,11 @@ DEFAULT_WEIGHTS = {"text": 1.0, "image": 1.0, "tile": 1.0, "positive": 1.0, "neg
 CONFIRM_ABOVE_TILES = 100_000
 #: largest tile id a request may name (SQLite's signed 64-bit integer)
 MAX_TILE_ID = 2**63 - 1
+#: longest request line the worker reads, in bytes (newline excluded): a longer line is answered
+#: ``bad_json`` without being kept or echoed (docs/protocol.md, "Limits")
+MAX_REQUEST_BYTES = 1 << 20
+#: longest value an error message quotes from a request
+_SHOWN_CHARS = 80
 
 #: ops answered at once, even while a long request runs
 IMMEDIATE_OPS = frozenset({"status", "cancel", "shutdown"})
@@ -98,6 +103,7 @@ ERROR_CODES: dict[str, tuple[str, str]] = {
     "index_corrupt": ("index", "the index database is damaged"),
     "index_newer": ("index", "the index was written by a newer version"),
     "index_locked": ("index", "another indexing run is writing this index"),
+    "index_readonly": ("index", "the index is read-only: it can be searched, not changed"),
     "index_needs_rebuild": ("index", "the index lacks what this op needs; re-index with rebuild"),
     # the rest
     "cancelled": ("cancelled", "the user cancelled"),
@@ -240,12 +246,22 @@ def _check_value(kind: str, value: Any) -> bool:
     raise AssertionError(f"unknown schema kind {kind}")
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)`` cut to a length an error message may quote (never the whole request)."""
+    if _is_int(value) and value.bit_length() > 256:
+        return f"an integer of {value.bit_length()} bits"
+    shown = repr(value) if not isinstance(value, str) or not _is_text(value) else value
+    if len(shown) > _SHOWN_CHARS:
+        shown = shown[: _SHOWN_CHARS - 3] + "..."
+    return shown
+
+
 def _bad_value_message(op: str, name: str, kind: str, value: Any) -> str:
     if kind == "k" and _is_int(value) and value < 1:
-        return f"k must be at least 1, got {value}"  # the CLI's words for the same mistake
+        return f"k must be at least 1, got {_shown(value)}"  # the CLI's words for the mistake
     shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
+    if len(shown) > _SHOWN_CHARS:
+        shown = shown[: _SHOWN_CHARS - 3] + "..."
     return f"op '{op}': param '{name}' must be {_KIND_TEXT[kind]}, got {shown}"
 
 
@@ -254,7 +270,7 @@ def validate_params(op: str, params: dict[str, Any], request_id: RequestId = Non
     schema = _SCHEMAS[op]
     unknown = sorted(set(params) - set(schema))
     if unknown:
-        shown = ", ".join(name if _is_text(name) else repr(name) for name in unknown)
+        shown = ", ".join(_shown(name) for name in unknown[:5])
         raise ProtocolError(f"op '{op}': unknown param(s) {shown}", request_id, "bad_param")
     for name, (kind, required) in schema.items():
         value = params.get(name)
@@ -436,18 +452,25 @@ def parse_request(line: str | bytes) -> Request:
     """Parse one line into a validated :class:`Request`.
 
     Raises :class:`ProtocolError` carrying the request id when one could be read, so the error
-    response can still be matched to its request.
+    response can still be matched to its request. No message quotes more than a few dozen
+    characters of the line.
     """
+    if len(line) > MAX_REQUEST_BYTES:
+        raise ProtocolError(line_too_long_message(len(line)), None, "bad_json")
     if isinstance(line, bytes):
         try:
             line = line.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise ProtocolError(f"request is not UTF-8: {err}", None, "bad_json") from None
+            raise ProtocolError(f"request is not UTF-8: byte {err.start} is invalid", None,
+                                "bad_json") from None
     try:
         obj = json.loads(line)
     except (json.JSONDecodeError, RecursionError) as err:
         where = f": {err.msg} at column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
         raise ProtocolError(f"request is not JSON{where}", None, "bad_json") from None
+    except ValueError:  # an integer longer than Python reads (sys.get_int_max_str_digits)
+        raise ProtocolError("request is not JSON this worker reads: a number in it has too many "
+                            "digits", None, "bad_json") from None
     if not isinstance(obj, dict):
         raise ProtocolError(
             f"request must be a JSON object, got {type(obj).__name__}", None, "bad_json"
@@ -460,7 +483,8 @@ def parse_request(line: str | bytes) -> Request:
         raise ProtocolError("request needs an 'op' string", request_id)
     if op not in OPS:
         raise ProtocolError(
-            f"unknown op '{op}'; known ops: {', '.join(sorted(OPS))}", request_id, "unknown_op"
+            f"unknown op '{_shown(op)}'; known ops: {', '.join(sorted(OPS))}", request_id,
+            "unknown_op",
         )
     params = obj.get("params", {})
     if params is None:
@@ -469,6 +493,13 @@ def parse_request(line: str | bytes) -> Request:
         raise ProtocolError("request 'params' must be a JSON object", request_id)
     validate_params(op, params, request_id)
     return Request(request_id, op, params)
+
+
+def line_too_long_message(size: int | None = None) -> str:
+    """The message of a request line over :data:`MAX_REQUEST_BYTES` (its text is not quoted)."""
+    got = f" ({size:,} bytes)" if size is not None else ""
+    return (f"request line too long{got}: the worker reads lines of at most "
+            f"{MAX_REQUEST_BYTES:,} bytes; the line was discarded unread")
 
 
 def parse_message(line: str | bytes) -> Message:

@@ -25,18 +25,21 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import IO, Any
 
 from model_runtime import __version__
 from model_runtime.protocol import (
     DEFAULT_BACKBONE,
     DEFAULT_BITS,
+    MAX_REQUEST_BYTES,
     PROTOCOL_VERSION,
     ErrorInfo,
     Event,
     ProtocolError,
     Request,
     Response,
+    line_too_long_message,
     parse_request,
 )
 
@@ -47,6 +50,42 @@ LOG = logging.getLogger(__name__)
 CANCEL_GRACE_S = 15.0
 #: at shutdown, a running job is given this long before the job process is killed
 SHUTDOWN_GRACE_S = 10.0
+
+
+#: bytes read at a time from stdin: a line longer than MAX_REQUEST_BYTES is skipped in chunks of
+#: this size, never held whole
+READ_CHUNK = 64 * 1024
+
+
+class LineTooLong:
+    """What :func:`read_lines` yields for a line over the cap: its size, never its text."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def read_lines(stream: IO[bytes], max_bytes: int = MAX_REQUEST_BYTES
+               ) -> Iterator[bytes | LineTooLong]:
+    """The lines of a binary stream, newline stripped; a line longer than ``max_bytes`` is read
+    through in :data:`READ_CHUNK` pieces and discarded, and a :class:`LineTooLong` stands for it,
+    so memory stays bounded whatever arrives."""
+    while True:
+        parts: list[bytes] = []
+        size, ended = 0, False
+        while not ended:
+            chunk = stream.readline(READ_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            ended = chunk.endswith(b"\n")
+            if size <= max_bytes + 1:  # + 1: the newline does not count
+                parts.append(chunk)
+            else:
+                parts.clear()  # over the cap: keep nothing, only count
+        if not size:
+            return
+        text_size = size - 1 if ended else size
+        yield LineTooLong(text_size) if text_size > max_bytes else b"".join(parts).rstrip(b"\n")
 
 
 class JobProcessDied(Exception):
@@ -156,14 +195,21 @@ class Worker:
             self._out.flush()
 
     # --- main loop -------------------------------------------------------------------------------
-    def serve(self, stdin: IO[str]) -> int:
-        """Print ``ready``, answer requests until ``shutdown`` or end of input."""
+    def serve(self, stdin: IO[bytes]) -> int:
+        """Print ``ready``, answer requests until ``shutdown`` or end of input.
+
+        ``stdin`` is binary: lines are read bounded (:func:`read_lines`) and decoded strictly, so
+        a line that is not UTF-8 is ``bad_json``, not text with replacement characters."""
         self._thread.start()
         self.send(Event(None, "ready", {"version": __version__, "protocol": PROTOCOL_VERSION,
                                         "device": self._device_hint(), "pid": os.getpid()}))
         if self._preload:  # queued like a request: later requests wait behind it
             self._enqueue(_Job(Request(None, "load", {}), preload=True))
-        for raw in stdin:
+        for raw in read_lines(stdin):
+            if isinstance(raw, LineTooLong):
+                LOG.warning("protocol error: a request line of %d bytes was discarded", raw.size)
+                self.send(Response.failure(None, "bad_json", line_too_long_message(raw.size)))
+                continue
             line = raw.strip()
             if line and not self._dispatch(line):
                 break
@@ -172,7 +218,7 @@ class Worker:
         self._stop()
         return 0
 
-    def _dispatch(self, line: str) -> bool:
+    def _dispatch(self, line: bytes | str) -> bool:
         """Handle one line; returns False when the worker must stop."""
         try:
             request = parse_request(line)
@@ -381,7 +427,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def serve_stdio(args: argparse.Namespace) -> int:
     """Run the worker on this process's stdin/stdout until shutdown."""
     out = _protocol_stdout()
-    stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    stdin = open(sys.stdin.fileno(), "rb", closefd=False)  # noqa: SIM115
     level = logging.getLogger().getEffectiveLevel()
     worker = Worker(out, runtime_kwargs(args), preload=args.preload, log_level=level)
     return worker.serve(stdin)

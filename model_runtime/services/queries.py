@@ -7,6 +7,8 @@ the positive example tiles, minus the mean of the negative ones (``protocol.DEFA
 from __future__ import annotations
 
 import os
+import stat
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,20 +82,76 @@ def query_vector(parts: QueryParts, weights: dict[str, float] | None = None) -> 
     return combine(vecs, scales)
 
 
-def read_query_image(path: str | os.PathLike) -> np.ndarray:
-    """An example image file as HxWx3 uint8: plain images via Pillow; rasters (multi-band,
-    16-bit, GeoTIFF) whole, through the same band choice and stretch as indexing."""
+#: the most pixels a query picture (PNG, JPEG, ...) may have: it is decoded whole, so a larger
+#: one is refused (docs/protocol.md, "Limits"); TIFF rasters are read decimated, at any size
+MAX_QUERY_PIXELS = 100_000_000
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _check_query_file(path: Path) -> None:
+    """A query image must be an existing regular file (a FIFO or device would block or never
+    end): a coded error that says which, never 'does not exist' for something that exists."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"The query image {path} does not exist.", code="file_not_found") from None
+    except (OSError, ValueError) as err:  # a NUL byte, a name too long, no permission
+        raise DataError(f"The query image {path!r} cannot be opened ({err}).",
+                        code="image_unreadable") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"The query image {path} is a folder, not an image file.",
+                        code="image_unreadable")
+    if not stat.S_ISREG(mode):
+        raise DataError(f"The query image {path} is not a regular file (a pipe, a device or a "
+                        "socket); give an image file.", code="image_unreadable")
+
+
+def _too_large(path: Path, pixels: int | None) -> DataError:
+    size = f" ({pixels / 1e6:,.0f} megapixels)" if pixels else ""
+    return DataError(
+        f"The query image {path} is too large{size}: query pictures may have at most "
+        f"{MAX_QUERY_PIXELS / 1e6:,.0f} megapixels. Crop or shrink it, or save it as a (tiled) "
+        "GeoTIFF, which is read decimated at any size.", code="image_unreadable",
+        max_pixels=MAX_QUERY_PIXELS)
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) in _TIFF_MAGIC
+
+
+def _read_picture(path: Path) -> np.ndarray | None:
+    """The image as RGB through Pillow, None when Pillow does not read it as a picture."""
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"The query image {path} does not exist.", code="file_not_found")
     try:
-        with Image.open(path) as img:
-            if img.mode in ("RGB", "RGBA", "L", "P", "CMYK", "LA"):
-                return np.asarray(img.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # capped below
+            with Image.open(path) as img:
+                pixels = img.width * img.height
+                if pixels > MAX_QUERY_PIXELS:
+                    if _is_tiff(path):
+                        return None
+                    raise _too_large(path, pixels)
+                if img.mode in ("RGB", "RGBA", "L", "P", "CMYK", "LA"):
+                    return np.asarray(img.convert("RGB"))
+    except Image.DecompressionBombError:
+        if not _is_tiff(path):
+            raise _too_large(path, None) from None
     except (UnidentifiedImageError, OSError, ValueError):
         pass  # not something Pillow reads as a picture: try it as a raster
+    return None
+
+
+def read_query_image(path: str | os.PathLike) -> np.ndarray:
+    """An example image file as HxWx3 uint8: plain images via Pillow (at most
+    :data:`MAX_QUERY_PIXELS`); rasters (multi-band, 16-bit, GeoTIFF) whole, decimated, through the
+    same band choice and stretch as indexing."""
+    path = Path(path).expanduser()
+    _check_query_file(path)
+    picture = _read_picture(path)
+    if picture is not None:
+        return picture
     from model_runtime.tiling import TilingOptions, raster_info, read_window
 
     try:

@@ -284,13 +284,25 @@ class CachPlugin:
         if error.code == "confirm_large_run":
             self.confirm_large_run(params, Estimate.from_json(error.details.get("estimate") or {}))
         elif error.cancelled:
-            self._message(
-                "Indexing cancelled. Files already indexed are kept; index the folder again to "
-                "finish.",
-                Qgis.Info,
-            )
+            self.check_cancelled_run(params)
         else:
             self._task_failed("Indexing", error)
+
+    def check_cancelled_run(self, params: dict[str, Any]) -> Any:
+        """A cancel can arrive after the last tile was written (short runs): ask the runtime
+        (a dry run) what is still to do, and report what really happened."""
+        probe = {k: v for k, v in params.items() if k not in ("rebuild", "confirm")}
+        req = self.client.request("index", {**probe, "dry_run": True})
+        index = str(params.get("index", ""))
+        req.succeeded.connect(lambda raw: self._cancel_outcome(index, Estimate.from_json(raw)))
+        req.failed.connect(lambda _err: self._message(wording.index_cancelled_text(), Qgis.Info))
+        return req
+
+    def _cancel_outcome(self, index: str, estimate: Estimate) -> None:
+        text, complete = wording.cancel_outcome_text(estimate)
+        if complete and self.dock is not None:
+            self.dock.set_index_path(index)
+        self._message(text, Qgis.Success if complete else Qgis.Info)
 
     def confirm_large_run(self, params: dict[str, Any], estimate: Estimate) -> QuestionDialog:
         """Show the estimate; "Index anyway" resends the run with ``confirm``."""

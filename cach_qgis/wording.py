@@ -20,6 +20,21 @@ from ..model_runtime.protocol import (
     Skipped,
 )
 
+def translate(context: str, text: str) -> str:
+    """``text`` in the user's language (Qt's translator; as is without Qt, e.g. in plain
+    tests). Call it with literals, so that ``make i18n`` (pylupdate5) finds them."""
+    try:
+        from qgis.PyQt.QtCore import QCoreApplication
+    except ImportError:
+        return text
+    return QCoreApplication.translate(context, text)
+
+
+def tr(text: str) -> str:
+    """A string already marked with ``translate("CACH", ...)`` where it is defined."""
+    return translate("CACH", text)
+
+
 INDEX_MENU = "CACH ▸ Index raster folder…"
 RUNTIME_MENU = "CACH ▸ Runtime settings…"
 ADAPT_MENU = "CACH ▸ Adapt to this archive…"
@@ -359,3 +374,30 @@ def adapt_done_text(result: dict[str, Any]) -> str:
     if seconds is not None:
         text += f" in {duration_text(float(seconds))}"
     return text + ". Searches of this index now use it."
+
+
+def index_cancelled_text() -> str:
+    return translate(
+        "CACH",
+        "Indexing cancelled. Files already indexed are kept; index the folder again to finish.",
+    )
+
+
+def cancel_outcome_text(estimate: Estimate) -> tuple[str, bool]:
+    """(text, complete) after a cancelled index run, from a dry run of the same run (which
+    counts what is still to do): a cancel that came after the last tile was written left a
+    complete index, and says so."""
+    todo = estimate.tiles if estimate.new_tiles is None else estimate.new_tiles
+    if todo == 0:
+        text = translate(
+            "CACH",
+            "Indexing finished before the cancel took effect: every file is indexed, the index "
+            "is complete and is now chosen in the search panel.",
+        )
+        return text, True
+    text = translate(
+        "CACH",
+        "Indexing cancelled: what was indexed is kept and searchable; {todo} tiles of {files} "
+        "files are still to do. Index the folder again to finish.",
+    )
+    return text.format(todo=f"{todo:,}", files=f"{estimate.files:,}"), False

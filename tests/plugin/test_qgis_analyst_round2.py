@@ -50,3 +50,59 @@ def test_no_runtime_is_shown_in_the_panel_with_the_button_that_fixes_it(
         assert shown and shown[0].isVisible(), "the button opens the Runtime dialog"
     finally:
         plugin.unload()
+
+
+def _messages(bar) -> list[str]:  # noqa: ANN001
+    return [m for level in (Qgis.Info, Qgis.Success, Qgis.Warning) for m in bar.get_messages(level)]
+
+
+def test_a_cancel_that_came_after_the_last_tile_reports_a_complete_index(
+    plugin, rasters, tmp_path, message_bar, no_exception_dialogs
+):
+    """The worker answers "cancelled" whenever a cancel was acknowledged, even when the run had
+    already written every tile (short runs): the plugin reports the complete index and selects
+    it, instead of "index the folder again to finish"."""
+    from cach_for_qgis.cach_qgis.runtime_client import cancelled
+
+    folder = link_folder(rasters[:1], tmp_path / "rasters")
+    index = str(tmp_path / "index")
+    params = {"index": index, "paths": [str(folder)]}
+    plugin.client.call("index", params, timeout_s=600)  # every tile written
+    plugin.dock.set_index_path("")
+    plugin._index_failed(params, cancelled("Cancelled."))  # what the task reports
+    wait_until(lambda: _messages(message_bar), 120, "the outcome message")
+    texts = _messages(message_bar)
+    assert any("complete" in t for t in texts), texts
+    assert not any("index the folder again" in t for t in texts), texts
+    assert plugin.dock.index_path() == index, "the finished index is chosen in the panel"
+
+
+def test_cancel_early_in_a_short_run_reports_what_happened(
+    plugin, rasters, tmp_path, message_bar, no_exception_dialogs
+):
+    """Cancel pressed at the first tiles of a short run: the batches in flight may still finish
+    every tile. Whatever happened, the message says it (checked against a dry run of the same
+    run afterwards), and a complete index is selected."""
+    folder = link_folder(rasters[:2], tmp_path / "rasters")
+    index = str(tmp_path / "index")
+    params = {"index": index, "paths": [str(folder)]}
+    plugin.dock.set_index_path("")
+    task = plugin.start_index(params)
+
+    def on_progress(progress) -> None:  # noqa: ANN001
+        if progress.stage != "scan" and progress.done > 0:
+            task.cancel()
+
+    task.progressEvent.connect(on_progress)
+    ended = []
+    task.ended.connect(lambda: ended.append(True))
+    wait_until(lambda: ended, 600, "the indexing task")
+    wait_until(lambda: _messages(message_bar), 120, "the outcome message")
+    texts = _messages(message_bar)
+    todo = plugin.client.call("index", {**params, "dry_run": True}, timeout_s=120)["new_tiles"]
+    if todo == 0:
+        assert any("complete" in t or "Index ready" in t for t in texts), texts
+        assert not any("again to finish" in t for t in texts), texts
+        assert plugin.dock.index_path() == index
+    else:
+        assert any(f"{todo:,} tiles" in t and "still to do" in t for t in texts), texts

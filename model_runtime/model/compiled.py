@@ -3,8 +3,11 @@ torch-free tokenizer, text batching and the export check.
 
 A subclass names its engine and says how to build its graph files from the exported ONNX
 (:meth:`_convert`), how to open one (:meth:`_open`) and how to run it (:meth:`_run`). Nothing on
-the path that loads and runs cached graphs imports torch or transformers; only a missing or
-stale cache entry imports them, once, to export (:mod:`model_runtime.model.export`).
+the path that loads and runs cached graphs imports torch or transformers. A missing or stale
+cache entry is built without torch for the backbones :mod:`model_runtime.model.onnx_build`
+knows (the default), else exported once with torch (:mod:`model_runtime.model.export`);
+``CACH_GRAPH_BUILDER`` picks one (:func:`graph_builder`). Each graph (image, text) has its own
+cache folder keyed by content (:mod:`model_runtime.model.graphs`).
 
 Lanes: on the CPU the image graph runs as :attr:`lanes` independent calls of
 ``threads // lanes`` intra-op threads each, rather than one call over every core. Two
@@ -30,7 +33,7 @@ import numpy as np
 from model_runtime.config import BackboneConfig
 from model_runtime.errors import ConfigError
 from model_runtime.model.base import HashModel, ImageOutputs
-from model_runtime.model.graphs import GraphSet, cached_graphs, engine_version, key_parts
+from model_runtime.model.graphs import GRAPHS, GraphSet, cached_graphs, engine_version, key_parts
 from model_runtime.model.heads import HeadsRef
 from model_runtime.model.tokenizer import TextTokenizer
 
@@ -67,16 +70,56 @@ def encoder_lanes(threads: int, device: str = "cpu") -> int:
     return 2 if device == "cpu" and threads >= 2 else 1
 
 
+#: most threads or lanes ``$CACH_ENCODER_THREADS`` / ``$CACH_ENCODER_LANES`` may ask for: more
+#: is a typing mistake (a billion threads exhaust memory), refused naming the variable
+MAX_ENV_COUNT = 1024
+
+
 def _env_count(name: str) -> int | None:
-    """A positive whole number from the environment (None when unset); anything else is a
-    configuration error that names the variable."""
+    """A whole number from 1 to :data:`MAX_ENV_COUNT` from the environment (None when unset);
+    anything else is a configuration error that names the variable."""
     value = os.environ.get(name, "").strip()
     if not value:
         return None
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"{name} must be a whole number of at least 1, not '{value}'.",
-                          code="bad_value")
+    shown = value if len(value) <= 20 else value[:17] + "..."
+    if not (value.isascii() and value.isdigit()) or not value.strip("0"):
+        raise ConfigError(f"{name} must be a whole number of at least 1, not '{shown}'.",
+                          code="bad_value", variable=name)
+    if len(value.lstrip("0")) > 6 or int(value) > MAX_ENV_COUNT:
+        raise ConfigError(f"{name}={shown} is more than the {MAX_ENV_COUNT} this runtime "
+                          f"allows; unset it to use every core.", code="bad_value", variable=name)
     return int(value)
+
+
+def graph_builder(config: BackboneConfig) -> str:
+    """How missing graphs are built: ``numpy`` (torch-free, :mod:`model_runtime.model.onnx_build`)
+    for the backbones it knows, else ``torch`` (:mod:`model_runtime.model.export`);
+    ``$CACH_GRAPH_BUILDER`` (``auto``, ``numpy`` or ``torch``) forces one."""
+    from model_runtime.model.onnx_build import supports
+
+    wanted = os.environ.get("CACH_GRAPH_BUILDER", "").strip().lower() or "auto"
+    if wanted not in ("auto", "numpy", "torch"):
+        raise ConfigError(f"CACH_GRAPH_BUILDER must be auto, numpy or torch, not '{wanted}'.",
+                          code="bad_value")
+    if wanted == "torch" or (wanted == "auto" and not supports(config)):
+        return "torch"
+    if not supports(config):
+        raise ConfigError(f"The torch-free graph builder cannot build backbone "
+                          f"'{config.name}'; unset CACH_GRAPH_BUILDER to export it with torch.",
+                          code="backend_unavailable")
+    return "numpy"
+
+
+def _onnx_reference(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The first output of the ONNX graph at ``path`` on ONNX Runtime (None without it)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
 
 
 class _Lane(threading.local):
@@ -134,40 +177,64 @@ class CompiledHashModel(HashModel):
         """The precision of the graph files (a runtime hint such as bf16 shares fp32 files)."""
         return self.precision
 
-    def _graphs(self) -> GraphSet:
+    def _graphs(self) -> dict[str, GraphSet]:
+        """The verified cache folder of each graph (``image``, ``text``), built when missing."""
         recipe = ""
         if self.graph_precision == "int8":
             from model_runtime.model.quantize import RECIPE as recipe
-        parts = key_parts(self.config, self.heads, engine_version(self.engine),
-                          self.graph_precision, recipe)
-        return cached_graphs(parts, self._build)
+        version = engine_version(self.engine)
+        return {name: cached_graphs(
+            key_parts(self.config, self.heads, version, self.graph_precision, recipe, graph=name),
+            lambda folder, name=name: self._build(name, folder)) for name in GRAPHS}
 
     @property
     def first_export_s(self) -> float | None:
-        """Seconds the export took if this process made it (None: found in the cache)."""
-        return self.graphs.built_s
+        """Seconds the graph builds took if this process made any (None: all found cached)."""
+        built = [g.built_s for g in self.graphs.values() if g.built_s is not None]
+        return sum(built) if built else None
 
     # --- building the cache entry -------------------------------------------------------------
-    def _build(self, folder: Path) -> dict[str, Any]:
-        """Export ONNX into ``folder``, convert it to this engine's files, check them on the
-        export probe; returns what the manifest records about the check."""
-        from model_runtime.model.export import export_onnx, probe_pixels
+    def _probe_feeds(self, name: str) -> dict[str, np.ndarray]:
+        from model_runtime.model.export import PROBE_TEXTS, probe_pixels
 
-        LOG.info("exporting %s graphs for %s (%s, %d bits, %s): a one-off step", self.backend,
-                 self.config.name, self.heads.path.name, self.bits, self.precision)
-        probe = export_onnx(self.config, self.heads, folder, self.tokenizer)
+        if name == "image":
+            return {"pixels": probe_pixels(self.input_size)}
+        ids, mask = self.tokenizer(list(PROBE_TEXTS))
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def _build(self, name: str, folder: Path) -> dict[str, Any]:
+        """Build graph ``name`` as ONNX into ``folder``, convert it to this engine's files and
+        check them on the probe against the builder's reference; returns what the manifest
+        records (the builder and the check)."""
+        builder = graph_builder(self.config)
+        LOG.info("building the %s %s graph for %s (%s, %d bits, %s, %s builder): a one-off "
+                 "step", self.backend, name, self.config.name, self.heads.path.name, self.bits,
+                 self.precision, builder)
+        feeds = self._probe_feeds(name)
+        if builder == "torch":
+            from model_runtime.model.export import export_onnx
+
+            reference = export_onnx(self.config, self.heads, folder, self.tokenizer,
+                                    names=(name,))[name]
+        else:
+            from model_runtime.model.onnx_build import build_onnx
+
+            build_onnx(self.config, self.heads, folder, names=(name,))
+            # the engine's files are checked against ONNX Runtime on the built graph, where
+            # the engine converts it (ONNX Runtime on its own graph would check nothing)
+            converts = self.engine != "onnxruntime" and self.graph_precision == "fp32"
+            reference = _onnx_reference(folder / f"{name}.onnx", feeds) if converts else None
         self._convert(folder)
-        image = self._open(folder, "image")
-        text = self._open(folder, "text")
-        img = self._run(image, {"pixels": probe_pixels(self.input_size)})[0]
-        txt = self._run(text, {"input_ids": probe["text_ids"],
-                               "attention_mask": probe["text_mask"]})[0]
-        diffs = {"image_max_abs_diff": float(np.abs(img - probe["image_tanh"]).max()),
-                 "text_max_abs_diff": float(np.abs(txt - probe["text_tanh"]).max())}
-        if self.graph_precision == "fp32" and max(diffs.values()) > FP32_TOLERANCE:
-            raise ConfigError(f"The exported {self.backend} graphs do not reproduce the torch "
-                              f"model ({diffs}); use --backend torch.", code="backend_unavailable")
-        return {"probe": diffs}
+        extra: dict[str, Any] = {"builder": builder}
+        if reference is not None:
+            out = self._run(self._open(folder, name), feeds)[0]
+            diff = float(np.abs(out - reference).max())
+            extra["probe"] = {f"{name}_max_abs_diff": diff}
+            if self.graph_precision == "fp32" and diff > FP32_TOLERANCE:
+                raise ConfigError(f"The {self.backend} {name} graph does not reproduce its "
+                                  f"reference (max difference {diff:.2g}); use --backend torch.",
+                                  code="backend_unavailable")
+        return extra
 
     def _convert(self, folder: Path) -> None:
         """Turn ``image.onnx``/``text.onnx`` in ``folder`` into this engine's files (ONNX
@@ -187,7 +254,7 @@ class CompiledHashModel(HashModel):
             lock = self._locks.setdefault(name, threading.Lock())
         with lock:  # one graph opening never waits for the other
             if name not in self._sessions:
-                self._sessions[name] = self._open(self.graphs.folder, name)
+                self._sessions[name] = self._open(self.graphs[name].folder, name)
             return self._sessions[name]
 
     def warm_up(self) -> None:

@@ -7,7 +7,9 @@
 
 The wrappers call the very modules the torch backend runs (``encoder.model.visual``, the HF text
 transformer + pooler, ``HashHeads``), so the graphs compute what :class:`TorchHashModel` computes.
-Only the export needs torch; the compiled backends that run the graphs never import it.
+Only this export needs torch; the compiled backends that run the graphs never import it, and the
+default backbone's graphs are built without torch (:mod:`model_runtime.model.onnx_build`): this
+export serves the other backbones and ``CACH_GRAPH_BUILDER=torch``.
 """
 
 from __future__ import annotations
@@ -102,11 +104,19 @@ def encoder_loaded(config: BackboneConfig) -> bool:
     return any(name == config.name for name, _ in _ENCODERS)
 
 
-def export_onnx(config: BackboneConfig, heads: HeadsRef, folder: Path,
-                tokenize: Any) -> dict[str, Any]:
-    """Write ``image.onnx`` and ``text.onnx`` into ``folder``; return torch's outputs on the
-    probe (``image_tanh``, ``text_tanh``, ``text_ids``, ``text_mask``) to check the engine."""
-    import torch
+def export_onnx(config: BackboneConfig, heads: HeadsRef, folder: Path, tokenize: Any,
+                names: tuple[str, ...] = ("image", "text")) -> dict[str, np.ndarray]:
+    """Write ``<name>.onnx`` for each of ``names`` into ``folder`` with torch; return torch's
+    tanh outputs on the probe (:func:`probe_pixels`, :data:`PROBE_TEXTS`) by graph name, to
+    check the engine. Without torch: a coded :class:`ConfigError` (the torch-free builder,
+    :mod:`model_runtime.model.onnx_build`, serves the backbones it knows)."""
+    try:
+        import torch
+    except ImportError as err:
+        raise ConfigError(
+            f"Building the graphs of backbone '{config.name}' needs torch, which this runtime "
+            "does not hold; install the full environment (scripts/setup.sh --with-torch).",
+            code="backend_unavailable") from err
 
     from model_runtime.hashing.heads_io import load_heads
     from model_runtime.model.torch_model import release_encoder, shared_encoder
@@ -114,27 +124,33 @@ def export_onnx(config: BackboneConfig, heads: HeadsRef, folder: Path,
     loaded_before = encoder_loaded(config)
     encoder = shared_encoder(config, "cpu")
     try:
-        return _export_both(torch, config, heads, folder, tokenize, encoder, load_heads)
+        module = load_heads(heads.path, expect_backbone=config.name, expect_bits=heads.bits,
+                            device="cpu").eval()
+        exporters = {"image": _export_image, "text": _export_text}
+        return {name: exporters[name](torch, config, folder, tokenize, encoder, module)
+                for name in names}
     finally:
         if not loaded_before:  # a worker that only exports keeps no torch model in memory
             release_encoder(config)
 
 
-def _export_both(torch: Any, config: BackboneConfig, heads: HeadsRef, folder: Path,
-                 tokenize: Any, encoder: Any, load_heads: Any) -> dict[str, Any]:
-    module = load_heads(heads.path, expect_backbone=config.name, expect_bits=heads.bits,
-                        device="cpu").eval()
+def _export_image(torch: Any, config: BackboneConfig, folder: Path, tokenize: Any,
+                  encoder: Any, module: Any) -> np.ndarray:
     image = _image_module(torch, encoder, module, config)
     pixels = torch.from_numpy(probe_pixels(config.preprocess.size))
     out_names = ["tanh", "proj"] if getattr(module, "proj_dim", 0) else ["tanh"]
     _export(torch, image, (pixels,), folder / "image.onnx", {"in": ["pixels"], "out": out_names})
+    with torch.inference_mode():
+        out = image(pixels)
+    return (out[0] if isinstance(out, tuple) else out).numpy()
+
+
+def _export_text(torch: Any, config: BackboneConfig, folder: Path, tokenize: Any,
+                 encoder: Any, module: Any) -> np.ndarray:
     text = _text_module(torch, encoder, module, config)
     ids, mask = tokenize(list(PROBE_TEXTS))
     targs = (torch.from_numpy(ids), torch.from_numpy(mask))
     _export(torch, text, targs, folder / "text.onnx",
             {"in": ["input_ids", "attention_mask"], "out": ["tanh"]})
     with torch.inference_mode():
-        img_out = image(pixels)
-        img_tanh = img_out[0] if isinstance(img_out, tuple) else img_out
-        return {"image_tanh": img_tanh.numpy(), "text_tanh": text(*targs).numpy(),
-                "text_ids": ids, "text_mask": mask}
+        return text(*targs).numpy()

@@ -43,7 +43,7 @@ class OnnxHashModel(CompiledHashModel):
         return ["CPUExecutionProvider"]
 
     def _convert(self, folder: Path) -> None:
-        if self.precision == "int8":
+        if self.precision == "int8" and (folder / "image.onnx").exists():  # the text graph: fp32
             from model_runtime.model.quantize import quantize_image_graph
 
             quantize_image_graph(self.config, folder / "image.onnx")

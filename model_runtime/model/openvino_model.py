@@ -56,12 +56,14 @@ class OpenVinoHashModel(CompiledHashModel):
 
     def _convert(self, folder: Path) -> None:
         ov = _openvino()
-        if self.precision == "int8":
+        if self.precision == "int8" and (folder / "image.onnx").exists():
             from model_runtime.model.quantize import quantize_image_graph
 
             quantize_image_graph(self.config, folder / "image.onnx")
-        for name in ("image", "text"):
+        for name in ("image", "text"):  # each graph has its own cache folder
             onnx = folder / f"{name}.onnx"
+            if not onnx.exists():
+                continue
             # the ONNX frontend directly: no converter (ovc) on the way
             ov.save_model(_core().read_model(str(onnx)), str(folder / f"{name}.xml"),
                           compress_to_fp16=False)

@@ -25,6 +25,7 @@ COMMANDS = {
     "caption": "captions that best describe a tile or image",
     "adapt": "adapt an index's image head to its own archive (no labels) and re-hash it",
     "serve": "run the JSON-lines worker used by the QGIS plugin",
+    "cache": "list the exported-graph cache with sizes, or prune it",
 }
 
 

@@ -233,8 +233,13 @@ class SearchDock(QgsDockWidget):
         less.clicked.connect(lambda: self._mark_current(positive=False))
         save = QPushButton("Save footprints…")
         save.clicked.connect(self.save_footprints_dialog)
+        self.clear_button = QPushButton(self.tr("Clear results"))
+        self.clear_button.setToolTip(
+            self.tr('Remove the "CACH results" group and all its layers from the layer tree')
+        )
+        self.clear_button.clicked.connect(self.clear_all_results)
         row = QHBoxLayout()
-        for button in (more, less, save):
+        for button in (more, less, save, self.clear_button):
             row.addWidget(button)
         return row
 
@@ -298,6 +303,14 @@ class SearchDock(QgsDockWidget):
         self.weak_label.setVisible(False)
         self.status_label.setToolTip("")
         self._reset_highlight()
+
+    def clear_all_results(self) -> int:
+        """Clear the list and remove "CACH results" from the layer tree; returns the number
+        of layers removed."""
+        self.cancel()
+        self.clear_results()
+        self.result_layers = None
+        return layers.clear_results()
 
     def _set_busy(self, busy: bool) -> None:
         # Search stays enabled: a new query replaces the running one (the latest query wins)

@@ -50,6 +50,8 @@ ogr.UseExceptions()
 
 GROUP_KEY = "cach/query_key"
 GROUP_TOKEN = "cach/group_token"
+#: the parent group of every query's group (found by this property, whatever its name)
+ROOT_KEY = "cach/results_root"
 TILES_GROUP = "Tiles"
 FOOTPRINT_CRS = "EPSG:4326"
 #: outline colours by rank class, best first: strong colours only, so every class stays visible
@@ -313,6 +315,53 @@ def remove_group(key: str, project: QgsProject | None = None) -> bool:
     return True
 
 
+def results_root(project: QgsProject | None = None, create: bool = False) -> QgsLayerTreeGroup | None:
+    """The one parent group "CACH results" of every query's group (on top of the layer tree)."""
+    root = (project or QgsProject.instance()).layerTreeRoot()
+    for group in root.findGroups(True):
+        if group.customProperty(ROOT_KEY):
+            return group
+    if not create:
+        return None
+    group = QgsLayerTreeGroup(results_root_name())
+    group.setCustomProperty(ROOT_KEY, True)
+    root.insertChildNode(0, group)
+    return group
+
+
+def results_root_name() -> str:
+    return QCoreApplication.translate("CACH", "CACH results")
+
+
+def footprints_name(title: str) -> str:
+    """A footprint layer's name says its query (layer pickers list many of them)."""
+    return QCoreApplication.translate("CACH", "{title} footprints").format(title=title)
+
+
+def clear_results(project: QgsProject | None = None) -> int:
+    """Remove "CACH results" and every layer in it; returns how many layers went."""
+    project = project or QgsProject.instance()
+    stop_loading()
+    parent = results_root(project)
+    if parent is None:
+        return 0
+    layer_ids = [node.layerId() for node in parent.findLayers()]
+    parent.parent().removeChildNode(parent)
+    project.removeMapLayers(layer_ids)
+    return len(layer_ids)
+
+
+def _insert_group(group: QgsLayerTreeGroup, project: QgsProject) -> None:
+    """The newest query's group first and expanded; the earlier ones collapsed (one state
+    rule, whatever the order of queries)."""
+    parent = results_root(project, create=True)
+    for older in parent.findGroups(False):
+        older.setExpanded(False)
+    parent.insertChildNode(0, group)
+    group.setExpanded(True)
+    parent.setExpanded(True)
+
+
 def show_results(
     key: str,
     title: str,
@@ -332,14 +381,16 @@ def show_results(
     group = QgsLayerTreeGroup(title)
     group.setCustomProperty(GROUP_KEY, key)
     group.setCustomProperty(GROUP_TOKEN, token)
-    footprints = create_footprint_layer(hits, query, model, index)
-    project.addMapLayer(footprints, False)
-    group.addLayer(footprints).setExpanded(False)
+    footprints = create_footprint_layer(hits, query, model, index, footprints_name(title))
+    georeferenced = [h for h in hits if h.georeferenced]
     limit = settings.max_tile_layers() if max_tiles is None else max_tiles
-    on_map = [h for h in hits if h.georeferenced][: max(0, limit)]
-    if on_map:
-        group.addGroup(TILES_GROUP).setExpanded(False)
-    project.layerTreeRoot().insertChildNode(0, group)
+    on_map = georeferenced[: max(0, limit)]
+    if georeferenced:  # hits with no place on the map add no (empty) layer: the list has them
+        project.addMapLayer(footprints, False)
+        group.addLayer(footprints).setExpanded(False)
+        if on_map:
+            group.addGroup(TILES_GROUP).setExpanded(False)
+        _insert_group(group, project)
     loader = TileLoader(token, on_map, project)
     _LOADERS[key] = loader
     loader.start()

@@ -16,7 +16,7 @@ from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QPushButton, QToolBar
 
 from ..model_runtime.protocol import Estimate, IndexSummary
-from . import settings, wording
+from . import layers, settings, wording
 from .dialogs import IndexDialog, QuestionDialog, RuntimeDialog, adapt_dialog, confirm_run_dialog
 from .dock import LEVELS, SearchDock
 from .maptool import TileTool
@@ -102,6 +102,9 @@ class CachPlugin:
         self._action(ICON, "Index raster folder…", self.show_index_dialog, toolbar=False)
         self._action(ICON, "Adapt to this archive…", self.show_adapt_dialog, toolbar=False)
         self._action(ICON, "Runtime settings…", self.show_runtime_dialog, toolbar=False)
+        self.clear_action = self._action(
+            ICON, self.tr("Clear CACH results"), self.clear_results, toolbar=False
+        )
         self.search_action, self.tile_action = search, tile
 
     def _action(
@@ -208,6 +211,20 @@ class CachPlugin:
                 self.dock.start_runtime()
         elif canvas.mapTool() is self.tool:
             canvas.unsetMapTool(self.tool)
+
+    def clear_results(self) -> int:
+        """Remove the "CACH results" group and its layers (and the panel's list)."""
+        removed = self.dock.clear_all_results() if self.dock else layers.clear_results()
+        self._message(
+            self.tr("Removed the CACH results from the layer tree ({n} layers).").format(
+                n=removed
+            ),
+            Qgis.Info,
+        )
+        return removed
+
+    def tr(self, text: str) -> str:
+        return wording.translate("CachPlugin", text)
 
     def show_index_dialog(self) -> IndexDialog:
         dialog = IndexDialog(self.client, self.iface.mainWindow())

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cach_for_qgis.cach_qgis import layers
 from cach_for_qgis.model_runtime.protocol import NOT_GEOREFERENCED_NOTE
 from conftest import SAMPLES, UCM_IMAGES, link_folder, wait_until
 from qgis.core import Qgis, QgsProject
@@ -93,6 +94,7 @@ def test_weak_match_message_when_the_scene_type_is_absent(dock, no_exception_dia
 
 
 def test_two_quick_searches_the_second_is_on_the_map(dock, no_exception_dialogs):
+    dock.k_spin.setValue(60)  # the GeoTIFF's tiles too: photos alone add no layer group
     dock.query_edit.setText(f"a dense forest {time.time_ns()}")
     first = dock.search()
     dock.query_edit.setText("farmland with crops")
@@ -101,7 +103,7 @@ def test_two_quick_searches_the_second_is_on_the_map(dock, no_exception_dialogs)
     assert second.error is None, second.error
     settle = time.monotonic() + 1.0
     wait_until(lambda: time.monotonic() > settle, 5)
-    root = QgsProject.instance().layerTreeRoot()
+    root = layers.results_root()  # the parent group "CACH results"
     assert root.children()[0].name() == "CACH: “farmland with crops”"
     assert not any("dense forest" in g.name() for g in root.findGroups())
     assert dock.result.query.get("text") == "farmland with crops"

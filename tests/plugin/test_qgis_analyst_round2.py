@@ -106,3 +106,63 @@ def test_cancel_early_in_a_short_run_reports_what_happened(
         assert plugin.dock.index_path() == index
     else:
         assert any(f"{todo:,} tiles" in t and "still to do" in t for t in texts), texts
+
+
+@pytest.fixture(scope="module")
+def photo_index(shared, tmp_path_factory) -> str:  # noqa: ANN001
+    """An index of a few UC Merced photos only: no hit has a place on the map."""
+    from conftest import UCM_IMAGES
+
+    photos = [UCM_IMAGES / "forest" / f"forest{i:02d}.jpg" for i in range(4)]
+    folder = link_folder(photos, tmp_path_factory.mktemp("photos") / "p")
+    index = tmp_path_factory.mktemp("photo-index") / "idx"
+    shared.call("index", {"index": str(index), "paths": [str(folder)]}, timeout_s=600)
+    return str(index)
+
+
+def _search(dock, text: str, k: int = 5):  # noqa: ANN001
+    dock.query_edit.setText(text)
+    dock.k_spin.setValue(k)
+    req = dock.search()
+    wait_until(lambda: req.done and dock.layers_pending() == 0, 300, f"search {text!r}")
+    assert req.error is None, req.error
+    return req
+
+
+def test_the_layer_tree_after_several_queries(
+    plugin, sample_index, photo_index, no_exception_dialogs
+):
+    """One parent group "CACH results", layers named by their query, no empty layer for a
+    query whose hits have no place on the map, one expanded state rule, and a clear action."""
+    from cach_for_qgis.cach_qgis import layers
+
+    dock = plugin.dock
+    dock.set_index_path(sample_index)
+    queries = ("a river", "a parking lot", "dense forest")
+    for text in queries:
+        _search(dock, text)
+    project = QgsProject.instance()
+    root = project.layerTreeRoot()
+    tops = [node.name() for node in root.children()]
+    assert tops.count("CACH results") == 1 and tops[0] == "CACH results", tops
+    assert not any(name.startswith("CACH: ") for name in tops), "query groups go inside"
+    parent = layers.results_root()
+    groups = parent.findGroups(False)
+    assert [g.name() for g in groups] == [f"CACH: “{t}”" for t in reversed(queries)]
+    assert [g.isExpanded() for g in groups] == [True, False, False], "newest open, rest closed"
+    names = [layer.name() for layer in project.mapLayers().values()]
+    assert "Footprints" not in names
+    for text in queries:
+        assert any(text in name and "footprints" in name for name in names), names
+
+    before = set(project.mapLayers())
+    dock.set_index_path(photo_index)
+    _search(dock, "a forest")
+    assert dock.results.count() > 0 and not any(h.georeferenced for h in dock.hits())
+    assert set(project.mapLayers()) == before, "no empty layer for photos with no place"
+    assert len(layers.results_root().findGroups(False)) == len(queries)
+
+    plugin.clear_action.trigger()
+    assert layers.results_root() is None
+    assert not project.mapLayers(), "every result layer went with the group"
+    assert dock.results.count() == 0

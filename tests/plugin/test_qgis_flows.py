@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cach_for_qgis.cach_qgis import layers
 from cach_for_qgis.model_runtime.protocol import NOT_GEOREFERENCED_NOTE, Hit
 from conftest import SAMPLES, fake_client, wait_until
 from osgeo import gdal
@@ -200,7 +201,7 @@ def test_latest_query_wins(make_plugin, tmp_path, no_exception_dialogs):
     assert second.error is None
     settle = time.monotonic() + 0.5  # nothing of the replaced search arrives later
     wait_until(lambda: time.monotonic() > settle, 5)
-    root = QgsProject.instance().layerTreeRoot()
+    root = layers.results_root()  # the parent group "CACH results"
     assert root.children()[0].name() == "CACH: “fields”"
     assert not any("slow harbour" in g.name() for g in root.findGroups())
     assert dock.result.query["text"] == "fields"

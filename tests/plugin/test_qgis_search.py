@@ -6,6 +6,7 @@ import shutil
 import time
 
 import pytest
+from cach_for_qgis.cach_qgis import layers
 from conftest import TickMonitor, link_folder, wait_until
 from qgis.core import (
     Qgis,
@@ -126,7 +127,7 @@ def test_text_search_adds_group_with_k_footprints(dock, rasters, tmp_path, messa
     run_search(dock, "trees", k)
     layers_before = len(QgsProject.instance().mapLayers())
     run_search(dock, "a parking lot next to a road", k)
-    root = QgsProject.instance().layerTreeRoot()
+    root = layers.results_root()  # the parent group "CACH results"
     assert sum(1 for g in root.children() if g.name() == group_name) == 1
     assert root.children()[0].name() == group_name
     assert len(QgsProject.instance().mapLayers()) == layers_before

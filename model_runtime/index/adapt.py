@@ -25,6 +25,7 @@ from model_runtime.errors import ConfigError, IndexStateError
 from model_runtime.index.store import Store
 from model_runtime.index.writer import finalize
 from model_runtime.model.heads import HeadsRef, find_heads, index_heads_dir, read_heads
+from model_runtime.model.numpy_heads import NumpyHeads, load_numpy_heads, save_numpy_heads
 
 LOG = logging.getLogger(__name__)
 
@@ -60,9 +61,7 @@ def base_heads(heads: HeadsRef, index_dir: Path) -> HeadsRef:
     return ref
 
 
-def _save_adapted(module: Any, base: HeadsRef, index_dir: Path, extra: dict) -> HeadsRef:
-    from model_runtime.hashing.heads_io import save_heads
-
+def _save_adapted(module: NumpyHeads, base: HeadsRef, index_dir: Path, extra: dict) -> HeadsRef:
     folder = index_heads_dir(index_dir)
     folder.mkdir(parents=True, exist_ok=True)
     if find_heads(base.sha, [folder]) is None:  # heads of the user's own: the index keeps them
@@ -70,21 +69,17 @@ def _save_adapted(module: Any, base: HeadsRef, index_dir: Path, extra: dict) -> 
     stem = base.path.stem
     path = folder / f"{stem}-adapted-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
     text_from = (base.meta.get("extra") or {}).get("text_head_from") or base.sha
-    save_heads(module, path, method=base.method, backbone=base.backbone,
-               extra={**extra, "adapted_from": base.sha, "text_head_from": text_from})
+    save_numpy_heads(module, path,
+                     extra={**extra, "adapted_from": base.sha, "text_head_from": text_from})
     return read_heads(path)
 
 
-def _rehash(store: Store, module: Any, ids: np.ndarray, proj: np.ndarray, heads: HeadsRef,
-            batch: int = 8192) -> None:
+def _rehash(store: Store, module: NumpyHeads, ids: np.ndarray, proj: np.ndarray,
+            heads: HeadsRef, batch: int = 8192) -> None:
     """New codes and tanh outputs for every tile from its projection, in one transaction."""
-    import torch
-
     with store.transaction() as tx:
         for start in range(0, len(ids), batch):
-            with torch.inference_mode():
-                tanh = module.encode_image_proj(torch.from_numpy(proj[start : start + batch]))
-            tanh = tanh.float().numpy()
+            tanh = module.encode_image_proj_np(proj[start : start + batch])
             store.update_codes(tx, ids[start : start + batch], pack(tanh), tanh)
         model = store.meta().get("model") or {}
         store.set_meta(tx, model={**model, "heads_sha": heads.sha, "heads": heads.path.name,
@@ -95,11 +90,9 @@ def _rehash(store: Store, module: Any, ids: np.ndarray, proj: np.ndarray, heads:
 def adapt_index(index_dir: Path, heads: HeadsRef, steps: int | None = None,
                 progress: Progress | None = None, cancel: threading.Event | None = None
                 ) -> dict[str, Any]:
-    """Adapt the index's image head to its tiles and re-hash it; returns a summary."""
-    import torch
-
+    """Adapt the index's image head to its tiles and re-hash it; returns a summary (NumPy only:
+    the lean runtime adapts without torch)."""
     from model_runtime.hashing.adapt import adapt_image_head
-    from model_runtime.hashing.heads_io import load_heads
     from model_runtime.index.lock import IndexLock
 
     started = time.perf_counter()
@@ -113,12 +106,11 @@ def adapt_index(index_dir: Path, heads: HeadsRef, steps: int | None = None,
         store = Store(index_dir)
         try:
             ids, proj = stored_projections(store, base.proj_dim)
-            module = load_heads(base.path)
-            with torch.inference_mode():
-                ref = module.encode_image_proj(torch.from_numpy(proj)).float()
+            module = load_numpy_heads(base.path)
+            ref = module.encode_image_proj_np(proj)
             report = _progress_adapter(progress)
             kwargs = {} if steps is None else {"steps": int(steps)}
-            adapted = adapt_image_head(module, proj, ref.numpy(), progress=report,
+            adapted = adapt_image_head(module, proj, ref, progress=report,
                                        cancel=cancel, **kwargs)
             new = _save_adapted(adapted, base, index_dir, {"tiles": int(len(ids))})
             _rehash(store, adapted, ids, proj, new)

@@ -158,6 +158,21 @@ def heads_part_sha256(heads: HeadsRef, graph: str) -> str:
     return _PART_SHA[(heads.sha, graph)]
 
 
+def config_sha256(config: BackboneConfig) -> str:
+    """SHA-256 of the backbone config without where its files lie (weight paths, the text
+    tower's folder) or its description: the files join the key by their content."""
+    cfg = dataclasses.asdict(config)
+    cfg.pop("description", None)
+    cfg.pop("checkpoint", None)
+    if cfg.get("image_weights"):
+        cfg["image_weights"].pop("path", None)
+    text = (cfg.get("open_clip") or {}).get("text_cfg")
+    if isinstance(text, dict):
+        cfg["open_clip"] = {**cfg["open_clip"], "text_cfg": {
+            k: v for k, v in text.items() if k not in ("hf_model_name", "hf_tokenizer_name")}}
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def graph_precision(graph: str, precision: str) -> str:
     """The precision of graph ``graph``'s files: int8 quantises only the image graph, so the
     int8 models share the fp32 text graph."""
@@ -170,13 +185,12 @@ def key_parts(config: BackboneConfig, heads: HeadsRef, engine: str, precision: s
     ``recipe`` names how reduced-precision graphs are made (calibration set and method)."""
     if graph not in GRAPHS:
         raise ValueError(f"unknown graph {graph!r}")
-    cfg_json = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
     precision = graph_precision(graph, precision)
     return {
         "format": GRAPH_FORMAT,
         "graph": graph,
         "backbone": config.name,
-        "backbone_config_sha256": hashlib.sha256(cfg_json.encode()).hexdigest(),
+        "backbone_config_sha256": config_sha256(config),
         "weights_sha256": [content_sha256(p, root) for p in _weight_files(config, graph)],
         "heads_sha256": heads_part_sha256(heads, graph),
         "bits": heads.bits,

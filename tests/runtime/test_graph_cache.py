@@ -1,6 +1,8 @@
 """The exported-graph cache: reused when intact, rebuilt when corrupt or stale, never shared
-across backbone configs, heads, engines or precisions. Fast: the builds here write small files
-(the real export runs in test_engines.py)."""
+across backbone configs, heads, engines or precisions; keyed by content (found again from another
+path of the same weights, never by a path or mtime), one text graph for heads that differ only in
+their image head, and bounded (LRU eviction, ``cach cache``). Fast: the builds here write small
+files (the real builds run in test_onnx_build.py and test_engines.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,14 @@ from model_runtime.model.graphs import (
     key_parts,
     verify,
 )
-from model_runtime.model.heads import shipped_heads
+from model_runtime.model.heads import read_heads, shipped_heads
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """The content-hash sidecar and any cache folder go to a fresh folder, never $HOME."""
+    monkeypatch.setenv("CACH_CACHE", str(tmp_path_factory.mktemp("cach-cache")))
+    monkeypatch.delenv("CACH_GRAPH_CACHE_MB", raising=False)
 
 
 class Builds:
@@ -151,3 +160,161 @@ def test_openvino_conversion_loads_no_telemetry(tmp_path):
     files, telemetry = out.stdout.strip().splitlines()[-2:]
     assert "image.xml" in files and "text.xml" in files and "image.onnx" not in files
     assert telemetry == "[] openvino.tools.ovc.telemetry_stub"
+
+
+# --- keyed by content ---------------------------------------------------------------------------
+def _relocated(tmp_path, name: str):
+    """The default backbone with its weight files at another place (the image weights and the
+    text config copied with another mtime, the 87 MB safetensors linked) and a heads copy."""
+    import os
+    import shutil
+
+    from model_runtime.config import config_from_dict, open_clip_model_cfg, resolve_path
+
+    base = get_backbone_config("effnetlite0-minilm")
+    where = tmp_path / name
+    text_src = open_clip_model_cfg(base)["text_cfg"]["hf_model_name"]
+    (where / "text").mkdir(parents=True)
+    pth = where / "lite0.pth"
+    shutil.copyfile(resolve_path(base.image_weights.path), pth)
+    shutil.copyfile(f"{text_src}/config.json", where / "text" / "config.json")
+    os.symlink(f"{text_src}/model.safetensors", where / "text" / "model.safetensors")
+    for path in (pth, where / "text" / "config.json"):
+        os.utime(path, (1_000_000 + len(name), 1_000_000 + len(name)))
+    raw = dataclasses.asdict(base)
+    raw["image_weights"]["path"] = str(pth)
+    raw["open_clip"]["text_cfg"].update(hf_model_name=str(where / "text"),
+                                        hf_tokenizer_name=str(where / "text"))
+    heads = where / "heads.safetensors"
+    shutil.copyfile(shipped_heads("effnetlite0-minilm", 64).path, heads)
+    return config_from_dict(raw), read_heads(heads)
+
+
+@pytest.mark.parametrize("graph", ["image", "text"])
+def test_the_same_weights_at_another_path_find_the_same_graphs(tmp_path, graph):
+    """Graphs made in one environment are found from another: same content, same folder (no
+    path and no mtime in the key)."""
+    (cfg_a, heads_a), (cfg_b, heads_b) = _relocated(tmp_path, "a"), _relocated(tmp_path, "bb")
+    assert heads_a.path != heads_b.path
+    parts_a = key_parts(cfg_a, heads_a, "onnxruntime==1", "fp32", graph=graph)
+    parts_b = key_parts(cfg_b, heads_b, "onnxruntime==1", "fp32", graph=graph)
+    assert parts_a == parts_b
+    assert str(tmp_path) not in json.dumps(parts_a)
+    build = Builds()
+    root = tmp_path / "graphs"
+    first = cached_graphs(parts_a, build, root)
+    again = cached_graphs(parts_b, build, root)
+    assert build.calls == 1 and first.folder == again.folder
+    # the shipped location (another path, the original mtimes) gives the same key too
+    shipped = key_parts(get_backbone_config("effnetlite0-minilm"),
+                        shipped_heads("effnetlite0-minilm", 64), "onnxruntime==1", "fp32",
+                        graph=graph)
+    assert shipped == parts_a
+
+
+def test_other_weight_content_at_the_same_path_is_another_key(tmp_path):
+    """The sidecar of hashes only skips re-reading an unchanged file: new content at the same
+    path (even with the same size) gives another key."""
+    import os
+
+    cfg, heads = _relocated(tmp_path, "a")
+    before = key_parts(cfg, heads, "onnxruntime==1", "fp32", graph="image")
+    pth = cfg.image_weights.path
+    data = bytearray(open(pth, "rb").read())
+    data[-10] ^= 0xFF
+    open(pth, "wb").write(bytes(data))
+    os.utime(pth, (2_000_000, 2_000_000))
+    after = key_parts(cfg, heads, "onnxruntime==1", "fp32", graph="image")
+    assert after["weights_sha256"] != before["weights_sha256"]
+    assert graph_folder(after) != graph_folder(before)
+
+
+def _adapted_copy(tmp_path, heads):
+    """A heads file whose image head differs (as adaptation leaves it), text head unchanged."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(str(heads.path), framework="numpy") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors["image_head.4.bias"] = tensors["image_head.4.bias"] + 0.5
+    path = tmp_path / "adapted.safetensors"
+    save_file(tensors, str(path), metadata=meta)
+    return read_heads(path)
+
+
+def test_adapted_heads_share_the_text_graph(tmp_path):
+    """An adapted image head adds an image graph only: the 91 MB text graph is stored once."""
+    shipped = shipped_heads("effnetlite0-minilm", 64)
+    adapted = _adapted_copy(tmp_path, shipped)
+    cfg = get_backbone_config("effnetlite0-minilm")
+    assert adapted.sha != shipped.sha
+    for graph, shared in (("text", True), ("image", False)):
+        a = key_parts(cfg, shipped, "onnxruntime==1", "fp32", graph=graph)
+        b = key_parts(cfg, adapted, "onnxruntime==1", "fp32", graph=graph)
+        assert (a == b) is shared, graph
+
+
+def test_int8_models_share_the_fp32_text_graph():
+    cfg, heads = get_backbone_config("effnetlite0-minilm"), shipped_heads("effnetlite0-minilm", 64)
+    fp32 = key_parts(cfg, heads, "onnxruntime==1", "fp32", graph="text")
+    int8 = key_parts(cfg, heads, "onnxruntime==1", "int8", "recipe", graph="text")
+    assert fp32 == int8
+    assert key_parts(cfg, heads, "onnxruntime==1", "int8", "recipe") != key_parts(
+        cfg, heads, "onnxruntime==1", "fp32")
+
+
+# --- bounded --------------------------------------------------------------------------------------
+def _sized_build(size: int):
+    def build(folder):
+        (folder / "image.onnx").write_bytes(b"x" * size)
+        return {}
+    return build
+
+
+def _aged(folder, seconds_ago: float) -> None:
+    import os
+    import time
+
+    stamp = time.time() - seconds_ago
+    os.utime(folder / ".last_used", (stamp, stamp))
+
+
+def test_eviction_drops_the_least_recently_used_beyond_the_cap(tmp_path, parts, monkeypatch):
+    from model_runtime.model.graphs import cache_entries, evict
+
+    root = tmp_path / "graphs"
+    folders = []
+    for i in range(3):
+        folders.append(cached_graphs(dict(parts, engine=f"e=={i}"), _sized_build(400_000),
+                                     root).folder)
+        _aged(folders[-1], 1000 - i * 100)  # 0 is the oldest
+    cached_graphs(dict(parts, engine="e==0"), _sized_build(1), root)  # a use: 0 is the newest
+    # an unreadable folder of an older format goes first, whatever the cap
+    old = root / "old-format-folder"
+    old.mkdir()
+    (old / "manifest.json").write_text(json.dumps({"key": {"format": 1}}))
+    removed = evict(root, cap=900_000)
+    assert [e.folder for e in removed] == [old, folders[1]]
+    assert {e.folder for e in cache_entries(root)} == {folders[0], folders[2]}
+    # a build beyond the cap evicts on its own and never the folder it just made
+    monkeypatch.setenv("CACH_GRAPH_CACHE_MB", "0")
+    newest = cached_graphs(dict(parts, engine="e==9"), _sized_build(10), root).folder
+    assert [e.folder for e in cache_entries(root)] == [newest]
+
+
+def test_cach_cache_lists_sizes_and_prunes(tmp_path, parts, monkeypatch, capsys):
+    from model_runtime.cli import main
+    from model_runtime.paths import cache_dir
+
+    root = cache_dir() / "graphs"
+    for i in range(2):
+        cached_graphs(dict(parts, engine=f"e=={i}"), _sized_build(3 << 20), root)
+    assert main(["cache"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.count(" MB ") >= 2 and "2 folder(s)" in listing and "image" in listing
+    assert main(["cache", "prune", "--max-mb", "4"]) == 0
+    assert "pruned 1 folder(s)" in capsys.readouterr().out
+    assert main(["cache", "prune", "--all"]) == 0
+    assert "0 folder(s)" in capsys.readouterr().out
+    assert [p for p in root.iterdir() if p.is_dir()] == []

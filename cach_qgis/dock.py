@@ -8,6 +8,7 @@ the model is loaded by the time the first query is typed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,18 @@ LEVELS = {
 WEAK_STYLE = "background:#fff3cd; color:#664d03; border:1px solid #e0c36c; padding:4px;"
 ERROR_COLOUR = "#b2182b"
 PROBLEM_STYLE = "QFrame { background:#f8d7da; color:#58151c; border:1px solid #f1aeb5; }"
+
+
+def monotone_confidence(hits: list[Hit]) -> list[Hit]:
+    """Confidence never rises as rank falls: a lower-ranked tile shows at most the confidence
+    of the tiles above it (the list, the layer and the export say the same)."""
+    out, cap = [], None
+    for hit in sorted(hits, key=lambda h: h.rank):
+        if hit.confidence is not None:
+            cap = hit.confidence if cap is None else min(cap, hit.confidence)
+            hit = replace(hit, confidence=cap)
+        out.append(hit)
+    return out
 
 
 class SearchDock(QgsDockWidget):
@@ -445,6 +458,7 @@ class SearchDock(QgsDockWidget):
         """Result group on top of the layer tree, rows in the list, the status and any
         weak-match note."""
         self._reset_highlight()
+        result = replace(result, results=monotone_confidence(result.results))
         self.result = result
         index = str(result.index.get("path") or self.index_path())
         self.result_index = self.index_path()

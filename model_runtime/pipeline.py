@@ -204,7 +204,8 @@ class Pipeline:
                    + list(negative)]
         t0 = time.perf_counter()
         hits = index.search(Query(pack(tanh), tanh, proj), k=k, bbox=bbox, bbox_crs=bbox_crs,
-                            collapse=collapse, exclude_ids=exclude)
+                            collapse=collapse, exclude_ids=exclude,
+                            near_ids=[tile] if tile is not None else [])
         timing["search"] = (time.perf_counter() - t0) * 1000
         weak, hits = self._assess(index, model, text, tanh, hits, timing)
         timing["total"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)
@@ -300,7 +301,8 @@ class Pipeline:
         hits = []
         if index is not None and similar > 0:
             exclude = [int(tile)] if tile is not None else []
-            hits = index.search(Query(pack(vector), vector, proj), k=similar, exclude_ids=exclude)
+            hits = index.search(Query(pack(vector), vector, proj), k=similar, exclude_ids=exclude,
+                                near_ids=exclude)  # other places than the clicked one
         timing["total"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)
         info = {} if index is None else self._index_info(index, heads)
         return CaptionResult(captions, hits, heads.info().to_json(), info, timing)

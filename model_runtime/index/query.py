@@ -121,6 +121,15 @@ def is_duplicate(a: TileRow, a_code: bytes, b: TileRow, b_code: bytes) -> bool:
     return a_code == b_code and _box_iou(box_a, box_b) > COLLAPSE_IOU
 
 
+def same_place(near: TileRow, near_code: bytes, row: TileRow, code: bytes) -> bool:
+    """``row`` shows the place of ``near`` again: a duplicate (``is_duplicate``), or a tile of
+    the same source whose window shares pixels with it (an overlapping neighbour, a tile of
+    another scale). A tile query drops these: the analyst asked for other places."""
+    if is_duplicate(near, near_code, row, code):
+        return True
+    return row.source == near.source and window_iou(row.window, near.window) > 0.0
+
+
 def collapse_hits(
     candidates: list[tuple[TileRow, int, float, bytes]],
     k: int,
@@ -197,8 +206,12 @@ class Index:
     # -- queries -----------------------------------------------------------------------------
     def search(self, query: Query | np.ndarray, k: int = 20, bbox: Sequence[float] | None = None,
                bbox_crs: str = "EPSG:4326", collapse: bool = True,
-               exclude_ids: Iterable[int] = (), rerank: bool | None = None) -> list[Hit]:
+               exclude_ids: Iterable[int] = (), rerank: bool | None = None,
+               near_ids: Iterable[int] = ()) -> list[Hit]:
         """Top-k hits for a :class:`Query` (or a packed code / float vector).
+
+        ``near_ids`` (the tile of a tile query): tiles showing its place again are dropped
+        (``same_place``), so the hits are other places.
 
         The Hamming top pool (:data:`RERANK_POOL`) is re-ranked by the query's projection or
         tanh vector when the index stores them (``rerank=None``: when possible). ``bbox`` keeps
@@ -209,6 +222,7 @@ class Index:
         query = query if isinstance(query, Query) else Query.of(query, self.bits)
         rerank = (query.tanh is not None or query.proj is not None) and rerank is not False
         exclude = {int(i) for i in exclude_ids}
+        near = self._near(near_ids) if collapse else []
         subset = self._subset(bbox, bbox_crs, exclude)
         available = self.tiles if subset is None else len(subset)
         if available == 0:
@@ -223,7 +237,8 @@ class Index:
                 pool = min(pool, available + len(exclude))
                 dist, ids = self._hamming(query.code, pool, subset)
                 keep = (ids >= 0) & ~np.isin(ids, list(exclude))
-                hits = self._rank(ids[keep], dist[keep], query if rerank else None, collapse, k)
+                hits = self._rank(ids[keep], dist[keep], query if rerank else None, collapse, k,
+                                  near)
                 if len(hits) >= k or pool >= available + len(exclude):
                     return hits
                 pool *= 4
@@ -255,12 +270,21 @@ class Index:
             vec = query.tanh if query.tanh is not None else unpack_signs(query.code, self.bits)[0]
         return angular_score(cosine(mats, np.asarray(vec, np.float32).reshape(-1)))
 
-    def _rank(self, ids, dist, query: Query | None, collapse: bool, k: int) -> list[Hit]:
+    def _near(self, near_ids: Iterable[int]) -> list[tuple[TileRow, bytes]]:
+        ids = [int(i) for i in near_ids]
+        if not ids:
+            return []
+        rows, vectors = self.store.tiles(ids, geometry=False), self.store.vectors(ids)
+        return [(rows[i], vectors[i][0]) for i in ids if i in rows and i in vectors]
+
+    def _rank(self, ids, dist, query: Query | None, collapse: bool, k: int,
+              near: Sequence[tuple[TileRow, bytes]] = ()) -> list[Hit]:
         rows = self.store.tiles(ids, geometry=False)
         vectors = self.store.vectors(ids) if (query is not None or collapse) else {}
         scores = self._scores(ids, dist, query, vectors) if len(ids) else np.zeros(0)
         cands = [(rows[int(i)], int(d), float(s), vectors.get(int(i), (b"",))[0])
                  for i, d, s in zip(ids, dist, scores, strict=True) if int(i) in rows]
+        cands = [c for c in cands if not any(same_place(n, nc, c[0], c[3]) for n, nc in near)]
         cands.sort(key=lambda c: (-c[2], c[1], c[0].id))
         if collapse:
             cands = collapse_hits(cands, k)

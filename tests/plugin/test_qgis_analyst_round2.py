@@ -166,3 +166,73 @@ def test_the_layer_tree_after_several_queries(
     assert layers.results_root() is None
     assert not project.mapLayers(), "every result layer went with the group"
     assert dock.results.count() == 0
+
+
+@pytest.fixture(scope="module")
+def overlap_index(shared, rasters, tmp_path_factory) -> tuple[str, str]:  # noqa: ANN001
+    """One sample raster indexed with half-overlapping tiles: every tile has neighbours that
+    share its pixels."""
+    folder = link_folder(rasters[:1], tmp_path_factory.mktemp("overlap") / "r")
+    index = tmp_path_factory.mktemp("overlap-index") / "idx"
+    params = {"index": str(index), "paths": [str(folder)], "overlap": 0.5}
+    assert shared.call("index", params, timeout_s=600)["tiles"] > 8
+    return str(index), str(folder / rasters[0].name)
+
+
+def _overlap(a, b) -> bool:  # noqa: ANN001
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return w > 0 and h > 0
+
+
+def test_similar_tiles_from_a_map_click_are_other_places(
+    plugin, overlap_index, no_exception_dialogs
+):
+    """A click's similar tiles never start with the clicked tile's overlapping neighbours:
+    tiles of the same source sharing its pixels are collapsed, as in text search."""
+    from cach_for_qgis.cach_qgis import layers
+    from qgis.core import QgsCoordinateReferenceSystem, QgsPointXY
+
+    index, raster = overlap_index
+    dock = plugin.dock
+    dock.set_index_path(index)
+    dock.k_spin.setValue(5)
+    canvas = plugin.iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
+    extent = layers.raster_extent_4326(raster)
+    shown = []
+    dock.captionsShown.connect(lambda hit, result: shown.append((hit, result)))
+    req = plugin.tool.identify(QgsPointXY(extent.center()))
+    assert req is not None
+    wait_until(lambda: shown, 300, "the clicked tile's captions and similar tiles")
+    clicked, result = shown[-1]
+    assert result.similar, "similar tiles expected"
+    same_place = [
+        h.tile_id
+        for h in dock.hits()
+        if h.source == clicked.source and _overlap(h.window, clicked.window)
+    ]
+    assert not same_place, f"tiles overlapping the clicked one {clicked.window}: {same_place}"
+
+
+def test_result_list_confidence_never_rises_as_rank_falls(qgis_iface, no_exception_dialogs):
+    from cach_for_qgis.cach_qgis.dock import SearchDock
+    from cach_for_qgis.model_runtime.protocol import Hit, SearchResult
+    from conftest import fake_client
+
+    def hit(rank: int, confidence: float) -> Hit:
+        return Hit(rank, rank, f"/photos/p{rank}.jpg", (0, 0, 64, 64), None, None, None, 10,
+                   0.9 - rank / 100, confidence)
+
+    dock = SearchDock(qgis_iface, fake_client())
+    result = SearchResult(
+        results=[hit(1, 0.50), hit(2, 0.47), hit(3, 0.53), hit(4, 0.20)],
+        query={"text": "a harbour"}, model={}, index={}, timing_ms={"total": 5.0},
+    )
+    dock.show_result(result, "text:a harbour", "CACH: a harbour", "a harbour", "for a harbour")
+    shown = [dock.results.item(i).text().split("\n")[0] for i in range(dock.results.count())]
+    percents = [int(line.split("confidence ")[1].split(" %")[0]) for line in shown]
+    assert percents == sorted(percents, reverse=True), shown
+    assert percents[0] == 50
+    dock.cleanup()
+    dock.deleteLater()

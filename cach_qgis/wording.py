@@ -65,6 +65,11 @@ _BY_CODE: dict[str, str] = {
         "Another indexing run is writing this index. Wait until it ends (task manager in the "
         "status bar), then try again."
     ),
+    "index_readonly": (
+        "This index is read-only (a read-only drive or folder): it can be searched but not "
+        "indexed into or adapted. To change it, copy the index folder somewhere writable and "
+        "choose the copy."
+    ),
     "index_needs_rebuild": (
         "This index was made in a way that cannot do this yet. Re-index it with "
         f"{INDEX_MENU} (tick “rebuild from scratch”), then try again."

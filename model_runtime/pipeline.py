@@ -48,6 +48,19 @@ def check_cancel(cancel: threading.Event | None) -> None:
         raise CancelledError("Cancelled.")
 
 
+def _check_paths_exist(paths: Sequence[str | os.PathLike]) -> None:
+    """A local path that does not exist is a typo, not an empty archive: refuse the run before
+    anything (an index folder included) is created. Remote URIs are checked when listed."""
+    from model_runtime.errors import DataError
+    from model_runtime.sources import is_remote_uri
+
+    missing = [str(p) for p in paths if not is_remote_uri(str(p)) and not os.path.lexists(p)]
+    if missing:
+        raise DataError(f"{', '.join(missing)}: no such file or folder. Nothing was indexed; "
+                        "check the path and run it again.", code="file_not_found",
+                        path=missing[0])
+
+
 def tiling_options(options: Any = None):
     """``TilingOptions`` from None, a dict of CLI/protocol fields, or TilingOptions itself."""
     from model_runtime.tiling import TilingOptions
@@ -134,6 +147,7 @@ class Pipeline:
         same work units on a Ray cluster (``index/ray_executor.py``)."""
         from model_runtime.index.build import BuildOptions, build_index
 
+        _check_paths_exist(paths)
         opts = BuildOptions(tiling=tiling_options(options), rebuild=rebuild, confirm=confirm,
                             allow_outside_sources=allow_outside_sources,
                             **({"readers": readers} if readers else {}))

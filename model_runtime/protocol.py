@@ -104,6 +104,7 @@ ERROR_CODES: dict[str, tuple[str, str]] = {
     "index_newer": ("index", "the index was written by a newer version"),
     "index_locked": ("index", "another indexing run is writing this index"),
     "index_readonly": ("index", "the index is read-only: it can be searched, not changed"),
+    "index_readonly": ("index", "the index is read-only: it can be searched, not changed"),
     "index_needs_rebuild": ("index", "the index lacks what this op needs; re-index with rebuild"),
     # the rest
     "cancelled": ("cancelled", "the user cancelled"),

@@ -8,6 +8,7 @@ never leaves an index locked.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import IO
@@ -43,8 +44,15 @@ class IndexLock:
         self._fh: IO[str] | None = None
 
     def __enter__(self) -> IndexLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until __exit__
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until __exit__
+        except OSError as err:
+            if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            from model_runtime.index.store import readonly_error
+
+            raise readonly_error(self.path.parent, "be written (indexed into or adapted)") from err
         if not _try_lock(fh):
             fh.seek(0)
             holder = fh.read().strip() or "another process"

@@ -382,7 +382,7 @@ def _rebuild_codes(store: Store, meta: dict, index_dir: Path) -> BinaryIndex:
     LOG.info("%s: rebuilding the code index from the store", index_dir)
     ids, packed = store.all_codes(bits // 8)
     codes = BinaryIndex.from_codes(packed, ids, bits)
-    if meta.get("complete"):
+    if meta.get("complete") and not store.readonly:  # a read-only index searches from memory
         path = codes_path(index_dir, int(meta.get("generation", 0)))
         try:
             codes.save(path)

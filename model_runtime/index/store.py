@@ -163,12 +163,47 @@ def bbox_of(geometry: dict | None) -> tuple[float, float, float, float] | None:
     return min(xs), min(ys), max(xs), max(ys)
 
 
+def _readonly_failure(err: sqlite3.DatabaseError, index_dir: Path) -> bool:
+    """A write refused (SQLITE_READONLY) or an open that failed because the folder is
+    read-only: a permission problem, never damage."""
+    if getattr(err, "sqlite_errorcode", 0) & 0xFF == 8 or "readonly database" in str(err):
+        return True  # SQLITE_READONLY and its extended codes
+    return "unable to open" in str(err) and not is_writable(index_dir)
+
+
 def _disk_full(err: BaseException) -> bool:
     return getattr(err, "sqlite_errorcode", None) == SQLITE_FULL or is_disk_full(err)
 
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def is_writable(index_dir: Path) -> bool:
+    """Whether this process can write the index folder and its database (False on a read-only
+    mount, EROFS, as well as without permission; root is refused only by the former)."""
+    db = index_dir / DB_NAME
+    return os.access(index_dir, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
+
+
+def readonly_error(index_dir: str | os.PathLike, what: str) -> IndexStateError:
+    """The coded error of a write (``what``: index, adapt...) asked of a read-only index."""
+    return IndexStateError(
+        f"The index at {index_dir} is read-only (a read-only mount or no write permission), so "
+        f"it cannot {what}. It can still be searched. To change it, copy the folder somewhere "
+        "writable or ask for write access.",
+        code="index_readonly", path=str(index_dir),
+    )
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open a database SQLite may not write. A WAL database needs its -shm file: when the last
+    writer closed it cleanly there is none and none can be made, so the file is opened as
+    immutable (nothing can change it on a read-only mount)."""
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    mode = "mode=ro" if wal.exists() and shm.exists() else "immutable=1"
+    return sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, isolation_level=None,
+                           check_same_thread=False, timeout=30)
 
 
 class Store:
@@ -181,14 +216,19 @@ class Store:
             raise IndexStateError(f"There is no CACH index in {self.dir}.", code="index_missing")
         if create:
             self.dir.mkdir(parents=True, exist_ok=True)
+        #: an index on a read-only mount (or without write permission) is opened for search
+        self.readonly = not create and not is_writable(self.dir)
         self._lock = threading.RLock()
         self.conn: sqlite3.Connection | None = None
         with self.reading("opening"):
-            self.conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+            if self.readonly:
+                self.conn = _connect_readonly(self.path)
+            else:
+                self.conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=30
+                )
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
 
@@ -199,6 +239,8 @@ class Store:
         try:
             yield
         except sqlite3.DatabaseError as err:
+            if _readonly_failure(err, self.dir):
+                raise readonly_error(self.dir, "be changed") from err
             if _disk_full(err):
                 raise DiskFullError(f"The disk is full ({what} {self.path}): nothing half-written "
                                     "was kept. Free space and index the same folders again to "
@@ -222,6 +264,9 @@ class Store:
                 "update the plugin or rebuild the index.",
                 code="index_newer",
             )
+        if self.readonly and current < VERSION:
+            raise readonly_error(self.dir, f"be upgraded from schema {current} to {VERSION} "
+                                 "for this version of CACH")
         for version in range(current + 1, VERSION + 1):
             with self.transaction():
                 for statement in MIGRATIONS[version]:
@@ -232,6 +277,8 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``; rollback on any error; disk full -> DiskFullError."""
+        if self.readonly:
+            raise readonly_error(self.dir, "be written")
         with self._lock, self.reading("writing"):
             self.conn.execute("BEGIN IMMEDIATE")
             try:

@@ -69,19 +69,27 @@ _WGS84_WKT = (
 )
 
 
+#: the GeoPackage 1.3 core tables exactly as the standard's Annex C defines them (GDAL's
+#: ``validate_gpkg.py`` compares column types, defaults and keys with these)
 _GPKG_META = (
-    """CREATE TABLE gpkg_spatial_ref_sys (srs_name TEXT NOT NULL, srs_id INTEGER PRIMARY KEY,
-       organization TEXT NOT NULL, organization_coordsys_id INTEGER NOT NULL,
-       definition TEXT NOT NULL, description TEXT)""",
+    """CREATE TABLE gpkg_spatial_ref_sys (srs_name TEXT NOT NULL,
+       srs_id INTEGER NOT NULL PRIMARY KEY, organization TEXT NOT NULL,
+       organization_coordsys_id INTEGER NOT NULL, definition TEXT NOT NULL,
+       description TEXT)""",
     """CREATE TABLE gpkg_contents (table_name TEXT NOT NULL PRIMARY KEY,
        data_type TEXT NOT NULL, identifier TEXT UNIQUE, description TEXT DEFAULT '',
-       last_change DATETIME NOT NULL, min_x DOUBLE, min_y DOUBLE, max_x DOUBLE, max_y DOUBLE,
-       srs_id INTEGER, CONSTRAINT fk_gc_r_srs_id FOREIGN KEY (srs_id)
-       REFERENCES gpkg_spatial_ref_sys(srs_id))""",
+       last_change DATETIME NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+       min_x DOUBLE, min_y DOUBLE, max_x DOUBLE, max_y DOUBLE, srs_id INTEGER,
+       CONSTRAINT fk_gc_r_srs_id FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys(srs_id))""",
     """CREATE TABLE gpkg_geometry_columns (table_name TEXT NOT NULL, column_name TEXT NOT NULL,
        geometry_type_name TEXT NOT NULL, srs_id INTEGER NOT NULL, z TINYINT NOT NULL,
-       m TINYINT NOT NULL, CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name))""",
-    "CREATE TABLE cach_query (key TEXT PRIMARY KEY, value TEXT)",
+       m TINYINT NOT NULL, CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name),
+       CONSTRAINT uk_gc_table_name UNIQUE (table_name),
+       CONSTRAINT fk_gc_tn FOREIGN KEY (table_name) REFERENCES gpkg_contents(table_name),
+       CONSTRAINT fk_gc_srs FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys (srs_id))""",
+    # an attributes table needs an INTEGER PRIMARY KEY like any GeoPackage user table
+    """CREATE TABLE cach_query (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+       key TEXT NOT NULL UNIQUE, value TEXT)""",
 )
 _SRS_ROWS = (
     ("Undefined cartesian SRS", -1, "NONE", -1, "undefined", None),
@@ -108,7 +116,7 @@ def _gpkg_tables(conn: sqlite3.Connection, layer: str, query_text: str, extent: 
         conn.execute(statement)
     conn.executemany("INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)", _SRS_ROWS)
     columns = ", ".join(f'"{n}" {_SQL_TYPES[t]}' for n, t in FOOTPRINT_FIELDS)
-    conn.execute(f'CREATE TABLE "{layer}" (fid INTEGER PRIMARY KEY AUTOINCREMENT, '
+    conn.execute(f'CREATE TABLE "{layer}" (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, '
                  f"geom POLYGON, {columns})")
     conn.execute("INSERT INTO gpkg_contents VALUES (?, 'features', ?, ?, ?, ?, ?, ?, ?, 4326)",
                  (layer, layer, f"CACH search results: {query_text}"[:500], now, *extent))
@@ -134,7 +142,7 @@ def write_gpkg(hits: Sequence[Hit], path: str | os.PathLike, query: dict | str |
         try:
             _gpkg_tables(conn, layer, query_text, _extent(hits), now)
             conn.executemany(f'INSERT INTO "{layer}" (geom, {names}) VALUES ({marks})', rows)
-            conn.executemany("INSERT INTO cach_query VALUES (?, ?)",
+            conn.executemany("INSERT INTO cach_query (key, value) VALUES (?, ?)",
                              [("query", query_text), ("model", model_text), ("written", now)])
             conn.commit()
         finally:

@@ -29,10 +29,27 @@ COMMANDS = {
 }
 
 
+#: what ``cach --help`` tells a user (the module docstring is for developers)
+DESCRIPTION = """\
+Search archives of satellite and aerial rasters by text or by example, on this
+machine. Index folders of rasters once (cach index), then ask for the tiles
+that match words, a tile or an image (cach search); results can be written as
+GeoPackage layers to open in QGIS over the rasters."""
+EPILOG = """examples:
+  cach index ~/imagery --index ~/imagery-index
+  cach search --index ~/imagery-index --text "a harbour with boats" --gpkg hits.gpkg
+  cach COMMAND --help     options of one command"""
+
+
 def build_parser(load: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cach", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="cach", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"cach {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("-v", "--verbose", action="count", default=0,
+                       help="more messages on stderr: -v progress notes, -vv debugging")
+    noise.add_argument("-q", "--quiet", action="store_true",
+                       help="errors only: no warnings, notes or progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         if load == name:
@@ -43,16 +60,26 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def log_level(args: argparse.Namespace) -> int:
+    """WARNING by default; -v INFO, -vv DEBUG; --quiet ERROR."""
+    if args.quiet:
+        return logging.ERROR
+    return (logging.WARNING, logging.INFO)[args.verbose] if args.verbose < 2 else logging.DEBUG
+
+
+def bar_disable(args: argparse.Namespace) -> bool | None:
+    """The ``disable`` of a tqdm bar: off with --quiet, else on only when stderr is a terminal
+    (tqdm's None), so logs and pipes get no bar lines."""
+    return True if getattr(args, "quiet", False) else None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
     parser = build_parser(load=command)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=log_level(args), format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
     if not args.command:
         parser.print_help()
         return 2

@@ -196,12 +196,15 @@ def _build_checkpoint(cfg: BackboneConfig, checkpoint: str | None) -> tuple[Any,
 
     source = checkpoint or os.environ.get("CACH_CHECKPOINT") or cfg.checkpoint
     if not source:
-        raise ConfigError(f"Backbone '{cfg.name}' needs a local checkpoint file (--checkpoint).")
+        raise ConfigError(f"Backbone '{cfg.name}' needs a local checkpoint file: set "
+                          "CACH_CHECKPOINT=PATH, or \"checkpoint\": PATH in its config "
+                          f"(resources/models/{cfg.name}.json).")
     path = resolve_path(source)
     if not path.is_file():
         raise ConfigError(
             f"Checkpoint for backbone '{cfg.name}' not found: {path}. Download it yourself and "
-            "pass --checkpoint PATH (or set CACH_CHECKPOINT); nothing is downloaded here."
+            "set CACH_CHECKPOINT=PATH, or \"checkpoint\": PATH in the backbone's config "
+            f"(resources/models/{cfg.name}.json); nothing is downloaded here."
         )
     try:
         model = open_clip.create_model(cfg.open_clip_arch, pretrained=str(path), load_weights=True)

@@ -24,6 +24,10 @@ PROCESS_ENV = {
     # GDAL's default handler, which prints "Warning 1: ..." on stderr; the same messages reach
     # Python's logging (deduplicated below) where rasterio's handler is active
     "CPL_LOG": os.devnull,
+    # ONNX Runtime (1.32 here) otherwise keeps a persistent device id and a telemetry
+    # database under ~/.cache/Microsoft/DeveloperTools/.onnxruntime; read when it is imported,
+    # so this must be set before the first "import onnxruntime"
+    "ORT_DISABLE_TELEMETRY": "1",
 }
 
 

@@ -26,9 +26,11 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from model_runtime.cli import bar_disable
     from model_runtime.pipeline import Pipeline
 
-    bar = tqdm(total=None, unit="step", desc="adapt", file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=None, unit="step", desc="adapt", file=sys.stderr, dynamic_ncols=True,
+               disable=bar_disable(args))
 
     def progress(info: dict) -> None:
         bar.total = info.get("total") or bar.total

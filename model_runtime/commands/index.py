@@ -97,20 +97,21 @@ def _print_summary(summary: dict, index_dir: str) -> None:
 class _Bar:
     """A tqdm bar on stderr fed by the pipeline's progress dicts."""
 
-    def __init__(self) -> None:
+    def __init__(self, disable: bool | None = None) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
         self.bar = None
+        self.disable = disable  # True: --quiet; None: only on a terminal
 
     def __call__(self, info: dict) -> None:
         stage, done, total = info.get("stage"), int(info.get("done") or 0), info.get("total")
         if stage == "scan":
-            print(info.get("message", ""), file=sys.stderr)
+            if not self.disable:
+                print(info.get("message", ""), file=sys.stderr)
             # started now, so its rate includes the model load and the first batch
-            self.bar = self._tqdm(
-                total=None, unit="tile", desc="encode", file=sys.stderr, dynamic_ncols=True
-            )
+            self.bar = self._tqdm(total=None, unit="tile", desc="encode", file=sys.stderr,
+                                  dynamic_ncols=True, disable=self.disable)
             return
         if stage != "encode" or self.bar is None:
             return
@@ -147,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
                              rebuild=args.rebuild, **common).to_json()
         print(json.dumps(est)) if args.json else _print_estimate(est)
         return 0
-    bar = _Bar()
+    from model_runtime.cli import bar_disable
+
+    bar = _Bar(bar_disable(args))
     try:
         summary = pipeline.index(args.index, args.paths, _options(args), rebuild=args.rebuild,
                                  confirm=args.yes, progress=bar, executor=args.executor,

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -140,21 +141,48 @@ class Pipeline:
               rebuild: bool = False, confirm: bool = False, allow_outside_sources: bool = False,
               progress: Progress | None = None, cancel: threading.Event | None = None,
               readers: int | None = None, executor: str = "local",
-              ray_address: str | None = None) -> IndexSummary | Estimate:
-        """Index rasters into ``index_dir`` (incremental, resumable). With ``dry_run`` nothing
-        is loaded or written: returns an ``Estimate``. Above 100,000 new tiles the run needs
-        ``confirm`` (``ConfirmationNeeded`` carries the estimate). ``executor="ray"`` runs the
-        same work units on a Ray cluster (``index/ray_executor.py``)."""
-        from model_runtime.index.build import BuildOptions, build_index
-
+              ray_address: str | None = None, remove: Sequence[str] = ()
+              ) -> IndexSummary | Estimate:
+        """Index rasters into ``index_dir`` (incremental, resumable), following the rules of
+        docs/indexing.md, "What an index holds": the index's own tiling unless ``options`` ask
+        for another (which re-tiles every root, only with ``confirm``: else
+        ``ConfirmationNeeded``, code ``confirm_retile``), new folders added as roots, ``remove``
+        roots dropped with their tiles. With ``dry_run`` nothing is loaded or written: returns an
+        ``Estimate``. Above 100,000 new tiles the run needs ``confirm`` too. ``executor="ray"``
+        runs the same work units on a Ray cluster (``index/ray_executor.py``)."""
+        if remove and not dry_run:
+            removed = self.remove_roots(index_dir, remove)
+            if not paths:
+                return removed
         _check_paths_exist(paths)
-        opts = BuildOptions(tiling=tiling_options(options), rebuild=rebuild, confirm=confirm,
-                            allow_outside_sources=allow_outside_sources,
-                            **({"readers": readers} if readers else {}))
+        plan = self._plan_index(index_dir, paths, options, confirm or dry_run, rebuild)
+        opts = self._build_options(plan, rebuild, confirm, allow_outside_sources, readers)
         heads = self.indexes.heads_for_build(index_dir, bits, rebuild)
         if dry_run:
-            return self._dry_run(index_dir, paths, opts, heads)
+            return self._dry_run(index_dir, plan, opts, heads)
         check_cancel(cancel)
+        summary = self._build(index_dir, plan.paths, heads, opts, progress, cancel, executor,
+                              ray_address)
+        summary = replace(summary, roots_added=tuple(plan.roots_added),
+                          roots=summary.roots or tuple(plan.roots_held + plan.roots_added))
+        if remove:
+            summary = replace(summary, removed=summary.removed + removed.removed,
+                              roots_removed=removed.roots_removed)
+        return summary
+
+    @staticmethod
+    def _build_options(plan, rebuild: bool, confirm: bool, allow_outside_sources: bool,
+                       readers: int | None):
+        from model_runtime.index.build import BuildOptions
+
+        return BuildOptions(tiling=plan.tiling, rebuild=rebuild, confirm=confirm,
+                            allow_outside_sources=allow_outside_sources,
+                            **({"readers": readers} if readers else {}))
+
+    def _build(self, index_dir, paths, heads, opts, progress, cancel, executor,
+               ray_address) -> IndexSummary:
+        from model_runtime.index.build import build_index
+
         self.indexes.forget(index_dir)
         if executor == "ray":
             from model_runtime.index.ray_executor import build_index_ray
@@ -173,7 +201,50 @@ class Pipeline:
             self.speed.record(model.device, summary.encoded / max(summary.seconds, 1e-6))
         return summary
 
-    def _dry_run(self, index_dir, paths, opts, heads) -> Estimate:
+    @staticmethod
+    def _plan_index(index_dir, paths, options, confirm: bool, rebuild: bool):
+        """The run's tiling, folders and roots from what the index holds (read only)."""
+        from model_runtime.index.roots import holdings, plan_run, requested_fields
+        from model_runtime.index.store import DB_NAME, Store
+
+        stored, roots, held = None, [], []
+        if Path(index_dir, DB_NAME).is_file():
+            store = Store(index_dir)
+            try:
+                stored, roots = store.meta().get("tiling"), store.roots()
+                held = holdings(roots, store.sources().values())
+            finally:
+                store.close()
+        return plan_run(stored, roots, held, [str(p) for p in paths],
+                        requested_fields(options), confirm, rebuild)
+
+    def remove_roots(self, index_dir: str | os.PathLike, remove: Sequence[str]) -> IndexSummary:
+        """Forget root folders of an index and drop their tiles (``cach index --remove``)."""
+        from model_runtime.index.lock import IndexLock
+        from model_runtime.index.roots import check_removable
+        from model_runtime.index.store import Store
+        from model_runtime.index.writer import finalize
+
+        started = time.perf_counter()
+        self.indexes.forget(index_dir)
+        with IndexLock(index_dir):
+            store = Store(index_dir)
+            try:
+                wanted = check_removable(remove, store.roots())
+                meta = store.meta()  # before the removal marks the index incomplete
+                removed = sum(store.remove_root(root) for root in wanted)
+                bits = int((meta.get("model") or {}).get("bits") or 0)
+                pending = int((meta.get("partial") or {}).get("pending_files") or 0)
+                tiles = finalize(store, bits, pending) if bits else store.count_tiles()
+                if bits and not meta.get("complete", False):
+                    store.set_meta(complete=False)  # an interrupted run stays one to resume
+                return IndexSummary(removed=removed, tiles=tiles, roots_removed=tuple(wanted),
+                                    roots=tuple(store.roots()),
+                                    seconds=time.perf_counter() - started)
+            finally:
+                store.close()
+
+    def _dry_run(self, index_dir, plan, opts, heads) -> Estimate:
         from model_runtime.index.build import estimate
         from model_runtime.index.scan import scan_sources
         from model_runtime.index.store import DB_NAME, Store
@@ -181,13 +252,15 @@ class Pipeline:
         exists = Path(index_dir, DB_NAME).is_file() and not opts.rebuild
         store = Store(index_dir) if exists else None
         try:
-            scan = scan_sources(store, [str(p) for p in paths], opts.tiling, opts.rebuild,
-                                opts.allow_outside_sources)
+            scan = scan_sources(store, plan.paths, opts.tiling, opts.rebuild or plan.retile,
+                                opts.allow_outside_sources, plan.roots_held)
         finally:
             if store is not None:
                 store.close()
-        return estimate(scan, heads.bits, heads.proj_dim,
-                        self.speed.images_per_s(self.device_name))
+        est = estimate(scan, heads.bits, heads.proj_dim, self.speed.images_per_s(self.device_name))
+        return replace(est, roots_held=tuple(h.to_json() for h in plan.held),
+                       roots_added=tuple(plan.roots_added), retile_tiles=plan.retile_tiles,
+                       tiling=plan.tiling.to_json())
 
     # --- search --------------------------------------------------------------------------------
     def search(self, index_dir: str | os.PathLike, text: str | None = None,
@@ -195,43 +268,22 @@ class Pipeline:
                positive: Sequence[int] = (), negative: Sequence[int] = (),
                weights: dict[str, float] | None = None, k: int = DEFAULT_K,
                bbox: Sequence[float] | None = None, bbox_crs: str = "EPSG:4326",
-               collapse: bool = True, cancel: threading.Event | None = None,
-               learn: bool = True, save: str | os.PathLike | None = None,
-               saved: str | os.PathLike | None = None) -> SearchResult:
+               collapse: bool = True, cancel: threading.Event | None = None) -> SearchResult:
         """Top-k tiles for text, an image file, a tile id and/or example tiles (combined).
 
         Query and example tiles are left out of the results. Scores are in [0, 1]; text
-        queries also get a calibrated ``weak_match`` and per-hit ``confidence``. Tiles marked
-        ``positive``/``negative`` are learnt from (``feedback.py``; ``learn=False``: today's
-        weighted sum of vectors); ``save`` keeps the refined search as a file, ``saved`` runs
-        such a file on this index (``saved_search.py``)."""
+        queries also get a calibrated ``weak_match`` and per-hit ``confidence``."""
         from model_runtime.index.query import Query
 
         start = time.perf_counter()
         timing: dict[str, float] = {}
         index, heads = self.indexes.open(index_dir)
         timing["open"] = (time.perf_counter() - start) * 1000
-        if saved is not None:
-            if text or tile is not None or image or positive or negative or save:
-                raise ConfigError("A saved search runs as it was saved: give it without text, "
-                                  "tile, image, marks or --save.")
-            return self._search_saved(index, heads, saved, k, bbox, bbox_crs, collapse,
-                                      start, timing)
-        if save is not None and not (learn and (positive or negative)):
-            raise ConfigError("Only a refined search can be saved: mark tiles right or wrong "
-                              "(--positive/--negative) first.")
         model = self._model(heads, timing) if (text or image) else None
         parts, proj_parts = self._parts(index, model, text, tile, image, positive, negative,
                                         timing)
         check_cancel(cancel)
         tanh = query_vector(parts, weights)
-        echo = {"text": text, "tile": tile, "image": str(image) if image else None,
-                "positive": list(positive), "negative": list(negative), "weights": weights,
-                "k": k, "bbox": list(bbox) if bbox else None,
-                "bbox_crs": bbox_crs if bbox else None, "collapse": collapse}
-        if learn and (positive or negative):
-            return self._search_refined(index, heads, parts, proj_parts, tanh, echo, save,
-                                        start, timing)
         proj = None
         if text is None and proj_parts is not None:
             proj = query_vector(proj_parts, weights)
@@ -244,73 +296,18 @@ class Pipeline:
         timing["search"] = (time.perf_counter() - t0) * 1000
         weak, hits = self._assess(index, model, text, tanh, hits, timing)
         timing["total"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)
+        echo = {"text": text, "tile": tile, "image": str(image) if image else None,
+                "positive": list(positive), "negative": list(negative), "weights": weights,
+                "k": k, "bbox": list(bbox) if bbox else None,
+                "bbox_crs": bbox_crs if bbox else None, "collapse": collapse}
         return SearchResult(
             results=hits, query={key: v for key, v in echo.items() if v not in (None, [], {})},
             model=heads.info().to_json(), index=self._index_info(index, heads),
             timing_ms=timing, weak_match=weak)
 
-    def _search_refined(self, index, heads, parts, proj_parts, tanh, echo, save, start,
-                        timing) -> SearchResult:
-        """Marks given: fit the learner on them (the typed query as prior), score every tile."""
-        from model_runtime.codes import pack as pack_code
-        from model_runtime.feedback import Prior
-        from model_runtime.services import refine
-
-        t0 = time.perf_counter()
-        typed = QueryParts(parts.text, parts.image, parts.tile)
-        prior = Prior()
-        if parts.text is None and proj_parts is not None and (
-                proj_parts.image is not None or proj_parts.tile is not None):
-            prior = Prior(proj=query_vector(QueryParts(None, proj_parts.image, proj_parts.tile)))
-        elif not typed.empty():
-            prior = Prior(tanh=query_vector(typed, echo.get("weights")))
-        refiner = refine.fit_marks(index, prior, echo["positive"], echo["negative"])
-        timing["fit"] = (time.perf_counter() - t0) * 1000
-        echo = {key: v for key, v in echo.items() if v not in (None, [], {})}
-        if save is not None:
-            from model_runtime import saved_search
-
-            path = saved_search.save(save, refine.saved_of(refiner, heads, index, echo))
-            echo["saved_to"] = str(path)
-        exclude = [*([echo["tile"]] if "tile" in echo else []), *echo.get("positive", []),
-                   *echo.get("negative", [])]
-        t0 = time.perf_counter()
-        hits = refine.scored_hits(index, refiner.full, echo["k"], echo.get("bbox"),
-                                  echo.get("bbox_crs") or "EPSG:4326", echo["collapse"],
-                                  exclude, pack_code(tanh))
-        timing["search"] = (time.perf_counter() - t0) * 1000
-        timing["total"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)
-        echo["learner"] = refine.METHOD
-        return SearchResult(results=hits, query=echo, model=heads.info().to_json(),
-                            index=self._index_info(index, heads), timing_ms=timing,
-                            weak_match=None)
-
-    def _search_saved(self, index, heads, path, k, bbox, bbox_crs, collapse, start,
-                      timing) -> SearchResult:
-        """Run a saved refined search on this index (its own scorer, or the portable one)."""
-        from model_runtime import saved_search
-        from model_runtime.services import refine
-
-        doc = saved_search.load(path)
-        blocks = index.feature_blocks()
-        proj_dim = 0 if blocks.proj is None else int(blocks.proj.shape[1])
-        which, scorer = doc.scorer_for(heads.backbone, int(heads.bits), heads.sha,
-                                       refine.proj_sha(heads), proj_dim)
-        t0 = time.perf_counter()
-        hits = refine.scored_hits(index, scorer, k, bbox, bbox_crs, collapse, (), None)
-        timing["search"] = (time.perf_counter() - t0) * 1000
-        timing["total"] = (time.perf_counter() - start) * 1000
-        echo = {"saved": str(path), "scorer": which, "k": k, "collapse": collapse,
-                "learner": refine.METHOD,
-                **{key: doc.query[key] for key in ("text", "image", "tile") if key in doc.query},
-                **({"bbox": list(bbox), "bbox_crs": bbox_crs} if bbox else {})}
-        return SearchResult(results=hits, query=echo, model=heads.info().to_json(),
-                            index=self._index_info(index, heads), timing_ms=timing,
-                            weak_match=None)
-
     def _index_info(self, index, heads) -> dict[str, Any]:
         return {"path": str(index.path), "bits": index.bits, "tiles": index.tiles,
-                "pending_files": index.pending_files, "roots": index.meta.get("roots") or [],
+                "pending_files": index.pending_files, "roots": index.store.roots(),
                 "outdated_model": self.indexes.is_outdated(heads, Path(index.path))}
 
     def _parts(self, index, model, text, tile, image, positive, negative, timing):
@@ -407,24 +404,7 @@ class Pipeline:
 
         index, heads = self.indexes.open(index_dir)
         self.indexes.forget(index_dir)
-        result = adapt_index(Path(index_dir), heads, steps, progress, cancel)
-        result["graph_seconds"] = self._build_adapted_model(index_dir, progress)
-        result["seconds"] = round(result["seconds"] + result["graph_seconds"], 2)
-        return result
-
-    def _build_adapted_model(self, index_dir: str | os.PathLike,
-                             progress: Progress | None) -> float:
-        """Build (and warm) the model of the adapted heads now, inside Adapt: otherwise the
-        first search after Adapt pays this one-off graph build. Returns its seconds."""
-        message = "building the search model for the adapted heads"
-        if progress is not None:
-            progress({"stage": "graphs", "done": 0, "total": 1, "message": message})
-        start = time.perf_counter()
-        _, heads = self.indexes.open(index_dir)
-        self.models.get(heads).warm_up()
-        if progress is not None:
-            progress({"stage": "graphs", "done": 1, "total": 1, "message": message})
-        return round(time.perf_counter() - start, 2)
+        return adapt_index(Path(index_dir), heads, steps, progress, cancel)
 
     def close(self) -> None:
         """Close open indexes (models stay loaded)."""

@@ -106,14 +106,12 @@ ERROR_CODES: dict[str, tuple[str, str]] = {
     "index_readonly": ("index", "the index is read-only: it can be searched, not changed"),
     "index_readonly": ("index", "the index is read-only: it can be searched, not changed"),
     "index_needs_rebuild": ("index", "the index lacks what this op needs; re-index with rebuild"),
-    # refined searches kept as files (saved_search.py)
-    "saved_search_invalid": ("data", "a saved search file is damaged or not one"),
-    "saved_search_mismatch": ("model_mismatch", "a saved search was made with another backbone "
-                              "or heads whose feature projection this index does not share"),
     # the rest
     "cancelled": ("cancelled", "the user cancelled"),
     "disk_full": ("disk_full", "the disk is full; nothing half-written was kept"),
     "confirm_large_run": ("confirm", "the run is large; send it again with confirm"),
+    "confirm_retile": ("confirm", "another tiling re-tiles every folder of the index; send it "
+                       "again with confirm, or leave the tiling options out"),
     "internal": ("internal", "a bug: the message names the exception"),
     "worker_unavailable": ("runtime", "the runtime process is not running or stopped"),
 }
@@ -143,10 +141,6 @@ _SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
         "bbox": ("bbox", False),
         "bbox_crs": ("str", False),
         "collapse": ("bool", False),
-        # marked tiles fit a model (docs/search.md "Refining with marks"); false: weighted sum
-        "learn": ("bool", False),
-        "save": ("path", False),  # keep the refined search in this file
-        "saved": ("path", False),  # run a saved refined search (no other query parts)
     },
     "caption": {
         "index": ("str", False),
@@ -174,6 +168,7 @@ _SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
         "bits": ("bits", False),
         "confirm": ("bool", False),
         "allow_outside_sources": ("bool", False),
+        "remove": ("str_list", False),
     },
     "adapt": {"index": ("str", True), "steps": ("count", False)},
 }
@@ -291,12 +286,15 @@ def validate_params(op: str, params: dict[str, Any], request_id: RequestId = Non
             raise ProtocolError(_bad_value_message(op, name, kind, value), request_id, "bad_param")
     if op == "search":
         given = [q for q in ("text", "tile", "image") if params.get(q) is not None]
-        if not given and not params.get("positive") and params.get("saved") is None:
+        if not given and not params.get("positive"):
             raise ProtocolError(
-                "op 'search' needs a query: 'text', 'tile', 'image', 'positive' or 'saved'",
+                "op 'search' needs a query: 'text', 'tile', 'image' or 'positive'",
                 request_id,
                 "bad_param",
             )
+    if op == "index" and not params.get("paths") and not params.get("remove"):
+        raise ProtocolError("op 'index' needs 'paths' (files or folders to index) or 'remove'",
+                            request_id, "bad_param")
     if op == "caption" and params.get("tile") is None and params.get("image") is None:
         raise ProtocolError(
             "op 'caption' needs 'tile' (with 'index') or 'image'", request_id, "bad_param"
@@ -770,6 +768,11 @@ class IndexSummary:
     pending_files: int = 0
     vrt_sources: dict[str, list[str]] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
+    #: folders (or prefixes) this run added to the index, and every one it holds after the run
+    #: (docs/indexing.md, "What an index holds"); ``roots_removed`` by ``remove``
+    roots_added: tuple[str, ...] = ()
+    roots: tuple[str, ...] = ()
+    roots_removed: tuple[str, ...] = ()
 
     @property
     def indexed_nothing(self) -> bool:
@@ -789,6 +792,9 @@ class IndexSummary:
             "pending_files": self.pending_files,
             "vrt_sources": self.vrt_sources,
             "timing_s": {k: round(float(v), 3) for k, v in self.timing.items()},
+            "roots_added": list(self.roots_added),
+            "roots": list(self.roots),
+            "roots_removed": list(self.roots_removed),
         }
 
     @classmethod
@@ -805,6 +811,9 @@ class IndexSummary:
             pending_files=int(obj.get("pending_files") or 0),
             vrt_sources=dict(obj.get("vrt_sources") or {}),
             timing=dict(obj.get("timing_s") or {}),
+            roots_added=tuple(str(r) for r in obj.get("roots_added") or ()),
+            roots=tuple(str(r) for r in obj.get("roots") or ()),
+            roots_removed=tuple(str(r) for r in obj.get("roots_removed") or ()),
         )
 
 
@@ -819,6 +828,18 @@ class Estimate:
     seconds: float
     new_tiles: int | None = None
     skipped: tuple[Skipped, ...] = ()
+    #: what the index holds before the run, per root: {"path", "files", "tiles"}; the roots
+    #: the run would add; the tiles it would re-tile (another tiling asked for); the tiling the
+    #: run would use (docs/indexing.md, "What an index holds")
+    roots_held: tuple[dict, ...] = ()
+    roots_added: tuple[str, ...] = ()
+    retile_tiles: int = 0
+    tiling: dict | None = None
+
+    @property
+    def index_tiles(self) -> int:
+        """Tiles the index holds before the run (0 for a new index)."""
+        return sum(int(r.get("tiles") or 0) for r in self.roots_held)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -828,6 +849,10 @@ class Estimate:
             "bytes": self.bytes,
             "seconds": round(self.seconds, 1),
             "skipped": [s.to_json() for s in self.skipped],
+            "roots_held": [dict(r) for r in self.roots_held],
+            "roots_added": list(self.roots_added),
+            "retile_tiles": self.retile_tiles,
+            "tiling": self.tiling,
         }
 
     @classmethod
@@ -839,6 +864,10 @@ class Estimate:
             seconds=float(obj.get("seconds") or 0.0),
             new_tiles=_opt_int(obj.get("new_tiles")),
             skipped=tuple(Skipped.from_json(s) for s in obj.get("skipped") or []),
+            roots_held=tuple(dict(r) for r in obj.get("roots_held") or () if isinstance(r, dict)),
+            roots_added=tuple(str(r) for r in obj.get("roots_added") or ()),
+            retile_tiles=int(obj.get("retile_tiles") or 0),
+            tiling=obj.get("tiling") if isinstance(obj.get("tiling"), dict) else None,
         )
 
 

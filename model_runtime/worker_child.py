@@ -56,8 +56,7 @@ def _search(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> di
                      weights=p.get("weights"), k=p.get("k") or DEFAULT_K, bbox=p.get("bbox"),
                      bbox_crs=p.get("bbox_crs") or "EPSG:4326",
                      collapse=True if p.get("collapse") is None else p["collapse"],
-                     cancel=cancel, learn=True if p.get("learn") is None else p["learn"],
-                     save=p.get("save"), saved=p.get("saved")).to_json()
+                     cancel=cancel).to_json()
 
 
 def _caption(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> dict:
@@ -78,10 +77,11 @@ _INDEX_FLAGS = ("dry_run", "rebuild", "confirm", "allow_outside_sources")
 def _index(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> dict:
     p = dict(p)
     index_dir, paths, bits = p.pop("index"), p.pop("paths"), p.pop("bits", None)
+    remove = list(p.pop("remove", None) or [])  # roots to forget (docs/indexing.md)
     flags = {k: bool(p.pop(k, False)) for k in _INDEX_FLAGS}
     options = {k: v for k, v in p.items() if v is not None}
     return rt.index(index_dir, paths, options, bits=bits, progress=progress, cancel=cancel,
-                    **flags).to_json()
+                    remove=remove, **flags).to_json()
 
 
 def _load(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> dict:

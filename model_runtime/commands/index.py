@@ -25,8 +25,11 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         description=help_text + ". Re-running it re-encodes only new "
         "or changed files, drops deleted ones and resumes an interrupted run.",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="raster files or folders")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="raster files or folders; a new one is added to the index's folders")
     p.add_argument("--index", required=True, metavar="DIR", help="index folder (created)")
+    p.add_argument("--remove", action="append", metavar="ROOT", default=[],
+                   help="forget this folder of the index and drop its tiles (repeatable)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--tile-size", type=int, metavar="N", help="tile size in pixels (256)")
     size.add_argument(
@@ -53,7 +56,8 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--rebuild", action="store_true", help="start the index over")
     p.add_argument("--yes", action="store_true",
-                   help="go ahead with a run of more than 100,000 new tiles without asking")
+                   help="go ahead without asking with a run of more than 100,000 new tiles, "
+                   "or with tiling options that re-tile every folder of the index")
     p.add_argument("--allow-outside-sources", action="store_true",
                    help="let a VRT read local files outside the folders given")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
@@ -76,6 +80,15 @@ def _print_estimate(est: dict) -> None:
     print(f"encode time ~{est['seconds']:.0f} s on this machine")
     for item in est.get("skipped", []):
         print(f"would skip  {item['path']}: {item['reason']}")
+    held = est.get("roots_held") or []
+    if held:
+        tiles = sum(int(r.get("tiles") or 0) for r in held)
+        print(f"the index holds {tiles:,} tiles of {len(held)} folder(s): "
+              + ", ".join(f"{r['path']} ({r['tiles']:,})" for r in held))
+    for root in est.get("roots_added") or []:
+        print(f"would add folder {root} to the index")
+    if est.get("retile_tiles"):
+        print(f"would re-tile all {est['retile_tiles']:,} tiles (another tiling): needs --yes")
 
 
 def _print_summary(summary: dict, index_dir: str) -> None:
@@ -85,6 +98,12 @@ def _print_summary(summary: dict, index_dir: str) -> None:
         f"skipped {len(summary['skipped'])}; {summary['encoded']} tiles encoded in "
         f"{summary['seconds']:.1f} s"
     )
+    for root in summary.get("roots_added", []):
+        print(f"added folder {root} to the index")
+    for root in summary.get("roots_removed", []):
+        print(f"removed folder {root} and its tiles from the index")
+    if summary.get("roots"):
+        print(f"the index holds {len(summary['roots'])} folder(s): {', '.join(summary['roots'])}")
     for vrt, reads in summary.get("vrt_sources", {}).items():
         print(f"{vrt} reads {', '.join(reads)}")
     for item in summary["skipped"]:
@@ -128,8 +147,26 @@ class _Bar:
             self.bar.close()
 
 
-def _confirm_exit(err) -> int:
-    """A large run without --yes: print the estimate, exit 3 (nothing was encoded)."""
+def _ask_retile(err, args: argparse.Namespace) -> bool:
+    """Another tiling re-tiles every folder: ask on a terminal (never with --json)."""
+    if err.code != "confirm_retile" or args.json or not sys.stdin.isatty():
+        return False
+    print(f"cach index: {err}", file=sys.stderr)
+    try:
+        answer = input(f"Re-tile all {err.details.get('retile_tiles', 0):,} tiles? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _confirm_exit(err, as_json: bool = False) -> int:
+    """A large run or a re-tile without --yes: say so, exit 3 (nothing was encoded). With
+    --json the answer is one JSON object ``{"error": {type, code, message, details}}``."""
+    if as_json:
+        from model_runtime.protocol import ErrorInfo
+
+        print(json.dumps({"error": ErrorInfo.from_exception(err).to_dict()}))
+        return 3
     est = err.details.get("estimate") or {}
     print(f"cach index: {err}", file=sys.stderr)
     if est:
@@ -151,12 +188,17 @@ def run(args: argparse.Namespace) -> int:
     from model_runtime.cli import bar_disable
 
     bar = _Bar(bar_disable(args))
+    kwargs = {"rebuild": args.rebuild, "progress": bar, "executor": args.executor,
+              "ray_address": args.ray_address, "remove": args.remove, **common}
     try:
-        summary = pipeline.index(args.index, args.paths, _options(args), rebuild=args.rebuild,
-                                 confirm=args.yes, progress=bar, executor=args.executor,
-                                 ray_address=args.ray_address, **common).to_json()
-    except ConfirmationNeeded as err:
-        return _confirm_exit(err)
+        try:
+            summary = pipeline.index(args.index, args.paths, _options(args), confirm=args.yes,
+                                     **kwargs).to_json()
+        except ConfirmationNeeded as err:
+            if not _ask_retile(err, args):
+                return _confirm_exit(err, args.json)
+            summary = pipeline.index(args.index, args.paths, _options(args), confirm=True,
+                                     **{**kwargs, "remove": []}).to_json()
     finally:
         bar.close()
     print(json.dumps(summary)) if args.json else _print_summary(summary, args.index)

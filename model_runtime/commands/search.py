@@ -45,14 +45,6 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         metavar="ID",
         help="example tiles to move away from",
     )
-    p.add_argument("--save", metavar="FILE",
-                   help="with --positive/--negative: keep the refined search in FILE (JSON) "
-                   "to run again with --saved, on this or another index")
-    p.add_argument("--saved", metavar="FILE",
-                   help="run a refined search saved with --save (no other query parts)")
-    p.add_argument("--no-learn", dest="learn", action="store_false",
-                   help="marked tiles only add/subtract their mean vectors (the first "
-                   "release's weighted sum) instead of fitting a model on them")
     p.add_argument(
         "--weight",
         type=_weight,
@@ -125,9 +117,8 @@ def run(args: argparse.Namespace) -> int:
     from model_runtime.errors import ConfigError
     from model_runtime.pipeline import Runtime
 
-    if (args.text is None and args.tile is None and args.image is None and not args.positive
-            and not args.saved):
-        raise ConfigError("Give a query: --text, --tile, --image, --positive or --saved.")
+    if args.text is None and args.tile is None and args.image is None and not args.positive:
+        raise ConfigError("Give a query: --text, --tile, --image or --positive.")
     runtime = Runtime(**runtime_kwargs(args))
     result = runtime.search(
         args.index,
@@ -141,9 +132,6 @@ def run(args: argparse.Namespace) -> int:
         bbox=args.bbox,
         bbox_crs=args.bbox_crs,
         collapse=args.collapse,
-        learn=args.learn,
-        save=args.save,
-        saved=args.saved,
     )
     written = write_outputs(runtime, args.index, result.results, result.query, result.model, args)
     out = result.to_json()
@@ -153,8 +141,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out))
         return 0
     q = out["query"]
-    what = (q.get("text") or (f"tile {q['tile']}" if "tile" in q else q.get("image"))
-            or ("the saved search " + q["saved"] if "saved" in q else "examples"))
+    what = q.get("text") or (f"tile {q['tile']}" if "tile" in q else q.get("image")) or "examples"
     print(
         f"{len(out['results'])} result(s) for {what!r} in {out['index']['path']} "
         f"({out['index']['tiles']} tiles, {out['index']['bits']} bits, "
@@ -167,8 +154,6 @@ def run(args: argparse.Namespace) -> int:
     if out["index"].get("pending_files"):
         print(f"note: the last indexing run was cancelled; {out['index']['pending_files']} "
               "file(s) are not indexed yet: run 'cach index' again to add them")
-    if q.get("saved_to"):
-        print(f"saved the refined search: {q['saved_to']}")
     for kind, path in written.items():
         print(f"wrote {kind}: {Path(path).resolve()}")
     return 0

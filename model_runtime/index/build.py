@@ -32,6 +32,7 @@ import numpy as np
 
 from model_runtime.errors import CancelledError, ConfirmationNeeded
 from model_runtime.index.lock import IndexLock
+from model_runtime.index.roots import holdings, normalize_root, plan_run
 from model_runtime.index.scan import Scan, Todo, apply_scan, scan_sources
 from model_runtime.index.store import DB_NAME, Store
 from model_runtime.index.units import (
@@ -134,14 +135,16 @@ def start_run(store: Store, writer: IndexWriter, paths: Sequence[str], options: 
     confirmation of a large run (nothing written yet), then mark the run begun and record the
     scan. Returns the scan, whose ``todo`` is the work."""
     tiling = options.tiling.to_json()
-    meta = store.meta()
-    retile = "tiling" in meta and meta["tiling"] != _jsonish(tiling)
-    if retile:
-        LOG.info("tiling options changed: every source of %s is tiled again", store.dir)
-    scan = scan_sources(store, [str(p) for p in paths], options.tiling, retile,
-                        options.allow_outside_sources)
+    roots = store.roots()
+    # the rules of docs/indexing.md, "What an index holds", checked again under the lock
+    plan = plan_run(store.meta().get("tiling"), roots, holdings(roots, store.sources().values()),
+                    [str(p) for p in paths], tiling, options.confirm, rebuild=False)
+    if plan.retile:
+        LOG.info("tiling options changed: every root of %s is tiled again", store.dir)
+    scan = scan_sources(store, plan.paths, options.tiling, plan.retile,
+                        options.allow_outside_sources, roots)
     check_confirmation(scan, options, estimate(scan, heads.bits, heads.proj_dim, images_per_s))
-    writer.begin(tiling, [_root(p) for p in paths])
+    scan.roots_added = writer.begin(tiling, [normalize_root(p) for p in paths])
     apply_scan(store, scan)
     report("scan", 0, len(scan.todo), f"{len(scan.todo)} file(s) to index, "
            f"{scan.unchanged} unchanged, {scan.removed} removed")
@@ -168,20 +171,8 @@ def _build(store: Store, paths: Sequence[str], model: Any, options: BuildOptions
         skipped=tuple(scan.skipped + run.skipped), tiles=tiles, encoded=run.encoded,
         seconds=time.perf_counter() - started, vrt_sources=scan.vrt_sources,
         timing={**run.timing, "commit_s": writer.commit_s},
+        roots_added=tuple(scan.roots_added), roots=tuple(store.roots()),
     )
-
-
-def _root(path: str) -> str:
-    """A path as the index remembers it: absolute for local paths, as given for URIs."""
-    from model_runtime.sources import is_remote_uri
-
-    return path if is_remote_uri(path) else os.path.abspath(os.path.expanduser(path))
-
-
-def _jsonish(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value))
 
 
 class _UnitTiles:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model_runtime.errors import CachError
+from model_runtime.index.roots import root_of
 from model_runtime.index.store import SourceRow, Store
 from model_runtime.protocol import Skipped
 from model_runtime.sources import check_source, list_sources, real_roots, source_signature
@@ -48,6 +49,8 @@ class Scan:
     #: sources' new identities
     drop: list[str] = field(default_factory=list)
     touched: list[Any] = field(default_factory=list)
+    #: roots this run added to the index (set when the run begins)
+    roots_added: list[str] = field(default_factory=list)
 
     @property
     def new_tiles(self) -> int:
@@ -102,16 +105,18 @@ def _windows(ref: Any, options: TilingOptions, done: frozenset, row: SourceRow |
 
 
 def scan_sources(store: Store | None, paths: Sequence[str], options: TilingOptions,
-                 retile: bool, allow_outside: bool = False) -> Scan:
+                 retile: bool, allow_outside: bool = False, roots: Sequence[str] = ()) -> Scan:
     """Sort the sources under ``paths`` against the store (None: a new index). Reads only;
-    ``retile`` (the tiling options changed) makes every stored source one to redo."""
+    ``retile`` (the tiling options changed; ``paths`` then name every root) makes every stored
+    source one to redo. A stored source not listed is dropped only when its file is gone, and
+    never while its remembered root (``roots``) is missing as a whole (an unmounted disk)."""
     scan = Scan()
     refs, skipped = list_sources(paths, allow_outside)
     scan.skipped.extend(skipped)
     known = store.sources() if store is not None else {}
     listed = {r.uri for r in refs}
     scan.drop = [uri for uri in known if retile or (uri not in listed
-                                                     and _is_gone(uri, paths, skipped))]
+                                                     and _is_gone(uri, paths, skipped, roots))]
     roots = list(real_roots(paths))
     for ref in refs:
         row = known.get(ref.uri)
@@ -146,11 +151,15 @@ def apply_scan(store: Store, scan: Scan) -> None:
         store.set_identity(ref.uri, ref.size, str(ref.version), float(getattr(ref, "mtime", 0)))
 
 
-def _is_gone(uri: str, paths: Sequence[str], skipped: list[Skipped]) -> bool:
+def _is_gone(uri: str, paths: Sequence[str], skipped: list[Skipped],
+             roots: Sequence[str] = ()) -> bool:
     """A stored source is gone when it no longer exists (local files) or when it lies under a
     listed prefix and was not listed (remote). Never judged by a path check for remote URIs."""
     if "://" in uri:
         return any(uri.startswith(str(p).rstrip("/") + "/") for p in paths)
     if any(s.path == uri for s in skipped):
         return False  # unreadable now (e.g. a broken link): reported, and handled below
-    return not os.path.lexists(uri)
+    if os.path.lexists(uri):
+        return False
+    root = root_of(uri, roots)
+    return root is None or os.path.lexists(root)

@@ -31,7 +31,7 @@ from model_runtime.fsutil import is_disk_full
 LOG = logging.getLogger(__name__)
 
 DB_NAME = "index.sqlite"
-VERSION = 2
+VERSION = 3
 SQLITE_FULL = 13
 
 #: migration to version N = statements run on a store at version N-1
@@ -84,6 +84,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             tiles INTEGER NOT NULL,
             committed_at TEXT NOT NULL)""",
         "CREATE INDEX units_source ON units(source_id)",
+    ),
+    3: (
+        # the folders (or object-storage prefixes) the index holds (docs/indexing.md, "What an
+        # index holds"); filled from what an older index holds by _fill_roots
+        "CREATE TABLE roots (path TEXT PRIMARY KEY, added_at TEXT NOT NULL)",
     ),
 }
 
@@ -271,6 +276,8 @@ class Store:
             with self.transaction():
                 for statement in MIGRATIONS[version]:
                     self.conn.execute(statement)
+                if version == 3:
+                    _fill_roots(self.conn)
                 self.conn.execute(f"PRAGMA user_version = {version}")
             LOG.debug("%s migrated to schema %d", self.path, version)
 
@@ -324,6 +331,34 @@ class Store:
         gen = conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
         self.set_meta(conn, generation=(json.loads(gen[0]) if gen else 0) + 1, complete=False,
                       updated=_now())
+
+    # -- roots -------------------------------------------------------------------------------
+    def roots(self) -> list[str]:
+        """The index's root folders (or prefixes), in the order they were added."""
+        return [r[0] for r in self._rows("SELECT path FROM roots ORDER BY rowid")]
+
+    def add_roots(self, conn: sqlite3.Connection, roots: Sequence[str]) -> list[str]:
+        """Inside a transaction: remember these roots; returns those that were new."""
+        added = []
+        for root in roots:
+            cur = conn.execute("INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)",
+                               (root, _now()))
+            added += [root] if cur.rowcount else []
+        return added
+
+    def remove_root(self, root: str) -> int:
+        """Forget a root and drop the sources under it, in one transaction; returns how many
+        sources went. Sources under another (deeper) remembered root stay."""
+        from model_runtime.index.roots import root_of
+
+        with self.transaction() as tx:
+            rest = [r[0] for r in tx.execute("SELECT path FROM roots WHERE path != ?", (root,))]
+            paths = [r[0] for r in tx.execute("SELECT path FROM sources")]
+            mine = [p for p in paths if root_of(p, [*rest, root]) == root]
+            removed = sum(self._delete_source(tx, p) for p in mine)
+            tx.execute("DELETE FROM roots WHERE path = ?", (root,))
+            self._bump(tx)
+        return removed
 
     # -- sources -----------------------------------------------------------------------------
     def sources(self) -> dict[str, SourceRow]:
@@ -524,6 +559,22 @@ class Store:
         if orphans:
             problems.append(f"{orphans} bbox rows without a tile")
         return problems
+
+
+def _fill_roots(conn: sqlite3.Connection) -> None:
+    """Migration 3: the roots of an index written before they were stored: its older
+    ``meta.roots`` (remembered by earlier runs), plus the folder of any source under none."""
+    from model_runtime.index.roots import derive_roots
+
+    row = conn.execute("SELECT value FROM meta WHERE key='roots'").fetchone()
+    try:
+        known = [str(r) for r in json.loads(row[0]) or []] if row else []
+    except (TypeError, ValueError):
+        known = []
+    uris = [r[0] for r in conn.execute("SELECT path FROM sources")]
+    conn.executemany("INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)",
+                     [(root, _now()) for root in derive_roots(uris, known)])
+    conn.execute("DELETE FROM meta WHERE key='roots'")  # the table is the one record now
 
 
 def _chunks(ids: list[int], size: int = 500) -> Iterator[list[int]]:

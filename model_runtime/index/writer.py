@@ -41,19 +41,19 @@ class IndexWriter:
         self.committed_tiles = 0
         self.commit_s = 0.0
 
-    def begin(self, tiling: dict, roots: list[str] = (), store_floats: bool = True) -> None:
+    def begin(self, tiling: dict, roots: list[str] = (), store_floats: bool = True) -> list[str]:
         """Check the model against the index's, mark the index incomplete for this run and
-        remember the folders (or prefixes) it is built from, so a client can offer to index them
-        again."""
+        remember its tiling and the folders (or prefixes) it is built from (docs/indexing.md,
+        "What an index holds"). Returns the roots that were new to the index."""
         meta = self.store.meta()
         check_model(meta.get("model"), self.model, self.store.dir)
         identity = {k: self.model[k] for k in ("backbone", "bits", "heads_sha", "method", "heads")
                     if k in self.model}
-        known = list(meta.get("roots") or [])
-        self.store.set_meta(model=identity, tiling=tiling, complete=False,
-                            created=meta.get("created", time.strftime("%Y-%m-%dT%H:%M:%S")),
-                            store_floats=store_floats,
-                            roots=known + [r for r in roots if r not in known])
+        with self.store.transaction() as tx:
+            self.store.set_meta(tx, model=identity, tiling=tiling, complete=False,
+                                created=meta.get("created", time.strftime("%Y-%m-%dT%H:%M:%S")),
+                                store_floats=store_floats)
+            return self.store.add_roots(tx, list(roots))
 
     def commit(self, result: UnitResult) -> int:
         """Commit one unit's rows; returns the tiles added (0 when it was already in)."""

@@ -681,10 +681,15 @@ def test_a_file_whose_tiles_are_all_empty_is_indexed_with_no_tiles(tmp_path, wri
 
 def test_changed_tiling_options_retile_every_file_without_duplicates(sample_folder, tmp_path,
                                                                      FakeEncoder):
+    from model_runtime.errors import ConfirmationNeeded
+
     idx = tmp_path / "idx"
     build(idx, [sample_folder], FakeEncoder(), OPTS)
     wider = TilingOptions(tile_size=256)
-    summary = build(idx, [sample_folder], FakeEncoder(), wider)
+    with pytest.raises(ConfirmationNeeded) as err:  # another tiling re-tiles: asked first
+        build(idx, [sample_folder], FakeEncoder(), wider)
+    assert err.value.code == "confirm_retile" and "--yes" in str(err.value)
+    summary = build(idx, [sample_folder], FakeEncoder(), wider, confirm=True)
     assert summary.updated == 4 and summary.removed == 0
     clean = tmp_path / "clean"
     build(clean, [sample_folder], FakeEncoder(), wider)

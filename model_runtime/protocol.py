@@ -128,12 +128,12 @@ _SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
     "status": {},
     "shutdown": {},
     "cancel": {"target": ("id", True)},
-    "load": {"bits": ("bits", False), "backbone": ("str", False), "heads": ("str", False)},
+    "load": {"bits": ("bits", False), "backbone": ("str", False), "heads": ("path", False)},
     "search": {
-        "index": ("str", True),
+        "index": ("path", True),
         "text": ("str", False),
         "tile": ("tile_id", False),
-        "image": ("str", False),
+        "image": ("path", False),
         "positive": ("tile_ids", False),
         "negative": ("tile_ids", False),
         "weights": ("weights", False),
@@ -143,21 +143,21 @@ _SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
         "collapse": ("bool", False),
     },
     "caption": {
-        "index": ("str", False),
+        "index": ("path", False),
         "tile": ("tile_id", False),
-        "image": ("str", False),
+        "image": ("path", False),
         "k": ("k", False),
         "similar": ("count", False),
     },
     "locate": {
-        "index": ("str", True),
+        "index": ("path", True),
         "x": ("finite", True),
         "y": ("finite", True),
         "crs": ("str", False),
     },
     "index": {
-        "index": ("str", True),
-        "paths": ("str_list", True),
+        "index": ("path", True),
+        "paths": ("path_list", True),
         "tile_size": ("int", False),
         "tile_metres": ("finite", False),
         "overlap": ("finite", False),
@@ -170,11 +170,14 @@ _SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
         "allow_outside_sources": ("bool", False),
         "remove": ("str_list", False),
     },
-    "adapt": {"index": ("str", True), "steps": ("count", False)},
+    "adapt": {"index": ("path", True), "steps": ("steps", False)},
 }
 
 _KIND_TEXT = {
     "str": "a string of valid Unicode text",
+    "path": "a path: a non-empty string of valid Unicode text without NUL bytes",
+    "path_list": "a list of paths (non-empty strings without NUL bytes)",
+    "steps": f"an integer from 1 to {MAX_K}",
     "id": "a string or an integer",
     "bool": "true or false",
     "int": "an integer",
@@ -210,9 +213,20 @@ def _is_text(value: Any) -> bool:
     return True
 
 
+def _is_path(value: Any) -> bool:
+    """Text a file system can take as a path: NUL ends a C string, so no OS path holds one."""
+    return _is_text(value) and bool(value) and "\x00" not in value
+
+
 def _check_value(kind: str, value: Any) -> bool:
     if kind == "str":
         return _is_text(value)
+    if kind == "path":
+        return _is_path(value)
+    if kind == "path_list":
+        return isinstance(value, list) and bool(value) and all(_is_path(v) for v in value)
+    if kind == "steps":
+        return _is_int(value) and 1 <= value <= MAX_K
     if kind == "id":
         return _is_int(value) or _is_text(value)
     if kind == "bool":

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from model_runtime.protocol import DEFAULT_K
+from model_runtime.protocol import DEFAULT_K, MAX_TILE_ID
 from model_runtime.worker import add_model_arguments, runtime_kwargs
 
 
@@ -18,6 +18,17 @@ def _weight(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}") from None
 
 
+def tile_id(text: str) -> int:
+    """An argparse type: a tile id as the worker takes it (0 to SQLite's largest integer)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a tile id is a whole number, got {text[:40]!r}") from None
+    if not 0 <= value <= MAX_TILE_ID:
+        raise argparse.ArgumentTypeError(f"a tile id is from 0 to {MAX_TILE_ID}, got {text[:40]}")
+    return value
+
+
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "search",
@@ -27,11 +38,11 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--index", required=True, metavar="DIR", help="index folder")
     p.add_argument("--text", help="describe what to find, e.g. 'a harbour with boats'")
-    p.add_argument("--tile", type=int, metavar="ID", help="find tiles similar to this tile")
+    p.add_argument("--tile", type=tile_id, metavar="ID", help="find tiles similar to this tile")
     p.add_argument("--image", metavar="FILE", help="find tiles similar to this image")
     p.add_argument(
         "--positive",
-        type=int,
+        type=tile_id,
         nargs="+",
         default=[],
         metavar="ID",
@@ -39,12 +50,20 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--negative",
-        type=int,
+        type=tile_id,
         nargs="+",
         default=[],
         metavar="ID",
         help="example tiles to move away from",
     )
+    p.add_argument("--save", metavar="FILE",
+                   help="with --positive/--negative: keep the refined search in FILE (JSON) "
+                   "to run again with --saved, on this or another index")
+    p.add_argument("--saved", metavar="FILE",
+                   help="run a refined search saved with --save (no other query parts)")
+    p.add_argument("--no-learn", dest="learn", action="store_false",
+                   help="marked tiles only add/subtract their mean vectors (the first "
+                   "release's weighted sum) instead of fitting a model on them")
     p.add_argument(
         "--weight",
         type=_weight,
@@ -117,8 +136,9 @@ def run(args: argparse.Namespace) -> int:
     from model_runtime.errors import ConfigError
     from model_runtime.pipeline import Runtime
 
-    if args.text is None and args.tile is None and args.image is None and not args.positive:
-        raise ConfigError("Give a query: --text, --tile, --image or --positive.")
+    if (args.text is None and args.tile is None and args.image is None and not args.positive
+            and not args.saved):
+        raise ConfigError("Give a query: --text, --tile, --image, --positive or --saved.")
     runtime = Runtime(**runtime_kwargs(args))
     result = runtime.search(
         args.index,
@@ -132,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
         bbox=args.bbox,
         bbox_crs=args.bbox_crs,
         collapse=args.collapse,
+        learn=args.learn,
+        save=args.save,
+        saved=args.saved,
     )
     written = write_outputs(runtime, args.index, result.results, result.query, result.model, args)
     out = result.to_json()
@@ -141,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out))
         return 0
     q = out["query"]
-    what = q.get("text") or (f"tile {q['tile']}" if "tile" in q else q.get("image")) or "examples"
+    what = (q.get("text") or (f"tile {q['tile']}" if "tile" in q else q.get("image"))
+            or ("the saved search " + q["saved"] if "saved" in q else "examples"))
     print(
         f"{len(out['results'])} result(s) for {what!r} in {out['index']['path']} "
         f"({out['index']['tiles']} tiles, {out['index']['bits']} bits, "
@@ -154,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
     if out["index"].get("pending_files"):
         print(f"note: the last indexing run was cancelled; {out['index']['pending_files']} "
               "file(s) are not indexed yet: run 'cach index' again to add them")
+    if q.get("saved_to"):
+        print(f"saved the refined search: {q['saved_to']}")
     for kind, path in written.items():
         print(f"wrote {kind}: {Path(path).resolve()}")
     return 0

@@ -47,5 +47,6 @@ bench: setup
 lint: setup-tests
 	.venv/bin/ruff check model_runtime cach_qgis tests bench scripts
 
-zip: setup-qgis
-	.venv-qgis/bin/pb_tool zip -n
+# unattended: asks nothing and deploys into no QGIS profile (pb_tool zip did both)
+zip:
+	python3 scripts/make_zip.py

@@ -272,15 +272,18 @@ class RuntimeDialog(QDialog):
         self.found.setText(describe_runtime())
 
     def test(self) -> PendingRequest:
-        """Start the runtime with the chosen Python and ask its status."""
+        """Start the runtime with the chosen Python and load its model: the device shown is
+        the one the model runs on (cpu or cuda), never the "auto" preference."""
         self._apply_python()
         self.device.setText("starting…")
-        req = self.client.request("status")
+        req = self.client.request("load")
 
         def ok(result: dict) -> None:
+            version = self.client.info.version if self.client.info else "?"
+            runs = ", ".join(str(result[k]) for k in ("backend", "precision") if result.get(k))
             self.device.setText(
-                f"{result.get('device', '?')} — runtime {result.get('version', '?')}, "
-                f"backbone {result.get('backbone', '?')}"
+                f"{result.get('device') or self.client.device or '?'} — runtime {version}, "
+                f"backbone {result.get('backbone', '?')}" + (f" ({runs})" if runs else "")
             )
 
         def fail(err: WorkerError) -> None:

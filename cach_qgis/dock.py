@@ -8,6 +8,7 @@ the model is loaded by the time the first query is typed.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -270,7 +271,11 @@ class SearchDock(QgsDockWidget):
     def _update_runtime_label(self, *_args: Any) -> None:
         state, device = self.client.state, self.client.device
         if state == RuntimeClient.READY:
-            text = f"Runtime ready on <b>{device or '?'}</b>"
+            text = (
+                self.tr("Runtime ready on <b>{device}</b>").format(device=device)
+                if device
+                else self.tr("Runtime ready; loading the model…")
+            )
         elif state == RuntimeClient.STARTING:
             text = "Starting the CACH runtime…"
         elif self.client.last_error:
@@ -383,6 +388,7 @@ class SearchDock(QgsDockWidget):
         settings.set_top_k(self.k_spin.value())
         title = layers.group_title(label, len(self.positive), len(self.negative))
         req = self.client.request("search", params)
+        req.sent_at = time.monotonic()  # the status line says the time the analyst waited
         req.succeeded.connect(lambda r, req=req: self._on_results(req, key, title, label, what, r))
         req.failed.connect(lambda e, req=req: self._on_failed(req, e))
         self.request = req
@@ -450,7 +456,10 @@ class SearchDock(QgsDockWidget):
             return  # a replaced search
         self._set_busy(False)
         query = str(req.params.get("text") or label)
-        self.show_result(SearchResult.from_json(raw), key, title, query, what)
+        result = SearchResult.from_json(raw)
+        waited = (time.monotonic() - getattr(req, "sent_at", time.monotonic())) * 1000
+        timing = {**result.timing_ms, "runtime": result.timing_ms.get("total"), "total": waited}
+        self.show_result(replace(result, timing_ms=timing), key, title, query, what)
 
     def show_result(
         self, result: SearchResult, key: str, title: str, query: str, what: str

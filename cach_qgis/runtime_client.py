@@ -552,6 +552,8 @@ class RuntimeClient(QObject):
             self._send(req)
 
     def _set_device(self, device: str) -> None:
+        if device == "auto":  # a preference, not a device: the loaded model says which one
+            return
         if device and device != self.device:
             self.device = device
             self.deviceChanged.emit(device)

@@ -268,22 +268,43 @@ class Pipeline:
                positive: Sequence[int] = (), negative: Sequence[int] = (),
                weights: dict[str, float] | None = None, k: int = DEFAULT_K,
                bbox: Sequence[float] | None = None, bbox_crs: str = "EPSG:4326",
-               collapse: bool = True, cancel: threading.Event | None = None) -> SearchResult:
+               collapse: bool = True, cancel: threading.Event | None = None,
+               learn: bool = True, save: str | os.PathLike | None = None,
+               saved: str | os.PathLike | None = None) -> SearchResult:
         """Top-k tiles for text, an image file, a tile id and/or example tiles (combined).
 
         Query and example tiles are left out of the results. Scores are in [0, 1]; text
-        queries also get a calibrated ``weak_match`` and per-hit ``confidence``."""
+        queries also get a calibrated ``weak_match`` and per-hit ``confidence``. Tiles marked
+        ``positive``/``negative`` are learnt from (``feedback.py``; ``learn=False``: today's
+        weighted sum of vectors); ``save`` keeps the refined search as a file, ``saved`` runs
+        such a file on this index (``saved_search.py``)."""
         from model_runtime.index.query import Query
 
         start = time.perf_counter()
         timing: dict[str, float] = {}
         index, heads = self.indexes.open(index_dir)
         timing["open"] = (time.perf_counter() - start) * 1000
+        if saved is not None:
+            if text or tile is not None or image or positive or negative or save:
+                raise ConfigError("A saved search runs as it was saved: give it without text, "
+                                  "tile, image, marks or --save.")
+            return self._search_saved(index, heads, saved, k, bbox, bbox_crs, collapse,
+                                      start, timing)
+        if save is not None and not (learn and (positive or negative)):
+            raise ConfigError("Only a refined search can be saved: mark tiles right or wrong "
+                              "(--positive/--negative) first.")
         model = self._model(heads, timing) if (text or image) else None
         parts, proj_parts = self._parts(index, model, text, tile, image, positive, negative,
                                         timing)
         check_cancel(cancel)
         tanh = query_vector(parts, weights)
+        echo = {"text": text, "tile": tile, "image": str(image) if image else None,
+                "positive": list(positive), "negative": list(negative), "weights": weights,
+                "k": k, "bbox": list(bbox) if bbox else None,
+                "bbox_crs": bbox_crs if bbox else None, "collapse": collapse}
+        if learn and (positive or negative):
+            return self._search_refined(index, heads, parts, proj_parts, tanh, echo, save,
+                                        start, timing)
         proj = None
         if text is None and proj_parts is not None:
             proj = query_vector(proj_parts, weights)
@@ -296,14 +317,69 @@ class Pipeline:
         timing["search"] = (time.perf_counter() - t0) * 1000
         weak, hits = self._assess(index, model, text, tanh, hits, timing)
         timing["total"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)
-        echo = {"text": text, "tile": tile, "image": str(image) if image else None,
-                "positive": list(positive), "negative": list(negative), "weights": weights,
-                "k": k, "bbox": list(bbox) if bbox else None,
-                "bbox_crs": bbox_crs if bbox else None, "collapse": collapse}
         return SearchResult(
             results=hits, query={key: v for key, v in echo.items() if v not in (None, [], {})},
             model=heads.info().to_json(), index=self._index_info(index, heads),
             timing_ms=timing, weak_match=weak)
+
+    def _search_refined(self, index, heads, parts, proj_parts, tanh, echo, save, start,
+                        timing) -> SearchResult:
+        """Marks given: fit the learner on them (the typed query as prior), score every tile."""
+        from model_runtime.codes import pack as pack_code
+        from model_runtime.feedback import Prior
+        from model_runtime.services import refine
+
+        t0 = time.perf_counter()
+        typed = QueryParts(parts.text, parts.image, parts.tile)
+        prior = Prior()
+        if parts.text is None and proj_parts is not None and (
+                proj_parts.image is not None or proj_parts.tile is not None):
+            prior = Prior(proj=query_vector(QueryParts(None, proj_parts.image, proj_parts.tile)))
+        elif not typed.empty():
+            prior = Prior(tanh=query_vector(typed, echo.get("weights")))
+        refiner = refine.fit_marks(index, prior, echo["positive"], echo["negative"])
+        timing["fit"] = (time.perf_counter() - t0) * 1000
+        echo = {key: v for key, v in echo.items() if v not in (None, [], {})}
+        if save is not None:
+            from model_runtime import saved_search
+
+            path = saved_search.save(save, refine.saved_of(refiner, heads, index, echo))
+            echo["saved_to"] = str(path)
+        exclude = [*([echo["tile"]] if "tile" in echo else []), *echo.get("positive", []),
+                   *echo.get("negative", [])]
+        t0 = time.perf_counter()
+        hits = refine.scored_hits(index, refiner.full, echo["k"], echo.get("bbox"),
+                                  echo.get("bbox_crs") or "EPSG:4326", echo["collapse"],
+                                  exclude, pack_code(tanh))
+        timing["search"] = (time.perf_counter() - t0) * 1000
+        timing["total"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)
+        echo["learner"] = refine.METHOD
+        return SearchResult(results=hits, query=echo, model=heads.info().to_json(),
+                            index=self._index_info(index, heads), timing_ms=timing,
+                            weak_match=None)
+
+    def _search_saved(self, index, heads, path, k, bbox, bbox_crs, collapse, start,
+                      timing) -> SearchResult:
+        """Run a saved refined search on this index (its own scorer, or the portable one)."""
+        from model_runtime import saved_search
+        from model_runtime.services import refine
+
+        doc = saved_search.load(path)
+        blocks = index.feature_blocks()
+        proj_dim = 0 if blocks.proj is None else int(blocks.proj.shape[1])
+        which, scorer = doc.scorer_for(heads.backbone, int(heads.bits), heads.sha,
+                                       refine.proj_sha(heads), proj_dim)
+        t0 = time.perf_counter()
+        hits = refine.scored_hits(index, scorer, k, bbox, bbox_crs, collapse, (), None)
+        timing["search"] = (time.perf_counter() - t0) * 1000
+        timing["total"] = (time.perf_counter() - start) * 1000
+        echo = {"saved": str(path), "scorer": which, "k": k, "collapse": collapse,
+                "learner": refine.METHOD,
+                **{key: doc.query[key] for key in ("text", "image", "tile") if key in doc.query},
+                **({"bbox": list(bbox), "bbox_crs": bbox_crs} if bbox else {})}
+        return SearchResult(results=hits, query=echo, model=heads.info().to_json(),
+                            index=self._index_info(index, heads), timing_ms=timing,
+                            weak_match=None)
 
     def _index_info(self, index, heads) -> dict[str, Any]:
         return {"path": str(index.path), "bits": index.bits, "tiles": index.tiles,
@@ -404,7 +480,24 @@ class Pipeline:
 
         index, heads = self.indexes.open(index_dir)
         self.indexes.forget(index_dir)
-        return adapt_index(Path(index_dir), heads, steps, progress, cancel)
+        result = adapt_index(Path(index_dir), heads, steps, progress, cancel)
+        result["graph_seconds"] = self._build_adapted_model(index_dir, progress)
+        result["seconds"] = round(result["seconds"] + result["graph_seconds"], 2)
+        return result
+
+    def _build_adapted_model(self, index_dir: str | os.PathLike,
+                             progress: Progress | None) -> float:
+        """Build (and warm) the model of the adapted heads now, inside Adapt: otherwise the
+        first search after Adapt pays this one-off graph build. Returns its seconds."""
+        message = "building the search model for the adapted heads"
+        if progress is not None:
+            progress({"stage": "graphs", "done": 0, "total": 1, "message": message})
+        start = time.perf_counter()
+        _, heads = self.indexes.open(index_dir)
+        self.models.get(heads).warm_up()
+        if progress is not None:
+            progress({"stage": "graphs", "done": 1, "total": 1, "message": message})
+        return round(time.perf_counter() - start, 2)
 
     def close(self) -> None:
         """Close open indexes (models stay loaded)."""

@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,6 +183,7 @@ class Index:
         self.pending_files = int((meta.get("partial") or {}).get("pending_files", 0))
         self.generation = int(meta.get("generation", 0))
         self._lock = threading.Lock()
+        self._blocks: FeatureBlocks | None = None
 
     @property
     def tiles(self) -> int:
@@ -292,6 +293,65 @@ class Index:
         full = self.store.tiles([c[0].id for c in cands])  # footprints for the hits only
         return [_hit(full[row.id], rank, d, s) for rank, (row, d, s, _) in enumerate(cands, 1)]
 
+    # -- scoring every tile (refined searches: model_runtime/feedback.py) ----------------------
+    def feature_blocks(self) -> FeatureBlocks:
+        """Every tile's stored tanh outputs and projection, rows L2-normalised, float16, read
+        once per open index (1M tiles x (64 + 256) values: 640 MB) and kept for later refines."""
+        with self._lock:
+            if self._blocks is None:
+                self._blocks = load_blocks(self.store, self.bits)
+            return self._blocks
+
+    def search_scored(self, score: Callable[[FeatureBlocks], np.ndarray], k: int = 20,
+                      bbox: Sequence[float] | None = None, bbox_crs: str = "EPSG:4326",
+                      collapse: bool = True, exclude_ids: Iterable[int] = (),
+                      query_code: np.ndarray | None = None) -> tuple[list[Hit], np.ndarray]:
+        """Top-k hits of a score computed for every tile (``score(blocks)`` -> float [N],
+        higher first), with the same bbox filter, exclusions and collapse as :meth:`search`.
+        Returns the hits (``score`` = sigmoid of the decision) and their raw decisions.
+        ``hamming`` is the distance to ``query_code`` (0 without one)."""
+        k = int(k)
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        blocks = self.feature_blocks()
+        decision = np.asarray(score(blocks), np.float64)
+        keep = np.ones(len(blocks.ids), bool)
+        exclude = [int(i) for i in exclude_ids]
+        if exclude:
+            keep &= ~np.isin(blocks.ids, exclude)
+        if bbox is not None:
+            keep &= np.isin(blocks.ids, self.store.ids_in_bbox(*bbox_to_4326(bbox, bbox_crs)))
+        rows = np.flatnonzero(keep)
+        pool = min(len(rows), max(4 * k + 32, k) if collapse else k)
+        while True:
+            top = rows[np.argpartition(-decision[rows], pool - 1)[:pool]] if pool else rows[:0]
+            hits, dec = self._rank_scored(blocks.ids[top], decision[top], collapse, k,
+                                          query_code)
+            if len(hits) >= k or pool >= len(rows):
+                return hits, dec
+            pool = min(len(rows), pool * 4)
+
+    def _rank_scored(self, ids, decision, collapse: bool, k: int, query_code):
+        rows = self.store.tiles(ids, geometry=False)
+        vectors = self.store.vectors(ids)
+        qbits = None if query_code is None else np.unpackbits(np.asarray(query_code, np.uint8))
+        cands = []
+        for i, d in zip(ids, decision, strict=True):
+            if int(i) not in rows:
+                continue
+            code = vectors[int(i)][0]
+            ham = 0 if qbits is None else int(
+                np.count_nonzero(np.unpackbits(np.frombuffer(code, np.uint8)) != qbits))
+            cands.append((rows[int(i)], ham, float(d), code))
+        cands.sort(key=lambda c: (-c[2], c[1], c[0].id))
+        if collapse:
+            cands = collapse_hits(cands, k)
+        cands = cands[:k]
+        full = self.store.tiles([c[0].id for c in cands])
+        hits = [_hit(full[row.id], rank, h, 1.0 / (1.0 + math.exp(-max(min(d, 40.0), -40.0))))
+                for rank, (row, h, d, _) in enumerate(cands, 1)]
+        return hits, np.asarray([c[2] for c in cands], np.float64)
+
     # -- single tiles ------------------------------------------------------------------------
     def _row(self, tile_id: int) -> TileRow:
         row = self.store.tiles([int(tile_id)]).get(int(tile_id))
@@ -355,6 +415,53 @@ class Index:
         if info.get("bands"):
             options = TilingOptions(**{**options.to_json(), "bands": tuple(info["bands"])})
         return read_window(row.source, row.window, options)
+
+
+@dataclass(frozen=True)
+class FeatureBlocks:
+    """Every tile's stored features in id order, rows L2-normalised, float16 (compact)."""
+
+    ids: np.ndarray  # int64 [N]
+    tanh: np.ndarray  # float16 [N, bits]
+    proj: np.ndarray | None  # float16 [N, proj_dim], None when any tile lacks one
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.ids.nbytes + self.tanh.nbytes + (0 if self.proj is None else
+                                                         self.proj.nbytes))
+
+
+def _unit_f16(blobs: list, width: int | None) -> np.ndarray | None:
+    if not blobs or any(b is None for b in blobs):
+        return None
+    mat = np.frombuffer(b"".join(blobs), np.float16).reshape(len(blobs), -1).astype(np.float32)
+    if width is not None and mat.shape[1] != width:
+        raise IndexStateError("stored tile outputs have the wrong length", code="index_corrupt")
+    mat /= np.linalg.norm(mat, axis=1, keepdims=True) + 1e-12
+    return mat.astype(np.float16)
+
+
+def load_blocks(store: Store, bits: int) -> FeatureBlocks:
+    """Read every tile's tanh outputs (its +-1 code where none are stored) and projection."""
+    ids, tanh, proj = [], [], []
+    have_proj = True
+    for (batch_ids, feats), (_, projs) in zip(store.iter_vectors("feats"),
+                                              store.iter_vectors("proj"), strict=True):
+        t = _unit_f16(feats, bits)
+        if t is None:
+            codes = store.vectors(batch_ids)
+            signs = np.stack([unpack_signs(np.frombuffer(codes[int(i)][0], np.uint8), bits)[0]
+                              for i in batch_ids])
+            t = (signs / math.sqrt(bits)).astype(np.float16)
+        ids.append(batch_ids)
+        tanh.append(t)
+        p = _unit_f16(projs, None) if have_proj else None
+        have_proj = p is not None
+        proj.append(p)
+    if not ids:
+        return FeatureBlocks(np.zeros(0, np.int64), np.zeros((0, bits), np.float16), None)
+    return FeatureBlocks(np.concatenate(ids), np.concatenate(tanh),
+                         np.concatenate(proj) if have_proj else None)
 
 
 def _load_codes(store: Store, meta: dict, index_dir: Path) -> BinaryIndex | None:

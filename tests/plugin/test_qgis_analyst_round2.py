@@ -236,3 +236,42 @@ def test_result_list_confidence_never_rises_as_rank_falls(qgis_iface, no_excepti
     assert percents[0] == 50
     dock.cleanup()
     dock.deleteLater()
+
+
+def test_test_runtime_shows_the_resolved_device(plugin, no_exception_dialogs):
+    dialog = plugin.show_runtime_dialog()
+    req = dialog.test()
+    wait_until(lambda: req.done, 300, "the runtime test")
+    assert req.error is None, req.error
+    device = dialog.device.text().split(" ")[0]
+    assert device in ("cpu", "cuda") or device.startswith("cuda:"), dialog.device.text()
+    assert "auto" not in dialog.device.text()
+
+
+def test_first_search_after_adapt_is_fast_and_its_time_is_real(
+    plugin, sample_index, tmp_path, message_bar, no_exception_dialogs
+):
+    """Adapt builds the adapted model's graphs (its own step); the first search after it
+    builds nothing, and the status line's time is the time the analyst waited."""
+    import re
+    import shutil
+    import time
+
+    index = str(tmp_path / "adapted")
+    shutil.copytree(sample_index, index)
+    dock = plugin.dock
+    dock.set_index_path(index)
+    task = plugin.adapt_index(index, steps=5)
+    wait_until(lambda: task.result is not None or task.error is not None, 600, "adapt")
+    assert task.error is None, task.error
+    assert "graphs" in {p.stage for p in task.progress_events}, "graph build is its own step"
+    assert task.result.get("graph_seconds") is not None
+    dock.query_edit.setText("a parking lot")
+    start = time.monotonic()
+    req = dock.search()
+    wait_until(lambda: req.done and dock.result is not None, 300, "the first search")
+    waited_ms = (time.monotonic() - start) * 1000
+    assert req.error is None, req.error
+    assert "load" not in req.result.get("timing_ms", {}), req.result.get("timing_ms")
+    shown = float(re.search(r" in (\d+) ms", dock.status_label.text()).group(1))
+    assert shown <= waited_ms + 5 and shown >= 0.7 * waited_ms - 20, (shown, waited_ms)

@@ -109,7 +109,9 @@ def test_class_factory_starts_worker_with_the_panel_and_unloads(
     status = plugin.client.call("status", {}, timeout_s=120)
     assert status["protocol"] == protocol.PROTOCOL_VERSION
     pid = plugin.client.pid()
-    assert pid and plugin.client.device
+    # the device is the loaded model's (cpu or cuda), never the "auto" preference
+    wait_until(lambda: bool(plugin.client.device), 120, "the loaded model's device")
+    assert pid and plugin.client.device in ("cpu", "cuda") or "cuda" in plugin.client.device
 
     plugin.unload()
     with pytest.raises(ProcessLookupError):  # the worker was shut down with the plugin
@@ -158,7 +160,8 @@ def test_missing_runtime_shows_message_bar_error(qgis_iface, message_bar, no_exc
     errors = message_bar.get_messages(Qgis.Critical)
     assert any("Cannot run the CACH runtime" in m and "Runtime settings" in m for m in errors)
     assert dock.search_button.isEnabled()
-    assert "Cannot run the CACH runtime" in dock.runtime_label.text()
+    assert "Cannot run the CACH runtime" in dock.runtime_problem_label.text()
+    assert dock.runtime_problem.isVisibleTo(dock)
     client.shutdown()
 
 

@@ -1,10 +1,11 @@
-"""Build the plugin zip with pb_tool and check it against the QGIS plugin repository's rules."""
+"""Build the plugin zip with scripts/make_zip.py (the README's ``make zip``), unattended and
+with an empty home, and check it against the QGIS plugin repository's rules."""
 
 from __future__ import annotations
 
 import configparser
 import importlib.util
-import shutil
+import os
 import subprocess
 import sys
 import zipfile
@@ -52,26 +53,53 @@ FORBIDDEN_PARTS = {
 
 
 @pytest.fixture(scope="module")
-def plugin_zip(tmp_path_factory) -> Path:
+def built(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """The README's zip command as a fresh, unattended machine runs it: stdin closed (no
+    terminal to answer a prompt) and an empty home (no QGIS profile)."""
     work = tmp_path_factory.mktemp("zip")
-    pb_tool = shutil.which("pb_tool", path=str(Path(sys.executable).parent)) or shutil.which(
-        "pb_tool"
-    )
-    assert pb_tool, "pb_tool missing: scripts/setup_qgis.sh installs it into .venv-qgis"
-    assert shutil.which("zip"), "the 'zip' program is missing (apt-get install zip)"
-    built = ROOT / f"{TOP}.zip"
-    built.unlink(missing_ok=True)
+    home = tmp_path_factory.mktemp("home")
+    target = work / f"{TOP}.zip"
     proc = subprocess.run(
-        [pb_tool, "zip", "--quick", "--no-docs", "--plugin_path", str(work / "deploy")],
+        [sys.executable, str(ROOT / "scripts" / "make_zip.py"), "-o", str(target)],
         cwd=ROOT,
+        env={**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share")},
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    target = work / f"{TOP}.zip"
-    shutil.move(built, target)
-    return target
+    return target, home, proc
+
+
+@pytest.fixture(scope="module")
+def plugin_zip(built) -> Path:
+    return built[0]
+
+
+def test_zip_runs_unattended_and_touches_no_profile(built):
+    target, home, proc = built
+    assert target.is_file() and "y/N" not in proc.stdout + proc.stderr
+    written = list(home.rglob("*"))
+    assert written == [], f"the zip command wrote into the home (a QGIS profile?): {written}"
+    assert not (ROOT / f"{TOP}.zip.part").exists()
+
+
+def test_make_zip_and_the_readme_use_the_unattended_builder():
+    recipe = subprocess.run(["make", "-n", "zip"], cwd=ROOT, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=60)
+    assert recipe.returncode == 0, recipe.stderr
+    assert "scripts/make_zip.py" in recipe.stdout and "pb_tool" not in recipe.stdout, recipe.stdout
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "pb_tool zip" not in readme and "make zip" in readme
+
+
+def test_zip_ships_only_tracked_files(plugin_zip):
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout.splitlines())
+    with zipfile.ZipFile(plugin_zip) as zf:
+        names = [n.split("/", 1)[1] for n in zf.namelist()]
+    assert names and not [n for n in names if n not in tracked]
 
 
 def test_zip_follows_repository_rules(plugin_zip):

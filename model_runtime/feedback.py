@@ -1,0 +1,370 @@
+"""Learning from the analyst's marks: a small logistic model over the stored tile features.
+
+When tiles are marked right (positive) or wrong (negative), a search no longer adds and
+subtracts mean vectors: an L2-regularised logistic regression is fitted (Newton's method, NumPy
+only) on the stored features of the marked tiles, with a sample of random archive tiles as weak
+pseudo-negatives, on
+
+    logit(x) = b + alpha * z(x) + w_p . proj(x) + w_t . tanh(x)
+
+where ``proj``/``tanh`` are the tile's stored projection and tanh outputs (each L2-normalised)
+and ``z`` is the typed query's own score (the cosine of the text / example query, standardised
+over the pseudo-negatives): the **prior**. ``alpha`` is pulled towards a fixed value and ``w``
+towards zero, so with few marks the ranking is the typed query's and the marks take over as they
+accumulate. The fitted model is linear in the stored features, so it collapses to one weight
+vector per block (:class:`LinearScorer`) that scores a million tiles in one pass.
+
+Two scorers are fitted: ``full`` (both blocks) and ``portable`` (the projection block and the
+prior only): the projection is left unchanged by ``cach adapt``, so the portable scorer keeps
+working on an index whose image head was adapted.
+
+Confidence after marks: a Platt sigmoid fitted on held-out (approximate leave-one-out)
+decisions of the marked tiles and the pseudo-negatives (at their weak weight), never decreasing
+in the decision, and made non-increasing down the ranking by :func:`monotone`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model_runtime.errors import ConfigError
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """The learner's settings (chosen with ``research/refine_eval.py``; docs/search.md)."""
+
+    #: L2 weight pulling the feature weights towards zero (per unit of sample weight)
+    lam: float = 1.0
+    #: L2 weight pulling the prior's coefficient towards ``prior_alpha``
+    prior_lam: float = 4.0
+    #: the prior's coefficient when there are no marks (logit per standard deviation of z)
+    prior_alpha: float = 1.5
+    #: random archive tiles used as pseudo-negatives, and the total weight they carry
+    background: int = 400
+    background_weight: float = 4.0
+    #: scale of the projection and tanh blocks (a larger scale = a weaker penalty on that block)
+    proj_scale: float = 4.0
+    tanh_scale: float = 4.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Features:
+    """Stored features of some tiles, rows L2-normalised (``proj`` None: heads without one)."""
+
+    tanh: np.ndarray  # float32 [n, bits]
+    proj: np.ndarray | None = None  # float32 [n, proj_dim]
+
+    @classmethod
+    def of(cls, tanh: np.ndarray, proj: np.ndarray | None = None) -> Features:
+        return cls(unit_rows(tanh), None if proj is None else unit_rows(proj))
+
+    def __len__(self) -> int:
+        return len(self.tanh)
+
+    def take(self, rows: np.ndarray | Sequence[int]) -> Features:
+        rows = np.asarray(rows, np.int64)
+        return Features(self.tanh[rows], None if self.proj is None else self.proj[rows])
+
+    @staticmethod
+    def concat(parts: Sequence[Features]) -> Features:
+        tanh = np.concatenate([p.tanh for p in parts])
+        has_proj = all(p.proj is not None for p in parts)
+        return Features(tanh, np.concatenate([p.proj for p in parts]) if has_proj else None)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """The typed part of the query as unit vectors: ``tanh`` (text, or a combined query's tanh
+    vector) and/or ``proj`` (an example image or tile)."""
+
+    tanh: np.ndarray | None = None
+    proj: np.ndarray | None = None
+
+    def empty(self) -> bool:
+        return self.tanh is None and self.proj is None
+
+    def score(self, feats: Features) -> np.ndarray:
+        """The prior's raw score of each row (a sum of cosines)."""
+        z = np.zeros(len(feats), np.float64)
+        if self.tanh is not None:
+            z += feats.tanh @ self.tanh
+        if self.proj is not None and feats.proj is not None:
+            z += feats.proj @ self.proj
+        return z
+
+
+@dataclass(frozen=True)
+class LinearScorer:
+    """``decision = bias + w_tanh . unit(tanh) + w_proj . unit(proj)``;
+    ``confidence = sigmoid(slope * decision + offset)`` (``slope >= 0``)."""
+
+    bias: float
+    w_tanh: np.ndarray | None  # float32 [bits] or None (the portable scorer reads no tanh)
+    w_proj: np.ndarray | None  # float32 [proj_dim] or None
+    slope: float = 1.0
+    offset: float = 0.0
+
+    def decision(self, feats: Features) -> np.ndarray:
+        out = np.full(len(feats), self.bias, np.float64)
+        if self.w_tanh is not None:
+            out += feats.tanh @ self.w_tanh
+        if self.w_proj is not None:
+            if feats.proj is None:
+                raise ConfigError("this refined search scores the stored feature projection, "
+                                  "which the index does not have")
+            out += feats.proj @ self.w_proj
+        return out
+
+    def confidence(self, decision: np.ndarray) -> np.ndarray:
+        return sigmoid(self.slope * np.asarray(decision, np.float64) + self.offset)
+
+
+@dataclass(frozen=True)
+class Refiner:
+    """What one fit produced: the scorer for this index, and the portable one."""
+
+    full: LinearScorer
+    portable: LinearScorer | None
+    marks: tuple[int, int]  # (positive, negative)
+    diagnostics: dict = field(default_factory=dict)
+
+
+# --- small numerics ------------------------------------------------------------------------------
+def unit_rows(mat: np.ndarray) -> np.ndarray:
+    mat = np.asarray(mat, np.float32)
+    if mat.ndim == 1:
+        mat = mat.reshape(1, -1)
+    return mat / (np.linalg.norm(mat, axis=1, keepdims=True) + 1e-12)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    x = np.clip(np.asarray(x, np.float64), -40.0, 40.0)
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def monotone(confidence: Sequence[float]) -> np.ndarray:
+    """Confidence in rank order made non-increasing (cumulative minimum): a tile lower in
+    the ranking is never shown as more likely than one above it."""
+    conf = np.asarray(confidence, np.float64)
+    return np.minimum.accumulate(conf) if conf.size else conf
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, weight: np.ndarray, lam: np.ndarray,
+                 mean: np.ndarray | None = None, iters: int = 30, tol: float = 1e-7
+                 ) -> np.ndarray:
+    """Weights minimising sum_i weight_i * logloss(y_i, x_i . w) + 1/2 sum_j lam_j (w_j -
+    mean_j)^2, by Newton's method with step halving. ``lam`` > 0 keeps it strictly convex."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    weight = np.asarray(weight, np.float64)
+    lam = np.asarray(lam, np.float64)
+    mean = np.zeros(x.shape[1]) if mean is None else np.asarray(mean, np.float64)
+    w = mean.copy()
+
+    def loss(v: np.ndarray) -> float:
+        s = x @ v
+        return float(weight @ (np.logaddexp(0.0, s) - y * s) + 0.5 * lam @ (v - mean) ** 2)
+
+    current = loss(w)
+    for _ in range(iters):
+        p = sigmoid(x @ w)
+        grad = x.T @ (weight * (p - y)) + lam * (w - mean)
+        hess = (x * (weight * p * (1 - p))[:, None]).T @ x + np.diag(lam)
+        step = np.linalg.solve(hess, grad)
+        t = 1.0
+        while t > 1e-4:
+            trial = loss(w - t * step)
+            if trial <= current:
+                break
+            t /= 2
+        w, current = w - t * step, trial
+        if float(np.abs(t * step).max()) <= tol:
+            break
+    return w
+
+
+def fit_platt(decision: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
+    """(slope >= 0, offset) of a sigmoid on decisions, with Platt's smoothed targets."""
+    y = np.asarray(y, np.float64)
+    weight = np.asarray(weight, np.float64)
+    n_pos, n_neg = float(weight @ y), float(weight @ (1 - y))
+    target = np.where(y > 0.5, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    x = np.column_stack([np.asarray(decision, np.float64), np.ones(len(y))])
+    slope, offset = fit_logistic(x, target, weight, np.array([1e-3, 1e-6]))
+    if slope < 0:  # a model that ranks backwards on held-out marks says nothing: flat rate
+        rate = float(weight @ target / max(weight.sum(), 1e-12))
+        return 0.0, float(math.log(rate / (1 - rate)))
+    return float(slope), float(offset)
+
+
+# --- the learner ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Design:
+    """How a Features block maps to the regression's columns: [1, z, proj?, tanh?]."""
+
+    use_proj: bool
+    use_tanh: bool
+    z_mean: float
+    z_std: float
+    has_prior: bool
+
+    def matrix(self, feats: Features, prior: Prior, opts: FitOptions) -> np.ndarray:
+        cols = [np.ones((len(feats), 1))]
+        if self.has_prior:
+            cols.append(((prior.score(feats) - self.z_mean) / self.z_std)[:, None])
+        if self.use_proj:
+            cols.append(feats.proj * opts.proj_scale)
+        if self.use_tanh:
+            cols.append(feats.tanh * opts.tanh_scale)
+        return np.hstack(cols)
+
+    def penalty(self, opts: FitOptions, width: int) -> tuple[np.ndarray, np.ndarray]:
+        lam = np.full(width, opts.lam)
+        mean = np.zeros(width)
+        lam[0] = 1e-4
+        if self.has_prior:
+            lam[1], mean[1] = opts.prior_lam, opts.prior_alpha
+        return lam, mean
+
+    def scorer(self, w: np.ndarray, prior: Prior, opts: FitOptions, bits: int,
+               proj_dim: int) -> LinearScorer:
+        """The fitted weights as one linear scorer over unit-normalised stored features."""
+        bias, at = float(w[0]), 1
+        w_tanh = np.zeros(bits) if (self.use_tanh or prior.tanh is not None) else None
+        w_proj = np.zeros(proj_dim) if (self.use_proj or (prior.proj is not None
+                                                           and proj_dim)) else None
+        if self.has_prior:
+            alpha = float(w[1]) / self.z_std
+            bias -= alpha * self.z_mean
+            if prior.tanh is not None:
+                w_tanh += alpha * prior.tanh
+            if prior.proj is not None and w_proj is not None:
+                w_proj += alpha * prior.proj
+            at = 2
+        if self.use_proj:
+            w_proj += opts.proj_scale * w[at : at + proj_dim]
+            at += proj_dim
+        if self.use_tanh:
+            w_tanh += opts.tanh_scale * w[at : at + bits]
+        return LinearScorer(bias, None if w_tanh is None else w_tanh.astype(np.float32),
+                            None if w_proj is None else w_proj.astype(np.float32))
+
+
+def _samples(pos: Features, neg: Features, bg: Features, opts: FitOptions):
+    feats = Features.concat([pos, neg, bg])
+    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg) + len(bg))])
+    bg_w = opts.background_weight / max(len(bg), 1)
+    weight = np.concatenate([np.ones(len(pos) + len(neg)), np.full(len(bg), bg_w)])
+    return feats, y, weight
+
+
+def loo_decisions(x: np.ndarray, y: np.ndarray, weight: np.ndarray, lam: np.ndarray,
+                  w: np.ndarray) -> np.ndarray:
+    """Approximate leave-one-out decisions of a fitted L2 logistic model (one Newton step
+    from the full fit without sample i: s_i + g_i h_i / (1 - d_i h_i), with g and d the loss's
+    first and second derivatives in s_i and h_i = x_i' H^-1 x_i): held-out scores for
+    calibration without refitting once per mark."""
+    s = x @ w
+    p = sigmoid(s)
+    d = weight * p * (1 - p)
+    g = weight * (p - y)
+    hess = (x * d[:, None]).T @ x + np.diag(lam)
+    h = np.einsum("ij,ji->i", x, np.linalg.solve(hess, x.T))
+    return s + g * h / np.maximum(1 - d * h, 1e-6)
+
+
+def _fit_one(design: _Design, feats: Features, y, weight, prior: Prior, opts: FitOptions,
+             marked: int, bits: int, proj_dim: int) -> tuple[LinearScorer, dict]:
+    x = design.matrix(feats, prior, opts)
+    lam, mean = design.penalty(opts, x.shape[1])
+    w = fit_logistic(x, y, weight, lam, mean)
+    held = loo_decisions(x, y, weight, lam, w)
+    slope, offset = fit_platt(held, y, weight)
+    if slope == 0.0:  # held-out marks say nothing (one class, or too few): in-sample fit
+        slope, offset = fit_platt(x @ w, y, weight)
+    scorer = design.scorer(w, prior, opts, bits, proj_dim)
+    diag = {"loo_auc_marks": _auc(held[:marked], y[:marked])}
+    return LinearScorer(scorer.bias, scorer.w_tanh, scorer.w_proj, slope, offset), diag
+
+
+def _auc(score: np.ndarray, y: np.ndarray) -> float | None:
+    pos, neg = score[y > 0.5], score[y < 0.5]
+    if not len(pos) or not len(neg):
+        return None
+    return float((pos[:, None] > neg[None, :]).mean()
+                  + 0.5 * (pos[:, None] == neg[None, :]).mean())
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """The fits are many small solves (~320 x 320): a multi-threaded BLAS spends far more
+    waiting for its threads than computing when the cores are busy (28 ms vs 1.8 ms per solve
+    measured on the 2 shared cores), so they run on one thread where threadpoolctl is
+    installed (optional: without it the BLAS default applies)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+def fit_refiner(pos: Features, neg: Features, background: Features, prior: Prior,
+                opts: FitOptions | None = None) -> Refiner:
+    """Fit the full and portable scorers on the marked tiles' features (``pos``/``neg``),
+    ``background`` tiles as pseudo-negatives, and the typed query as the prior."""
+    opts = opts or FitOptions()
+    if not len(pos) and not len(neg):
+        raise ConfigError("Refining needs at least one tile marked right or wrong.")
+    if not len(pos) and prior.empty():
+        raise ConfigError("Mark at least one tile as right, or give a text or an example: "
+                          "tiles marked wrong alone say nothing about what to find.")
+    feats, y, weight = _samples(pos, neg, background, opts)
+    bits, proj_dim = feats.tanh.shape[1], 0 if feats.proj is None else feats.proj.shape[1]
+    z_bg = prior.score(background) if len(background) else prior.score(feats)
+    z_std = float(np.std(z_bg)) if len(z_bg) > 1 else 1.0
+    design = _Design(use_proj=feats.proj is not None, use_tanh=True,
+                     z_mean=float(np.mean(z_bg)) if len(z_bg) else 0.0,
+                     z_std=max(z_std, 1e-6), has_prior=not prior.empty())
+    marked = len(pos) + len(neg)
+    with one_blas_thread():
+        return _fit_both(design, feats, y, weight, prior, opts, marked, bits, proj_dim,
+                         (len(pos), len(neg)))
+
+
+def _fit_both(design, feats, y, weight, prior, opts, marked, bits, proj_dim, marks) -> Refiner:
+    full, diag = _fit_one(design, feats, y, weight, prior, opts, marked, bits, proj_dim)
+    portable = None
+    if feats.proj is not None:
+        lite = _Design(True, False, design.z_mean, design.z_std, design.has_prior)
+        portable, _ = _fit_one(lite, feats, y, weight, prior, opts, marked, bits, proj_dim)
+    return Refiner(full, portable, marks, diag)
+
+
+# --- scoring many tiles --------------------------------------------------------------------------
+def score_blocks(scorer: LinearScorer, tanh: np.ndarray | None, proj: np.ndarray | None,
+                 chunk: int = 131_072) -> np.ndarray:
+    """Decisions of row-normalised stored features held compactly (float16 is fine): scored
+    ``chunk`` rows at a time in float32, so a million tiles need no float32 copy."""
+    n = len(tanh) if tanh is not None else len(proj)
+    out = np.full(n, scorer.bias, np.float32)
+    for block, w in ((tanh, scorer.w_tanh), (proj, scorer.w_proj)):
+        if w is None:
+            continue
+        if block is None:
+            raise ConfigError("this refined search needs a stored block the index lacks")
+        w32 = np.asarray(w, np.float32)
+        for start in range(0, n, chunk):
+            out[start : start + chunk] += block[start : start + chunk].astype(np.float32) @ w32
+    return out

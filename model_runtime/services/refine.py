@@ -1,0 +1,106 @@
+"""Refined searches: fit ``feedback.py``'s learner on an index's marked tiles, score every tile
+with it, and keep it as a saved search (``saved_search.py``) to run on other indexes.
+
+Pure orchestration between an open :class:`~model_runtime.index.query.Index` (its features held
+compactly in RAM by ``Index.feature_blocks``) and the NumPy learner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from model_runtime import __version__
+from model_runtime.errors import DataError
+from model_runtime.feedback import (
+    Features,
+    FitOptions,
+    LinearScorer,
+    Prior,
+    Refiner,
+    fit_refiner,
+    monotone,
+    score_blocks,
+)
+from model_runtime.protocol import Hit
+from model_runtime.saved_search import SavedSearch
+
+#: the learner's name in a result's ``query.learner`` and in saved files
+METHOD = "logistic-prior"
+
+
+def proj_sha(heads: Any) -> str:
+    """Identity of the heads' feature projection: adaptation keeps its base's projection."""
+    return str((heads.meta.get("extra") or {}).get("adapted_from") or heads.sha)
+
+
+def _rows(blocks: Any, ids: Sequence[int], index: Any) -> np.ndarray:
+    ids = np.asarray([int(i) for i in ids], np.int64)
+    rows = np.searchsorted(blocks.ids, ids)
+    rows = np.minimum(rows, max(len(blocks.ids) - 1, 0))
+    missing = [int(i) for i, r in zip(ids, rows, strict=True)
+               if not len(blocks.ids) or blocks.ids[r] != i]
+    if missing:
+        raise DataError(f"There is no tile {missing[0]} in the index at {index.path}.",
+                        code="tile_not_found")
+    return rows
+
+
+def features_of(blocks: Any, rows: np.ndarray) -> Features:
+    return Features(blocks.tanh[rows].astype(np.float32),
+                    None if blocks.proj is None else blocks.proj[rows].astype(np.float32))
+
+
+def fit_marks(index: Any, prior: Prior, positive: Sequence[int], negative: Sequence[int],
+              opts: FitOptions | None = None) -> Refiner:
+    """The learner fitted on this index's marked tiles, with random tiles as pseudo-negatives."""
+    opts = opts or FitOptions()
+    blocks = index.feature_blocks()
+    pos_rows = _rows(blocks, positive, index)
+    neg_rows = _rows(blocks, negative, index)
+    marked = np.concatenate([pos_rows, neg_rows])
+    rng = np.random.default_rng(opts.seed)
+    pool = np.setdiff1d(np.arange(len(blocks.ids)), marked)
+    bg = np.sort(rng.choice(pool, min(opts.background, len(pool)), replace=False))
+    if blocks.proj is None:
+        prior = Prior(prior.tanh, None)
+    return fit_refiner(features_of(blocks, pos_rows), features_of(blocks, neg_rows),
+                       features_of(blocks, bg), prior, opts)
+
+
+def scored_hits(index: Any, scorer: LinearScorer, k: int, bbox, bbox_crs: str, collapse: bool,
+                exclude: Sequence[int], query_code: np.ndarray | None) -> list[Hit]:
+    """Top-k tiles of the whole index by ``scorer``, each with its calibrated confidence
+    (non-increasing down the ranking)."""
+    hits, decision = index.search_scored(
+        lambda b: score_blocks(scorer, b.tanh if scorer.w_tanh is not None else None,
+                               b.proj if scorer.w_proj is not None else None),
+        k=k, bbox=bbox, bbox_crs=bbox_crs, collapse=collapse, exclude_ids=exclude,
+        query_code=query_code)
+    conf = monotone(scorer.confidence(decision))
+    return [dataclasses.replace(h, confidence=round(float(c), 3))
+            for h, c in zip(hits, conf, strict=True)]
+
+
+def saved_of(refiner: Refiner, heads: Any, index: Any, query: dict[str, Any],
+             opts: FitOptions | None = None) -> SavedSearch:
+    """What ``--save`` keeps: both scorers, the query and its marks, model and provenance."""
+    opts = opts or FitOptions()
+    blocks = index.feature_blocks()
+    marks = [*((t, True) for t in query.get("positive", [])),
+             *((t, False) for t in query.get("negative", []))]
+    rows = index.store.tiles([t for t, _ in marks], geometry=False)
+    marked = [{"tile_id": int(t), "right": right, "source": rows[t].source,
+               "window": list(rows[t].window)} for t, right in marks if t in rows]
+    model = {"backbone": heads.backbone, "bits": int(heads.bits), "heads_sha": heads.sha,
+             "heads": heads.path.name, "proj_sha": proj_sha(heads),
+             "proj_dim": 0 if blocks.proj is None else int(blocks.proj.shape[1])}
+    portable = refiner.portable if blocks.proj is not None else None
+    return SavedSearch(model, {**query, "marked": marked, "index": str(index.path)},
+                       refiner.full, portable,
+                       {"cach_version": __version__, "method": METHOD,
+                        "options": dataclasses.asdict(opts), "tiles": int(len(blocks.ids)),
+                        "marks": list(refiner.marks), **refiner.diagnostics})

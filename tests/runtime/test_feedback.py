@@ -1,0 +1,293 @@
+"""The learner behind refined searches (``feedback.py``), its saved form (``saved_search.py``)
+and the pipeline's refined search on a small index (synthetic features, no encoder)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from model_runtime import saved_search
+from model_runtime.errors import ConfigError, DataError, ModelMismatchError
+from model_runtime.feedback import (
+    Features,
+    LinearScorer,
+    Prior,
+    fit_logistic,
+    fit_platt,
+    fit_refiner,
+    loo_decisions,
+    monotone,
+    score_blocks,
+    sigmoid,
+    unit_rows,
+)
+
+
+def _problem(seed: int = 0, n: int = 60, d: int = 5):
+    rng = np.random.default_rng(seed)
+    x = np.column_stack([np.ones(n), rng.normal(size=(n, d))])
+    y = (x[:, 1] + 0.5 * rng.normal(size=n) > 0).astype(float)
+    weight = rng.uniform(0.5, 2.0, n)
+    lam = np.full(d + 1, 0.7)
+    mean = rng.normal(size=d + 1) * 0.1
+    return x, y, weight, lam, mean
+
+
+def _loss(x, y, weight, lam, mean, w):
+    s = x @ w
+    return weight @ (np.logaddexp(0, s) - y * s) + 0.5 * lam @ (w - mean) ** 2
+
+
+def test_newton_fit_is_the_minimum_of_the_regularised_loss():
+    x, y, weight, lam, mean = _problem()
+    w = fit_logistic(x, y, weight, lam, mean)
+    grad = x.T @ (weight * (sigmoid(x @ w) - y)) + lam * (w - mean)
+    assert np.abs(grad).max() < 1e-6
+    # brute force: no nearby point is lower
+    rng = np.random.default_rng(1)
+    best = _loss(x, y, weight, lam, mean, w)
+    for _ in range(200):
+        assert _loss(x, y, weight, lam, mean, w + rng.normal(size=w.size) * 0.05) >= best
+
+
+def test_approximate_leave_one_out_is_close_to_refitting():
+    x, y, weight, lam, mean = _problem(seed=3, n=40)
+    w = fit_logistic(x, y, weight, lam)
+    approx = loo_decisions(x, y, weight, lam, w)
+    exact = np.array([x[i] @ fit_logistic(np.delete(x, i, 0), np.delete(y, i),
+                                          np.delete(weight, i), lam) for i in range(len(y))])
+    assert np.abs(approx - exact).max() < 0.05 * np.abs(exact).max()
+    assert not np.allclose(approx, x @ w)  # held-out, not the in-sample decisions
+
+
+def test_confidence_never_rises_as_rank_falls():
+    assert monotone([0.9, 0.95, 0.4, 0.5, 0.1]).tolist() == [0.9, 0.9, 0.4, 0.4, 0.1]
+    assert monotone([]).size == 0
+    # Platt's slope is never negative: a higher decision never gets a lower confidence
+    rng = np.random.default_rng(0)
+    dec = rng.normal(size=50)
+    slope, _ = fit_platt(dec, (dec < 0).astype(float), np.ones(50))  # ranks backwards
+    assert slope == 0.0
+    slope, offset = fit_platt(dec, (dec > 0).astype(float), np.ones(50))
+    conf = LinearScorer(0.0, None, np.zeros(3), slope, offset).confidence(np.sort(dec)[::-1])
+    assert slope > 0 and np.all(np.diff(conf) <= 0)
+
+
+def _clusters(seed: int = 0, n: int = 600, bits: int = 16, proj_dim: int = 24):
+    """Tiles of 6 types: each type a direction in both blocks, plus noise."""
+    rng = np.random.default_rng(seed)
+    kind = rng.integers(0, 6, n)
+    centres_t, centres_p = rng.normal(size=(6, bits)), rng.normal(size=(6, proj_dim))
+    tanh = centres_t[kind] + 1.2 * rng.normal(size=(n, bits))
+    proj = centres_p[kind] + 1.2 * rng.normal(size=(n, proj_dim))
+    return kind, Features.of(tanh, proj), centres_t
+
+
+def _auc(score, rel):
+    pos, neg = score[rel], score[~rel]
+    return (pos[:, None] > neg[None, :]).mean()
+
+
+def test_learner_beats_the_prior_and_the_prior_weighs_less_as_marks_accumulate():
+    kind, feats, centres_t = _clusters()
+    rel = kind == 2
+    # a poor prior: the wanted type's direction mixed with another type's
+    prior = Prior(tanh=unit_rows(centres_t[2] + 0.8 * centres_t[4])[0])
+    prior_score = prior.score(feats)
+    bg = feats.take(np.arange(500, 600))
+    aucs, agree = [], []
+    for marks in (4, 20, 100):
+        order = np.argsort(-prior_score[:500])[:marks]
+        pos, neg = order[rel[order]], order[~rel[order]]
+        fit = fit_refiner(feats.take(pos), feats.take(neg), bg, prior)
+        dec = fit.full.decision(feats)
+        aucs.append(_auc(dec, rel))
+        agree.append(np.corrcoef(dec, prior_score)[0, 1])
+    assert aucs[0] > _auc(prior_score, rel) + 0.05  # four marks already help
+    assert aucs[2] > aucs[1] > aucs[0]
+    assert agree[2] < agree[1] < agree[0]  # more marks: the ranking follows the prior less
+
+
+def test_portable_scorer_reads_no_tanh_block_beyond_the_prior():
+    kind, feats, centres_t = _clusters(seed=2)
+    prior = Prior(tanh=unit_rows(centres_t[1])[0])
+    pos = np.flatnonzero(kind == 1)[:5]
+    neg = np.flatnonzero(kind == 3)[:5]
+    fit = fit_refiner(feats.take(pos), feats.take(neg), feats.take(np.arange(400, 500)), prior)
+    w_t = fit.portable.w_tanh
+    cos = w_t @ prior.tanh / (np.linalg.norm(w_t) + 1e-12)
+    assert abs(abs(cos) - 1) < 1e-5  # only the prior's direction
+    assert fit.full.w_tanh is not None and abs(fit.full.w_tanh @ prior.tanh) / np.linalg.norm(
+        fit.full.w_tanh) < 0.9999
+
+
+def test_marks_without_a_right_tile_or_a_prior_are_refused():
+    _, feats, _ = _clusters()
+    with pytest.raises(ConfigError):
+        fit_refiner(feats.take([]), feats.take([1, 2]), feats.take(np.arange(10, 50)), Prior())
+    with pytest.raises(ConfigError):
+        fit_refiner(feats.take([]), feats.take([]), feats.take(np.arange(10, 50)), Prior())
+
+
+def test_chunked_scoring_of_float16_blocks_matches_float64():
+    rng = np.random.default_rng(0)
+    tanh = unit_rows(rng.normal(size=(1000, 16))).astype(np.float16)
+    proj = unit_rows(rng.normal(size=(1000, 24))).astype(np.float16)
+    s = LinearScorer(0.3, rng.normal(size=16).astype(np.float32),
+                     rng.normal(size=24).astype(np.float32))
+    want = 0.3 + tanh.astype(np.float64) @ s.w_tanh + proj.astype(np.float64) @ s.w_proj
+    assert np.allclose(score_blocks(s, tanh, proj, chunk=128), want, atol=1e-4)
+
+
+# --- saved searches -------------------------------------------------------------------------------
+MODEL = {"backbone": "bb", "bits": 16, "heads_sha": "a" * 64, "proj_sha": "b" * 64,
+         "proj_dim": 24, "heads": "h.safetensors"}
+
+
+def _saved(tmp_path):
+    rng = np.random.default_rng(0)
+    full = LinearScorer(0.1, rng.normal(size=16).astype(np.float32),
+                        rng.normal(size=24).astype(np.float32), 1.5, -0.2)
+    portable = LinearScorer(0.2, rng.normal(size=16).astype(np.float32),
+                            rng.normal(size=24).astype(np.float32), 0.5, 0.0)
+    path = saved_search.save(tmp_path / "s.json", saved_search.SavedSearch(
+        MODEL, {"text": "a harbour", "positive": [1]}, full, portable, {"tiles": 3}))
+    return path, full, portable
+
+
+def test_saved_search_round_trip_and_which_scorer_runs(tmp_path):
+    path, full, portable = _saved(tmp_path)
+    doc = saved_search.load(path)
+    assert np.array_equal(doc.full.w_proj, full.w_proj) and doc.full.slope == 1.5
+    assert doc.query["text"] == "a harbour" and doc.provenance["tiles"] == 3
+    assert doc.scorer_for("bb", 16, "a" * 64, "b" * 64, 24)[0] == "full"
+    # an adapted index: other heads, the same projection
+    which, scorer = doc.scorer_for("bb", 16, "c" * 64, "b" * 64, 24)
+    assert which == "portable" and np.array_equal(scorer.w_tanh, portable.w_tanh)
+    for other in (("xx", 16, "a" * 64, "b" * 64, 24), ("bb", 16, "c" * 64, "d" * 64, 24)):
+        with pytest.raises(ModelMismatchError) as err:
+            doc.scorer_for(*other)
+        assert err.value.code == "saved_search_mismatch"
+    assert "backbone 'bb'" in str(pytest.raises(ModelMismatchError, doc.scorer_for,
+                                                "xx", 16, "a", "b", 24).value)
+
+
+def _tamper(path, edit):
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+def _arr(values, dtype="<f4"):
+    raw = np.asarray(values, dtype).tobytes()
+    return {"dtype": "<f4", "shape": [len(values)], "data": base64.b64encode(raw).decode()}
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d.update(version=2),
+    lambda d: d.update(format="pickle"),
+    lambda d: d["scorers"]["full"].update(w_tanh=_arr([np.nan] * 16)),
+    lambda d: d["scorers"]["full"].update(w_tanh=_arr([1.0] * 15)),
+    lambda d: d["scorers"]["full"].update(w_proj=_arr([1.0] * 16)),
+    lambda d: d["scorers"]["full"]["w_tanh"].update(shape=[17]),
+    lambda d: d["scorers"]["full"]["w_tanh"].update(data="!!not base64!!"),
+    lambda d: d["scorers"]["full"]["w_tanh"].update(dtype="|O"),
+    lambda d: d["scorers"]["full"].update(slope=-1.0),
+    lambda d: d["scorers"]["full"].update(bias="1"),
+    lambda d: d["model"].update(bits=True),
+    lambda d: d["model"].pop("heads_sha"),
+    lambda d: d["scorers"].update(full=None),
+])
+def test_a_damaged_saved_search_is_refused_with_its_code(tmp_path, edit):
+    path, _, _ = _saved(tmp_path)
+    _tamper(path, edit)
+    with pytest.raises(DataError) as err:
+        saved_search.load(path)
+    assert err.value.code == "saved_search_invalid" and str(path) in str(err.value)
+
+
+def test_not_json_or_missing_saved_search(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b"\x80\x04\x95pickle")
+    with pytest.raises(DataError) as err:
+        saved_search.load(bad)
+    assert err.value.code == "saved_search_invalid"
+    bad.write_text('{"format": "cach-refined-search", "version": 1, "x": NaN}')
+    with pytest.raises(DataError):
+        saved_search.load(bad)
+    with pytest.raises(DataError) as err:
+        saved_search.load(tmp_path / "nothing.json")
+    assert err.value.code == "file_not_found"
+
+
+# --- the pipeline's refined search on a small synthetic index (no encoder) -----------------------
+def _index(folder, seed: int, n_per_type: int = 60):
+    """An index of 3 tile types (a direction each in tanh and projection space) with the
+    shipped 64-bit heads' identity, written straight into the store."""
+    from model_runtime.codes import pack
+    from model_runtime.index.store import Store
+    from model_runtime.index.writer import finalize
+    from model_runtime.model.heads import read_heads
+    from model_runtime.paths import HEADS_DIR
+
+    heads = read_heads(HEADS_DIR / "cach-effnetlite0-minilm-64.safetensors")
+    rng = np.random.default_rng(seed)
+    dirs = np.random.default_rng(99)  # the same types in every index
+    ct, cp = dirs.normal(size=(3, 64)), dirs.normal(size=(3, heads.proj_dim or 256))
+    kind = np.repeat(np.arange(3), n_per_type)
+    tanh = np.tanh(ct[kind] + 1.5 * rng.normal(size=(len(kind), 64))).astype(np.float32)
+    proj = (cp[kind] + 1.5 * rng.normal(size=(len(kind), cp.shape[1]))).astype(np.float16)
+    store = Store(folder, create=True)
+    store.set_meta(model=heads.info().to_json(), complete=True)
+    with store.transaction() as tx:
+        sid = tx.execute("INSERT INTO sources(path, size, mtime, sha1, status, crs, width, "
+                         "height, info, tiles, indexed_at) VALUES ('/syn.tif', 1, 1, 'x', "
+                         "'done', NULL, 99999, 256, '{}', ?, 'now')", (len(kind),)).lastrowid
+        tx.executemany(
+            "INSERT INTO tiles(source_id, col, row, width, height, scale, valid, footprint, "
+            "footprint_src, code, feats, proj) VALUES (?, ?, 0, 256, 256, 1, 1.0, NULL, '{}', "
+            "?, ?, ?)",
+            [(sid, i * 256, pack(tanh[i])[0].tobytes(), tanh[i].astype(np.float16).tobytes(),
+              proj[i].tobytes()) for i in range(len(kind))])
+        store._bump(tx)
+    finalize(store, 64)
+    ids = np.asarray(sorted(store.tiles(range(1, len(kind) + 1), geometry=False)))
+    store.close()
+    return {int(i): int(k) for i, k in zip(ids, kind, strict=True)}
+
+
+def test_refined_search_learns_saves_and_runs_on_another_index(tmp_path):
+    from model_runtime.pipeline import Pipeline
+
+    kinds_a = _index(tmp_path / "a", seed=0)
+    kinds_b = _index(tmp_path / "b", seed=1)
+    of = {k: [t for t, v in kinds_a.items() if v == k] for k in range(3)}
+    rt = Pipeline()
+    pos, neg = of[1][:3], of[0][:2] + of[2][:2]
+    res = rt.search(tmp_path / "a", positive=pos, negative=neg, k=30, collapse=False,
+                    save=tmp_path / "s.json")
+    assert res.query["learner"] == "logistic-prior" and res.query["saved_to"]
+    got = [h.tile_id for h in res.results]
+    assert not set(got) & set(pos + neg)
+    assert sum(kinds_a[t] == 1 for t in got) >= 27
+    conf = [h.confidence for h in res.results]
+    assert all(c is not None for c in conf) and conf == sorted(conf, reverse=True)
+    assert conf[0] > 0.5  # a tile the model is sure of is not shown at a few per cent
+    # today's weighted sum is still there, without the learner
+    plain = rt.search(tmp_path / "a", positive=pos, negative=neg, k=5, learn=False)
+    assert "learner" not in plain.query
+    # the saved search on another index made with the same heads: the full scorer
+    again = rt.search(tmp_path / "b", saved=tmp_path / "s.json", k=30, collapse=False)
+    assert again.query["scorer"] == "full"
+    assert sum(kinds_b[h.tile_id] == 1 for h in again.results) >= 27
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["model"]["heads_sha"] == res.model["heads_sha"]
+    assert [m["tile_id"] for m in saved["query"]["marked"]] == pos + neg
+    with pytest.raises(ConfigError):
+        rt.search(tmp_path / "b", saved=tmp_path / "s.json", text="a harbour")
+    with pytest.raises(ConfigError):
+        rt.search(tmp_path / "b", text="a harbour", save=tmp_path / "t.json")
+    rt.close()

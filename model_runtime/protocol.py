@@ -106,10 +106,6 @@ ERROR_CODES: dict[str, tuple[str, str]] = {
     "index_readonly": ("index", "the index is read-only: it can be searched, not changed"),
     "index_readonly": ("index", "the index is read-only: it can be searched, not changed"),
     "index_needs_rebuild": ("index", "the index lacks what this op needs; re-index with rebuild"),
-    # refined searches kept as files (saved_search.py)
-    "saved_search_invalid": ("data", "a saved search file is damaged or not one"),
-    "saved_search_mismatch": ("model_mismatch", "a saved search was made with another backbone "
-                              "or heads whose feature projection this index does not share"),
     # the rest
     "cancelled": ("cancelled", "the user cancelled"),
     "disk_full": ("disk_full", "the disk is full; nothing half-written was kept"),
@@ -132,12 +128,12 @@ _SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
     "status": {},
     "shutdown": {},
     "cancel": {"target": ("id", True)},
-    "load": {"bits": ("bits", False), "backbone": ("str", False), "heads": ("str", False)},
+    "load": {"bits": ("bits", False), "backbone": ("str", False), "heads": ("path", False)},
     "search": {
-        "index": ("str", True),
+        "index": ("path", True),
         "text": ("str", False),
         "tile": ("tile_id", False),
-        "image": ("str", False),
+        "image": ("path", False),
         "positive": ("tile_ids", False),
         "negative": ("tile_ids", False),
         "weights": ("weights", False),
@@ -145,27 +141,23 @@ _SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
         "bbox": ("bbox", False),
         "bbox_crs": ("str", False),
         "collapse": ("bool", False),
-        # marked tiles fit a model (docs/search.md "Refining with marks"); false: weighted sum
-        "learn": ("bool", False),
-        "save": ("path", False),  # keep the refined search in this file
-        "saved": ("path", False),  # run a saved refined search (no other query parts)
     },
     "caption": {
-        "index": ("str", False),
+        "index": ("path", False),
         "tile": ("tile_id", False),
-        "image": ("str", False),
+        "image": ("path", False),
         "k": ("k", False),
         "similar": ("count", False),
     },
     "locate": {
-        "index": ("str", True),
+        "index": ("path", True),
         "x": ("finite", True),
         "y": ("finite", True),
         "crs": ("str", False),
     },
     "index": {
-        "index": ("str", True),
-        "paths": ("str_list", True),
+        "index": ("path", True),
+        "paths": ("path_list", True),
         "tile_size": ("int", False),
         "tile_metres": ("finite", False),
         "overlap": ("finite", False),
@@ -178,11 +170,14 @@ _SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
         "allow_outside_sources": ("bool", False),
         "remove": ("str_list", False),
     },
-    "adapt": {"index": ("str", True), "steps": ("count", False)},
+    "adapt": {"index": ("path", True), "steps": ("steps", False)},
 }
 
 _KIND_TEXT = {
     "str": "a string of valid Unicode text",
+    "path": "a path: a non-empty string of valid Unicode text without NUL bytes",
+    "path_list": "a list of paths (non-empty strings without NUL bytes)",
+    "steps": f"an integer from 1 to {MAX_K}",
     "id": "a string or an integer",
     "bool": "true or false",
     "int": "an integer",
@@ -218,9 +213,20 @@ def _is_text(value: Any) -> bool:
     return True
 
 
+def _is_path(value: Any) -> bool:
+    """Text a file system can take as a path: NUL ends a C string, so no OS path holds one."""
+    return _is_text(value) and bool(value) and "\x00" not in value
+
+
 def _check_value(kind: str, value: Any) -> bool:
     if kind == "str":
         return _is_text(value)
+    if kind == "path":
+        return _is_path(value)
+    if kind == "path_list":
+        return isinstance(value, list) and bool(value) and all(_is_path(v) for v in value)
+    if kind == "steps":
+        return _is_int(value) and 1 <= value <= MAX_K
     if kind == "id":
         return _is_int(value) or _is_text(value)
     if kind == "bool":
@@ -294,9 +300,9 @@ def validate_params(op: str, params: dict[str, Any], request_id: RequestId = Non
             raise ProtocolError(_bad_value_message(op, name, kind, value), request_id, "bad_param")
     if op == "search":
         given = [q for q in ("text", "tile", "image") if params.get(q) is not None]
-        if not given and not params.get("positive") and params.get("saved") is None:
+        if not given and not params.get("positive"):
             raise ProtocolError(
-                "op 'search' needs a query: 'text', 'tile', 'image', 'positive' or 'saved'",
+                "op 'search' needs a query: 'text', 'tile', 'image' or 'positive'",
                 request_id,
                 "bad_param",
             )

@@ -113,9 +113,29 @@ def to_gdal(path: str | os.PathLike) -> str:
 
 
 def endpoint_url(environ: Mapping[str, str] | None = None) -> str | None:
-    """The S3 endpoint the user set (``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``)."""
+    """The S3 endpoint the user set (``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``): an
+    ``http(s)://host[:port][/path]`` URL, else a configuration error naming the variable."""
     env = os.environ if environ is None else environ
-    return env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        url = env.get(name)
+        if url:
+            _check_endpoint(name, url)
+            return url
+    return None
+
+
+def _check_endpoint(name: str, url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018  (raises ValueError on a port that is not a number 0-65535)
+    except ValueError:
+        ok = False
+    if not ok or any(c.isspace() or ord(c) < 32 for c in url):
+        shown = url if len(url) <= 80 else url[:77] + "..."
+        raise ConfigError(f"{name} must be an http:// or https:// URL with a host name, e.g. "
+                          f"https://s3.example.org or http://127.0.0.1:9000, not {shown!r}.",
+                          code="bad_value", variable=name)
 
 
 def aws_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -206,13 +226,14 @@ def gdal_session(uri: str | os.PathLike, environ: Mapping[str, str] | None = Non
 
 def client(environ: Mapping[str, str] | None = None):
     """A boto3 S3 client on the user's endpoint and credentials (standard AWS environment)."""
+    env = os.environ if environ is None else environ
+    url = endpoint_url(env)  # a malformed endpoint is the first thing to say, boto3 or not
     try:
         import boto3
         from botocore.config import Config
     except ImportError as err:
         raise ConfigError(f"s3:// paths need boto3, which is not installed: {INSTALL_HINT}.",
                           code="extra_missing") from err
-    env = os.environ if environ is None else environ
     session = boto3.Session(
         aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
@@ -222,7 +243,7 @@ def client(environ: Mapping[str, str] | None = None):
     unsigned = str(env.get("AWS_NO_SIGN_REQUEST", "")).upper() in ("YES", "TRUE", "1")
     config = Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 3},
                     **({"signature_version": _unsigned()} if unsigned else {}))
-    return session.client("s3", endpoint_url=endpoint_url(env), config=config)
+    return session.client("s3", endpoint_url=url, config=config)
 
 
 def _unsigned():
@@ -277,19 +298,39 @@ def _wanted(key: str, suffixes: tuple[str, ...]) -> bool:
             and not any(p.startswith(".") for p in parts))
 
 
+def refused_key(key: str) -> str | None:
+    """Why a raster's key cannot be an index source, None when it can: a key with ``.`` or
+    ``..`` or empty segments would name another object (or bucket) once GDAL normalises the
+    ``/vsis3/`` path; control characters cannot be written to a layer or a log honestly."""
+    parts = key.split("/")
+    if any(p in (".", "..") for p in parts):
+        return "its key has '.' or '..' segments, which would read another object"
+    if any(not p for p in parts):
+        return "its key has an empty segment ('//' or a leading '/')"
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        return "its key holds control characters"
+    return None
+
+
 def list_objects(path: str, suffixes: tuple[str, ...] = RASTER_SUFFIXES,
-                 environ: Mapping[str, str] | None = None) -> list[RemoteObject]:
+                 environ: Mapping[str, str] | None = None,
+                 refused: list[tuple[str, str]] | None = None) -> list[RemoteObject]:
     """The rasters under ``path`` (``s3://bucket/prefix`` or ``/vsis3/...``), sorted by URI.
 
     A path that names one object lists that object; otherwise it is a folder (``prefix/``).
-    Raises ``DataError`` with one clear message for wrong credentials, a missing bucket or an
-    unreachable endpoint."""
+    Rasters whose key cannot be a source (:func:`refused_key`) are left out and, when
+    ``refused`` is given, appended to it as ``(uri, reason)``. Raises ``DataError`` with one
+    clear message for wrong credentials, a missing bucket or an unreachable endpoint."""
     from botocore import exceptions as bex
 
     bucket, key = split(path)
     s3 = client(environ)
     try:
         if key and not key.endswith("/") and key.lower().endswith(suffixes):
+            if refused_key(key):
+                if refused is not None:
+                    refused.append((f"s3://{bucket}/{key}", refused_key(key) or ""))
+                return []
             head = s3.head_object(Bucket=bucket, Key=key)
             return [RemoteObject(f"s3://{bucket}/{key}", int(head["ContentLength"]),
                                  str(head.get("ETag", "")).strip('"'),
@@ -297,8 +338,13 @@ def list_objects(path: str, suffixes: tuple[str, ...] = RASTER_SUFFIXES,
         prefix = key if not key or key.endswith("/") else key + "/"
         found = []
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            found += [_listed(bucket, it) for it in page.get("Contents", [])
-                      if _wanted(it["Key"], suffixes)]
+            for item in page.get("Contents", []):
+                why = refused_key(item["Key"]) if item["Key"].lower().endswith(suffixes) else None
+                if why:
+                    if refused is not None:
+                        refused.append((f"s3://{bucket}/{item['Key']}", why))
+                elif _wanted(item["Key"], suffixes):
+                    found.append(_listed(bucket, item))
     except (bex.BotoCoreError, bex.ClientError) as err:
         raise explain(err, str(path), environ) from err
     return sorted(found, key=lambda o: o.uri)
@@ -367,12 +413,14 @@ class S3Store:
         from model_runtime.protocol import Skipped
         from model_runtime.sources import SourceRef
 
-        objects = list_objects(uri)
-        if not objects:
+        refused: list[tuple[str, str]] = []
+        objects = list_objects(uri, refused=refused)
+        skipped = [Skipped(u, f"{u}: not indexed: {why}", "source_refused") for u, why in refused]
+        if not objects and not skipped:
             return [], [Skipped(to_uri(uri), f"{to_uri(uri)}: no rasters (" +
                                 ", ".join(RASTER_SUFFIXES) + ") under this prefix",
                                 "file_not_found")]
-        return [SourceRef(o.uri, o.size, o.etag, o.mtime) for o in objects], []
+        return [SourceRef(o.uri, o.size, o.etag, o.mtime) for o in objects], skipped
 
     def read_range(self, ref: Any, start: int, length: int) -> bytes:
         from botocore import exceptions as bex

@@ -56,8 +56,7 @@ def _search(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> di
                      weights=p.get("weights"), k=p.get("k") or DEFAULT_K, bbox=p.get("bbox"),
                      bbox_crs=p.get("bbox_crs") or "EPSG:4326",
                      collapse=True if p.get("collapse") is None else p["collapse"],
-                     cancel=cancel, learn=True if p.get("learn") is None else p["learn"],
-                     save=p.get("save"), saved=p.get("saved")).to_json()
+                     cancel=cancel).to_json()
 
 
 def _caption(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> dict:
@@ -100,21 +99,27 @@ HANDLERS: dict[str, Callable[..., dict]] = {
 
 
 def _run_job(rt: Any, send: _Sender, job: tuple, cancel: Any) -> None:
+    """Run one job; the status after it (models now loaded) is sent before its ``done``, which
+    ends the front's wait, so a ``status`` right after the answer already shows it."""
     _, request_id, op, params = job
     try:
         if cancel.is_set():
             raise CancelledError("Cancelled.")
-        result = HANDLERS[op](rt, params, cancel, _progress(send, request_id))
-        send("done", request_id, True, result)
+        outcome = (True, HANDLERS[op](rt, params, cancel, _progress(send, request_id)))
     except BaseException as err:  # every outcome is one answer; the loop survives everything
         if not getattr(err, "kind", None):
             LOG.exception("%s %r failed", op, request_id)
         else:
             LOG.info("%s %r: %s", op, request_id, err)
-        send("done", request_id, False, ErrorInfo.from_exception(err).to_dict())
+        outcome = (False, ErrorInfo.from_exception(err).to_dict())
         if isinstance(err, (KeyboardInterrupt, SystemExit)):
+            send("done", request_id, *outcome)
             raise
-    send("status", rt.status())
+    try:
+        send("status", rt.status())
+    except Exception:  # noqa: BLE001 - the answer below must go out whatever status does
+        LOG.exception("status after %s %r failed", op, request_id)
+    send("done", request_id, *outcome)
 
 
 def run(conn: Any, cancel: Any, runtime_kwargs: dict, log_level: int) -> None:

@@ -7,7 +7,19 @@ import argparse
 import json
 import sys
 
+from model_runtime.protocol import MAX_K
 from model_runtime.worker import add_model_arguments, runtime_kwargs
+
+
+def steps(text: str) -> int:
+    """An argparse type: training steps, 1 to 10,000 as the worker's ``adapt`` takes them."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"steps is a whole number, got {text[:40]!r}") from None
+    if not 1 <= value <= MAX_K:
+        raise argparse.ArgumentTypeError(f"steps is from 1 to {MAX_K}, got {text[:40]}")
+    return value
 
 
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
@@ -17,7 +29,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         "are untouched); later 'cach index' runs on it encode with them; adapting again starts "
         "from the shipped heads.")
     p.add_argument("--index", required=True, metavar="DIR", help="index folder")
-    p.add_argument("--steps", type=int, metavar="N", help="training steps (default: the recipe's)")
+    p.add_argument("--steps", type=steps, metavar="N", help="training steps (default: the recipe's)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_model_arguments(p)
     return p

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from model_runtime.commands.search import tile_id
 from model_runtime.protocol import DEFAULT_CAPTIONS, DEFAULT_SIMILAR
 from model_runtime.worker import add_model_arguments, runtime_kwargs
 
@@ -13,7 +14,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser("caption", help=help_text, description=help_text)
     p.add_argument("--index", metavar="DIR", help="index folder (needed for --tile)")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--tile", type=int, metavar="ID", help="a tile of the index")
+    what.add_argument("--tile", type=tile_id, metavar="ID", help="a tile of the index")
     what.add_argument("--image", metavar="FILE", help="an image or raster file")
     p.add_argument("-k", "--k", dest="k", type=int, default=DEFAULT_CAPTIONS,
                    help=f"number of captions ({DEFAULT_CAPTIONS})")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from model_runtime.protocol import DEFAULT_K
+from model_runtime.protocol import DEFAULT_K, MAX_TILE_ID
 from model_runtime.worker import add_model_arguments, runtime_kwargs
 
 
@@ -18,6 +18,17 @@ def _weight(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}") from None
 
 
+def tile_id(text: str) -> int:
+    """An argparse type: a tile id as the worker takes it (0 to SQLite's largest integer)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a tile id is a whole number, got {text[:40]!r}") from None
+    if not 0 <= value <= MAX_TILE_ID:
+        raise argparse.ArgumentTypeError(f"a tile id is from 0 to {MAX_TILE_ID}, got {text[:40]}")
+    return value
+
+
 def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "search",
@@ -27,11 +38,11 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--index", required=True, metavar="DIR", help="index folder")
     p.add_argument("--text", help="describe what to find, e.g. 'a harbour with boats'")
-    p.add_argument("--tile", type=int, metavar="ID", help="find tiles similar to this tile")
+    p.add_argument("--tile", type=tile_id, metavar="ID", help="find tiles similar to this tile")
     p.add_argument("--image", metavar="FILE", help="find tiles similar to this image")
     p.add_argument(
         "--positive",
-        type=int,
+        type=tile_id,
         nargs="+",
         default=[],
         metavar="ID",
@@ -39,7 +50,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--negative",
-        type=int,
+        type=tile_id,
         nargs="+",
         default=[],
         metavar="ID",

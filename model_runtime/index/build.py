@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from model_runtime.errors import CancelledError, ConfirmationNeeded
-from model_runtime.index.lock import IndexLock
+from model_runtime.index.lock import IndexLock, refuse_system_folder
 from model_runtime.index.roots import holdings, normalize_root, plan_run
 from model_runtime.index.scan import Scan, Todo, apply_scan, scan_sources
 from model_runtime.index.store import DB_NAME, Store
@@ -117,6 +117,7 @@ def build_index(index_dir: str | os.PathLike, paths: Sequence[str], model: Any,
     units are skipped). Files that cannot be read are skipped and named in the summary."""
     options = options or BuildOptions()
     started = time.perf_counter()
+    refuse_system_folder(index_dir)
     os.makedirs(index_dir, exist_ok=True)
     with IndexLock(index_dir):
         if options.rebuild:

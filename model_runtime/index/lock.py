@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from model_runtime.errors import IndexStateError
+from model_runtime.errors import ConfigError, IndexStateError
 
 LOCK_NAME = ".cach-write.lock"
 
@@ -36,6 +36,21 @@ def _try_lock(fh: IO[str]) -> bool:
         return False
 
 
+#: folders of the kernel's and devices' pseudo file systems: no index can live there
+SYSTEM_FOLDERS = ("/proc", "/sys", "/dev")
+
+
+def refuse_system_folder(index_dir: str | os.PathLike) -> None:
+    """A coded configuration error for an index folder under /proc, /sys or /dev (writing
+    there fails in ways no user can act on, or writes into the kernel)."""
+    real = os.path.realpath(index_dir)
+    for top in SYSTEM_FOLDERS:
+        if real == top or real.startswith(top + "/"):
+            raise ConfigError(f"{index_dir} is in {top}, a system folder that cannot hold an "
+                              "index; choose a folder on a disk.", code="bad_value",
+                              path=str(index_dir))
+
+
 class IndexLock:
     """``with IndexLock(dir):`` holds the index for writing, or raises ``index_locked``."""
 
@@ -44,6 +59,7 @@ class IndexLock:
         self._fh: IO[str] | None = None
 
     def __enter__(self) -> IndexLock:
+        refuse_system_folder(self.path.parent)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until __exit__

@@ -14,19 +14,41 @@ import shutil
 import threading
 from pathlib import Path
 
-from model_runtime.errors import ConfigError, IndexStateError, ModelMismatchError
+from model_runtime.errors import ConfigError, DataError, IndexStateError, ModelMismatchError
 from model_runtime.index.query import Index, open_index
 from model_runtime.index.store import DB_NAME, Store
 from model_runtime.model.heads import (
     HeadsRef,
     find_heads,
     index_heads_dir,
+    read_heads,
     resolve_heads,
     shipped_heads,
 )
 from model_runtime.paths import HEADS_DIR
 
 LOG = logging.getLogger(__name__)
+
+
+def _check_own_heads(model: dict, index_dir: Path) -> None:
+    """When the heads file the index names is its own (adapted) and is there but unusable, say
+    so: damaged or changed adapted heads are not 'heads this installation does not have'."""
+    name = str(model.get("heads") or "")
+    own = index_heads_dir(index_dir) / name
+    if not name or "/" in name or "\\" in name or not own.is_file():
+        return
+    try:
+        sha = read_heads(own).sha
+    except DataError as err:
+        raise DataError(
+            f"The adapted heads {own} kept in the index are damaged ({err}). Run 'cach adapt' "
+            "on the index again, or index the folders again with 'Rebuild'.",
+            code="heads_unreadable", path=str(own)) from None
+    raise DataError(
+        f"The adapted heads {own} kept in the index have changed since they made its codes "
+        f"(SHA-256 {sha[:12]}..., the index recorded {str(model.get('heads_sha'))[:12]}...). "
+        "Run 'cach adapt' on the index again, or index the folders again with 'Rebuild'.",
+        code="heads_unreadable", path=str(own))
 
 
 def _key(index_dir: str | os.PathLike) -> Path:
@@ -81,6 +103,7 @@ class IndexService:
             return current
         ref = find_heads(str(sha), [index_heads_dir(index_dir)])
         if ref is None:
+            _check_own_heads(model, index_dir)
             raise ModelMismatchError(
                 f"The index at {index_dir} was built with heads ({model.get('heads') or sha}) "
                 "that this installation does not have. Index the folders again with 'Rebuild' "

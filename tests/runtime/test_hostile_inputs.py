@@ -81,3 +81,98 @@ def test_a_nul_byte_in_the_image_path_is_a_coded_error():
     with pytest.raises(DataError) as info:
         read_query_image("/tmp/a\x00b.png")
     assert info.value.code == "image_unreadable"
+
+
+# --- the environment -----------------------------------------------------------------------------
+@pytest.mark.parametrize("value", ["1000000000", "9" * 5000, "1025"])
+def test_encoder_threads_beyond_the_cap_are_a_configuration_error(monkeypatch, value):
+    from model_runtime.errors import ConfigError
+    from model_runtime.model.compiled import MAX_ENV_COUNT, encoder_threads
+
+    monkeypatch.setenv("CACH_ENCODER_THREADS", value)
+    with pytest.raises(ConfigError) as info:
+        encoder_threads()
+    assert info.value.code == "bad_value" and f"than the {MAX_ENV_COUNT}" in str(info.value)
+    assert len(str(info.value)) < 200
+    monkeypatch.setenv("CACH_ENCODER_THREADS", str(MAX_ENV_COUNT))
+    assert encoder_threads() == MAX_ENV_COUNT
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://host", "http://", "http://h:99999", "s3.example.org",
+                                 "http://host name"])
+def test_an_endpoint_that_is_not_an_http_url_is_a_configuration_error(url):
+    from model_runtime import remote
+    from model_runtime.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        remote.endpoint_url({"AWS_ENDPOINT_URL": url})
+    assert info.value.code == "bad_value" and "AWS_ENDPOINT_URL must be" in str(info.value)
+    with pytest.raises(ConfigError):
+        remote.client({"AWS_ENDPOINT_URL": url})  # before boto3 is even imported
+    assert remote.endpoint_url({"AWS_ENDPOINT_URL": "http://127.0.0.1:9000"})
+
+
+# --- object storage keys -------------------------------------------------------------------------
+class _FakeS3:
+    """Enough of a boto3 client for a listing."""
+
+    def __init__(self, keys):
+        self.keys = keys
+
+    def get_paginator(self, name):
+        keys = self.keys
+
+        class _Pages:
+            def paginate(self, Bucket, Prefix):  # noqa: N803 - boto3's names
+                import datetime
+
+                now = datetime.datetime(2026, 1, 1)
+                yield {"Contents": [{"Key": k, "Size": 10, "ETag": '"e"', "LastModified": now}
+                                    for k in keys if k.startswith(Prefix)]}
+
+        return _Pages()
+
+
+def test_a_key_that_climbs_out_of_its_prefix_is_listed_as_skipped(monkeypatch):
+    from model_runtime import remote
+
+    keys = ["ortho/a.tif", "ortho/../../escape.tif", "ortho/./b.tif", "ortho//c.tif",
+            "ortho/.hidden.tif", "ortho/readme.txt"]
+    monkeypatch.setattr(remote, "client", lambda environ=None: _FakeS3(keys))
+    refs, skipped = remote.S3Store().list_sources("s3://bucket/ortho")
+    assert [r.uri for r in refs] == ["s3://bucket/ortho/a.tif"]
+    by_path = {s.path: s for s in skipped}
+    assert set(by_path) == {"s3://bucket/ortho/../../escape.tif", "s3://bucket/ortho/./b.tif",
+                            "s3://bucket/ortho//c.tif"}
+    escape = by_path["s3://bucket/ortho/../../escape.tif"]
+    assert escape.code == "source_refused" and "'..'" in escape.reason
+    refused: list = []
+    assert remote.list_objects("s3://bucket/ortho/../../escape.tif", refused=refused) == []
+    assert refused and refused[0][0] == "s3://bucket/ortho/../../escape.tif"
+
+
+# --- index folders -------------------------------------------------------------------------------
+@pytest.mark.parametrize("where", ["/proc/cach-index", "/proc/self/fdinfo", "/sys/x", "/dev/shm/../x"])
+def test_an_index_cannot_live_in_a_system_folder(where):
+    from model_runtime.errors import ConfigError
+    from model_runtime.index.lock import IndexLock
+
+    with pytest.raises(ConfigError) as info, IndexLock(where):
+        pass
+    assert info.value.code == "bad_value" and "system folder" in str(info.value)
+
+
+def test_damaged_adapted_heads_are_reported_as_damaged(tmp_path):
+    from model_runtime.model.heads import index_heads_dir
+    from model_runtime.services.indexes import IndexService
+
+    own = index_heads_dir(tmp_path)
+    own.mkdir(parents=True)
+    name = "cach-effnetlite0-minilm-64-adapted-20260101-000000.safetensors"
+    (own / name).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken")
+    model = {"backbone": "effnetlite0-minilm", "bits": 64, "heads_sha": "ab" * 32,
+             "heads": name}
+    with pytest.raises(DataError) as info:
+        IndexService("effnetlite0-minilm").heads_of(model, tmp_path)
+    assert info.value.code == "heads_unreadable"
+    assert "damaged" in str(info.value) and "does not have" not in str(info.value)

@@ -37,11 +37,11 @@ MAX_MESSAGE_CHARS = 400
 class RawWorker:
     """``cach serve --stdio --no-preload`` spoken to in bytes, so any line can be sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "model_runtime.cli", "serve", "--stdio", "--no-preload"],
             cwd=PLUGIN_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, env={**os.environ, "CACH_DEVICE": "cpu"})
+            stderr=subprocess.DEVNULL, env={**os.environ, "CACH_DEVICE": "cpu", **(env or {})})
         self.lines: queue.Queue[bytes | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         ready = self.next()
@@ -151,6 +151,39 @@ def test_a_50_mb_line_is_answered_fast_with_bounded_memory(worker):
 def _rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+
+
+@pytest.mark.parametrize("op, params", [
+    ("search", {"index": "/tmp/a\u0000b", "text": "x"}),
+    ("index", {"index": "/tmp/idx", "paths": ["/data", "/da\u0000ta"]}),
+    ("caption", {"image": "/tmp/q\u0000.png"}),
+    ("adapt", {"index": "/tmp/idx", "steps": -5}),
+    ("adapt", {"index": "/tmp/idx", "steps": 0}),
+    ("search", {"index": "", "text": "x"}),
+])
+def test_a_nul_byte_in_a_path_and_steps_below_one_are_bad_params(worker, op, params):
+    """Refused by the front before a job process starts (was: 'internal' from the job)."""
+    worker.send_raw(json.dumps({"id": "p", "op": op, "params": params}).encode() + b"\n")
+    msg = _one_coded_error(worker.answers_until_status(f"after-{op}"), "bad_param")
+    assert msg["id"] == "p"
+
+
+def test_status_shows_the_model_a_job_loaded(tmp_path):
+    """``models_loaded`` right after the answer of the job that loaded it (was one job late)."""
+    w = RawWorker(env={"CACH_CACHE": str(tmp_path / "cache")})
+    try:
+        w.send_raw(b'{"id": "L", "op": "load", "params": {}}\n')
+        while True:
+            msg = w.next(timeout=300)
+            if msg.get("id") == "L" and "ok" in msg:
+                break
+        assert msg["ok"], msg
+        w.send_raw(b'{"id": "S", "op": "status"}\n')
+        status = w.next()
+        assert status["id"] == "S" and status["result"]["models_loaded"], status
+        assert status["result"]["job_pid"]
+    finally:
+        w.close()
 
 
 # --- fuzz ----------------------------------------------------------------------------------------

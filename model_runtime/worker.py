@@ -390,7 +390,9 @@ def _protocol_stdout() -> IO[str]:
     proto_fd = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    return os.fdopen(proto_fd, "w", encoding="utf-8", buffering=1)
+    # a file name that is not UTF-8 reaches a result as lone surrogates (inside a JSON string):
+    # backslashreplace writes them as the JSON escape \udcXX instead of failing the write
+    return os.fdopen(proto_fd, "w", encoding="utf-8", errors="backslashreplace", buffering=1)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -106,6 +106,10 @@ ERROR_CODES: dict[str, tuple[str, str]] = {
     "index_readonly": ("index", "the index is read-only: it can be searched, not changed"),
     "index_readonly": ("index", "the index is read-only: it can be searched, not changed"),
     "index_needs_rebuild": ("index", "the index lacks what this op needs; re-index with rebuild"),
+    # refined searches kept as files (saved_search.py)
+    "saved_search_invalid": ("data", "a saved search file is damaged or not one"),
+    "saved_search_mismatch": ("model_mismatch", "a saved search was made with another backbone "
+                              "or heads whose feature projection this index does not share"),
     # the rest
     "cancelled": ("cancelled", "the user cancelled"),
     "disk_full": ("disk_full", "the disk is full; nothing half-written was kept"),
@@ -141,6 +145,10 @@ _SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
         "bbox": ("bbox", False),
         "bbox_crs": ("str", False),
         "collapse": ("bool", False),
+        # marked tiles fit a model (docs/search.md "Refining with marks"); false: weighted sum
+        "learn": ("bool", False),
+        "save": ("path", False),  # keep the refined search in this file
+        "saved": ("path", False),  # run a saved refined search (no other query parts)
     },
     "caption": {
         "index": ("path", False),
@@ -300,9 +308,9 @@ def validate_params(op: str, params: dict[str, Any], request_id: RequestId = Non
             raise ProtocolError(_bad_value_message(op, name, kind, value), request_id, "bad_param")
     if op == "search":
         given = [q for q in ("text", "tile", "image") if params.get(q) is not None]
-        if not given and not params.get("positive"):
+        if not given and not params.get("positive") and params.get("saved") is None:
             raise ProtocolError(
-                "op 'search' needs a query: 'text', 'tile', 'image' or 'positive'",
+                "op 'search' needs a query: 'text', 'tile', 'image', 'positive' or 'saved'",
                 request_id,
                 "bad_param",
             )

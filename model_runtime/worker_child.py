@@ -56,7 +56,8 @@ def _search(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> di
                      weights=p.get("weights"), k=p.get("k") or DEFAULT_K, bbox=p.get("bbox"),
                      bbox_crs=p.get("bbox_crs") or "EPSG:4326",
                      collapse=True if p.get("collapse") is None else p["collapse"],
-                     cancel=cancel).to_json()
+                     cancel=cancel, learn=True if p.get("learn") is None else p["learn"],
+                     save=p.get("save"), saved=p.get("saved")).to_json()
 
 
 def _caption(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> dict:

@@ -49,7 +49,7 @@ class FitOptions:
     #: the prior's coefficient when there are no marks (logit per standard deviation of z)
     prior_alpha: float = 1.5
     #: random archive tiles used as pseudo-negatives, and the total weight they carry
-    background: int = 400
+    background: int = 200
     background_weight: float = 4.0
     #: scale of the projection and tanh blocks (a larger scale = a weaker penalty on that block)
     proj_scale: float = 4.0
@@ -321,9 +321,10 @@ def one_blas_thread() -> Iterator[None]:
 
 
 def fit_refiner(pos: Features, neg: Features, background: Features, prior: Prior,
-                opts: FitOptions | None = None) -> Refiner:
-    """Fit the full and portable scorers on the marked tiles' features (``pos``/``neg``),
-    ``background`` tiles as pseudo-negatives, and the typed query as the prior."""
+                opts: FitOptions | None = None, portable: bool = True) -> Refiner:
+    """Fit the full (and, with ``portable``, the portable) scorer on the marked tiles'
+    features (``pos``/``neg``), ``background`` tiles as pseudo-negatives, and the typed query
+    as the prior."""
     opts = opts or FitOptions()
     if not len(pos) and not len(neg):
         raise ConfigError("Refining needs at least one tile marked right or wrong.")
@@ -340,13 +341,14 @@ def fit_refiner(pos: Features, neg: Features, background: Features, prior: Prior
     marked = len(pos) + len(neg)
     with one_blas_thread():
         return _fit_both(design, feats, y, weight, prior, opts, marked, bits, proj_dim,
-                         (len(pos), len(neg)))
+                         (len(pos), len(neg)), portable)
 
 
-def _fit_both(design, feats, y, weight, prior, opts, marked, bits, proj_dim, marks) -> Refiner:
+def _fit_both(design, feats, y, weight, prior, opts, marked, bits, proj_dim, marks,
+              with_portable: bool) -> Refiner:
     full, diag = _fit_one(design, feats, y, weight, prior, opts, marked, bits, proj_dim)
     portable = None
-    if feats.proj is not None:
+    if feats.proj is not None and with_portable:
         lite = _Design(True, False, design.z_mean, design.z_std, design.has_prior)
         portable, _ = _fit_one(lite, feats, y, weight, prior, opts, marked, bits, proj_dim)
     return Refiner(full, portable, marks, diag)

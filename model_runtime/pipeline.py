@@ -337,7 +337,8 @@ class Pipeline:
             prior = Prior(proj=query_vector(QueryParts(None, proj_parts.image, proj_parts.tile)))
         elif not typed.empty():
             prior = Prior(tanh=query_vector(typed, echo.get("weights")))
-        refiner = refine.fit_marks(index, prior, echo["positive"], echo["negative"])
+        refiner = refine.fit_marks(index, prior, echo["positive"], echo["negative"],
+                                   portable=save is not None)
         timing["fit"] = (time.perf_counter() - t0) * 1000
         echo = {key: v for key, v in echo.items() if v not in (None, [], {})}
         if save is not None:

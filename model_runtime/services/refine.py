@@ -55,8 +55,9 @@ def features_of(blocks: Any, rows: np.ndarray) -> Features:
 
 
 def fit_marks(index: Any, prior: Prior, positive: Sequence[int], negative: Sequence[int],
-              opts: FitOptions | None = None) -> Refiner:
-    """The learner fitted on this index's marked tiles, with random tiles as pseudo-negatives."""
+              opts: FitOptions | None = None, portable: bool = False) -> Refiner:
+    """The learner fitted on this index's marked tiles, with random tiles as pseudo-negatives
+    (``portable``: also the projection-only scorer that a saved search keeps)."""
     opts = opts or FitOptions()
     blocks = index.feature_blocks()
     pos_rows = _rows(blocks, positive, index)
@@ -68,7 +69,7 @@ def fit_marks(index: Any, prior: Prior, positive: Sequence[int], negative: Seque
     if blocks.proj is None:
         prior = Prior(prior.tanh, None)
     return fit_refiner(features_of(blocks, pos_rows), features_of(blocks, neg_rows),
-                       features_of(blocks, bg), prior, opts)
+                       features_of(blocks, bg), prior, opts, portable)
 
 
 def scored_hits(index: Any, scorer: LinearScorer, k: int, bbox, bbox_crs: str, collapse: bool,

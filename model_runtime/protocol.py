@@ -165,7 +165,7 @@ _SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
     },
     "index": {
         "index": ("path", True),
-        "paths": ("path_list", True),
+        "paths": ("path_list", False),  # required unless "remove" (validate_params)
         "tile_size": ("int", False),
         "tile_metres": ("finite", False),
         "overlap": ("finite", False),

@@ -77,7 +77,7 @@ _INDEX_FLAGS = ("dry_run", "rebuild", "confirm", "allow_outside_sources")
 
 def _index(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> dict:
     p = dict(p)
-    index_dir, paths, bits = p.pop("index"), p.pop("paths"), p.pop("bits", None)
+    index_dir, paths, bits = p.pop("index"), p.pop("paths", None) or [], p.pop("bits", None)
     remove = list(p.pop("remove", None) or [])  # roots to forget (docs/indexing.md)
     flags = {k: bool(p.pop(k, False)) for k in _INDEX_FLAGS}
     options = {k: v for k, v in p.items() if v is not None}

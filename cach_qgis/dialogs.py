@@ -10,6 +10,7 @@ from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -28,7 +29,7 @@ from qgis.PyQt.QtWidgets import (
 from ..model_runtime.protocol import Estimate
 from . import settings, wording
 from .runtime_client import PendingRequest, RuntimeClient, WorkerError
-from .runtime_setup import RuntimeInstaller, describe_runtime, is_executable
+from .runtime_setup import KINDS, RuntimeInstaller, describe_runtime, is_executable, size_text
 from .tasks import IndexTask
 
 
@@ -229,10 +230,18 @@ class RuntimeDialog(QDialog):
         test.clicked.connect(self.test)
         self.create_button = QPushButton("Create runtime…")
         self.create_button.setToolTip(
-            f"Create a virtual environment in {settings.default_runtime_dir()} with the pinned "
+            f"Create a virtual environment in {settings.data_dir()} with the pinned "
             "requirements (QGIS's own Python is not touched)."
         )
         self.create_button.clicked.connect(self.create_runtime)
+        # which runtime "Create runtime" makes, with its size, shown before anything downloads
+        self.kind = QComboBox()
+        for kind, (label, _req, _dir) in KINDS.items():
+            self.kind.addItem(label, kind)
+        self.kind_size = QLabel()
+        self.kind_size.setWordWrap(True)
+        self.kind.currentIndexChanged.connect(self._show_size)
+        self._show_size()
         self.tiles = QSpinBox()
         self.tiles.setRange(0, 200)
         self.tiles.setValue(settings.max_tile_layers())
@@ -246,6 +255,8 @@ class RuntimeDialog(QDialog):
         form.addRow("Runtime Python", self.python)
         form.addRow("", self.found)
         form.addRow("Device", self.device)
+        form.addRow("Runtime to create", self.kind)
+        form.addRow("", self.kind_size)
         form.addRow("Tile layers per query", self.tiles)
         row = QHBoxLayout()
         for button in (detect, test, self.create_button):
@@ -265,6 +276,12 @@ class RuntimeDialog(QDialog):
         if self.client.device:
             return f"{self.client.device} (runtime {self.client.state})"
         return f"unknown until the runtime starts ({self.client.state})"
+
+    def _show_size(self) -> None:
+        kind = self.kind.currentData()
+        note = {"lean": "search, indexing, captions and adaptation on the CPU",
+                "full": "adds PyTorch with CUDA: a GPU, training and research"}[kind]
+        self.kind_size.setText(f"{note}; {size_text(kind)}")
 
     def detect(self) -> None:
         python = settings.resolve_runtime_python()
@@ -307,7 +324,7 @@ class RuntimeDialog(QDialog):
         self.log.setVisible(True)
         self.progress.setValue(0)
         self.create_button.setEnabled(False)
-        installer = RuntimeInstaller(parent=self)
+        installer = RuntimeInstaller(parent=self, kind=self.kind.currentData())
         installer.progress.connect(
             lambda pct, msg: (
                 self.progress.setValue(pct),

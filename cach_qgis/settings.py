@@ -14,6 +14,10 @@ PREFIX = "cach/"
 DEFAULT_TOP_K = 20
 DEFAULT_MAX_TILE_LAYERS = 20
 RECENT_MAX = 10
+#: written into a runtime folder by the last step of "Create runtime" (the kind, lean or full)
+READY_MARKER = ".cach-runtime-ready"
+#: written into .venv by scripts/setup.sh once it has finished
+SETUP_STAMP = ".cach-setup-stamp"
 
 
 def _settings() -> QgsSettings:
@@ -53,7 +57,10 @@ def set_runtime_python(path: str) -> None:
 
 
 def runtime_python_candidates() -> list[Path]:
-    """Interpreters to try, best first: configured, plugin's .venv, the plugin-made runtime."""
+    """Interpreters to try, best first: configured, plugin's .venv, the plugin-made runtime.
+
+    ``.venv-full`` (scripts/setup.sh --with-torch: the developers' torch environment) is never
+    one: the plugin uses it only when a user chooses it as the runtime Python."""
     found: list[Path] = []
     env = os.environ.get("CACH_RUNTIME_PYTHON")
     for cand in (
@@ -69,10 +76,31 @@ def runtime_python_candidates() -> list[Path]:
     return found
 
 
+def _managed_dirs() -> list[Path]:
+    """Runtime folders that setup.sh or "Create runtime" make (and mark when finished)."""
+    return [PLUGIN_DIR / ".venv", default_runtime_dir(), data_dir() / "runtime-gpu"]
+
+
+def runtime_ready(python: Path) -> bool:
+    """False for the interpreter of a runtime whose creation did not finish (cancelled, failed,
+    still running): such a folder holds a Python that starts but lacks packages."""
+    venv = Path(python).parent.parent
+    if (venv / READY_MARKER).is_file() or (venv / SETUP_STAMP).is_file():
+        return True
+    log_file = venv / "cach-install.log"
+    if log_file.is_file():  # made by an earlier "Create runtime": its last line says how it ended
+        try:
+            lines = [ln for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return False
+        return bool(lines) and lines[-1].startswith("OK: ")
+    return venv.resolve() not in {d.resolve() for d in _managed_dirs()}
+
+
 def resolve_runtime_python() -> str | None:
-    """First candidate that exists and is executable, else None."""
+    """First candidate that exists, is executable and whose creation finished, else None."""
     for cand in runtime_python_candidates():
-        if cand.is_file() and os.access(cand, os.X_OK):
+        if cand.is_file() and os.access(cand, os.X_OK) and runtime_ready(cand):
             return str(cand)
     return None
 

@@ -109,8 +109,9 @@ _BY_CODE: dict[str, str] = {
         "The object-storage endpoint cannot be reached. Check the network, then try again."
     ),
     "extra_missing": (
-        f"An optional part of the runtime (for s3:// or a cluster) is not installed. Create "
-        f"the runtime again in {RUNTIME_MENU}"
+        "A part of the runtime this needs is not installed (the standard runtime has no "
+        "PyTorch: training and the GPU need the 'GPU and training' runtime; s3:// and clusters "
+        f"need their own parts). Create the runtime with it in {RUNTIME_MENU}"
     ),
     "cluster_unreachable": f"The compute cluster cannot be reached. Check {RUNTIME_MENU}",
     "unknown_crs": "The coordinate system is not known to the runtime. Set the project CRS to "

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from model_runtime import __version__
-from model_runtime.errors import CachError
+from model_runtime.errors import CachError, missing_extra
 
 #: subcommand -> one-line help; the module model_runtime.commands.<name> implements it
 COMMANDS = {
@@ -91,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except CachError as err:
         print(f"cach {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except ImportError as err:  # an optional package absent (torch in the lean runtime)
+        extra = missing_extra(err)
+        if extra is None:
+            raise
+        print(f"cach {args.command}: error: {extra}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"cach {args.command}: interrupted", file=sys.stderr)

@@ -72,8 +72,9 @@ def resolve_path(template: str) -> Path:
         spec = importlib.util.find_spec(name)
         if spec is None or not spec.submodule_search_locations:
             raise ConfigError(
-                f"Python package '{name}' is not installed in this runtime; "
-                "run scripts/setup.sh to create the runtime environment."
+                f"The runtime is incomplete: the package '{name}' that holds the model's weights "
+                "is not installed. Create the runtime again (in QGIS: CACH ▸ Runtime settings ▸ "
+                "Create runtime; on the command line: scripts/setup.sh).", code="extra_missing"
             )
         return list(spec.submodule_search_locations)[0]
 

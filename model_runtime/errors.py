@@ -90,3 +90,35 @@ class ProtocolError(CachError):
     def __init__(self, message: str, request_id: Any = None, code: str | None = None) -> None:
         super().__init__(message, code)
         self.request_id = request_id
+
+
+#: optional packages -> (what they are, how to get them); a missing one is a coded error
+OPTIONAL_MODULES = {
+    "torch": ("PyTorch", "the full environment ('scripts/setup.sh --with-torch', then "
+              ".venv-full/bin/cach; in QGIS: Runtime settings > GPU and training)"),
+    "torchvision": ("PyTorch", ""), "open_clip": ("PyTorch", ""), "timm": ("PyTorch", ""),
+    "transformers": ("PyTorch", ""), "sentence_transformers": ("PyTorch", ""),
+    "openvino": ("OpenVINO", "'scripts/setup.sh --with-openvino' (or --backend onnx, the default)"),
+    "matplotlib": ("matplotlib", "'pip install -r requirements/research.txt' in .venv-full"),
+    "ray": ("Ray", "'pip install -r requirements/ray.txt' (or --executor local)"),
+    "boto3": ("boto3", "'pip install -r requirements/s3.txt'"),
+}
+
+
+def missing_extra(err: BaseException) -> ConfigError | None:
+    """A :class:`ConfigError` (``extra_missing``) for an ImportError of an optional package that
+    this runtime does not hold (the lean runtime has no PyTorch), else None."""
+    if not isinstance(err, ImportError):
+        return None
+    top = (getattr(err, "name", None) or "").split(".")[0]
+    if top not in OPTIONAL_MODULES:
+        return None
+    what, how = OPTIONAL_MODULES[top]
+    how = how or OPTIONAL_MODULES["torch"][1]
+    if what == "PyTorch":
+        message = ("PyTorch is not installed in this runtime, the lean one (index, search, "
+                   "captions, adaptation and evaluation run without it). Training, feature "
+                   f"extraction, research and the torch backend need {how}.")
+    else:
+        message = f"{what} is not installed in this runtime: install it with {how}."
+    return ConfigError(message, code="extra_missing", module=top)

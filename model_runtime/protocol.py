@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .errors import CachError, ProtocolError
+from .errors import CachError, ProtocolError, missing_extra
 
 PROTOCOL_VERSION = 2
 
@@ -92,7 +92,8 @@ ERROR_CODES: dict[str, tuple[str, str]] = {
     "unknown_backbone": ("config", "no backbone config of this name"),
     "no_heads": ("config", "no shipped heads for this backbone and bit length"),
     "backend_unavailable": ("config", "the inference backend or device is not available"),
-    "extra_missing": ("config", "an optional extra (boto3 for s3://, ray) is not installed"),
+    "extra_missing": ("config", "an optional part is not installed (torch in the lean runtime, "
+                      "openvino, boto3 for s3://, ray, a weights package)"),
     "cluster_unreachable": ("config", "the Ray cluster at --ray-address cannot be reached"),
     # model_mismatch: an index or heads file belongs to another model
     "model_mismatch": ("model_mismatch", "the index or heads were made for another model"),
@@ -387,6 +388,9 @@ class ErrorInfo:
         if isinstance(err, CachError):
             code = err.code if err.code in ERROR_CODES else _fallback_code(err.kind)
             kind = err.kind if err.kind in ERROR_TYPES else error_type_of(code)
+        extra = missing_extra(err)  # an optional package (torch in the lean runtime) is absent
+        if extra is not None:
+            return cls.from_exception(extra)
             return cls(kind, str(err), code, _jsonable(err.details))
         return cls("internal", f"{type(err).__name__}: {err}", "internal")
 

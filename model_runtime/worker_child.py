@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from model_runtime.errors import CancelledError
+from model_runtime.errors import CancelledError, missing_extra
 from model_runtime.protocol import DEFAULT_CAPTIONS, DEFAULT_K, DEFAULT_SIMILAR, ErrorInfo
 
 LOG = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ def _run_job(rt: Any, send: _Sender, job: tuple, cancel: Any) -> None:
             raise CancelledError("Cancelled.")
         outcome = (True, HANDLERS[op](rt, params, cancel, _progress(send, request_id)))
     except BaseException as err:  # every outcome is one answer; the loop survives everything
+        err = missing_extra(err) or err  # torch absent (the lean runtime): a coded answer
         if not getattr(err, "kind", None):
             LOG.exception("%s %r failed", op, request_id)
         else:

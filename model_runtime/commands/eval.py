@@ -26,19 +26,20 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="data folder (default: $CACH_DATA or ../shared/data)")
     p.add_argument("--device", help="device for feature extraction (cpu, cuda)")
     p.add_argument("--backend", help="encode pixels and tokens through this inference backend "
-                   "(torch, onnx, openvino) instead of cached frozen features + heads")
+                   "(torch, onnx, openvino) instead of cached frozen features + heads (without "
+                   "PyTorch, the lean runtime, the default is onnx)")
     return p
 
 
 def evaluate(weights: list[Path], feats, backbone: str) -> list[dict]:
     """DUCH-protocol rows for each heads file: method, bits, direction and the three mAPs."""
-    from model_runtime.hashing.heads_io import load_heads
     from model_runtime.hashing.protocols import eval_duch
+    from model_runtime.model.numpy_heads import load_numpy_heads
 
     dims = (feats.image.shape[1], feats.text.shape[2])
     rows = []
     for path in weights:
-        heads = load_heads(path, expect_backbone=backbone, expect_dims=dims)
+        heads = load_numpy_heads(path, expect_backbone=backbone, expect_dims=dims)
         for r in eval_duch(heads, feats):
             rows.append(
                 {
@@ -54,8 +55,8 @@ def evaluate(weights: list[Path], feats, backbone: str) -> list[dict]:
 
 
 def run(args) -> int:
-    from model_runtime.features import ucm_features
-    from model_runtime.hashing.heads_io import load_heads, shipped_heads_path
+    from model_runtime.envcheck import torch_available
+    from model_runtime.hashing.heads_io import check_metadata, read_metadata, shipped_heads_path
 
     if args.weights:
         weights = [Path(w) for w in args.weights]
@@ -63,12 +64,18 @@ def run(args) -> int:
         weights = [shipped_heads_path(b, args.backbone) for b in args.bits]
     # fail on a missing or mismatched file before spending time on features
     for w in weights:
-        load_heads(w, expect_backbone=args.backbone)
+        check_metadata(w, read_metadata(w), expect_backbone=args.backbone)
+    if not args.backend and not torch_available():
+        # the lean runtime: frozen features need torch, the compiled graphs do not
+        LOG.info("PyTorch is not installed: evaluating through ONNX Runtime")
+        args.backend = "onnx"
     if args.backend:  # every output through the backend's own graph (model/dataset_outputs.py)
         from model_runtime.model.dataset_outputs import evaluate_backend
 
         rows = evaluate_backend(weights, args.backbone, args.backend, args.device, args.data_root)
     else:
+        from model_runtime.features import ucm_features
+
         feats = ucm_features(
             args.data_root, args.backbone, args.device, augment=False, progress=not args.json
         )

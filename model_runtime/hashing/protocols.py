@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model_runtime.hashing import metrics as M
-from model_runtime.hashing.model import HashHeads
-from model_runtime.hashing.train import TrainConfig, train_heads
+
+if TYPE_CHECKING:  # scoring needs no torch (the lean runtime's `cach eval`); training does
+    from model_runtime.hashing.model import HashHeads
+    from model_runtime.hashing.train import TrainConfig
 
 LOG = logging.getLogger(__name__)
 
@@ -51,6 +54,8 @@ def train_on(
     ``text_bank [M, Dt]``: caption features without images, used when the config's
     ``w_text_preserve`` is above 0.
     """
+    from model_runtime.hashing.train import train_heads
+
     aug = feats.image_aug[mask] if getattr(feats, "image_aug", None) is not None else None
     text = feats.text[mask]
     ncap = getattr(feats, "n_captions", None)

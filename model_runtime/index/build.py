@@ -131,10 +131,13 @@ def build_index(index_dir: str | os.PathLike, paths: Sequence[str], model: Any,
 
 
 def start_run(store: Store, writer: IndexWriter, paths: Sequence[str], options: BuildOptions,
-              heads: Any, report: Callable[..., None], images_per_s: float) -> Scan:
+              heads: Any, report: Callable[..., None], images_per_s: float,
+              load: Callable[[], Any] | None = None) -> Scan:
     """What every executor does before encoding: scan the sources against the store, wait for
-    confirmation of a large run (nothing written yet), then mark the run begun and record the
-    scan. Returns the scan, whose ``todo`` is the work."""
+    confirmation of a large run (nothing written yet), load the model when there is work
+    (``load``: a model that cannot load fails here, and the index is not left marked as being
+    built), then mark the run begun and record the scan. Returns the scan, whose ``todo`` is the
+    work."""
     tiling = options.tiling.to_json()
     roots = store.roots()
     # the rules of docs/indexing.md, "What an index holds", checked again under the lock
@@ -147,6 +150,8 @@ def start_run(store: Store, writer: IndexWriter, paths: Sequence[str], options: 
     check_confirmation(scan, options, estimate(scan, heads.bits, heads.proj_dim, images_per_s))
     scan.roots_added = writer.begin(tiling, [normalize_root(p) for p in paths])
     apply_scan(store, scan)
+    if scan.todo and load is not None:
+        load()
     report("scan", 0, len(scan.todo), f"{len(scan.todo)} file(s) to index, "
            f"{scan.unchanged} unchanged, {scan.removed} removed")
     return scan
@@ -156,7 +161,8 @@ def _build(store: Store, paths: Sequence[str], model: Any, options: BuildOptions
            report: Callable[..., None], cancel: threading.Event | None, images_per_s: float,
            started: float) -> IndexSummary:
     writer = IndexWriter(store, model.info.to_json())  # model identity: nothing loads yet
-    scan = start_run(store, writer, paths, options, model.heads, report, images_per_s)
+    scan = start_run(store, writer, paths, options, model.heads, report, images_per_s,
+                     load=getattr(model, "load", None))
     run = LocalRun(scan, model, writer, options, report, cancel)
     try:
         run.execute()

@@ -189,3 +189,28 @@ def from_torch(module: Any) -> NumpyHeads:
             "method": getattr(module, "method", "?"), "backbone": getattr(module, "backbone", "?"),
             "extra": {}}
     return NumpyHeads(weights, meta)
+
+
+def random_heads(bits: int, image_dim: int = 1280, text_dim: int = 384, hidden: int = 512,
+                 proj_dim: int = 0, seed: int = 0, backbone: str = "effnetlite0-minilm",
+                 method: str = "cach") -> NumpyHeads:
+    """Untrained heads initialised as torch initialises ``HashHeads`` (uniform +-1/sqrt(fan_in)
+    linear layers, unit LayerNorm; a random projection): for tests and tools without torch."""
+    rng = np.random.default_rng(seed)
+
+    def linear(name: str, fan_in: int, out: int) -> dict[str, np.ndarray]:
+        bound = 1.0 / math.sqrt(fan_in)
+        return {f"{name}.weight": rng.uniform(-bound, bound, (out, fan_in)).astype(np.float32),
+                f"{name}.bias": rng.uniform(-bound, bound, out).astype(np.float32)}
+
+    w: dict[str, np.ndarray] = {}
+    for prefix, width in (("image_head", proj_dim or image_dim), ("text_head", text_dim)):
+        w |= linear(f"{prefix}.0", width, hidden) | linear(f"{prefix}.4", hidden, bits)
+        w[f"{prefix}.1.weight"] = np.ones(hidden, np.float32)
+        w[f"{prefix}.1.bias"] = np.zeros(hidden, np.float32)
+    if proj_dim:
+        w["image_proj.mean"] = np.zeros(image_dim, np.float32)
+        w["image_proj.matrix"] = rng.standard_normal((image_dim, proj_dim)).astype(np.float32)
+    meta = {"bits": bits, "image_dim": image_dim, "text_dim": text_dim, "hidden": hidden,
+            "proj_dim": proj_dim, "method": method, "backbone": backbone, "extra": {}}
+    return NumpyHeads(w, meta)

@@ -77,5 +77,9 @@ class LazyModel:
         loaded = self._pool.cached(self.heads)
         return loaded.info if loaded is not None else self.heads.info()
 
+    def load(self) -> HashModel:
+        """Load the model now (a build calls it before it marks the index as being built)."""
+        return self._pool.get(self.heads)
+
     def __getattr__(self, name: str):
         return getattr(self._pool.get(self.heads), name)

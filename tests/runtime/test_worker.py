@@ -92,14 +92,11 @@ class WorkerProcess:
 
 @pytest.fixture(scope="module")
 def heads_file(tmp_path_factory) -> Path:
-    import torch
+    """Untrained 64-bit heads, written without torch (the worker runs in the lean runtime)."""
+    from model_runtime.model.numpy_heads import random_heads, save_numpy_heads
 
-    from model_runtime.hashing.heads_io import save_heads
-    from model_runtime.hashing.model import HashHeads
-
-    torch.manual_seed(0)
     path = tmp_path_factory.mktemp("heads") / "cach-effnetlite0-minilm-64.safetensors"
-    return save_heads(HashHeads(bits=64), path, "cach", "effnetlite0-minilm")
+    return save_numpy_heads(random_heads(64), path)
 
 
 @pytest.fixture(scope="module")

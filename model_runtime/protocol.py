@@ -974,13 +974,23 @@ FOOTPRINT_FIELDS: tuple[tuple[str, str], ...] = (
 NOT_GEOREFERENCED_NOTE = "not georeferenced: the source image has no CRS, so it has no place on a map"
 
 
+def display_text(text: str) -> str:
+    """``text`` as valid Unicode: a file name that is not UTF-8 (its bytes held as surrogate
+    escapes) shows its undecodable bytes as ``\\xNN``; layers and GeoPackages need UTF-8."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def footprint_row(hit: Hit, query: str = "", model: str = "", index: str = "") -> dict[str, Any]:
     """The attribute values of one hit feature, keyed by :data:`FOOTPRINT_FIELDS` names."""
     col, row, width, height = hit.window
     return {
         "rank": hit.rank,
         "tile_id": hit.tile_id,
-        "source": hit.source,
+        "source": display_text(hit.source),
         "col_off": col,
         "row_off": row,
         "width": width,

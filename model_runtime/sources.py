@@ -647,6 +647,37 @@ def _remote_kind(ref: SourceRef, store: RemoteStore) -> str:
     return kind
 
 
+_ALIAS_LOCK = threading.Lock()
+_ALIAS_DIR: list[str] = []
+
+
+def utf8_name(path: str) -> str:
+    """A name GDAL can open for a local path. GDAL takes UTF-8; a file whose name is not UTF-8
+    (Python holds its bytes as surrogate escapes) is opened through a symbolic link with a
+    UTF-8 name in a private folder of this process, so it can be indexed and read."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        pass
+    import atexit
+    import hashlib
+    import shutil
+    import tempfile
+
+    with _ALIAS_LOCK:
+        if not _ALIAS_DIR:
+            _ALIAS_DIR.append(tempfile.mkdtemp(prefix="cach-names-"))  # mode 0700
+            atexit.register(shutil.rmtree, _ALIAS_DIR[0], True)
+        suffix = os.path.splitext(path)[1]
+        suffix = suffix if suffix.isascii() and suffix.isprintable() else ""
+        link = os.path.join(_ALIAS_DIR[0],
+                            hashlib.sha256(os.fsencode(path)).hexdigest()[:32] + suffix)
+        if not os.path.lexists(link):
+            os.symlink(os.fsencode(path), os.fsencode(link))
+    return link
+
+
 def _open_guarded(path: str, driver: str) -> GuardedDataset:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
@@ -655,7 +686,7 @@ def _open_guarded(path: str, driver: str) -> GuardedDataset:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            dataset = rasterio.open(path, driver=driver)
+            dataset = rasterio.open(utf8_name(path), driver=driver)
     except Exception as err:  # rasterio raises several types; all mean "not readable"
         _release_no_network()
         raise DataError(f"{path}: cannot be opened as a raster ({_reason(err)})",

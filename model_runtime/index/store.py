@@ -201,6 +201,39 @@ def readonly_error(index_dir: str | os.PathLike, what: str) -> IndexStateError:
     )
 
 
+def _bind(value: object) -> object:
+    """A str SQLite can store as TEXT, or the bytes of a path that is not UTF-8 (a file name's
+    undecodable bytes, held by Python as surrogate escapes) as a BLOB."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return os.fsencode(value)
+    return value
+
+
+def _params(params: object) -> object:
+    if isinstance(params, dict):
+        return {k: _bind(v) for k, v in params.items()}
+    return tuple(_bind(v) for v in params)  # type: ignore[union-attr]
+
+
+def db_path(value: object) -> str:
+    """A path read from the store: a BLOB path (:func:`_bind`) is the same str again."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value  # type: ignore[return-value]
+
+
+class _Connection(sqlite3.Connection):
+    """Binds every parameter through :func:`_bind`: a file whose name is not UTF-8 can be
+    indexed (SQLite TEXT must be UTF-8); reads turn such paths back with :func:`db_path`."""
+
+    def execute(self, sql, parameters=(), /):  # type: ignore[override]
+        return super().execute(sql, _params(parameters))
+
+    def executemany(self, sql, seq_of_parameters, /):  # type: ignore[override]
+        return super().executemany(sql, (_params(p) for p in seq_of_parameters))
+
+
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     """Open a database SQLite may not write. A WAL database needs its -shm file: when the last
     writer closed it cleanly there is none and none can be made, so the file is opened as
@@ -208,7 +241,7 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
     mode = "mode=ro" if wal.exists() and shm.exists() else "immutable=1"
     return sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, isolation_level=None,
-                           check_same_thread=False, timeout=30)
+                           check_same_thread=False, timeout=30, factory=_Connection)
 
 
 class Store:
@@ -230,7 +263,8 @@ class Store:
                 self.conn = _connect_readonly(self.path)
             else:
                 self.conn = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=30
+                    self.path, isolation_level=None, check_same_thread=False, timeout=30,
+                    factory=_Connection,
                 )
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -335,7 +369,7 @@ class Store:
     # -- roots -------------------------------------------------------------------------------
     def roots(self) -> list[str]:
         """The index's root folders (or prefixes), in the order they were added."""
-        return [r[0] for r in self._rows("SELECT path FROM roots ORDER BY rowid")]
+        return [db_path(r[0]) for r in self._rows("SELECT path FROM roots ORDER BY rowid")]
 
     def add_roots(self, conn: sqlite3.Connection, roots: Sequence[str]) -> list[str]:
         """Inside a transaction: remember these roots; returns those that were new."""
@@ -352,8 +386,9 @@ class Store:
         from model_runtime.index.roots import root_of
 
         with self.transaction() as tx:
-            rest = [r[0] for r in tx.execute("SELECT path FROM roots WHERE path != ?", (root,))]
-            paths = [r[0] for r in tx.execute("SELECT path FROM sources")]
+            rest = [db_path(r[0])
+                    for r in tx.execute("SELECT path FROM roots WHERE path != ?", (root,))]
+            paths = [db_path(r[0]) for r in tx.execute("SELECT path FROM sources")]
             mine = [p for p in paths if root_of(p, [*rest, root]) == root]
             removed = sum(self._delete_source(tx, p) for p in mine)
             tx.execute("DELETE FROM roots WHERE path = ?", (root,))
@@ -366,8 +401,9 @@ class Store:
             "SELECT id, path, size, mtime, sha1, status, crs, width, height, info, tiles, "
             "version, units_total FROM sources")
         return {
-            r[1]: SourceRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] or 0, r[8] or 0,
-                            json.loads(r[9] or "{}"), r[10], r[11], r[12] or 0)
+            db_path(r[1]): SourceRow(r[0], db_path(r[1]), r[2], r[3], r[4], r[5], r[6], r[7] or 0,
+                                     r[8] or 0, json.loads(r[9] or "{}"), r[10], r[11],
+                                     r[12] or 0)
             for r in rows
         }
 
@@ -515,7 +551,7 @@ class Store:
                 chunk,
             ):
                 out[r[0]] = TileRow(
-                    id=r[0], source=r[1], window=(r[2], r[3], r[4], r[5]), scale=r[6], crs=r[7],
+                    id=r[0], source=db_path(r[1]), window=(r[2], r[3], r[4], r[5]), scale=r[6], crs=r[7],
                     valid=r[8], footprint=json.loads(r[9]) if r[9] else None,
                     footprint_src=json.loads(r[10]) if r[10] else None,
                     bbox=None if r[11] is None else (r[11], r[12], r[13], r[14]),
@@ -553,7 +589,7 @@ class Store:
             problems.append(f"{len(dup)} duplicated tile windows")
         bad = self._rows("SELECT s.path, s.tiles, COUNT(t.id) FROM sources s LEFT JOIN tiles t "
                          "ON t.source_id = s.id GROUP BY s.id HAVING s.tiles != COUNT(t.id)")
-        problems += [f"{p}: expected {n} tiles, found {m}" for p, n, m in bad]
+        problems += [f"{db_path(p)}: expected {n} tiles, found {m}" for p, n, m in bad]
         orphans = self._rows("SELECT COUNT(*) FROM tiles_bbox WHERE id NOT IN "
                              "(SELECT id FROM tiles)")[0][0]
         if orphans:
@@ -571,7 +607,7 @@ def _fill_roots(conn: sqlite3.Connection) -> None:
         known = [str(r) for r in json.loads(row[0]) or []] if row else []
     except (TypeError, ValueError):
         known = []
-    uris = [r[0] for r in conn.execute("SELECT path FROM sources")]
+    uris = [db_path(r[0]) for r in conn.execute("SELECT path FROM sources")]
     conn.executemany("INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)",
                      [(root, _now()) for root in derive_roots(uris, known)])
     conn.execute("DELETE FROM meta WHERE key='roots'")  # the table is the one record now

@@ -4,7 +4,9 @@ nothing is written. Model-free except the thread-cap case, which fails before a 
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +84,40 @@ def test_a_fifo_as_the_query_image_is_not_a_regular_file(tmp_path):
     proc = cach("caption", "--image", fifo, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "not a regular file" in proc.stderr and "does not exist" not in proc.stderr
+
+
+def test_a_file_whose_name_is_not_utf8_is_indexed_searched_exported_and_dropped(tmp_path):
+    """The name's bytes reach GDAL (through a UTF-8 alias) and SQLite (as a BLOB) unchanged:
+    indexed, found, exported with its bytes shown as \\xNN, and dropped when it is deleted."""
+    src = tmp_path / "src"
+    src.mkdir()
+    odd = os.fsencode(src) + b"/caf\xe9-\xff.tif"  # Latin-1 and a byte no encoding has
+    with open(SAMPLES_DIR / "cogeo.tif", "rb") as fin, open(odd, "wb") as fout:
+        fout.write(fin.read())
+    index = tmp_path / "idx"
+    env = {"CACH_CACHE": str(tmp_path / "cache"), "CACH_DEVICE": "cpu"}
+    proc = cach("index", src, "--index", index, "--tile-size", "256", "--json", env=env,
+                timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["skipped"] == [] and summary["added"] == 1 and summary["tiles"] > 0
+    gpkg = tmp_path / "hits.gpkg"
+    proc = cach("search", "--index", index, "--text", "houses", "-k", "3", "--json",
+                "--gpkg", gpkg, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    hits = json.loads(proc.stdout.strip().splitlines()[-1])["results"]
+    assert hits and {h["source"] for h in hits} == {os.fsdecode(odd)}
+    with sqlite3.connect(gpkg) as conn:
+        shown = _any_source(conn)
+    assert shown == {os.fsencode(src).decode() + "/caf\\xe9-\\xff.tif"}
+    os.remove(odd)
+    proc = cach("index", src, "--index", index, "--json", env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["removed"] == 1
+
+
+def _any_source(conn) -> set[str]:
+    """The ``source`` values of the GeoPackage's feature table, whatever its name."""
+    layer = conn.execute("SELECT table_name FROM gpkg_contents WHERE data_type='features'"
+                         ).fetchone()[0]
+    return {r[0] for r in conn.execute(f'SELECT source FROM "{layer}"')}

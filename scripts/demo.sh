@@ -5,7 +5,12 @@
 #
 #   scripts/demo.sh                 # uses .venv/bin/cach (scripts/setup.sh creates it)
 #   CACH=cach scripts/demo.sh       # another cach executable
-#   QUERY="a road through fields" scripts/demo.sh
+#   QUERY="a river" scripts/demo.sh   # another text query (the summary says how well it matched)
+#
+# The sample rasters hold a snowy, forested mountainside with a road (cogeo.tif), farmland with
+# ponds (NAIP) and a meandering river in fields (Landsat). The default query asks for what the
+# shipped model finds best in them: 128-px tiles of dense forest (confidence about 0.6, not a
+# weak match). Queries for scenes the samples lack come back as weak matches, and say so.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,7 +19,8 @@ CACH="${CACH:-$ROOT/.venv/bin/cach}"
 PY="${PY:-$ROOT/.venv/bin/python}"
 INDEX="${INDEX:-$ROOT/out/demo-index}"
 OUT="${OUT:-$ROOT/out/demo}"
-QUERY="${QUERY:-a residential area with houses and roads}"
+QUERY="${QUERY:-dense forest on a mountain}"
+TILE_SIZE="${TILE_SIZE:-128}"
 
 if [[ ! -x "$CACH" ]]; then
     echo "demo: $CACH not found; run scripts/setup.sh first" >&2
@@ -22,9 +28,10 @@ if [[ ! -x "$CACH" ]]; then
 fi
 mkdir -p "$OUT"
 
-echo "== 1. index resources/samples -> $INDEX (incremental: a second run re-encodes nothing)"
-"$CACH" index resources/samples --index "$INDEX" --dry-run
-"$CACH" index resources/samples --index "$INDEX"
+echo "== 1. index resources/samples -> $INDEX ($TILE_SIZE-px tiles; a second run re-encodes nothing)"
+"$CACH" index resources/samples --index "$INDEX" --tile-size "$TILE_SIZE" --dry-run
+# --yes: an index left by an older demo with other tiles is re-tiled without a prompt
+"$CACH" index resources/samples --index "$INDEX" --tile-size "$TILE_SIZE" --yes
 
 echo
 echo "== 2. text query: \"$QUERY\""
@@ -34,11 +41,21 @@ echo "== 2. text query: \"$QUERY\""
 "$PY" - "$OUT/text_query.json" <<'PYEOF'
 import json, sys
 out = json.load(open(sys.argv[1]))
-print(f"{len(out['results'])} hits in {out['timing_ms']['total']:.0f} ms "
+hits = out["results"]
+print(f"{len(hits)} hits in {out['timing_ms']['total']:.0f} ms "
       f"({out['index']['tiles']} tiles, {out['index']['bits']}-bit codes)")
-for h in out["results"]:
-    print(f"  #{h['rank']:<2} score {h['score']:.3f}  hamming {h['hamming']:>2}  tile {h['tile_id']:>4}"
-          f"  {h['source'].rsplit('/', 1)[-1]} window {h['window']}")
+for h in hits:
+    print(f"  #{h['rank']:<2} confidence {h['confidence']:.2f}  score {h['score']:.3f}  "
+          f"hamming {h['hamming']:>2}  tile {h['tile_id']:>4}  {h['source'].rsplit('/', 1)[-1]} "
+          f"window {h['window']}")
+likely = [h for h in hits if h["confidence"] >= 0.5]
+best = max((h["confidence"] for h in hits), default=0.0)
+if out.get("weak_match"):
+    print(f"weak match: even the best hits are unlikely to show this (best confidence {best:.2f}); "
+          "the samples may hold nothing like it.")
+else:
+    print(f"{len(likely)} of {len(hits)} hits likely show it (confidence >= 0.5; best {best:.2f}); "
+          "the rest are the nearest other tiles.")
 PYEOF
 
 # the tile query starts from the best georeferenced hit of the text query

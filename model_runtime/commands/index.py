@@ -91,6 +91,16 @@ def _print_estimate(est: dict) -> None:
         print(f"would re-tile all {est['retile_tiles']:,} tiles (another tiling): needs --yes")
 
 
+def _print_first_build(pipeline, args: argparse.Namespace) -> None:
+    """The one-off graph build that a first run adds to the per-tile estimate."""
+    from model_runtime.model.readiness import FIRST_BUILD_S, graphs_to_build
+
+    heads = pipeline.indexes.heads_for_build(args.index, args.bits, args.rebuild)
+    if graphs_to_build(pipeline.backbone, heads, args.backend, args.device, args.precision):
+        print(f"first run   +~{FIRST_BUILD_S:.0f} s once, to build the model graphs (not built "
+              "yet on this machine)")
+
+
 def _print_summary(summary: dict, index_dir: str) -> None:
     print(
         f"{index_dir}: {summary['tiles']} tiles; files added {summary['added']}, updated "
@@ -184,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
         est = pipeline.index(args.index, args.paths, _options(args), dry_run=True,
                              rebuild=args.rebuild, **common).to_json()
         print(json.dumps(est)) if args.json else _print_estimate(est)
+        if not args.json:
+            _print_first_build(pipeline, args)
         return 0
     from model_runtime.cli import bar_disable
 

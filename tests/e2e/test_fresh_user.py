@@ -79,6 +79,16 @@ def test_quiet_prints_nothing_on_stderr(built, env):
     assert proc.stderr == "" and "rank" in proc.stdout
 
 
+def test_dry_run_counts_the_first_graph_build(built, env, tmp_path):
+    fresh = {**env, "CACH_CACHE": str(tmp_path / "empty-cache")}
+    first = cach("index", SAMPLES_DIR, "--index", tmp_path / "a", "--dry-run", env=fresh)
+    assert "once, to build the model graphs" in first.stdout, first.stdout
+    # the module's index was built with env's cache: its graphs are there now
+    again = cach("index", SAMPLES_DIR, "--index", tmp_path / "b", "--dry-run", env=env)
+    assert "build the model graphs" not in again.stdout, again.stdout
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_one_version_everywhere(tmp_path):
     proc = subprocess.run([*CACH, "--version"], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == f"cach {__version__}"
@@ -120,6 +130,25 @@ def test_no_message_names_a_checkpoint_flag_that_does_not_exist():
     for path in texts:
         if "--checkpoint" in path.read_text(encoding="utf-8"):
             assert "--checkpoint" in options, f"{path.name} tells users to pass --checkpoint"
+
+
+def test_demo_shows_a_strong_match_and_says_how_strong(built, env, tmp_path):
+    cach_bin = Path(sys.executable).with_name("cach")
+    if not cach_bin.is_file():
+        pytest.skip(f"{cach_bin} missing: scripts/setup.sh installs the cach command")
+    demo_env = {**env, "CACH": str(cach_bin), "PY": sys.executable,
+                "INDEX": str(tmp_path / "demo-index"), "OUT": str(tmp_path / "demo")}
+    proc = subprocess.run(["bash", str(PLUGIN_ROOT / "scripts" / "demo.sh")], cwd=PLUGIN_ROOT,
+                          env=demo_env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    logs = proc.stdout + proc.stderr
+    assert "INFO" not in logs and not BAR.search(logs), logs[-3000:]
+    out = json.loads((tmp_path / "demo" / "text_query.json").read_text())
+    assert out["weak_match"] is False, "the demo's own query must be one the samples answer"
+    likely = sum(h["confidence"] >= 0.5 for h in out["results"])
+    assert likely >= 3, [h["confidence"] for h in out["results"]]
+    assert f"{likely} of {len(out['results'])} hits likely show it" in proc.stdout
 
 
 # --- a missing folder -----------------------------------------------------------------------------

@@ -207,3 +207,30 @@ def test_text_graph_matches_the_torch_export(graphs):
     diff, flips = compare(ours, theirs)
     assert diff < TOLERANCE and flips == 0
 
+
+
+def test_heads_without_a_projection_give_one_output_as_torch_does(tmp_path, graphs):
+    """Heads of the first release (``proj_dim`` 0): the image head reads the normalised
+    features and the graph has the single ``tanh`` output, as the torch export."""
+    import onnxruntime as ort
+
+    from model_runtime.model.export import export_onnx, probe_pixels
+    from model_runtime.model.heads import read_heads
+    from model_runtime.model.onnx_build import build_onnx
+    from model_runtime.paths import HEADS_DIR
+
+    heads = read_heads(HEADS_DIR / "archive" / "round1" / "cach-effnetlite0-minilm-16.safetensors")
+    assert heads.proj_dim == 0
+    cfg = get_backbone_config(BACKBONE)
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "theirs").mkdir()
+    build_onnx(cfg, heads, tmp_path / "ours", names=("image",))
+    export_onnx(cfg, heads, tmp_path / "theirs", graphs["tokenizer"], names=("image",))
+    assert not (tmp_path / "ours" / "text.onnx").exists()
+    pixels = probe_pixels(224)
+    outs = [ort.InferenceSession(str(tmp_path / b / "image.onnx"),
+                                 providers=["CPUExecutionProvider"]).run(None, {"pixels": pixels})
+            for b in ("ours", "theirs")]
+    assert [o.shape for o in outs[0]] == [(len(pixels), 16)] == [o.shape for o in outs[1]]
+    diff, flips = compare(outs[0][0], outs[1][0])
+    assert diff < TOLERANCE and flips == 0

@@ -302,3 +302,70 @@ def _report_search(result: SearchResult, text: str, feedback: QgsProcessingFeedb
         )
     if result.weak_match and result.results:
         feedback.pushWarning(wording.weak_match_text(text))
+
+
+class RunSavedSearch(_Base):
+    """Run a refined search saved with ``cach search --save`` (or the dock) on an index: "find
+    more of these" on imagery indexed later (``search`` op with ``saved``)."""
+
+    INDEX, SAVED, K, OUTPUT = "INDEX", "SAVED", "K", "OUTPUT"
+
+    def name(self) -> str:
+        return "runsavedsearch"
+
+    def displayName(self) -> str:  # noqa: N802 - QGIS API
+        return "Run a saved search"
+
+    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
+        return (
+            "Runs a refined search kept as a file (tiles marked right or wrong, saved with "
+            "'cach search --save') on an index, e.g. next month's imagery. It works on an index "
+            "made with the same model, also after 'cach adapt'; another model is refused. "
+            "Output: footprints with rank, score, confidence, source and window."
+        )
+
+    def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 - QGIS API
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.INDEX, "Index folder", behavior=QgsProcessingParameterFile.Folder
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(self.SAVED, "Saved search (.json)", extension="json")
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.K, "Number of results", QgsProcessingParameterNumber.Integer, DEFAULT_K,
+                minValue=1, maxValue=10000,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT, "Search results", QgsProcessing.TypeVectorPolygon
+            )
+        )
+
+    def processAlgorithm(  # noqa: N802 - QGIS API
+        self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
+        index = self.parameterAsFile(parameters, self.INDEX, context)
+        saved = self.parameterAsFile(parameters, self.SAVED, context)
+        params = {"index": index, "saved": saved,
+                  "k": self.parameterAsInt(parameters, self.K, context)}
+        result = SearchResult.from_json(_call("search", params, feedback))
+        label = str(result.query.get("text") or f"saved search {saved}")
+        fields = hit_fields()
+        sink, dest = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon,
+            QgsCoordinateReferenceSystem(FOOTPRINT_CRS),
+        )
+        model = wording.model_provenance(result.model)
+        index_path = str(result.index.get("path") or index)
+        for hit in result.results:
+            if feedback.isCanceled():
+                break
+            sink.addFeature(hit_feature(hit, fields, label, model, index_path),
+                            QgsFeatureSink.FastInsert)
+        _report_search(result, label, feedback)
+        feedback.pushInfo(f"scored with the saved search's {result.query.get('scorer')} model")
+        return {self.OUTPUT: dest}

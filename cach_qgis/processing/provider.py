@@ -10,10 +10,11 @@ from .. import settings
 
 class CachProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:  # noqa: N802 - QGIS API
-        from .algorithms import IndexRasterFolder, TextSearch
+        from .algorithms import IndexRasterFolder, RunSavedSearch, TextSearch
 
         self.addAlgorithm(IndexRasterFolder())
         self.addAlgorithm(TextSearch())
+        self.addAlgorithm(RunSavedSearch())
 
     def id(self) -> str:
         return "cach"

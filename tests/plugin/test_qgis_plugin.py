@@ -94,6 +94,7 @@ def test_class_factory_starts_worker_with_the_panel_and_unloads(
     assert {a.name() for a in registry.providerById("cach").algorithms()} == {
         "indexrasterfolder",
         "textsearch",
+        "runsavedsearch",
     }
     assert isinstance(plugin.dock, QDockWidget)
     assert plugin.tool is not None and plugin.actions

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from model_runtime.errors import CancelledError, ConfirmationNeeded
+from model_runtime.errors import CancelledError, ConfirmationNeeded, DiskFullError
 from model_runtime.index.lock import IndexLock, refuse_system_folder
 from model_runtime.index.roots import holdings, normalize_root, plan_run
 from model_runtime.index.scan import Scan, Todo, apply_scan, scan_sources
@@ -169,8 +169,15 @@ def _build(store: Store, paths: Sequence[str], model: Any, options: BuildOptions
     except CancelledError:
         writer.finalize(pending_files=run.pending_files())
         raise
+    except DiskFullError:  # what was committed stays searchable, as after a cancel
+        writer.keep_searchable(max(1, run.pending_files()))
+        raise
     report("finalize", run.encoded, run.encoded, "writing the code index")
-    tiles = writer.finalize()
+    try:
+        tiles = writer.finalize()
+    except DiskFullError:
+        writer.keep_searchable(0)
+        raise
     report("done", run.encoded, run.encoded, f"{tiles} tiles")
     return IndexSummary(
         added=run.counts["added"], updated=run.counts["updated"] + run.counts["resumed"],

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from model_runtime.codes import pack, unpack_signs
-from model_runtime.errors import ConfigError, DataError, IndexStateError
+from model_runtime.errors import ConfigError, DataError, DiskFullError, IndexStateError
 from model_runtime.fsutil import file_signature
 from model_runtime.geo import bbox_to_4326, check_point
 from model_runtime.index.binary import BinaryIndex
@@ -494,7 +494,8 @@ def _rebuild_codes(store: Store, meta: dict, index_dir: Path) -> BinaryIndex:
         try:
             codes.save(path)
             store.set_meta(codes_file={"name": path.name, "signature": file_signature(path)})
-        except (OSError, IndexStateError) as err:  # read-only index folder: search from memory
+        except (OSError, IndexStateError, DiskFullError) as err:  # read-only or full: search
+            # from memory
             LOG.warning("cannot cache %s (%s)", path, err)
     return codes
 

@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from model_runtime.errors import ConfigError
+from model_runtime.errors import CachError, ConfigError
 from model_runtime.fsutil import atomic_write, file_signature
 from model_runtime.index.binary import BinaryIndex
 from model_runtime.index.store import Store, check_model
@@ -76,6 +76,20 @@ class IndexWriter:
     def drop_source(self, uri: str) -> int:
         """Remove a source that failed: its tiles (old content or half a run) go."""
         return self.store.delete_sources([uri])
+
+    def keep_searchable(self, pending_files: int) -> bool:
+        """After a run failed on a full disk: mark what it committed searchable (as a cancel
+        does, ``partial`` when files are left) without writing the faiss file, which a search
+        rebuilds from the store in memory. False when even this small write fails: the index
+        then stays "interrupted" until the next run."""
+        try:
+            self.store.set_meta(complete=True, tiles=self.store.count_tiles(),
+                                partial={"pending_files": pending_files} if pending_files
+                                else None)
+        except (CachError, OSError) as err:
+            LOG.warning("the index stays interrupted: %s", err)
+            return False
+        return True
 
     def finalize(self, pending_files: int = 0) -> int:
         """Write the faiss file for the store's generation, then mark the index complete.

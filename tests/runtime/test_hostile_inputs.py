@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import struct
 import zlib
 from pathlib import Path
@@ -176,3 +177,54 @@ def test_damaged_adapted_heads_are_reported_as_damaged(tmp_path):
         IndexService("effnetlite0-minilm").heads_of(model, tmp_path)
     assert info.value.code == "heads_unreadable"
     assert "damaged" in str(info.value) and "does not have" not in str(info.value)
+
+
+# --- a full disk ---------------------------------------------------------------------------------
+def test_a_full_disk_while_adding_files_leaves_the_last_good_state_searchable(
+        sample_folder, tmp_path, encoder, monkeypatch, FakeEncoder):
+    """A second run that adds a file fails on a full disk (its units, then the faiss file):
+    the index still searches everything it held before, and the next run completes it."""
+    import shutil
+
+    from model_runtime.errors import DiskFullError
+    from model_runtime.index import BuildOptions, build_index, open_index
+    from model_runtime.index import binary
+    from model_runtime.index.store import Store
+
+    from model_runtime.tiling import TilingOptions
+
+    files = sorted(sample_folder.rglob("*.tif"))
+    assert len(files) >= 2
+    later = tmp_path / "later.tif"
+    shutil.move(str(files[-1]), later)
+    idx = tmp_path / "idx"
+    opts = BuildOptions(tiling=TilingOptions(tile_size=128))
+    build_index(idx, [str(sample_folder)], encoder, opts)
+    with open_index(idx) as before:
+        held = before.store.count_tiles()
+    shutil.move(str(later), files[-1])  # a file added since: the next run encodes it
+
+    def full(*args, **kwargs):
+        raise DiskFullError("The disk is full (test).")
+
+    monkeypatch.setattr(binary.BinaryIndex, "write", full)  # the faiss file cannot be written
+    original = Store.commit_unit
+    calls = []
+
+    def commit_then_full(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "commit_unit", commit_then_full)
+    with pytest.raises(DiskFullError):
+        build_index(idx, [str(sample_folder)], FakeEncoder(), opts)
+    with open_index(idx) as after:  # searchable: the codes are rebuilt from the store
+        assert after.store.count_tiles() >= held
+        assert after.pending_files == (1 if len(calls) > 1 else 0)  # a unit failed, or the file
+        assert after.codes.ntotal == after.store.count_tiles()
+    monkeypatch.undo()
+    summary = build_index(idx, [str(sample_folder)], FakeEncoder(), opts)
+    with open_index(idx) as done:
+        assert done.pending_files == 0 and done.store.count_tiles() == summary.tiles > held

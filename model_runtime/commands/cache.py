@@ -41,10 +41,9 @@ def _line(entry, now: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from model_runtime.errors import ConfigError
-    from model_runtime.model.graphs import cache_entries, cap_bytes, evict
-    from model_runtime.paths import cache_dir
+    from model_runtime.model.graphs import cache_entries, cap_bytes, evict, graphs_root
 
-    root = cache_dir() / "graphs"
+    root = graphs_root()
     if args.action == "prune":
         if args.max_mb is not None and args.max_mb < 0:
             raise ConfigError("--max-mb must be 0 or more.", code="bad_value")

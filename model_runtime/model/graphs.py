@@ -23,7 +23,8 @@ reader never sees half a folder and two processes exporting at once both end wit
 Bounded: each use touches the folder's ``.last_used``; after every build the least recently
 used folders (folders of an older format first) are deleted until the cache holds at most
 ``$CACH_GRAPH_CACHE_MB`` (default :data:`DEFAULT_CAP_MB`) MB; the folder just built or used is
-never evicted. ``cach cache`` lists the folders with their sizes and prunes them.
+never evicted. ``$CACH_GRAPH_CACHE`` moves the graph cache apart from the other caches (it holds
+nothing but content-keyed graphs, so it may be shared). ``cach cache`` lists the folders with their sizes and prunes them.
 
 No torch here: a cached folder is found and checked with the standard library, and the heads'
 parts are hashed through ``safetensors.numpy``.
@@ -67,6 +68,13 @@ HASHES = "hashes.json"
 STALE_TMP_S = 3600.0
 
 
+def graphs_root() -> Path:
+    """The graph cache: ``$CACH_GRAPH_CACHE``, else ``<cache>/graphs``. Keyed by content only,
+    it may be shared between environments and machines (CI keeps one through this variable)."""
+    env = os.environ.get("CACH_GRAPH_CACHE", "").strip()
+    return Path(env).expanduser() if env else cache_dir() / "graphs"
+
+
 class GraphCacheError(Exception):
     """A cached folder is missing, stale or corrupt (internal: it triggers a rebuild)."""
 
@@ -103,7 +111,7 @@ def content_sha256(path: Path, root: Path | None = None) -> str:
         st = path.stat()
     except OSError:
         return f"missing:{path.name}"
-    sidecar = (root or cache_dir() / "graphs") / HASHES
+    sidecar = (root or graphs_root()) / HASHES
     stamp = [st.st_size, st.st_mtime_ns]
     with _HASH_LOCK:
         known = _read_json(sidecar)
@@ -225,7 +233,7 @@ def graph_folder(parts: dict, root: Path | None = None) -> Path:
     engine = parts["engine"].split("==")[0]
     name = (f"{parts['backbone']}-{parts['graph']}-{parts['bits']}b-{engine}-"
             f"{parts['precision']}-{digest}")
-    return (root or cache_dir() / "graphs") / name
+    return (root or graphs_root()) / name
 
 
 def verify(folder: Path, parts: dict) -> dict:
@@ -380,7 +388,7 @@ def _entry(folder: Path) -> CacheEntry:
 
 def cache_entries(root: Path | None = None) -> list[CacheEntry]:
     """The cache's folders, least recently used first (folders of an older format before)."""
-    root = root or cache_dir() / "graphs"
+    root = root or graphs_root()
     if not root.is_dir():
         return []
     entries = [_entry(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
@@ -399,7 +407,7 @@ def evict(root: Path | None = None, cap: int | None = None, keep: set[Path] | No
     """Delete folders, least recently used first, until the cache holds at most ``cap`` bytes
     (default :func:`cap_bytes`); folders of an older format or unreadable always go;
     ``everything`` empties it. ``keep`` (the folder just built) is never deleted. Returns what was deleted."""
-    root = root or cache_dir() / "graphs"
+    root = root or graphs_root()
     if not root.is_dir():
         return []
     for leftover in _old_leftovers(root):

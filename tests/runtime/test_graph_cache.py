@@ -28,6 +28,7 @@ from model_runtime.model.heads import read_heads, shipped_heads
 def private_cache(tmp_path_factory, monkeypatch):
     """The content-hash sidecar and any cache folder go to a fresh folder, never $HOME."""
     monkeypatch.setenv("CACH_CACHE", str(tmp_path_factory.mktemp("cach-cache")))
+    monkeypatch.delenv("CACH_GRAPH_CACHE", raising=False)
     monkeypatch.delenv("CACH_GRAPH_CACHE_MB", raising=False)
 
 
@@ -305,9 +306,11 @@ def test_eviction_drops_the_least_recently_used_beyond_the_cap(tmp_path, parts, 
 
 def test_cach_cache_lists_sizes_and_prunes(tmp_path, parts, monkeypatch, capsys):
     from model_runtime.cli import main
-    from model_runtime.paths import cache_dir
+    from model_runtime.model.graphs import graphs_root
 
-    root = cache_dir() / "graphs"
+    monkeypatch.setenv("CACH_GRAPH_CACHE", str(tmp_path / "shared-graphs"))
+    root = graphs_root()
+    assert root == tmp_path / "shared-graphs" and graph_folder(parts).parent == root
     for i in range(2):
         cached_graphs(dict(parts, engine=f"e=={i}"), _sized_build(3 << 20), root)
     assert main(["cache"]) == 0

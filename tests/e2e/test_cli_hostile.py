@@ -121,3 +121,23 @@ def _any_source(conn) -> set[str]:
     layer = conn.execute("SELECT table_name FROM gpkg_contents WHERE data_type='features'"
                          ).fetchone()[0]
     return {r[0] for r in conn.execute(f'SELECT source FROM "{layer}"')}
+
+
+def test_json_with_the_large_run_confirmation_prints_one_json_object(tmp_path):
+    """``--json`` and a run that waits for --yes: stdout is JSON (the coded error with the
+    estimate), exit 3, nothing encoded."""
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    (folder / "small.dat").write_bytes((SAMPLES_DIR / "cogeo.tif").read_bytes())
+    (folder / "huge.vrt").write_text(
+        '<VRTDataset rasterXSize="200000" rasterYSize="200000"><VRTRasterBand dataType="Byte" '
+        'band="1"><SimpleSource><SourceFilename relativeToVRT="1">small.dat</SourceFilename>'
+        "<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>")
+    proc = cach("index", folder, "--index", tmp_path / "idx", "--json",
+                env={"CACH_CACHE": str(tmp_path / "cache"), "CACH_DEVICE": "cpu"}, timeout=600)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stdout[:2000]
+    error = json.loads(lines[0])["error"]
+    assert (error["type"], error["code"]) == ("confirm", "confirm_large_run")
+    assert error["details"]["estimate"]["new_tiles"] > 100_000

@@ -7,7 +7,7 @@ from typing import Any
 
 from qgis.core import QgsApplication
 from qgis.gui import QgsFileWidget
-from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtCore import QCoreApplication, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -60,7 +60,15 @@ class IndexDialog(QDialog):
         self.folder.fileChanged.connect(self._folder_changed)
         self.index = QgsFileWidget()
         self.index.setStorageMode(QgsFileWidget.GetDirectory)
-        self.index.setFilePath(settings.index_path())
+        # the index follows the raster folder (<folder>/cach_index) unless the analyst adds to
+        # an existing index; the dialog then says what it holds (docs/indexing.md)
+        self.index.fileChanged.connect(lambda _path: self.refresh_holdings())
+        self.add_existing = QCheckBox(self.tr("add to an existing index"))
+        self.add_existing.toggled.connect(self._add_existing_toggled)
+        self.holds_label = QLabel("")
+        self.holds_label.setWordWrap(True)
+        self.holdings: Estimate | None = None
+        self._holdings: PendingRequest | None = None
         self.tile_size = QSpinBox()
         self.tile_size.setRange(32, 8192)
         self.tile_size.setValue(256)
@@ -86,6 +94,8 @@ class IndexDialog(QDialog):
         form = QFormLayout()
         form.addRow("Raster folder", self.folder)
         form.addRow("Index folder", self.index)
+        form.addRow("", self.add_existing)
+        form.addRow("", self.holds_label)
         form.addRow("Tile size", self.tile_size)
         form.addRow("Tile ground size", self.tile_metres)
         form.addRow("Overlap (fraction)", self.overlap)
@@ -108,11 +118,10 @@ class IndexDialog(QDialog):
         """Fill the form, e.g. to re-index an index with the new model."""
         if folders:
             self.folder.setFilePath(folders[0])
-        self.index.setFilePath(index)
         self.rebuild.setChecked(rebuild)
 
     def _folder_changed(self, path: str) -> None:
-        if path and not self.index.filePath():
+        if path and not self.add_existing.isChecked():
             self.index.setFilePath(str(Path(path) / "cach_index"))
 
     def params(self, dry_run: bool = False) -> dict[str, Any]:
@@ -134,6 +143,8 @@ class IndexDialog(QDialog):
         if self.multi_scale.isChecked():
             params["scales"] = [1, 2]
         if self.rebuild.isChecked():
+        self.add_existing.setChecked(True)
+        self.index.setFilePath(index)
             params["rebuild"] = True
         bands = parse_bands(self.bands.text())
         if bands:
@@ -142,6 +153,54 @@ class IndexDialog(QDialog):
 
     def estimate(self) -> PendingRequest | None:
         """Dry run: files, tiles, bytes and seconds, shown under the form."""
+        self.refresh_holdings()
+
+    def _add_existing_toggled(self, checked: bool) -> None:
+        folder = self.folder.filePath().strip()
+        following = not self.index.filePath() or (
+            folder and self.index.filePath() == str(Path(folder) / "cach_index"))
+        if checked and following and settings.index_path():
+            self.index.setFilePath(settings.index_path())  # the index last used
+        elif not checked and folder:
+            self.index.setFilePath(str(Path(folder) / "cach_index"))
+
+    def refresh_holdings(self) -> PendingRequest | None:
+        """Say which index the run writes to and, for an existing one, what it holds and that
+        the folder is added to it (the worker's dry run; its tiling fills the form)."""
+        index, folder = self.index.filePath().strip(), self.folder.filePath().strip()
+        self.holdings = None
+        if not index or not (Path(index) / "index.sqlite").is_file():
+            self.holds_label.setText(self.tr("A new index in {0}.").format(index) if index
+                                     else "")
+            return None
+        if not folder:
+            self.holds_label.setText(
+                self.tr("Add to the existing index in {0}: choose the raster folder.").format(index))
+            return None
+        self.holds_label.setText(self.tr("Reading what the index in {0} holds…").format(index))
+        req = self.client.request("index", {"index": index, "paths": [folder], "dry_run": True})
+        req.succeeded.connect(lambda raw: self._show_holdings(index, Estimate.from_json(raw)))
+        req.failed.connect(lambda err: self.holds_label.setText(self.tr(
+            "Cannot read the index in {0}: {1}").format(index, wording.error_text(err.info))))
+        self._holdings = req
+        return req
+
+    def _show_holdings(self, index: str, estimate: Estimate) -> None:
+        if index != self.index.filePath().strip():
+            return  # the analyst chose another index meanwhile
+        self.holdings = estimate
+        self.holds_label.setText(holdings_text(index, self.folder.filePath().strip(), estimate,
+                                               self.tr))
+        if estimate.tiling:  # the index's own tiling: indexing as shown re-tiles nothing
+            self._set_tiling(estimate.tiling)
+
+    def _set_tiling(self, tiling: dict[str, Any]) -> None:
+        self.tile_size.setValue(int(tiling.get("tile_size") or 256))
+        self.tile_metres.setValue(float(tiling.get("tile_metres") or 0.0))
+        self.overlap.setValue(float(tiling.get("overlap") or 0.0))
+        self.multi_scale.setChecked(list(tiling.get("scales") or [1]) == [1, 2])
+        bands = tiling.get("bands") or []
+        self.bands.setText(",".join(str(b) for b in bands))
         try:
             params = self.params(dry_run=True)
         except ValueError as err:
@@ -229,6 +288,38 @@ class RuntimeDialog(QDialog):
         test = QPushButton("Test runtime")
         test.clicked.connect(self.test)
         self.create_button = QPushButton("Create runtime…")
+def holdings_text(index: str, folder: str, estimate: Estimate, tr: Any = str) -> str:
+    """ "Add to this index (...), which holds N tiles of these folders: ..." from a dry run."""
+    held = estimate.roots_held
+    if not held:
+        return tr("Add to the index in {0}, which holds no tiles yet.").format(index)
+    folders = ", ".join(f"{r.get('path')} ({int(r.get('tiles') or 0):,})" for r in held)
+    text = tr("Add to this index ({0}), which holds {1:,} tiles of these folders: {2}.").format(
+        index, estimate.index_tiles, folders)
+    if estimate.roots_added:
+        text += " " + tr("{0} is new to it and is added.").format(folder)
+    else:
+        text += " " + tr("{0} is one of them: only new or changed files are indexed.").format(
+            folder)
+    if estimate.retile_tiles:
+        text += " " + tr("The tiling chosen is not the index's: all {0:,} tiles would be "
+                         "tiled again.").format(estimate.retile_tiles)
+    return text
+
+
+def confirm_retile_dialog(details: dict[str, Any], parent: QWidget | None = None
+                          ) -> QuestionDialog:
+    """Another tiling than the index's re-tiles every folder of it: ask first."""
+    roots = [str(r) for r in details.get("roots") or []]
+    text = QCoreApplication.translate(
+        "CACH", "The tiling you chose is not this index's own. Indexing with it tiles all "
+        "{0:,} tiles of the index's {1} folder(s) again: {2}. Re-tile them all, or cancel and "
+        "keep the index's tiling.").format(int(details.get("retile_tiles") or 0), len(roots),
+                                           ", ".join(roots))
+    return QuestionDialog(QCoreApplication.translate("CACH", "CACH: re-tile the whole index"),
+                          text, QCoreApplication.translate("CACH", "Re-tile all"), parent)
+
+
         self.create_button.setToolTip(
             f"Create a virtual environment in {settings.data_dir()} with the pinned "
             "requirements (QGIS's own Python is not touched)."

@@ -17,7 +17,15 @@ from qgis.PyQt.QtWidgets import QAction, QPushButton, QToolBar
 
 from ..model_runtime.protocol import Estimate, IndexSummary
 from . import layers, settings, wording
-from .dialogs import IndexDialog, QuestionDialog, RuntimeDialog, adapt_dialog, confirm_run_dialog
+from . import guide, layers, settings, wording
+from .dialogs import (
+    IndexDialog,
+    QuestionDialog,
+    RuntimeDialog,
+    adapt_dialog,
+    confirm_retile_dialog,
+    confirm_run_dialog,
+)
 from .dock import LEVELS, SearchDock
 from .maptool import TileTool
 from .runtime_client import WorkerError, log, shared_client, shutdown_shared_client
@@ -303,6 +311,8 @@ class CachPlugin:
         elif error.cancelled:
             self.check_cancelled_run(params)
         else:
+        elif error.code == "confirm_retile":
+            self.confirm_retile(params, dict(error.details))
             self._task_failed("Indexing", error)
 
     def check_cancelled_run(self, params: dict[str, Any]) -> Any:
@@ -324,6 +334,14 @@ class CachPlugin:
     def confirm_large_run(self, params: dict[str, Any], estimate: Estimate) -> QuestionDialog:
         """Show the estimate; "Index anyway" resends the run with ``confirm``."""
         dialog = confirm_run_dialog(estimate, self.iface.mainWindow())
+    def confirm_retile(self, params: dict[str, Any], details: dict[str, Any]) -> QuestionDialog:
+        """Another tiling than the index's: "Re-tile all" resends the run with ``confirm``."""
+        dialog = confirm_retile_dialog(details, self.iface.mainWindow())
+        dialog.accepted.connect(lambda: self.start_index({**params, "confirm": True}))
+        self._keep(dialog)
+        dialog.open()
+        return dialog
+
         dialog.accepted.connect(lambda: self.start_index({**params, "confirm": True}))
         self._keep(dialog)
         dialog.open()

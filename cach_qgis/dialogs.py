@@ -116,6 +116,8 @@ class IndexDialog(QDialog):
 
     def preset(self, index: str, folders: list[str], rebuild: bool = False) -> None:
         """Fill the form, e.g. to re-index an index with the new model."""
+        self.add_existing.setChecked(True)
+        self.index.setFilePath(index)
         if folders:
             self.folder.setFilePath(folders[0])
         self.rebuild.setChecked(rebuild)
@@ -123,36 +125,6 @@ class IndexDialog(QDialog):
     def _folder_changed(self, path: str) -> None:
         if path and not self.add_existing.isChecked():
             self.index.setFilePath(str(Path(path) / "cach_index"))
-
-    def params(self, dry_run: bool = False) -> dict[str, Any]:
-        """The ``index`` request's params; raises ValueError on bad input."""
-        folder, index = self.folder.filePath().strip(), self.index.filePath().strip()
-        if not folder:
-            raise ValueError("Choose the folder of rasters to index.")
-        if not index:
-            raise ValueError("Choose where the index is stored.")
-        params: dict[str, Any] = {
-            "index": index,
-            "paths": [folder],
-            "tile_size": self.tile_size.value(),
-            "overlap": round(self.overlap.value(), 3),
-            "dry_run": dry_run,
-        }
-        if self.tile_metres.value() > 0:
-            params["tile_metres"] = self.tile_metres.value()
-        if self.multi_scale.isChecked():
-            params["scales"] = [1, 2]
-        if self.rebuild.isChecked():
-        self.add_existing.setChecked(True)
-        self.index.setFilePath(index)
-            params["rebuild"] = True
-        bands = parse_bands(self.bands.text())
-        if bands:
-            params["bands"] = bands
-        return params
-
-    def estimate(self) -> PendingRequest | None:
-        """Dry run: files, tiles, bytes and seconds, shown under the form."""
         self.refresh_holdings()
 
     def _add_existing_toggled(self, checked: bool) -> None:
@@ -201,6 +173,34 @@ class IndexDialog(QDialog):
         self.multi_scale.setChecked(list(tiling.get("scales") or [1]) == [1, 2])
         bands = tiling.get("bands") or []
         self.bands.setText(",".join(str(b) for b in bands))
+
+    def params(self, dry_run: bool = False) -> dict[str, Any]:
+        """The ``index`` request's params; raises ValueError on bad input."""
+        folder, index = self.folder.filePath().strip(), self.index.filePath().strip()
+        if not folder:
+            raise ValueError("Choose the folder of rasters to index.")
+        if not index:
+            raise ValueError("Choose where the index is stored.")
+        params: dict[str, Any] = {
+            "index": index,
+            "paths": [folder],
+            "tile_size": self.tile_size.value(),
+            "overlap": round(self.overlap.value(), 3),
+            "dry_run": dry_run,
+        }
+        if self.tile_metres.value() > 0:
+            params["tile_metres"] = self.tile_metres.value()
+        if self.multi_scale.isChecked():
+            params["scales"] = [1, 2]
+        if self.rebuild.isChecked():
+            params["rebuild"] = True
+        bands = parse_bands(self.bands.text())
+        if bands:
+            params["bands"] = bands
+        return params
+
+    def estimate(self) -> PendingRequest | None:
+        """Dry run: files, tiles, bytes and seconds, shown under the form."""
         try:
             params = self.params(dry_run=True)
         except ValueError as err:
@@ -252,6 +252,38 @@ class QuestionDialog(QDialog):
         layout.addWidget(buttons)
 
 
+def holdings_text(index: str, folder: str, estimate: Estimate, tr: Any = str) -> str:
+    """ "Add to this index (...), which holds N tiles of these folders: ..." from a dry run."""
+    held = estimate.roots_held
+    if not held:
+        return tr("Add to the index in {0}, which holds no tiles yet.").format(index)
+    folders = ", ".join(f"{r.get('path')} ({int(r.get('tiles') or 0):,})" for r in held)
+    text = tr("Add to this index ({0}), which holds {1:,} tiles of these folders: {2}.").format(
+        index, estimate.index_tiles, folders)
+    if estimate.roots_added:
+        text += " " + tr("{0} is new to it and is added.").format(folder)
+    else:
+        text += " " + tr("{0} is one of them: only new or changed files are indexed.").format(
+            folder)
+    if estimate.retile_tiles:
+        text += " " + tr("The tiling chosen is not the index's: all {0:,} tiles would be "
+                         "tiled again.").format(estimate.retile_tiles)
+    return text
+
+
+def confirm_retile_dialog(details: dict[str, Any], parent: QWidget | None = None
+                          ) -> QuestionDialog:
+    """Another tiling than the index's re-tiles every folder of it: ask first."""
+    roots = [str(r) for r in details.get("roots") or []]
+    text = QCoreApplication.translate(
+        "CACH", "The tiling you chose is not this index's own. Indexing with it tiles all "
+        "{0:,} tiles of the index's {1} folder(s) again: {2}. Re-tile them all, or cancel and "
+        "keep the index's tiling.").format(int(details.get("retile_tiles") or 0), len(roots),
+                                           ", ".join(roots))
+    return QuestionDialog(QCoreApplication.translate("CACH", "CACH: re-tile the whole index"),
+                          text, QCoreApplication.translate("CACH", "Re-tile all"), parent)
+
+
 def confirm_run_dialog(estimate: Estimate, parent: QWidget | None = None) -> QuestionDialog:
     """The worker's estimate of a very large run, with "Index anyway"."""
     return QuestionDialog(
@@ -288,38 +320,6 @@ class RuntimeDialog(QDialog):
         test = QPushButton("Test runtime")
         test.clicked.connect(self.test)
         self.create_button = QPushButton("Create runtime…")
-def holdings_text(index: str, folder: str, estimate: Estimate, tr: Any = str) -> str:
-    """ "Add to this index (...), which holds N tiles of these folders: ..." from a dry run."""
-    held = estimate.roots_held
-    if not held:
-        return tr("Add to the index in {0}, which holds no tiles yet.").format(index)
-    folders = ", ".join(f"{r.get('path')} ({int(r.get('tiles') or 0):,})" for r in held)
-    text = tr("Add to this index ({0}), which holds {1:,} tiles of these folders: {2}.").format(
-        index, estimate.index_tiles, folders)
-    if estimate.roots_added:
-        text += " " + tr("{0} is new to it and is added.").format(folder)
-    else:
-        text += " " + tr("{0} is one of them: only new or changed files are indexed.").format(
-            folder)
-    if estimate.retile_tiles:
-        text += " " + tr("The tiling chosen is not the index's: all {0:,} tiles would be "
-                         "tiled again.").format(estimate.retile_tiles)
-    return text
-
-
-def confirm_retile_dialog(details: dict[str, Any], parent: QWidget | None = None
-                          ) -> QuestionDialog:
-    """Another tiling than the index's re-tiles every folder of it: ask first."""
-    roots = [str(r) for r in details.get("roots") or []]
-    text = QCoreApplication.translate(
-        "CACH", "The tiling you chose is not this index's own. Indexing with it tiles all "
-        "{0:,} tiles of the index's {1} folder(s) again: {2}. Re-tile them all, or cancel and "
-        "keep the index's tiling.").format(int(details.get("retile_tiles") or 0), len(roots),
-                                           ", ".join(roots))
-    return QuestionDialog(QCoreApplication.translate("CACH", "CACH: re-tile the whole index"),
-                          text, QCoreApplication.translate("CACH", "Re-tile all"), parent)
-
-
         self.create_button.setToolTip(
             f"Create a virtual environment in {settings.data_dir()} with the pinned "
             "requirements (QGIS's own Python is not touched)."

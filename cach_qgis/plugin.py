@@ -17,7 +17,6 @@ from qgis.PyQt.QtWidgets import QAction, QPushButton, QToolBar
 
 from ..model_runtime.protocol import Estimate, IndexSummary
 from . import layers, settings, wording
-from . import guide, layers, settings, wording
 from .dialogs import (
     IndexDialog,
     QuestionDialog,
@@ -308,11 +307,11 @@ class CachPlugin:
     def _index_failed(self, params: dict[str, Any], error: WorkerError) -> None:
         if error.code == "confirm_large_run":
             self.confirm_large_run(params, Estimate.from_json(error.details.get("estimate") or {}))
+        elif error.code == "confirm_retile":
+            self.confirm_retile(params, dict(error.details))
         elif error.cancelled:
             self.check_cancelled_run(params)
         else:
-        elif error.code == "confirm_retile":
-            self.confirm_retile(params, dict(error.details))
             self._task_failed("Indexing", error)
 
     def check_cancelled_run(self, params: dict[str, Any]) -> Any:
@@ -331,9 +330,6 @@ class CachPlugin:
             self.dock.set_index_path(index)
         self._message(text, Qgis.Success if complete else Qgis.Info)
 
-    def confirm_large_run(self, params: dict[str, Any], estimate: Estimate) -> QuestionDialog:
-        """Show the estimate; "Index anyway" resends the run with ``confirm``."""
-        dialog = confirm_run_dialog(estimate, self.iface.mainWindow())
     def confirm_retile(self, params: dict[str, Any], details: dict[str, Any]) -> QuestionDialog:
         """Another tiling than the index's: "Re-tile all" resends the run with ``confirm``."""
         dialog = confirm_retile_dialog(details, self.iface.mainWindow())
@@ -342,6 +338,9 @@ class CachPlugin:
         dialog.open()
         return dialog
 
+    def confirm_large_run(self, params: dict[str, Any], estimate: Estimate) -> QuestionDialog:
+        """Show the estimate; "Index anyway" resends the run with ``confirm``."""
+        dialog = confirm_run_dialog(estimate, self.iface.mainWindow())
         dialog.accepted.connect(lambda: self.start_index({**params, "confirm": True}))
         self._keep(dialog)
         dialog.open()

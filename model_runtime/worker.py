@@ -24,8 +24,8 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from model_runtime import __version__

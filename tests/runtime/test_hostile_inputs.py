@@ -187,10 +187,8 @@ def test_a_full_disk_while_adding_files_leaves_the_last_good_state_searchable(
     import shutil
 
     from model_runtime.errors import DiskFullError
-    from model_runtime.index import BuildOptions, build_index, open_index
-    from model_runtime.index import binary
+    from model_runtime.index import BuildOptions, binary, build_index, open_index
     from model_runtime.index.store import Store
-
     from model_runtime.tiling import TilingOptions
 
     files = sorted(sample_folder.rglob("*.tif"))

@@ -113,7 +113,7 @@ def encode_dataset_images(encoder, dataset: CaptionDataset, views: tuple[str, ..
     out = []
     start = time.perf_counter()
     bar = tqdm(total=len(jobs), desc=f"{dataset.name} images", unit="img", file=sys.stderr,
-               disable=not progress)
+               disable=None if progress else True)  # None: only on a terminal
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(load, batches[0]) if batches else None
         for i in range(len(batches)):

@@ -61,9 +61,12 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
 
 
 def log_level(args: argparse.Namespace) -> int:
-    """WARNING by default; -v INFO, -vv DEBUG; --quiet ERROR."""
+    """WARNING by default; -v INFO, -vv DEBUG; --quiet ERROR. ``serve`` logs INFO by default:
+    its stderr is the plugin's CACH log panel, not a terminal."""
     if args.quiet:
         return logging.ERROR
+    if args.command == "serve" and not args.verbose:
+        return logging.INFO
     return (logging.WARNING, logging.INFO)[args.verbose] if args.verbose < 2 else logging.DEBUG
 
 

@@ -78,6 +78,23 @@ def test_quiet_prints_nothing_on_stderr(built, env):
     assert proc.stderr == "" and "rank" in proc.stdout
 
 
+@pytest.mark.parametrize(("argv", "level"), [
+    (["search", "--index", "x", "--text", "t"], "WARNING"),
+    (["-v", "search", "--index", "x", "--text", "t"], "INFO"),
+    (["-vv", "search", "--index", "x", "--text", "t"], "DEBUG"),
+    (["-q", "search", "--index", "x", "--text", "t"], "ERROR"),
+    # the worker's stderr is the plugin's CACH log panel: it keeps its INFO lines
+    (["serve", "--stdio"], "INFO"),
+])
+def test_log_levels(argv, level):
+    import logging
+
+    from model_runtime.cli import build_parser, log_level
+
+    args = build_parser(load=argv[1] if argv[0].startswith("-") else argv[0]).parse_args(argv)
+    assert logging.getLevelName(log_level(args)) == level
+
+
 def test_dry_run_counts_the_first_graph_build(built, env, tmp_path):
     fresh = {**env, "CACH_CACHE": str(tmp_path / "empty-cache")}
     first = cach("index", SAMPLES_DIR, "--index", tmp_path / "a", "--dry-run", env=fresh)

@@ -27,7 +27,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..model_runtime.protocol import Estimate
-from . import settings, wording
+from . import guide, settings, wording
 from .runtime_client import PendingRequest, RuntimeClient, WorkerError
 from .runtime_setup import KINDS, RuntimeInstaller, describe_runtime, is_executable, size_text
 from .tasks import IndexTask
@@ -109,10 +109,41 @@ class IndexDialog(QDialog):
         buttons.button(QDialogButtonBox.Ok).setText("Index")
         buttons.accepted.connect(self.start)
         buttons.rejected.connect(self.reject)
+        guide.add_help_button(buttons, guide.INDEX)
+        self._tooltips()
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(row)
         layout.addWidget(buttons)
+
+    def _tooltips(self) -> None:
+        """What each field does, where the analyst hovers (the guide has the same words)."""
+        for widget, text in (
+            (self.folder, self.tr(
+                "The folder of rasters to index, searched with its subfolders: GeoTIFF, JPEG "
+                "2000, VRT, IMG, PNG and JPEG files")),
+            (self.index, self.tr("The folder the index is written to")),
+            (self.add_existing, self.tr(
+                "Add the raster folder to an index that exists already, instead of a new index "
+                "beside the folder")),
+            (self.tile_size, self.tr(
+                "Tile side in pixels. A photo smaller than a tile becomes one tile")),
+            (self.tile_metres, self.tr(
+                "Tile side in metres on the ground instead of pixels (rasters with a CRS only)")),
+            (self.overlap, self.tr(
+                "The fraction of a tile shared with its neighbour: more overlap finds objects "
+                "cut by tile edges, at the cost of more tiles")),
+            (self.multi_scale, self.tr(
+                "Also index tiles twice as large, for scenes bigger than one tile")),
+            (self.rebuild, self.tr(
+                "Delete what the index holds and index everything again (after a model update)")),
+            (self.bands, self.tr(
+                "Which bands make the picture: empty = automatic (RGB, alpha ignored), or "
+                "three band numbers such as 4,3,2, or one band")),
+            (self.estimate_button, self.tr(
+                "Count files, new tiles, data to read and the expected time, without indexing")),
+        ):
+            widget.setToolTip(text)
 
     def preset(self, index: str, folders: list[str], rebuild: bool = False) -> None:
         """Fill the form, e.g. to re-index an index with the new model."""
@@ -237,7 +268,14 @@ class QuestionDialog(QDialog):
     """A question with a go-ahead button, shown with ``open()`` (it never blocks the UI thread);
     the caller connects ``accepted``."""
 
-    def __init__(self, title: str, text: str, ok_text: str, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        text: str,
+        ok_text: str,
+        parent: QWidget | None = None,
+        help_section: str = "",
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         self.text = QLabel(text)
@@ -247,6 +285,7 @@ class QuestionDialog(QDialog):
         buttons.button(QDialogButtonBox.Cancel).setDefault(True)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
+        self.help_button = guide.add_help_button(buttons, help_section) if help_section else None
         layout = QVBoxLayout(self)
         layout.addWidget(self.text)
         layout.addWidget(buttons)
@@ -294,7 +333,11 @@ def confirm_run_dialog(estimate: Estimate, parent: QWidget | None = None) -> Que
 def adapt_dialog(index: str, parent: QWidget | None = None) -> QuestionDialog:
     """What "Adapt to this archive" does, with "Adapt"."""
     return QuestionDialog(
-        "CACH: adapt to this archive", wording.adapt_question(index), "Adapt", parent
+        "CACH: adapt to this archive",
+        wording.adapt_question(index),
+        "Adapt",
+        parent,
+        help_section=guide.ADAPT,
     )
 
 
@@ -333,9 +376,6 @@ class RuntimeDialog(QDialog):
         self.kind_size.setWordWrap(True)
         self.kind.currentIndexChanged.connect(self._show_size)
         self._show_size()
-        self.tiles = QSpinBox()
-        self.tiles.setRange(0, 200)
-        self.tiles.setValue(settings.max_tile_layers())
         self.progress = QProgressBar()
         self.progress.setVisible(False)
         self.log = QPlainTextEdit()
@@ -348,13 +388,16 @@ class RuntimeDialog(QDialog):
         form.addRow("Device", self.device)
         form.addRow("Runtime to create", self.kind)
         form.addRow("", self.kind_size)
-        form.addRow("Tile layers per query", self.tiles)
         row = QHBoxLayout()
         for button in (detect, test, self.create_button):
             row.addWidget(button)
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         buttons.accepted.connect(self.save)
         buttons.rejected.connect(self.reject)
+        guide.add_help_button(buttons, guide.RUNTIME)
+        self.python.setToolTip(self.tr("The Python interpreter of the CACH runtime"))
+        detect.setToolTip(self.tr("Look for a runtime made by the setup script or from QGIS"))
+        test.setToolTip(self.tr("Start the runtime, load its model and show its device"))
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(row)
@@ -437,7 +480,6 @@ class RuntimeDialog(QDialog):
 
     def save(self) -> None:
         self._apply_python()
-        settings.set_max_tile_layers(self.tiles.value())
         self.accept()
 
     def reject(self) -> None:

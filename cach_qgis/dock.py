@@ -63,7 +63,10 @@ LEVELS = {
 }
 WEAK_STYLE = "background:#fff3cd; color:#664d03; border:1px solid #e0c36c; padding:4px;"
 ERROR_COLOUR = "#b2182b"
-PROBLEM_STYLE = "QFrame { background:#f8d7da; color:#58151c; border:1px solid #f1aeb5; }"
+PROBLEM_STYLE = (
+    "QFrame#CachRuntimeProblem { background:#f8d7da; border:1px solid #f1aeb5; }"
+    "QLabel { color:#58151c; border:none; }"
+)
 
 
 def monotone_confidence(hits: list[Hit]) -> list[Hit]:
@@ -153,6 +156,7 @@ class SearchDock(QgsDockWidget):
     def _runtime_problem_box(self) -> QFrame:
         """Where the analyst looks: why the runtime cannot run, and the button that fixes it."""
         self.runtime_problem = QFrame()
+        self.runtime_problem.setObjectName("CachRuntimeProblem")
         self.runtime_problem.setStyleSheet(PROBLEM_STYLE)
         box = QVBoxLayout(self.runtime_problem)
         self.runtime_problem_label = QLabel()
@@ -193,12 +197,16 @@ class SearchDock(QgsDockWidget):
         self.query_edit = QLineEdit()
         self.query_edit.setPlaceholderText("type what you are looking for")
         self.query_edit.setClearButtonEnabled(True)
+        self.query_edit.setToolTip(
+            self.tr('Describe the scene in words, e.g. "a baseball field next to a parking lot"')
+        )
         self.query_edit.returnPressed.connect(self.search)
         self.search_button = QPushButton("Search")
         self.search_button.setToolTip("Search now (a search still running is replaced)")
         self.search_button.clicked.connect(self.search)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setToolTip(self.tr("Stop the running search"))
         self.cancel_button.setVisible(False)
         row = QHBoxLayout()
         row.addWidget(self.query_edit, 1)
@@ -211,9 +219,25 @@ class SearchDock(QgsDockWidget):
         self.k_spin.setRange(1, 500)
         self.k_spin.setValue(settings.top_k())
         self.k_spin.setPrefix("top ")
+        self.k_spin.setToolTip(self.tr("How many tiles a search returns"))
+        self.tiles_spin = QSpinBox()
+        self.tiles_spin.setRange(0, 200)
+        self.tiles_spin.setValue(settings.max_tile_layers())
+        self.tiles_spin.setSuffix(self.tr(" tiles on map"))
+        self.tiles_spin.setToolTip(
+            self.tr(
+                "How many of a query's best tiles are added to the map as raster layers "
+                "(0: footprints only)"
+            )
+        )
+        self.tiles_spin.valueChanged.connect(settings.set_max_tile_layers)
         self.extent_check = QCheckBox("current map extent only")
+        self.extent_check.setToolTip(
+            self.tr("Only tiles inside what the map shows now (its extent and CRS are sent)")
+        )
         row = QHBoxLayout()
         row.addWidget(self.k_spin)
+        row.addWidget(self.tiles_spin)
         row.addWidget(self.extent_check, 1)
         return row
 
@@ -223,6 +247,7 @@ class SearchDock(QgsDockWidget):
         self.refine_button.setToolTip("Search again with the example tiles marked + and −")
         self.refine_button.clicked.connect(self.refine)
         clear = QPushButton("Clear examples")
+        clear.setToolTip(self.tr("Forget the example tiles marked + and −"))
         clear.clicked.connect(self.clear_examples)
         row = QHBoxLayout()
         row.addWidget(self.examples_label, 1)
@@ -234,6 +259,9 @@ class SearchDock(QgsDockWidget):
     def _results_list(self) -> QListWidget:
         self.results = QListWidget()
         self.results.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
+        self.results.setToolTip(
+            self.tr("Select a tile to zoom to it; right-click for more (similar tiles, + and −)")
+        )
         self.results.setSelectionMode(QAbstractItemView.SingleSelection)
         self.results.setContextMenuPolicy(Qt.CustomContextMenu)
         self.results.customContextMenuRequested.connect(self._context_menu)
@@ -242,10 +270,13 @@ class SearchDock(QgsDockWidget):
 
     def _actions_row(self) -> QHBoxLayout:
         more = QPushButton("+ More like this")
+        more.setToolTip(self.tr("Use the selected tile as an example of what you want (Refine)"))
         more.clicked.connect(lambda: self._mark_current(positive=True))
         less = QPushButton("− Less like this")
+        less.setToolTip(self.tr("Use the selected tile as an example of what you do not want"))
         less.clicked.connect(lambda: self._mark_current(positive=False))
         save = QPushButton("Save footprints…")
+        save.setToolTip(self.tr("Write the result's footprints to a GeoPackage"))
         save.clicked.connect(self.save_footprints_dialog)
         self.clear_button = QPushButton(self.tr("Clear results"))
         self.clear_button.setToolTip(

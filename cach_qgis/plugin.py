@@ -16,7 +16,7 @@ from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QPushButton, QToolBar
 
 from ..model_runtime.protocol import Estimate, IndexSummary
-from . import layers, settings, wording
+from . import guide, layers, settings, wording
 from .dialogs import (
     IndexDialog,
     QuestionDialog,
@@ -31,6 +31,7 @@ from .runtime_client import WorkerError, log, shared_client, shutdown_shared_cli
 from .tasks import AdaptTask, IndexTask, WorkerTask, is_active, is_alive
 
 MENU = "&CACH"
+HELP_ICON = ":/images/themes/default/mActionHelpContents.svg"
 
 try:  # compiled Qt resources (pyrcc5); icons fall back to files when absent
     from . import resources_rc  # noqa: F401
@@ -112,6 +113,9 @@ class CachPlugin:
         self.clear_action = self._action(
             ICON, self.tr("Clear CACH results"), self.clear_results, toolbar=False
         )
+        self.help_action = self._action(
+            HELP_ICON, self.tr("CACH user guide"), lambda: guide.open_guide(), toolbar=False
+        )
         self.search_action, self.tile_action = search, tile
 
     def _action(
@@ -120,7 +124,7 @@ class CachPlugin:
         action = QAction(QIcon(icon), text, self.iface.mainWindow())
         action.setCheckable(checkable)
         action.triggered.connect(slot)
-        self.iface.addPluginToMenu(MENU, action)
+        self.iface.addPluginToRasterMenu(MENU, action)
         if toolbar and self.toolbar is not None:
             self.toolbar.addAction(action)
         self.actions.append(action)
@@ -173,7 +177,7 @@ class CachPlugin:
     def _remove_actions(self) -> None:
         actions, self.actions = self.actions, []
         for action in actions:
-            self.iface.removePluginMenu(MENU, action)
+            self.iface.removePluginRasterMenu(MENU, action)
             action.deleteLater()
         toolbar, self.toolbar = self.toolbar, None
         if toolbar is not None:

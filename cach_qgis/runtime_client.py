@@ -341,8 +341,8 @@ class RuntimeClient(QObject):
         python = self.python
         if not python:
             self._fail_start(
-                "No CACH runtime found. Create one in CACH ▸ Runtime settings… ▸ Create runtime…, "
-                "or set the Python of an existing one there."
+                "No CACH runtime found. Create one in Raster ▸ CACH ▸ Runtime settings… ▸ "
+                "Create runtime…, or set the Python of an existing one there."
             )
             return
         self._stopping = False
@@ -454,7 +454,7 @@ class RuntimeClient(QObject):
             self._discard_process()
             self._fail_start(
                 f"Cannot run the CACH runtime '{python}': {reason}. Choose another one in "
-                "CACH ▸ Runtime settings…"
+                "Raster ▸ CACH ▸ Runtime settings…"
             )
 
     def _on_stderr(self) -> None:
@@ -572,7 +572,7 @@ class RuntimeClient(QObject):
         if not was_ready:
             self._fail_start(
                 f"The CACH runtime could not start: it {how}{tail}. Repair it in "
-                "CACH ▸ Runtime settings… (Create runtime…)."
+                "Raster ▸ CACH ▸ Runtime settings… (Create runtime…)."
             )
             return
         in_flight = [r for r in self._pending.values() if r not in self._outbox]
@@ -600,7 +600,7 @@ class RuntimeClient(QObject):
             message = (
                 f"The CACH runtime stopped unexpectedly ({how}{tail}) {MAX_RESTARTS} times; "
                 "it will start again on the next search. If it keeps stopping, check the CACH "
-                "log (View ▸ Panels ▸ Log Messages) and CACH ▸ Runtime settings…"
+                "log (View ▸ Panels ▸ Log Messages) and Raster ▸ CACH ▸ Runtime settings…"
             )
             log(message, Qgis.Critical)
             self.notice.emit(message, int(Qgis.Critical))

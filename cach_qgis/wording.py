@@ -35,9 +35,9 @@ def tr(text: str) -> str:
     return translate("CACH", text)
 
 
-INDEX_MENU = "CACH ▸ Index raster folder…"
-RUNTIME_MENU = "CACH ▸ Runtime settings…"
-ADAPT_MENU = "CACH ▸ Adapt to this archive…"
+INDEX_MENU = "Raster ▸ CACH ▸ Index raster folder…"
+RUNTIME_MENU = "Raster ▸ CACH ▸ Runtime settings…"
+ADAPT_MENU = "Raster ▸ CACH ▸ Adapt to this archive…"
 LOG_PANEL = "View ▸ Panels ▸ Log Messages (tab CACH)"
 NOT_GEOREFERENCED = "not georeferenced"
 

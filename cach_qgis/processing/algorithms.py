@@ -23,6 +23,7 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsWkbTypes,
 )
+from qgis.PyQt.QtCore import QCoreApplication
 
 from ...model_runtime.protocol import (
     CONFIRM_ABOVE_TILES,
@@ -33,7 +34,7 @@ from ...model_runtime.protocol import (
     Progress,
     SearchResult,
 )
-from .. import wording
+from .. import guide, wording
 from ..layers import FOOTPRINT_CRS, hit_feature, hit_fields
 from ..runtime_client import WorkerError, shared_client
 
@@ -67,8 +68,17 @@ def _error_text(err: WorkerError) -> str:
 
 
 class _Base(QgsProcessingAlgorithm):
+    #: the user guide's section on this algorithm (``guide``: bundled, offline)
+    HELP = guide.SEARCH
+
+    def tr(self, text: str) -> str:
+        return QCoreApplication.translate("CachProcessing", text)
+
     def group(self) -> str:
-        return "Raster search"
+        return self.tr("Raster search")
+
+    def helpUrl(self) -> str:  # noqa: N802 - QGIS API
+        return guide.guide_url(self.HELP).toString()
 
     def groupId(self) -> str:  # noqa: N802 - QGIS API
         return "search"
@@ -95,11 +105,13 @@ class IndexRasterFolder(_Base):
     def name(self) -> str:
         return "indexrasterfolder"
 
+    HELP = guide.INDEX
+
     def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return "Index raster folder"
+        return self.tr("Index raster folder")
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
-        return (
+        return self.tr(
             "Cuts every raster of a folder into tiles, hashes them with the CACH model and stores "
             "them in an index folder. Re-running updates only changed files. Dry run only "
             "estimates files, tiles, bytes and time."
@@ -211,10 +223,10 @@ class TextSearch(_Base):
         return "textsearch"
 
     def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return "Text search"
+        return self.tr("Text search")
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
-        return (
+        return self.tr(
             "Finds the tiles of a CACH index that best match a description, e.g. 'a baseball "
             "field next to a parking lot'. Output: footprints with rank, score, source, window, "
             "query, model and index."

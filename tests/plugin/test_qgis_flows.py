@@ -225,7 +225,7 @@ def test_choosing_another_index_clears_old_results(
     assert "not a CACH index" in status and "Index raster folder" in status
     assert "cach index" not in status  # never the command line's words
     warnings = message_bar.get_messages(Qgis.Warning)
-    assert any("Choose an index folder made with CACH ▸ Index raster folder" in m for m in warnings)
+    assert any("Choose an index folder made with Raster ▸ CACH ▸ Index raster folder" in m for m in warnings)
 
 
 def test_indexing_that_indexes_nothing_is_a_warning(

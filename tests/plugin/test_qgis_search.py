@@ -356,7 +356,5 @@ def test_runtime_dialog_reports_device(shared, runtime_python):
     wait_until(lambda: req.done, 120, "status")
     assert req.error is None, req.error
     assert req.result["device"] in dialog.device.text()
-    dialog.tiles.setValue(7)
-    dialog.save()
-    assert settings.max_tile_layers() == 7
-    settings.set_max_tile_layers(settings.DEFAULT_MAX_TILE_LAYERS)
+    dialog.save()  # "tile layers per query" is set in the search panel now (test_help.py)
+    assert settings.runtime_python() == runtime_python

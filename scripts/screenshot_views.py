@@ -1,0 +1,195 @@
+"""Run inside QGIS (``qgis --code``, through scripts/screenshot.sh with
+CACH_SCREENSHOT_SCRIPT=scripts/screenshot_views.py): the user guide's other pictures.
+
+CACH_SCREENSHOT_VIEW chooses one:
+  no-runtime   the search panel when no runtime is found (the problem and its button)
+  layer-tree   the window after several queries: one "CACH results" group in the layer tree
+  dialog-help  the Index dialog with its Help button and a field's tooltip
+CACH_SCREENSHOT_OUT is the PNG written. Each view checks that it shows what it is meant to, and
+exits non-zero otherwise.
+"""
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsRasterLayer, QgsSettings
+from qgis.PyQt.QtCore import QPoint, QRect, QTimer
+from qgis.PyQt.QtWidgets import QApplication, QToolTip
+from qgis.utils import iface, plugins
+
+OUT = Path(os.environ.get("CACH_SCREENSHOT_OUT", "docs/img/screenshot-view.png")).resolve()
+VIEW = os.environ.get("CACH_SCREENSHOT_VIEW", "layer-tree")
+QUERIES = ("a river", "a parking lot next to a road", "a forest with trees")
+SAMPLES = Path(os.environ.get("CACH_DEMO_SAMPLES", "resources/samples")).resolve()
+STATE = {"done": False, "queries": list(QUERIES)}
+
+
+def say(text: str) -> None:
+    print(f"screenshot: {text}", file=sys.stderr, flush=True)
+    QgsMessageLog.logMessage(text, "CACH", Qgis.Info)
+
+
+def finish(code: int) -> None:
+    if STATE["done"]:
+        return
+    STATE["done"] = True
+    plugin = plugins.get("cach_for_qgis")
+    if plugin is not None:
+        try:
+            plugin.unload()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            traceback.print_exc()
+    QgsProject.instance().setDirty(False)
+    os._exit(code)
+
+
+def guarded(func, *args) -> None:  # noqa: ANN001
+    try:
+        func(*args)
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        finish(7)
+
+
+def save(image, what: str) -> None:  # noqa: ANN001
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    ok = image.save(str(OUT))
+    say(f"saved {what} to {OUT} ({image.width()}x{image.height()}): {ok}")
+    finish(0 if ok else 5)
+
+
+def no_runtime(plugin) -> None:  # noqa: ANN001
+    from cach_for_qgis.cach_qgis import settings
+
+    QgsSettings().remove("cach/runtime_python")
+    settings.resolve_runtime_python = lambda: None  # as on a machine with no runtime
+    plugin.client.set_python(None)
+    plugin.search_action.trigger()
+    dock = plugin.dock
+
+    def shoot() -> None:
+        if not dock.runtime_problem.isVisible():
+            say("the runtime problem is not shown")
+            finish(8)
+            return
+        save(dock.grab(), "the search panel")
+
+    QTimer.singleShot(1500, lambda: guarded(shoot))
+
+
+def layer_tree(plugin) -> None:  # noqa: ANN001
+    for path in sorted(SAMPLES.glob("*.tif")):
+        layer = QgsRasterLayer(str(path), path.stem, "gdal")
+        if layer.isValid() and layer.crs().isValid():
+            QgsProject.instance().addMapLayer(layer)
+            QgsProject.instance().layerTreeRoot().findLayer(layer.id()).setExpanded(False)
+    plugin.search_action.trigger()
+    dock = plugin.dock
+    dock.k_spin.setValue(6)
+    dock.resultsShown.connect(lambda _r: QTimer.singleShot(300, lambda: guarded(next_query)))
+    dock.searchFailed.connect(lambda err: (say(f"search failed: {err}"), finish(4)))
+    next_query()
+
+
+def next_query() -> None:
+    dock = plugins["cach_for_qgis"].dock
+    if dock.layers_pending() or dock.thumbnails_pending():
+        QTimer.singleShot(200, lambda: guarded(next_query))
+        return
+    if not STATE["queries"]:
+        from cach_for_qgis.cach_qgis import layers
+
+        parent = layers.results_root()
+        groups = parent.findGroups(False) if parent is not None else []
+        if len(groups) != len(QUERIES):
+            say(f"expected {len(QUERIES)} query groups in CACH results, got {len(groups)}")
+            finish(8)
+            return
+        show_tree_and_newest(dock)
+        QTimer.singleShot(2000, lambda: guarded(when_rendered, 0))
+        return
+    text = STATE["queries"].pop(0)
+    say(f"searching {text!r}")
+    dock.query_edit.setText(text)
+    dock.search()
+
+
+def when_rendered(quiet: int) -> None:
+    """Grab once the canvas has not been drawing for a second (or after ~20 s)."""
+    quiet = 0 if iface.mapCanvas().isDrawing() else quiet + 1
+    STATE["polls"] = STATE.get("polls", 0) + 1
+    if quiet >= 5 or STATE["polls"] > 100:
+        save(iface.mainWindow().grab(), "the window")
+        return
+    QTimer.singleShot(200, lambda: guarded(when_rendered, quiet))
+
+
+def show_tree_and_newest(dock) -> None:  # noqa: ANN001
+    """A wide layer tree (group and layer names readable), the map on the newest result."""
+    from qgis.core import QgsCoordinateReferenceSystem
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtWidgets import QDockWidget
+
+    window = iface.mainWindow()
+    tree = window.findChild(QDockWidget, "Layers")
+    browser = window.findChild(QDockWidget, "Browser")
+    if browser is not None:
+        browser.hide()
+    if tree is not None:
+        window.resizeDocks([tree], [440], Qt.Orientation.Horizontal)
+    canvas = iface.mapCanvas()
+    hits = dock.result.results
+    best = next(h for h in hits if h.georeferenced)
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem(best.crs))
+    dock.results.setCurrentRow(hits.index(best))  # zooms to the best tile
+    extent = canvas.extent()
+    extent.scale(4.0)  # ... and shows its neighbourhood
+    canvas.setExtent(extent)
+    canvas.refresh()
+
+
+def dialog_help(plugin) -> None:  # noqa: ANN001
+    dialog = plugin.show_index_dialog()
+    dialog.resize(620, 380)
+    dialog.move(200, 150)
+
+    def tip() -> None:
+        widget = dialog.tile_size
+        QToolTip.showText(widget.mapToGlobal(QPoint(10, widget.height())), widget.toolTip(),
+                          widget)
+        QTimer.singleShot(800, lambda: guarded(shoot))
+
+    def shoot() -> None:
+        from qgis.PyQt.QtWidgets import QDialogButtonBox
+
+        box = dialog.findChild(QDialogButtonBox)
+        if box.button(QDialogButtonBox.StandardButton.Help) is None:
+            say("the dialog has no Help button")
+            finish(8)
+            return
+        frame = dialog.frameGeometry()
+        area = QRect(frame.x(), frame.y(), frame.width(), frame.height())
+        screen = QApplication.primaryScreen().grabWindow(0)
+        save(screen.copy(area), "the Index dialog")
+
+    QTimer.singleShot(1000, lambda: guarded(tip))
+
+
+def start() -> None:
+    plugin = plugins.get("cach_for_qgis")
+    if plugin is None or plugin.dock is None:
+        say("plugin cach_for_qgis is not loaded; is it enabled in the profile?")
+        finish(3)
+        return
+    QgsSettings().setValue("Projections/showDatumTransformDialog", False)
+    iface.mainWindow().resize(1600, 1000)
+    iface.mainWindow().showMaximized()
+    views = {"no-runtime": no_runtime, "layer-tree": layer_tree, "dialog-help": dialog_help}
+    guarded(views[VIEW], plugin)
+
+
+QTimer.singleShot(int(os.environ.get("CACH_SCREENSHOT_TIMEOUT", "600")) * 1000,
+                  lambda: (say("timed out"), finish(6)))
+QTimer.singleShot(3000, start)

@@ -32,6 +32,8 @@ LOG = logging.getLogger(__name__)
 
 DB_NAME = "index.sqlite"
 VERSION = 3
+#: the oldest schema a read-only index (that cannot be migrated) is still searched at
+READABLE_FROM = 2
 SQLITE_FULL = 13
 
 #: migration to version N = statements run on a store at version N-1
@@ -303,6 +305,8 @@ class Store:
                 "update the plugin or rebuild the index.",
                 code="index_newer",
             )
+        if self.readonly and READABLE_FROM <= current < VERSION:
+            return  # what the later schemas add (roots) is derived when read: still searchable
         if self.readonly and current < VERSION:
             raise readonly_error(self.dir, f"be upgraded from schema {current} to {VERSION} "
                                  "for this version of CACH")
@@ -369,6 +373,9 @@ class Store:
     # -- roots -------------------------------------------------------------------------------
     def roots(self) -> list[str]:
         """The index's root folders (or prefixes), in the order they were added."""
+        if self.version < 3:  # read-only at schema 2: derived as migration 3 would
+            with self._lock, self.reading():
+                return _old_roots(self.conn)
         return [db_path(r[0]) for r in self._rows("SELECT path FROM roots ORDER BY rowid")]
 
     def add_roots(self, conn: sqlite3.Connection, roots: Sequence[str]) -> list[str]:
@@ -597,9 +604,9 @@ class Store:
         return problems
 
 
-def _fill_roots(conn: sqlite3.Connection) -> None:
-    """Migration 3: the roots of an index written before they were stored: its older
-    ``meta.roots`` (remembered by earlier runs), plus the folder of any source under none."""
+def _old_roots(conn: sqlite3.Connection) -> list[str]:
+    """The roots of an index written before they were stored: its older ``meta.roots``
+    (remembered by earlier runs), plus the folder of any source under none of them."""
     from model_runtime.index.roots import derive_roots
 
     row = conn.execute("SELECT value FROM meta WHERE key='roots'").fetchone()
@@ -608,8 +615,13 @@ def _fill_roots(conn: sqlite3.Connection) -> None:
     except (TypeError, ValueError):
         known = []
     uris = [db_path(r[0]) for r in conn.execute("SELECT path FROM sources")]
+    return derive_roots(uris, known)
+
+
+def _fill_roots(conn: sqlite3.Connection) -> None:
+    """Migration 3: store the roots of an older index (:func:`_old_roots`)."""
     conn.executemany("INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)",
-                     [(root, _now()) for root in derive_roots(uris, known)])
+                     [(root, _now()) for root in _old_roots(conn)])
     conn.execute("DELETE FROM meta WHERE key='roots'")  # the table is the one record now
 
 

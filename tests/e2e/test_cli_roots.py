@@ -123,3 +123,10 @@ def test_an_index_of_the_previous_schema_keeps_its_folders(idx, built, folders, 
     assert summary["tiles"] == built[1]["tiles"] and summary["removed"] == 0
     assert summary["roots"] == [str(a), str(b)]
     assert sqlite3.connect(idx / "index.sqlite").execute("PRAGMA user_version").fetchone()[0] == 3
+
+
+def test_rebuild_starts_over_from_every_folder_with_the_index_tiling(idx, built, folders, env):
+    a, b = folders
+    done = as_json(cach("index", b, "--index", idx, "--rebuild", "--json", env=env))
+    assert done["added"] == 3 and done["tiles"] == built[1]["tiles"]  # a's files too, at 96 px
+    assert done["roots"] == [str(a), str(b)]

@@ -172,3 +172,23 @@ def test_derived_roots_merge_nested_folders():
     uris = ["/d/x/1.tif", "/d/x/sub/2.tif", "/d/y/3.tif", "s3://bkt/o/4.tif"]
     assert derive_roots(uris) == ["/d/x", "/d/y", "s3://bkt/o"]
     assert derive_roots(uris, known=["/d"]) == ["/d", "s3://bkt/o"]
+
+
+def test_a_read_only_index_of_schema_2_is_still_read_with_derived_roots(two_folders, tmp_path,
+                                                                        FakeEncoder,
+                                                                        monkeypatch):
+    """An index on a read-only mount cannot be migrated: schema 2 is read as it is (its roots
+    derived), never refused for the roots table it lacks."""
+    from model_runtime.index import store as store_module
+
+    a, b = two_folders
+    idx = tmp_path / "idx"
+    first = build(idx, [a, b], FakeEncoder())
+    _downgrade_to_schema_2(idx, keep_meta_roots=False)
+    monkeypatch.setattr(store_module, "is_writable", lambda _dir: False)
+    store = Store(idx)
+    try:
+        assert store.readonly and store.version == 2
+        assert store.roots() == [str(a), str(b)] and store.count_tiles() == first.tiles
+    finally:
+        store.close()

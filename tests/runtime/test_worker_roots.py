@@ -20,11 +20,11 @@ def test_the_index_op_keeps_other_folders_and_removes_only_on_request(model_work
     first = model_worker.call(1, "index", index=idx, paths=[str(a), str(b)], tile_size=96)
     assert first["ok"], first
     tiles = first["result"]["tiles"]
-    assert first["result"]["roots_added"] == [str(a), str(b)] and tiles > 0
 
     again = model_worker.call(2, "index", index=idx, paths=[str(b)])  # no tile_size
     assert again["ok"], again
     assert again["result"]["tiles"] == tiles and again["result"]["removed"] == 0
+    assert first["result"]["roots_added"] == [str(a), str(b)] and tiles > 0
     assert again["result"]["roots"] == [str(a), str(b)]
 
     dry = model_worker.call(3, "index", index=idx, paths=[str(b)], tile_size=128, dry_run=True)

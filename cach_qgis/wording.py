@@ -125,6 +125,10 @@ _BY_CODE: dict[str, str] = {
         "The disk is full. Free some space and run it again; nothing half-written was kept."
     ),
     "confirm_large_run": "This run is very large and waits for your go-ahead.",
+    "confirm_retile": (
+        "The tiling chosen is not the index's own: indexing with it re-tiles every folder of "
+        "the index, and waits for your go-ahead (or keep the index's tiling)."
+    ),
     "internal": (
         f"Something went wrong inside the CACH runtime (a bug). Details are in {LOG_PANEL}; "
         "please report them."

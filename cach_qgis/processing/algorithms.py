@@ -159,7 +159,8 @@ class IndexRasterFolder(_Base):
         self.addParameter(
             QgsProcessingParameterBoolean(
                 self.CONFIRM,
-                f"Index even a very large run (over {CONFIRM_ABOVE_TILES:,} new tiles)",
+                f"Index even a very large run (over {CONFIRM_ABOVE_TILES:,} new tiles), or "
+                "one whose tiling re-tiles every folder of an existing index",
                 False,
             )
         )

@@ -284,6 +284,7 @@ def build_image_graph(config: BackboneConfig, heads: HeadsRef, path: Path) -> No
     feats = _lite0_trunk(g, x, weights, size)
     if config.normalize_image:
         feats = _normalize(g, feats)
+    g.scope = "heads"  # every node of the heads is named heads/... (int8 keeps them in fp32)
     outs = _image_heads(g, feats, tensors, meta)
     named = [("tanh", heads.bits), ("proj", meta["proj_dim"])][: len(outs)]
     write_model(g, path, inputs=[("pixels", 2, ["n", size, size, 3])],  # UINT8
@@ -301,6 +302,7 @@ def build_text_graph(config: BackboneConfig, heads: HeadsRef, path: Path) -> Non
     feats = _bert_pooled(g, "input_ids", "attention_mask", folder)
     if config.normalize_text:
         feats = _normalize(g, feats)
+    g.scope = "heads"
     feats = _normalize(g, feats, name="heads/text_norm")
     tanh = _mlp_tanh(g, feats, tensors, "text_head", "heads/text_head")
     write_model(g, path, inputs=[("input_ids", 7, ["n", "l"]), ("attention_mask", 7, ["n", "l"])],

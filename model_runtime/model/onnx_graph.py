@@ -24,6 +24,8 @@ class Graph:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self._count = 0
+        #: prefixes the names of nodes added without a name (e.g. ``heads``: int8 keeps them fp32)
+        self.scope = ""
 
     def _fresh(self, stem: str) -> str:
         self._count += 1
@@ -42,7 +44,8 @@ class Graph:
         from onnx import helper
 
         out = self._fresh(op_type.lower())
-        node_name = f"{name}/{op_type}_{self._count}" if name else f"{op_type}_{self._count}"
+        prefix = name or self.scope
+        node_name = f"{prefix}/{op_type}_{self._count}" if prefix else f"{op_type}_{self._count}"
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=node_name, **attrs))
         return out
 

@@ -295,12 +295,17 @@ class Index:
 
     # -- scoring every tile (refined searches: model_runtime/feedback.py) ----------------------
     def feature_blocks(self) -> FeatureBlocks:
-        """Every tile's stored tanh outputs and projection, rows L2-normalised, float16, read
-        once per open index (1M tiles x (64 + 256) values: 640 MB) and kept for later refines."""
+        """Every tile's stored tanh outputs and projection, rows L2-normalised, read once per
+        open index (1M tiles x (64 + 256) float32 values: 1.3 GB) and kept for later refines."""
         with self._lock:
             if self._blocks is None:
-                self._blocks = load_blocks(self.store, self.bits)
+                self._blocks = load_blocks(self.store, self.bits, self._proj_dim())
             return self._blocks
+
+    def _proj_dim(self) -> int:
+        """Length of the stored projection (0 when tiles store none), from one tile."""
+        rows = self.store._rows("SELECT proj FROM tiles WHERE proj IS NOT NULL LIMIT 1")
+        return len(rows[0][0]) // 2 if rows else 0
 
     def search_scored(self, score: Callable[[FeatureBlocks], np.ndarray], k: int = 20,
                       bbox: Sequence[float] | None = None, bbox_crs: str = "EPSG:4326",
@@ -419,49 +424,77 @@ class Index:
 
 @dataclass(frozen=True)
 class FeatureBlocks:
-    """Every tile's stored features in id order, rows L2-normalised, float16 (compact)."""
+    """Every tile's stored features in id order, rows L2-normalised, in one float32 matrix
+    ``[N, bits + proj_dim]`` (tanh outputs, then the projection): a linear score of every tile
+    is one matrix-vector product. Float32 because converting float16 costs more than the
+    product itself (1M tiles x 256: 1.3-2.5 s vs 0.17 s on the 2 shared cores)."""
 
     ids: np.ndarray  # int64 [N]
-    tanh: np.ndarray  # float16 [N, bits]
-    proj: np.ndarray | None  # float16 [N, proj_dim], None when any tile lacks one
+    mat: np.ndarray  # float32 [N, bits + proj_dim]
+    bits: int
+
+    @property
+    def tanh(self) -> np.ndarray:
+        return self.mat[:, : self.bits]
+
+    @property
+    def proj(self) -> np.ndarray | None:
+        return self.mat[:, self.bits :] if self.mat.shape[1] > self.bits else None
 
     @property
     def nbytes(self) -> int:
-        return int(self.ids.nbytes + self.tanh.nbytes + (0 if self.proj is None else
-                                                         self.proj.nbytes))
+        return int(self.ids.nbytes + self.mat.nbytes)
+
+    def linear(self, bias: float, w_tanh: np.ndarray | None,
+               w_proj: np.ndarray | None) -> np.ndarray:
+        """``bias + tanh . w_tanh + proj . w_proj`` for every tile (float32 [N])."""
+        w = np.zeros(self.mat.shape[1], np.float32)
+        if w_tanh is not None:
+            w[: self.bits] = w_tanh
+        if w_proj is not None:
+            if self.proj is None:
+                raise ConfigError("this refined search scores the stored feature projection, "
+                                  "which the index does not have")
+            w[self.bits :] = w_proj
+        return self.mat @ w + np.float32(bias)
 
 
-def _unit_f16(blobs: list, width: int | None) -> np.ndarray | None:
-    if not blobs or any(b is None for b in blobs):
-        return None
-    mat = np.frombuffer(b"".join(blobs), np.float16).reshape(len(blobs), -1).astype(np.float32)
-    if width is not None and mat.shape[1] != width:
+def _unit(blobs: list, width: int, out: np.ndarray) -> bool:
+    """Float16 blobs -> L2-normalised rows written into ``out``; False when any is missing."""
+    if any(b is None for b in blobs):
+        return False
+    mat = np.frombuffer(b"".join(blobs), np.float16)
+    if mat.size != len(blobs) * width:
         raise IndexStateError("stored tile outputs have the wrong length", code="index_corrupt")
-    mat /= np.linalg.norm(mat, axis=1, keepdims=True) + 1e-12
-    return mat.astype(np.float16)
+    out[:] = mat.reshape(len(blobs), width)
+    out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-12
+    return True
 
 
-def load_blocks(store: Store, bits: int) -> FeatureBlocks:
-    """Read every tile's tanh outputs (its +-1 code where none are stored) and projection."""
-    ids, tanh, proj = [], [], []
-    have_proj = True
-    for (batch_ids, feats), (_, projs) in zip(store.iter_vectors("feats"),
-                                              store.iter_vectors("proj"), strict=True):
-        t = _unit_f16(feats, bits)
-        if t is None:
-            codes = store.vectors(batch_ids)
-            signs = np.stack([unpack_signs(np.frombuffer(codes[int(i)][0], np.uint8), bits)[0]
-                              for i in batch_ids])
-            t = (signs / math.sqrt(bits)).astype(np.float16)
-        ids.append(batch_ids)
-        tanh.append(t)
-        p = _unit_f16(projs, None) if have_proj else None
-        have_proj = p is not None
-        proj.append(p)
-    if not ids:
-        return FeatureBlocks(np.zeros(0, np.int64), np.zeros((0, bits), np.float16), None)
-    return FeatureBlocks(np.concatenate(ids), np.concatenate(tanh),
-                         np.concatenate(proj) if have_proj else None)
+def load_blocks(store: Store, bits: int, proj_dim: int, batch: int = 50_000) -> FeatureBlocks:
+    """Read every tile's tanh outputs (its +-1 code where none are stored) and projection
+    (dropped when any tile lacks one) in one pass over the store."""
+    n = store.count_tiles()
+    ids = np.zeros(n, np.int64)
+    mat = np.zeros((n, bits + proj_dim), np.float32)
+    have_proj, at, last = proj_dim > 0, 0, -1
+    while at < n:
+        rows = store._rows("SELECT id, code, feats, proj FROM tiles WHERE id > ? ORDER BY id "
+                           "LIMIT ?", (last, batch))
+        if not rows:
+            break
+        stop = min(at + len(rows), n)
+        rows = rows[: stop - at]
+        ids[at:stop] = [r[0] for r in rows]
+        if not _unit([r[2] for r in rows], bits, mat[at:stop, :bits]):
+            signs = unpack_signs(np.frombuffer(b"".join(r[1] for r in rows), np.uint8)
+                                 .reshape(len(rows), -1), bits)
+            mat[at:stop, :bits] = signs / math.sqrt(bits)
+        if have_proj:
+            have_proj = _unit([r[3] for r in rows], proj_dim, mat[at:stop, bits:])
+        at, last = stop, rows[-1][0]
+    ids, mat = ids[:at], mat[:at]
+    return FeatureBlocks(ids, mat if have_proj else np.ascontiguousarray(mat[:, :bits]), bits)
 
 
 def _load_codes(store: Store, meta: dict, index_dir: Path) -> BinaryIndex | None:

@@ -23,7 +23,6 @@ from model_runtime.feedback import (
     Refiner,
     fit_refiner,
     monotone,
-    score_blocks,
 )
 from model_runtime.protocol import Hit
 from model_runtime.saved_search import SavedSearch
@@ -54,6 +53,18 @@ def features_of(blocks: Any, rows: np.ndarray) -> Features:
                     None if blocks.proj is None else blocks.proj[rows].astype(np.float32))
 
 
+def background_rows(n: int, marked: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` distinct random rows of ``n`` outside ``marked`` (all of them when fewer),
+    drawn without building a permutation of all n (a million rows: 2.8 s that way)."""
+    rng = np.random.default_rng(seed)
+    if n - len(np.unique(marked)) <= 2 * size:
+        return np.setdiff1d(np.arange(n), marked)[:size]
+    rows = np.zeros(0, np.int64)
+    while len(rows) < size:
+        rows = np.setdiff1d(np.union1d(rows, rng.integers(0, n, 2 * size)), marked)
+    return np.sort(rng.permutation(rows)[:size])
+
+
 def fit_marks(index: Any, prior: Prior, positive: Sequence[int], negative: Sequence[int],
               opts: FitOptions | None = None, portable: bool = False) -> Refiner:
     """The learner fitted on this index's marked tiles, with random tiles as pseudo-negatives
@@ -62,10 +73,8 @@ def fit_marks(index: Any, prior: Prior, positive: Sequence[int], negative: Seque
     blocks = index.feature_blocks()
     pos_rows = _rows(blocks, positive, index)
     neg_rows = _rows(blocks, negative, index)
-    marked = np.concatenate([pos_rows, neg_rows])
-    rng = np.random.default_rng(opts.seed)
-    pool = np.setdiff1d(np.arange(len(blocks.ids)), marked)
-    bg = np.sort(rng.choice(pool, min(opts.background, len(pool)), replace=False))
+    bg = background_rows(len(blocks.ids), np.concatenate([pos_rows, neg_rows]),
+                         opts.background, opts.seed)
     if blocks.proj is None:
         prior = Prior(prior.tanh, None)
     return fit_refiner(features_of(blocks, pos_rows), features_of(blocks, neg_rows),
@@ -77,8 +86,7 @@ def scored_hits(index: Any, scorer: LinearScorer, k: int, bbox, bbox_crs: str, c
     """Top-k tiles of the whole index by ``scorer``, each with its calibrated confidence
     (non-increasing down the ranking)."""
     hits, decision = index.search_scored(
-        lambda b: score_blocks(scorer, b.tanh if scorer.w_tanh is not None else None,
-                               b.proj if scorer.w_proj is not None else None),
+        lambda b: b.linear(scorer.bias, scorer.w_tanh, scorer.w_proj),
         k=k, bbox=bbox, bbox_crs=bbox_crs, collapse=collapse, exclude_ids=exclude,
         query_code=query_code)
     conf = monotone(scorer.confidence(decision))

@@ -291,3 +291,15 @@ def test_refined_search_learns_saves_and_runs_on_another_index(tmp_path):
     with pytest.raises(ConfigError):
         rt.search(tmp_path / "b", text="a harbour", save=tmp_path / "t.json")
     rt.close()
+
+
+def test_background_rows_are_distinct_random_and_never_marked():
+    from model_runtime.services.refine import background_rows
+
+    marked = np.arange(0, 1000, 7)
+    rows = background_rows(1000, marked, 200, seed=0)
+    assert len(rows) == 200 and len(np.unique(rows)) == 200
+    assert not np.isin(rows, marked).any() and rows.min() >= 0 and rows.max() < 1000
+    assert np.array_equal(rows, background_rows(1000, marked, 200, seed=0))
+    few = background_rows(10, np.array([1, 2]), 200, seed=0)
+    assert few.tolist() == [0, 3, 4, 5, 6, 7, 8, 9]

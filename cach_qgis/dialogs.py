@@ -56,10 +56,10 @@ class IndexDialog(QDialog):
         self._estimate: PendingRequest | None = None
         self.setWindowTitle("CACH: Index raster folder")
         self.folder = QgsFileWidget()
-        self.folder.setStorageMode(QgsFileWidget.GetDirectory)
+        self.folder.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.folder.fileChanged.connect(self._folder_changed)
         self.index = QgsFileWidget()
-        self.index.setStorageMode(QgsFileWidget.GetDirectory)
+        self.index.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         # the index follows the raster folder (<folder>/cach_index) unless the analyst adds to
         # an existing index; the dialog then says what it holds (docs/indexing.md)
         self.index.fileChanged.connect(lambda _path: self.refresh_holdings())
@@ -105,8 +105,10 @@ class IndexDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(estimate)
         row.addWidget(self.estimate_label, 1)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        buttons.button(QDialogButtonBox.Ok).setText("Index")
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Index")
         buttons.accepted.connect(self.start)
         buttons.rejected.connect(self.reject)
         guide.add_help_button(buttons, guide.INDEX)
@@ -119,29 +121,61 @@ class IndexDialog(QDialog):
     def _tooltips(self) -> None:
         """What each field does, where the analyst hovers (the guide has the same words)."""
         for widget, text in (
-            (self.folder, self.tr(
-                "The folder of rasters to index, searched with its subfolders: GeoTIFF, JPEG "
-                "2000, VRT, IMG, PNG and JPEG files")),
+            (
+                self.folder,
+                self.tr(
+                    "The folder of rasters to index, searched with its subfolders: GeoTIFF, JPEG "
+                    "2000, VRT, IMG, PNG and JPEG files"
+                ),
+            ),
             (self.index, self.tr("The folder the index is written to")),
-            (self.add_existing, self.tr(
-                "Add the raster folder to an index that exists already, instead of a new index "
-                "beside the folder")),
-            (self.tile_size, self.tr(
-                "Tile side in pixels. A photo smaller than a tile becomes one tile")),
-            (self.tile_metres, self.tr(
-                "Tile side in metres on the ground instead of pixels (rasters with a CRS only)")),
-            (self.overlap, self.tr(
-                "The fraction of a tile shared with its neighbour: more overlap finds objects "
-                "cut by tile edges, at the cost of more tiles")),
-            (self.multi_scale, self.tr(
-                "Also index tiles twice as large, for scenes bigger than one tile")),
-            (self.rebuild, self.tr(
-                "Delete what the index holds and index everything again (after a model update)")),
-            (self.bands, self.tr(
-                "Which bands make the picture: empty = automatic (RGB, alpha ignored), or "
-                "three band numbers such as 4,3,2, or one band")),
-            (self.estimate_button, self.tr(
-                "Count files, new tiles, data to read and the expected time, without indexing")),
+            (
+                self.add_existing,
+                self.tr(
+                    "Add the raster folder to an index that exists already, instead of a new index "
+                    "beside the folder"
+                ),
+            ),
+            (
+                self.tile_size,
+                self.tr("Tile side in pixels. A photo smaller than a tile becomes one tile"),
+            ),
+            (
+                self.tile_metres,
+                self.tr(
+                    "Tile side in metres on the ground instead of pixels (rasters with a CRS only)"
+                ),
+            ),
+            (
+                self.overlap,
+                self.tr(
+                    "The fraction of a tile shared with its neighbour: more overlap finds objects "
+                    "cut by tile edges, at the cost of more tiles"
+                ),
+            ),
+            (
+                self.multi_scale,
+                self.tr("Also index tiles twice as large, for scenes bigger than one tile"),
+            ),
+            (
+                self.rebuild,
+                self.tr(
+                    "Delete what the index holds and index everything again (after a model update)"
+                ),
+            ),
+            (
+                self.bands,
+                self.tr(
+                    "Which bands make the picture: empty = automatic (RGB, alpha ignored), or "
+                    "three band numbers such as 4,3,2, or one band"
+                ),
+            ),
+            (
+                self.estimate_button,
+                self.tr(
+                    "Count files, new tiles, data to read and the expected time, without indexing"
+                ),
+            ),
         ):
             widget.setToolTip(text)
 
@@ -161,7 +195,8 @@ class IndexDialog(QDialog):
     def _add_existing_toggled(self, checked: bool) -> None:
         folder = self.folder.filePath().strip()
         following = not self.index.filePath() or (
-            folder and self.index.filePath() == str(Path(folder) / "cach_index"))
+            folder and self.index.filePath() == str(Path(folder) / "cach_index")
+        )
         if checked and following and settings.index_path():
             self.index.setFilePath(settings.index_path())  # the index last used
         elif not checked and folder:
@@ -173,18 +208,23 @@ class IndexDialog(QDialog):
         index, folder = self.index.filePath().strip(), self.folder.filePath().strip()
         self.holdings = None
         if not index or not (Path(index) / "index.sqlite").is_file():
-            self.holds_label.setText(self.tr("A new index in {0}.").format(index) if index
-                                     else "")
+            self.holds_label.setText(self.tr("A new index in {0}.").format(index) if index else "")
             return None
         if not folder:
             self.holds_label.setText(
-                self.tr("Add to the existing index in {0}: choose the raster folder.").format(index))
+                self.tr("Add to the existing index in {0}: choose the raster folder.").format(index)
+            )
             return None
         self.holds_label.setText(self.tr("Reading what the index in {0} holds…").format(index))
         req = self.client.request("index", {"index": index, "paths": [folder], "dry_run": True})
         req.succeeded.connect(lambda raw: self._show_holdings(index, Estimate.from_json(raw)))
-        req.failed.connect(lambda err: self.holds_label.setText(self.tr(
-            "Cannot read the index in {0}: {1}").format(index, wording.error_text(err.info))))
+        req.failed.connect(
+            lambda err: self.holds_label.setText(
+                self.tr("Cannot read the index in {0}: {1}").format(
+                    index, wording.error_text(err.info)
+                )
+            )
+        )
         self._holdings = req
         return req
 
@@ -192,8 +232,9 @@ class IndexDialog(QDialog):
         if index != self.index.filePath().strip():
             return  # the analyst chose another index meanwhile
         self.holdings = estimate
-        self.holds_label.setText(holdings_text(index, self.folder.filePath().strip(), estimate,
-                                               self.tr))
+        self.holds_label.setText(
+            holdings_text(index, self.folder.filePath().strip(), estimate, self.tr)
+        )
         if estimate.tiling:  # the index's own tiling: indexing as shown re-tiles nothing
             self._set_tiling(estimate.tiling)
 
@@ -280,9 +321,11 @@ class QuestionDialog(QDialog):
         self.setWindowTitle(title)
         self.text = QLabel(text)
         self.text.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        buttons.button(QDialogButtonBox.Ok).setText(ok_text)
-        buttons.button(QDialogButtonBox.Cancel).setDefault(True)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText(ok_text)
+        buttons.button(QDialogButtonBox.StandardButton.Cancel).setDefault(True)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         self.help_button = guide.add_help_button(buttons, help_section) if help_section else None
@@ -298,29 +341,36 @@ def holdings_text(index: str, folder: str, estimate: Estimate, tr: Any = str) ->
         return tr("Add to the index in {0}, which holds no tiles yet.").format(index)
     folders = ", ".join(f"{r.get('path')} ({int(r.get('tiles') or 0):,})" for r in held)
     text = tr("Add to this index ({0}), which holds {1:,} tiles of these folders: {2}.").format(
-        index, estimate.index_tiles, folders)
+        index, estimate.index_tiles, folders
+    )
     if estimate.roots_added:
         text += " " + tr("{0} is new to it and is added.").format(folder)
     else:
         text += " " + tr("{0} is one of them: only new or changed files are indexed.").format(
-            folder)
+            folder
+        )
     if estimate.retile_tiles:
-        text += " " + tr("The tiling chosen is not the index's: all {0:,} tiles would be "
-                         "tiled again.").format(estimate.retile_tiles)
+        text += " " + tr(
+            "The tiling chosen is not the index's: all {0:,} tiles would be tiled again."
+        ).format(estimate.retile_tiles)
     return text
 
 
-def confirm_retile_dialog(details: dict[str, Any], parent: QWidget | None = None
-                          ) -> QuestionDialog:
+def confirm_retile_dialog(details: dict[str, Any], parent: QWidget | None = None) -> QuestionDialog:
     """Another tiling than the index's re-tiles every folder of it: ask first."""
     roots = [str(r) for r in details.get("roots") or []]
     text = QCoreApplication.translate(
-        "CACH", "The tiling you chose is not this index's own. Indexing with it tiles all "
+        "CACH",
+        "The tiling you chose is not this index's own. Indexing with it tiles all "
         "{0:,} tiles of the index's {1} folder(s) again: {2}. Re-tile them all, or cancel and "
-        "keep the index's tiling.").format(int(details.get("retile_tiles") or 0), len(roots),
-                                           ", ".join(roots))
-    return QuestionDialog(QCoreApplication.translate("CACH", "CACH: re-tile the whole index"),
-                          text, QCoreApplication.translate("CACH", "Re-tile all"), parent)
+        "keep the index's tiling.",
+    ).format(int(details.get("retile_tiles") or 0), len(roots), ", ".join(roots))
+    return QuestionDialog(
+        QCoreApplication.translate("CACH", "CACH: re-tile the whole index"),
+        text,
+        QCoreApplication.translate("CACH", "Re-tile all"),
+        parent,
+    )
 
 
 def confirm_run_dialog(estimate: Estimate, parent: QWidget | None = None) -> QuestionDialog:
@@ -351,7 +401,7 @@ class RuntimeDialog(QDialog):
         self.setWindowTitle("CACH: Runtime settings")
         self.resize(640, 420)
         self.python = QgsFileWidget()
-        self.python.setStorageMode(QgsFileWidget.GetFile)
+        self.python.setStorageMode(QgsFileWidget.StorageMode.GetFile)
         self.python.setFilePath(
             settings.runtime_python() or settings.resolve_runtime_python() or ""
         )
@@ -391,7 +441,9 @@ class RuntimeDialog(QDialog):
         row = QHBoxLayout()
         for button in (detect, test, self.create_button):
             row.addWidget(button)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
         buttons.accepted.connect(self.save)
         buttons.rejected.connect(self.reject)
         guide.add_help_button(buttons, guide.RUNTIME)
@@ -413,8 +465,10 @@ class RuntimeDialog(QDialog):
 
     def _show_size(self) -> None:
         kind = self.kind.currentData()
-        note = {"lean": "search, indexing, captions and adaptation on the CPU",
-                "full": "adds PyTorch with CUDA: a GPU, training and research"}[kind]
+        note = {
+            "lean": "search, indexing, captions and adaptation on the CPU",
+            "full": "adds PyTorch with CUDA: a GPU, training and research",
+        }[kind]
         self.kind_size.setText(f"{note}; {size_text(kind)}")
 
     def detect(self) -> None:

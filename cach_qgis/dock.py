@@ -53,13 +53,13 @@ from .runtime_client import PendingRequest, RuntimeClient, WorkerError, log
 from .thumbnails import thumbnail
 from .viewer import TileViewer
 
-HIT_ROLE = Qt.UserRole + 1
+HIT_ROLE = Qt.ItemDataRole.UserRole + 1
 THUMB_SIZE = 64
 LEVELS = {
-    wording.INFO: Qgis.Info,
-    wording.SUCCESS: Qgis.Success,
-    wording.WARNING: Qgis.Warning,
-    wording.CRITICAL: Qgis.Critical,
+    wording.INFO: Qgis.MessageLevel.Info,
+    wording.SUCCESS: Qgis.MessageLevel.Success,
+    wording.WARNING: Qgis.MessageLevel.Warning,
+    wording.CRITICAL: Qgis.MessageLevel.Critical,
 }
 WEAK_STYLE = "background:#fff3cd; color:#664d03; border:1px solid #e0c36c; padding:4px;"
 ERROR_COLOUR = "#b2182b"
@@ -262,8 +262,8 @@ class SearchDock(QgsDockWidget):
         self.results.setToolTip(
             self.tr("Select a tile to zoom to it; right-click for more (similar tiles, + and −)")
         )
-        self.results.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.results.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.results.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.results.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.results.customContextMenuRequested.connect(self._context_menu)
         self.results.currentItemChanged.connect(lambda item, _prev: self.show_item(item))
         return self.results
@@ -367,7 +367,11 @@ class SearchDock(QgsDockWidget):
         self.cancel_button.setVisible(busy)
 
     def message(
-        self, text: str, level: Qgis.MessageLevel = Qgis.Info, duration: int = 8, details: str = ""
+        self,
+        text: str,
+        level: Qgis.MessageLevel = Qgis.MessageLevel.Info,
+        duration: int = 8,
+        details: str = "",
     ) -> None:
         """Message bar + log; errors never become exception dialogs."""
         log(f"{text} {details}".strip(), level)
@@ -405,12 +409,12 @@ class SearchDock(QgsDockWidget):
         index = self.index_path()
         if not index and self.client.state == RuntimeClient.STOPPED and self.client.last_error:
             # the runtime is the first thing to fix: say so, not "choose an index"
-            self.message(self.client.last_error, Qgis.Warning)
+            self.message(self.client.last_error, Qgis.MessageLevel.Warning)
             return None
         if not index:
             self.message(
                 f"Choose an index folder first, or make one with {wording.INDEX_MENU}",
-                Qgis.Warning,
+                Qgis.MessageLevel.Warning,
             )
             return None
         params = self._search_params(index, query)
@@ -546,7 +550,7 @@ class SearchDock(QgsDockWidget):
         self.results.clear()
         self._thumb_queue = []
         placeholder = QPixmap(THUMB_SIZE, THUMB_SIZE)
-        placeholder.fill(Qt.lightGray)
+        placeholder.fill(Qt.GlobalColor.lightGray)
         for hit in hits:
             item = QListWidgetItem(QIcon(placeholder), self._item_text(hit))
             item.setData(HIT_ROLE, hit)
@@ -630,7 +634,7 @@ class SearchDock(QgsDockWidget):
 
     def _reset_highlight(self) -> None:
         if self._highlight is not None:
-            self._highlight.reset(QgsWkbTypes.PolygonGeometry)
+            self._highlight.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
 
     def highlight_geometry(self) -> Any:
         """The outline of the selected tile (empty when none), in canvas CRS."""
@@ -643,7 +647,7 @@ class SearchDock(QgsDockWidget):
         layers.stop_loading()
         if self._highlight is not None:
             canvas = self.iface.mapCanvas() if self.iface else None
-            self._highlight.reset(QgsWkbTypes.PolygonGeometry)
+            self._highlight.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
             if canvas is not None:
                 canvas.scene().removeItem(self._highlight)
             self._highlight = None
@@ -718,7 +722,7 @@ class SearchDock(QgsDockWidget):
         except OSError as err:
             self.message(
                 f"The footprints could not be saved ({err}). Choose another file or folder.",
-                Qgis.Warning,
+                Qgis.MessageLevel.Warning,
             )
             return ""
         text = f"Footprints saved to {path}."
@@ -729,7 +733,7 @@ class SearchDock(QgsDockWidget):
                 f" {len(no_geometry)} rows have no geometry ({ranks}): "
                 f"{wording.NOT_GEOREFERENCED} (see their 'note' field)."
             )
-        self.message(text, Qgis.Warning if no_geometry else Qgis.Success)
+        self.message(text, Qgis.MessageLevel.Warning if no_geometry else Qgis.MessageLevel.Success)
         return text
 
     # --- click-a-tile ----------------------------------------------------------------------------

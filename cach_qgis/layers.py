@@ -60,10 +60,10 @@ RANK_COLOURS = ("#d7191c", "#fd8d3c", "#ffd700", "#00e5ff", "#2c7bb6")
 #: the selected or clicked tile: a dashed outline in a colour no rank class uses
 HIGHLIGHT_COLOUR = "#ff00ff"
 _QVARIANT = {
-    "int": QVariant.LongLong,
-    "real": QVariant.Double,
-    "text": QVariant.String,
-    "bool": QVariant.Bool,
+    "int": QVariant.Type.LongLong,
+    "real": QVariant.Type.Double,
+    "text": QVariant.Type.String,
+    "bool": QVariant.Type.Bool,
 }
 
 
@@ -169,7 +169,7 @@ def _rank_labels() -> QgsPalLayerSettings:
     pal = QgsPalLayerSettings()
     pal.fieldName = "rank"
     pal.isExpression = False
-    pal.placement = QgsPalLayerSettings.OverPoint
+    pal.placement = QgsPalLayerSettings.Placement.OverPoint
     pal.setFormat(text)
     return pal
 
@@ -191,10 +191,10 @@ def tile_vrt(hit: Hit, folder: Path | None = None) -> Path:
 def outline_band(canvas: Any) -> QgsRubberBand:
     """A rubber band for the selected or clicked tile: a dashed outline and no fill, so the tile
     itself stays visible."""
-    band = QgsRubberBand(canvas, QgsWkbTypes.PolygonGeometry)
+    band = QgsRubberBand(canvas, QgsWkbTypes.GeometryType.PolygonGeometry)
     band.setStrokeColor(QColor(HIGHLIGHT_COLOUR))
     band.setFillColor(QColor(0, 0, 0, 0))
-    band.setLineStyle(Qt.DashLine)
+    band.setLineStyle(Qt.PenStyle.DashLine)
     band.setWidth(3)
     return band
 
@@ -315,7 +315,9 @@ def remove_group(key: str, project: QgsProject | None = None) -> bool:
     return True
 
 
-def results_root(project: QgsProject | None = None, create: bool = False) -> QgsLayerTreeGroup | None:
+def results_root(
+    project: QgsProject | None = None, create: bool = False
+) -> QgsLayerTreeGroup | None:
     """The one parent group "CACH results" of every query's group (on top of the layer tree)."""
     root = (project or QgsProject.instance()).layerTreeRoot()
     for group in root.findGroups(True):
@@ -410,11 +412,13 @@ def save_footprints(layer: QgsVectorLayer, path: str) -> str:
     options.driverName = "GPKG"
     options.layerName = layer.name() or "footprints"
     if Path(path).exists():
-        options.actionOnExistingFile = QgsVectorFileWriter.CreateOrOverwriteLayer
+        options.actionOnExistingFile = (
+            QgsVectorFileWriter.ActionOnExistingFile.CreateOrOverwriteLayer
+        )
     error, message, *_ = QgsVectorFileWriter.writeAsVectorFormatV3(
         layer, path, QgsProject.instance().transformContext(), options
     )
-    if error != QgsVectorFileWriter.NoError:
+    if error != QgsVectorFileWriter.WriterError.NoError:
         raise OSError(message or f"cannot write {path}")
     return path
 

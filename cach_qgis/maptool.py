@@ -36,12 +36,12 @@ class TileTool(QgsMapTool):
         self.client = client
         self.index_path = index_path
         self.k = k
-        self.setCursor(QCursor(Qt.CrossCursor))
+        self.setCursor(QCursor(Qt.CursorShape.CrossCursor))
         self.band = outline_band(canvas)
         self._request: PendingRequest | None = None
 
     def canvasReleaseEvent(self, event: QgsMapMouseEvent) -> None:  # noqa: N802 - Qt API
-        if event.button() == Qt.LeftButton:
+        if event.button() == Qt.MouseButton.LeftButton:
             self.identify(event.mapPoint())
 
     def identify(self, point: QgsPointXY) -> PendingRequest | None:
@@ -105,12 +105,12 @@ class TileTool(QgsMapTool):
 
     def highlight(self, hit: Hit) -> None:
         geom = footprint_geometry(hit)
-        self.band.reset(QgsWkbTypes.PolygonGeometry)
+        self.band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         if not geom.isEmpty():
             self.band.setToGeometry(geom, QgsCoordinateReferenceSystem(FOOTPRINT_CRS))
 
     def deactivate(self) -> None:
-        self.band.reset(QgsWkbTypes.PolygonGeometry)
+        self.band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         super().deactivate()
 
 

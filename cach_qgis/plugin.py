@@ -69,7 +69,7 @@ class CachPlugin:
             if QgsApplication.processingRegistry().addProvider(provider):
                 self.provider = provider
             else:
-                log("a Processing provider 'cach' is already registered", Qgis.Warning)
+                log("a Processing provider 'cach' is already registered", Qgis.MessageLevel.Warning)
 
     # --- GUI -------------------------------------------------------------------------------------
     def initGui(self) -> None:  # noqa: N802 - QGIS API
@@ -77,7 +77,7 @@ class CachPlugin:
         self.client = shared_client()
         self.client.notice.connect(self._notice)
         self.dock = SearchDock(self.iface, self.client, self.iface.mainWindow())
-        self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+        self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.hide()
         self.dock.outdatedIndex.connect(self.offer_reindex)
         self.dock.runtimeSettingsRequested.connect(self.show_runtime_dialog)
@@ -90,7 +90,7 @@ class CachPlugin:
         self.tool = TileTool(canvas, self.client, self.dock.index_path, self.dock.k_spin.value)
         self.tool.captioned.connect(self.dock.show_captions)
         self.tool.failed.connect(self._tool_failed)
-        self.tool.notice.connect(lambda text: self._message(text, Qgis.Info))
+        self.tool.notice.connect(lambda text: self._message(text, Qgis.MessageLevel.Info))
         # the latest query wins, whichever route it came by
         self.tool.started.connect(self.dock.cancel)
         self.dock.searchStarted.connect(lambda _req: self.tool.cancel())
@@ -227,10 +227,8 @@ class CachPlugin:
         """Remove the "CACH results" group and its layers (and the panel's list)."""
         removed = self.dock.clear_all_results() if self.dock else layers.clear_results()
         self._message(
-            self.tr("Removed the CACH results from the layer tree ({n} layers).").format(
-                n=removed
-            ),
-            Qgis.Info,
+            self.tr("Removed the CACH results from the layer tree ({n} layers).").format(n=removed),
+            Qgis.MessageLevel.Info,
         )
         return removed
 
@@ -256,7 +254,7 @@ class CachPlugin:
         if not index:
             self._message(
                 "Choose an index in the CACH search panel first; adapting works on that index.",
-                Qgis.Info,
+                Qgis.MessageLevel.Info,
             )
             return None
         dialog = adapt_dialog(index, self.iface.mainWindow())
@@ -286,7 +284,7 @@ class CachPlugin:
         self._message(
             "Adapting the model to this archive; progress and Cancel are in the task manager "
             "(status bar).",
-            Qgis.Info,
+            Qgis.MessageLevel.Info,
         )
         return task
 
@@ -325,14 +323,16 @@ class CachPlugin:
         req = self.client.request("index", {**probe, "dry_run": True})
         index = str(params.get("index", ""))
         req.succeeded.connect(lambda raw: self._cancel_outcome(index, Estimate.from_json(raw)))
-        req.failed.connect(lambda _err: self._message(wording.index_cancelled_text(), Qgis.Info))
+        req.failed.connect(
+            lambda _err: self._message(wording.index_cancelled_text(), Qgis.MessageLevel.Info)
+        )
         return req
 
     def _cancel_outcome(self, index: str, estimate: Estimate) -> None:
         text, complete = wording.cancel_outcome_text(estimate)
         if complete and self.dock is not None:
             self.dock.set_index_path(index)
-        self._message(text, Qgis.Success if complete else Qgis.Info)
+        self._message(text, Qgis.MessageLevel.Success if complete else Qgis.MessageLevel.Info)
 
     def confirm_retile(self, params: dict[str, Any], details: dict[str, Any]) -> QuestionDialog:
         """Another tiling than the index's: "Re-tile all" resends the run with ``confirm``."""
@@ -352,11 +352,11 @@ class CachPlugin:
 
     def _adapted(self, index: str, result: dict[str, Any]) -> None:
         self.reindex_offers.pop(index, None)
-        self._message(wording.adapt_done_text(result), Qgis.Success)
+        self._message(wording.adapt_done_text(result), Qgis.MessageLevel.Success)
 
     def _task_failed(self, what: str, error: WorkerError) -> None:
         if error.cancelled:
-            self._message(f"{what} cancelled; nothing was changed.", Qgis.Info)
+            self._message(f"{what} cancelled; nothing was changed.", Qgis.MessageLevel.Info)
             return
         level = LEVELS[wording.error_level(error.info)]
         self._message(
@@ -376,7 +376,7 @@ class CachPlugin:
         button.clicked.connect(lambda: self.reindex(index, info))
         item.layout().addWidget(button)
         item.button = button  # for tests and scripts
-        bar.pushWidget(item, Qgis.Info, 0)
+        bar.pushWidget(item, Qgis.MessageLevel.Info, 0)
         self.reindex_offers[index] = item
         log(wording.outdated_text(index))
 
@@ -413,7 +413,7 @@ def _run_step(name: str, step: Callable[[], Any]) -> None:
     try:
         step()
     except Exception as err:  # noqa: BLE001 - unload must always finish
-        log(f"unload: {name} failed: {type(err).__name__}: {err}", Qgis.Warning)
+        log(f"unload: {name} failed: {type(err).__name__}: {err}", Qgis.MessageLevel.Warning)
 
 
 def _disconnect(signal: Any, slot: Any = None) -> None:

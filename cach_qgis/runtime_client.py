@@ -59,7 +59,7 @@ MAX_RESTARTS = 3
 RESTART_WINDOW_S = 300.0
 
 
-def log(message: str, level: Qgis.MessageLevel = Qgis.Info) -> None:
+def log(message: str, level: Qgis.MessageLevel = Qgis.MessageLevel.Info) -> None:
     """Write to the QGIS message log under the ``CACH`` tag."""
     QgsMessageLog.logMessage(message, LOG_TAG, level)
 
@@ -202,8 +202,8 @@ class RuntimeClient(QObject):
         #: why the last start failed ("" after a good start), for the panel's runtime line
         self.last_error = ""
         self.device: str = ""
-        self._submit.connect(self._on_submit, Qt.QueuedConnection)
-        self._cancel_job.connect(self._on_cancel_job, Qt.QueuedConnection)
+        self._submit.connect(self._on_submit, Qt.ConnectionType.QueuedConnection)
+        self._cancel_job.connect(self._on_cancel_job, Qt.ConnectionType.QueuedConnection)
 
     # --- configuration -------------------------------------------------------------------------
     @property
@@ -374,7 +374,7 @@ class RuntimeClient(QObject):
 
     def _fail_start(self, message: str) -> None:
         self.last_error = message
-        log(message, Qgis.Critical)
+        log(message, Qgis.MessageLevel.Critical)
         self._set_state(self.STOPPED)
         self.startFailed.emit(message)
         self._fail_all(unavailable(message))
@@ -417,7 +417,7 @@ class RuntimeClient(QObject):
                 signal.disconnect()
             except TypeError:
                 pass
-        if proc.state() != QProcess.NotRunning:
+        if proc.state() != QProcess.ProcessState.NotRunning:
             proc.kill()
             proc.waitForFinished(2000)
         proc.deleteLater()
@@ -427,12 +427,12 @@ class RuntimeClient(QObject):
         proc = self._proc
         if proc is None:
             return False
-        if proc.state() == QProcess.Starting:
+        if proc.state() == QProcess.ProcessState.Starting:
             # the worker has written to us, so it runs; on a busy machine Qt can hand us its
             # first line before the start notification that moves the state to Running
             proc.waitForStarted(2000)
-        if proc.state() != QProcess.Running:
-            log(f"runtime not running: '{request.op}' was not sent", Qgis.Warning)
+        if proc.state() != QProcess.ProcessState.Running:
+            log(f"runtime not running: '{request.op}' was not sent", Qgis.MessageLevel.Warning)
             return False
         proc.write((request.to_json() + "\n").encode("utf-8"))
         return True
@@ -448,7 +448,7 @@ class RuntimeClient(QObject):
         return f": {lines[-1].strip()}" if lines else ""
 
     def _on_error(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.FailedToStart and self._proc is not None:
+        if error == QProcess.ProcessError.FailedToStart and self._proc is not None:
             reason = self._proc.errorString()
             python = self._proc.program()
             self._discard_process()
@@ -467,9 +467,9 @@ class RuntimeClient(QObject):
             if not line:
                 continue
             self._stderr_tail.append(line)
-            level = Qgis.Info
+            level = Qgis.MessageLevel.Info
             if line.startswith(("WARNING", "ERROR", "CRITICAL", "Traceback")):
-                level = Qgis.Warning
+                level = Qgis.MessageLevel.Warning
             log(f"runtime: {line}", level)
 
     def _on_stdout(self) -> None:
@@ -487,7 +487,7 @@ class RuntimeClient(QObject):
         try:
             msg = protocol.parse_message(raw)
         except protocol.ProtocolError as err:
-            log(f"runtime wrote a non-protocol line: {err}", Qgis.Warning)
+            log(f"runtime wrote a non-protocol line: {err}", Qgis.MessageLevel.Warning)
             return None
         if isinstance(msg, Event):
             self._handle_event(msg)
@@ -506,7 +506,7 @@ class RuntimeClient(QObject):
         if isinstance(rid, str) and rid.startswith("cancel-"):
             return  # answer to our cancel; the target request gets its own response
         if rid is None and not response.ok and response.error is not None:
-            log(f"runtime: {wording.error_details(response.error)}", Qgis.Warning)
+            log(f"runtime: {wording.error_details(response.error)}", Qgis.MessageLevel.Warning)
             return
         req = self._pending.pop(rid, None) if isinstance(rid, int) else None
         if req is None:
@@ -528,10 +528,13 @@ class RuntimeClient(QObject):
             self.modelLoaded.emit(self.model)
         elif event == "load_failed":
             error = ErrorInfo.from_dict(data)
-            log(f"runtime model load failed: {wording.error_details(error)}", Qgis.Warning)
+            log(
+                f"runtime model load failed: {wording.error_details(error)}",
+                Qgis.MessageLevel.Warning,
+            )
             self.notice.emit(
                 f"The CACH model could not be loaded. {wording.error_text(error)}",
-                int(Qgis.Warning),
+                int(Qgis.MessageLevel.Warning),
             )
         else:
             log(f"runtime event {event}: {protocol.dumps(data)[:300]}")
@@ -568,7 +571,7 @@ class RuntimeClient(QObject):
         if stopping:
             self._fail_all(unavailable("The CACH runtime was stopped."))
             return
-        how = "crashed" if status == QProcess.CrashExit else f"exited with code {code}"
+        how = "crashed" if status == QProcess.ExitStatus.CrashExit else f"exited with code {code}"
         if not was_ready:
             self._fail_start(
                 f"The CACH runtime could not start: it {how}{tail}. Repair it in "
@@ -593,8 +596,8 @@ class RuntimeClient(QObject):
                 f"The CACH runtime stopped unexpectedly ({how}); it has been restarted. "
                 "Run your search again."
             )
-            log(message, Qgis.Warning)
-            self.notice.emit(message, int(Qgis.Warning))
+            log(message, Qgis.MessageLevel.Warning)
+            self.notice.emit(message, int(Qgis.MessageLevel.Warning))
             QTimer.singleShot(0, self._start)
         else:
             message = (
@@ -602,8 +605,8 @@ class RuntimeClient(QObject):
                 "it will start again on the next search. If it keeps stopping, check the CACH "
                 "log (View ▸ Panels ▸ Log Messages) and Raster ▸ CACH ▸ Runtime settings…"
             )
-            log(message, Qgis.Critical)
-            self.notice.emit(message, int(Qgis.Critical))
+            log(message, Qgis.MessageLevel.Critical)
+            self.notice.emit(message, int(Qgis.MessageLevel.Critical))
             if self._outbox:
                 QTimer.singleShot(0, self._start)
 
@@ -615,7 +618,7 @@ class RuntimeClient(QObject):
             self._fail_all(unavailable("The CACH runtime was stopped."))
             return
         self._stopping = True
-        if proc.state() == QProcess.Running and self._state == self.READY:
+        if proc.state() == QProcess.ProcessState.Running and self._state == self.READY:
             self._write(Request("shutdown", "shutdown"))
         proc.closeWriteChannel()
         if not proc.waitForFinished(wait_ms):
@@ -627,7 +630,7 @@ class RuntimeClient(QObject):
             self._fail_all(unavailable("The CACH runtime was stopped."))
 
     def is_running(self) -> bool:
-        return self._proc is not None and self._proc.state() != QProcess.NotRunning
+        return self._proc is not None and self._proc.state() != QProcess.ProcessState.NotRunning
 
     def pid(self) -> int | None:
         return int(self._proc.processId()) if self.is_running() else None

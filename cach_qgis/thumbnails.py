@@ -48,10 +48,10 @@ def thumbnail(source: str, window: tuple[int, int, int, int], size: int = 72) ->
                 buf_line_space=3 * out_w,
                 buf_band_space=1,
             )
-            image = QImage(data, out_w, out_h, 3 * out_w, QImage.Format_RGB888)
+            image = QImage(data, out_w, out_h, 3 * out_w, QImage.Format.Format_RGB888)
         else:
             data = mem.ReadRaster(0, 0, out_w, out_h)
-            image = QImage(data, out_w, out_h, out_w, QImage.Format_Grayscale8)
+            image = QImage(data, out_w, out_h, out_w, QImage.Format.Format_Grayscale8)
         return image.copy()  # detach from the Python bytes buffer
     except RuntimeError:
         return None

@@ -33,18 +33,18 @@ class TileViewer(QDialog):
         self.hit: Hit | None = None
         self.opened: list[str] = []  # URLs handed to the system viewer
         self.image = QLabel()
-        self.image.setAlignment(Qt.AlignCenter)
+        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image.setMinimumSize(VIEW_SIZE // 2, VIEW_SIZE // 2)
         self.title = QLabel()
-        self.title.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color:#8a4b00")
-        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.open_button = QPushButton("Open image")
         self.open_button.setToolTip("Open the source image in your system's image viewer")
         self.open_button.clicked.connect(self.open_image)
-        buttons.addButton(self.open_button, QDialogButtonBox.ActionRole)
+        buttons.addButton(self.open_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.rejected.connect(self.close)
         layout = QVBoxLayout(self)
         for widget in (self.image, self.title, self.note, buttons):

@@ -20,6 +20,7 @@ from ..model_runtime.protocol import (
     Skipped,
 )
 
+
 def translate(context: str, text: str) -> str:
     """``text`` in the user's language (Qt's translator; as is without Qt, e.g. in plain
     tests). Call it with literals, so that ``make i18n`` (pylupdate5) finds them."""

@@ -157,8 +157,7 @@ def dialog_help(plugin) -> None:  # noqa: ANN001
 
     def tip() -> None:
         widget = dialog.tile_size
-        QToolTip.showText(widget.mapToGlobal(QPoint(10, widget.height())), widget.toolTip(),
-                          widget)
+        QToolTip.showText(widget.mapToGlobal(QPoint(10, widget.height())), widget.toolTip(), widget)
         QTimer.singleShot(800, lambda: guarded(shoot))
 
     def shoot() -> None:
@@ -190,6 +189,8 @@ def start() -> None:
     guarded(views[VIEW], plugin)
 
 
-QTimer.singleShot(int(os.environ.get("CACH_SCREENSHOT_TIMEOUT", "600")) * 1000,
-                  lambda: (say("timed out"), finish(6)))
+QTimer.singleShot(
+    int(os.environ.get("CACH_SCREENSHOT_TIMEOUT", "600")) * 1000,
+    lambda: (say("timed out"), finish(6)),
+)
 QTimer.singleShot(3000, start)

@@ -78,7 +78,9 @@ def convert(markdown: str, base: Path) -> str:
         line = lines[i]
         if line.startswith("```"):
             end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
-            body.append("<pre><code>" + html.escape("\n".join(lines[i + 1 : end])) + "</code></pre>")
+            body.append(
+                "<pre><code>" + html.escape("\n".join(lines[i + 1 : end])) + "</code></pre>"
+            )
             i = end + 1
         elif m := re.match(r"(#{1,6})\s+(.*)", line):
             level, text = len(m.group(1)), m.group(2)
@@ -105,14 +107,16 @@ def convert(markdown: str, base: Path) -> str:
         else:
             para = [line]
             i += 1
-            while i < len(lines) and lines[i].strip() and not re.match(r"(#|\||```|[*-] )",
-                                                                        lines[i]):
+            while (
+                i < len(lines) and lines[i].strip() and not re.match(r"(#|\||```|[*-] )", lines[i])
+            ):
                 para.append(lines[i])
                 i += 1
             body.append(f"<p>{inline(' '.join(para), base)}</p>")
-    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}'
-            f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(body)
-            + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}'
+        f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,7 +120,7 @@ class IndexRasterFolder(_Base):
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(
             QgsProcessingParameterFile(
-                self.INPUT, "Raster folder", behavior=QgsProcessingParameterFile.Folder
+                self.INPUT, "Raster folder", behavior=QgsProcessingParameterFile.Behavior.Folder
             )
         )
         self.addParameter(QgsProcessingParameterFolderDestination(self.INDEX, "Index folder"))
@@ -128,7 +128,7 @@ class IndexRasterFolder(_Base):
             QgsProcessingParameterNumber(
                 self.TILE_SIZE,
                 "Tile size (pixels)",
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 256,
                 minValue=32,
                 maxValue=8192,
@@ -138,7 +138,7 @@ class IndexRasterFolder(_Base):
             QgsProcessingParameterNumber(
                 self.OVERLAP,
                 "Overlap (fraction of a tile)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 0.0,
                 minValue=0.0,
                 maxValue=0.9,
@@ -236,7 +236,7 @@ class TextSearch(_Base):
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(
             QgsProcessingParameterFile(
-                self.INDEX, "Index folder", behavior=QgsProcessingParameterFile.Folder
+                self.INDEX, "Index folder", behavior=QgsProcessingParameterFile.Behavior.Folder
             )
         )
         self.addParameter(QgsProcessingParameterString(self.TEXT, "What are you looking for"))
@@ -244,7 +244,7 @@ class TextSearch(_Base):
             QgsProcessingParameterNumber(
                 self.K,
                 "Number of results",
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 DEFAULT_K,
                 minValue=1,
                 maxValue=10000,
@@ -255,7 +255,7 @@ class TextSearch(_Base):
         )
         self.addParameter(
             QgsProcessingParameterFeatureSink(
-                self.OUTPUT, "Search results", QgsProcessing.TypeVectorPolygon
+                self.OUTPUT, "Search results", QgsProcessing.SourceType.TypeVectorPolygon
             )
         )
 
@@ -289,7 +289,7 @@ class TextSearch(_Base):
             self.OUTPUT,
             context,
             fields,
-            QgsWkbTypes.Polygon,
+            QgsWkbTypes.Type.Polygon,
             QgsCoordinateReferenceSystem(FOOTPRINT_CRS),
         )
         model = wording.model_provenance(result.model)
@@ -298,7 +298,7 @@ class TextSearch(_Base):
             if feedback.isCanceled():
                 break
             sink.addFeature(
-                hit_feature(hit, fields, text, model, index_path), QgsFeatureSink.FastInsert
+                hit_feature(hit, fields, text, model, index_path), QgsFeatureSink.Flag.FastInsert
             )
         _report_search(result, text, feedback)
         return {self.OUTPUT: dest}
@@ -340,7 +340,7 @@ class RunSavedSearch(_Base):
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(
             QgsProcessingParameterFile(
-                self.INDEX, "Index folder", behavior=QgsProcessingParameterFile.Folder
+                self.INDEX, "Index folder", behavior=QgsProcessingParameterFile.Behavior.Folder
             )
         )
         self.addParameter(
@@ -348,13 +348,17 @@ class RunSavedSearch(_Base):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.K, "Number of results", QgsProcessingParameterNumber.Integer, DEFAULT_K,
-                minValue=1, maxValue=10000,
+                self.K,
+                "Number of results",
+                QgsProcessingParameterNumber.Type.Integer,
+                DEFAULT_K,
+                minValue=1,
+                maxValue=10000,
             )
         )
         self.addParameter(
             QgsProcessingParameterFeatureSink(
-                self.OUTPUT, "Search results", QgsProcessing.TypeVectorPolygon
+                self.OUTPUT, "Search results", QgsProcessing.SourceType.TypeVectorPolygon
             )
         )
 
@@ -363,13 +367,20 @@ class RunSavedSearch(_Base):
     ) -> dict[str, Any]:
         index = self.parameterAsFile(parameters, self.INDEX, context)
         saved = self.parameterAsFile(parameters, self.SAVED, context)
-        params = {"index": index, "saved": saved,
-                  "k": self.parameterAsInt(parameters, self.K, context)}
+        params = {
+            "index": index,
+            "saved": saved,
+            "k": self.parameterAsInt(parameters, self.K, context),
+        }
         result = SearchResult.from_json(_call("search", params, feedback))
         label = str(result.query.get("text") or f"saved search {saved}")
         fields = hit_fields()
         sink, dest = self.parameterAsSink(
-            parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon,
+            parameters,
+            self.OUTPUT,
+            context,
+            fields,
+            QgsWkbTypes.Type.Polygon,
             QgsCoordinateReferenceSystem(FOOTPRINT_CRS),
         )
         model = wording.model_provenance(result.model)
@@ -377,8 +388,9 @@ class RunSavedSearch(_Base):
         for hit in result.results:
             if feedback.isCanceled():
                 break
-            sink.addFeature(hit_feature(hit, fields, label, model, index_path),
-                            QgsFeatureSink.FastInsert)
+            sink.addFeature(
+                hit_feature(hit, fields, label, model, index_path), QgsFeatureSink.Flag.FastInsert
+            )
         _report_search(result, label, feedback)
         feedback.pushInfo(f"scored with the saved search's {result.query.get('scorer')} model")
         return {self.OUTPUT: dest}

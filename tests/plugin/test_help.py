@@ -47,7 +47,8 @@ def _assert_guide(url) -> None:  # noqa: ANN001
 def test_the_guide_is_html_with_its_images_inside_and_up_to_date():
     check = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "user_guide_html.py"), "--check"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert check.returncode == 0, check.stderr
     text = GUIDE.read_text(encoding="utf-8")
@@ -61,7 +62,9 @@ def test_the_zip_holds_the_guide(tmp_path):
     out = tmp_path / "plugin.zip"
     subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "make_zip.py"), "-o", str(out)],
-        check=True, capture_output=True, stdin=subprocess.DEVNULL,
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
     )
     with zipfile.ZipFile(out) as zf:
         names = zf.namelist()
@@ -116,9 +119,17 @@ def test_the_panel_configures_results_and_has_tooltips(qgis_iface, no_exception_
     dock = SearchDock(qgis_iface, fake_client())
     dock.tiles_spin.setValue(7)
     assert settings.max_tile_layers() == 7
-    for widget in (dock.index_combo, dock.query_edit, dock.k_spin, dock.tiles_spin,
-                   dock.extent_check, dock.search_button, dock.refine_button, dock.results,
-                   dock.clear_button):
+    for widget in (
+        dock.index_combo,
+        dock.query_edit,
+        dock.k_spin,
+        dock.tiles_spin,
+        dock.extent_check,
+        dock.search_button,
+        dock.refine_button,
+        dock.results,
+        dock.clear_button,
+    ):
         assert widget.toolTip().strip(), widget
     settings.set_max_tile_layers(settings.DEFAULT_MAX_TILE_LAYERS)
     dock.deleteLater()

@@ -221,13 +221,26 @@ def test_result_list_confidence_never_rises_as_rank_falls(qgis_iface, no_excepti
     from conftest import fake_client
 
     def hit(rank: int, confidence: float) -> Hit:
-        return Hit(rank, rank, f"/photos/p{rank}.jpg", (0, 0, 64, 64), None, None, None, 10,
-                   0.9 - rank / 100, confidence)
+        return Hit(
+            rank,
+            rank,
+            f"/photos/p{rank}.jpg",
+            (0, 0, 64, 64),
+            None,
+            None,
+            None,
+            10,
+            0.9 - rank / 100,
+            confidence,
+        )
 
     dock = SearchDock(qgis_iface, fake_client())
     result = SearchResult(
         results=[hit(1, 0.50), hit(2, 0.47), hit(3, 0.53), hit(4, 0.20)],
-        query={"text": "a harbour"}, model={}, index={}, timing_ms={"total": 5.0},
+        query={"text": "a harbour"},
+        model={},
+        index={},
+        timing_ms={"total": 5.0},
     )
     dock.show_result(result, "text:a harbour", "CACH: a harbour", "a harbour", "for a harbour")
     shown = [dock.results.item(i).text().split("\n")[0] for i in range(dock.results.count())]

@@ -9,8 +9,8 @@ import shutil
 from test_worker import WorkerProcess, geotiff, heads_file, model_worker  # noqa: F401
 
 
-def test_the_index_op_keeps_other_folders_and_removes_only_on_request(model_worker, geotiff,
-                                                                      tmp_path):
+def test_the_index_op_keeps_other_folders_and_removes_only_on_request(
+        model_worker, geotiff, tmp_path):  # noqa: F811 - fixtures imported from test_worker
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()

@@ -34,8 +34,12 @@ def plugin_files(root: Path = ROOT) -> tuple[str, list[str]]:
     listed = [*files.get("python_files", "").split(), *files.get("extras", "").split()]
     dirs = files.get("extra_dirs", "").split()
     excluded = set(files.get("excluded_files", "").split())
-    tracked = subprocess.run(["git", "ls-files", "-z", "--", *listed, *dirs], cwd=root,
-                             capture_output=True, check=True).stdout.decode().split("\0")
+    try:
+        tracked = subprocess.run(["git", "ls-files", "-z", "--", *listed, *dirs], cwd=root,
+                                 capture_output=True, check=True).stdout.decode().split("\0")
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise SystemExit(f"make_zip: needs git and a git checkout, as it ships the files git "
+                         f"tracks ({err})") from None
     ship = []
     for name in filter(None, tracked):
         parts = PurePosixPath(name).parts

@@ -34,6 +34,7 @@ from model_runtime.errors import CancelledError, ConfirmationNeeded, DiskFullErr
 from model_runtime.index.lock import IndexLock, refuse_system_folder
 from model_runtime.index.roots import holdings, normalize_root, plan_run
 from model_runtime.index.scan import Scan, Todo, apply_scan, scan_sources
+from model_runtime.index.shards import ShardSet, merge_leftovers
 from model_runtime.index.store import DB_NAME, Store
 from model_runtime.index.units import (
     UNIT_TILES,
@@ -122,6 +123,7 @@ def build_index(index_dir: str | os.PathLike, paths: Sequence[str], model: Any,
     with IndexLock(index_dir):
         if options.rebuild:
             clear_index(index_dir)
+            ShardSet(index_dir, {}).discard()
         store = Store(index_dir, create=True)
         try:
             return _build(store, paths, model, options, _reporter(progress), cancel,
@@ -150,6 +152,7 @@ def start_run(store: Store, writer: IndexWriter, paths: Sequence[str], options: 
     check_confirmation(scan, options, estimate(scan, heads.bits, heads.proj_dim, images_per_s))
     scan.roots_added = writer.begin(tiling, [normalize_root(p) for p in paths])
     apply_scan(store, scan)
+    merge_leftovers(writer, writer.model, tiling, scan)  # shards a killed Ray run left
     if scan.todo and load is not None:
         load()
     report("scan", 0, len(scan.todo), f"{len(scan.todo)} file(s) to index, "

@@ -45,12 +45,12 @@ from model_runtime import remote
 from model_runtime.errors import CancelledError, ConfigError, IndexStateError
 from model_runtime.index.build import BuildOptions, clear_index, start_run
 from model_runtime.index.lock import IndexLock
+from model_runtime.index.ray_local import joining, local_cluster
 from model_runtime.index.scan import Scan, Todo
 from model_runtime.index.shards import (
     ShardSet,
     decode_shard,
     encode_shard,
-    merge_leftovers,
     run_identity,
 )
 from model_runtime.index.store import Store
@@ -156,8 +156,9 @@ def _quiet_ray_data(ray: Any) -> None:
 
 @contextmanager
 def ray_session(settings: RaySettings) -> Iterator[Any]:
-    """Ray, started here (local) or joined (``settings.address``); shut down afterwards when
-    this call connected it. Ray's usage statistics stay off: indexing sends nothing anywhere."""
+    """Ray, started here (local: ``ray_local.py``, loopback only, its own token) or joined
+    (``settings.address``); shut down afterwards when this call connected it. Ray's usage
+    statistics stay off: indexing sends nothing anywhere."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if settings.address and "RAY_AUTH_MODE" not in os.environ and (
             os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file()):
@@ -170,28 +171,35 @@ def ray_session(settings: RaySettings) -> Iterator[Any]:
     common = {"include_dashboard": False, "log_to_driver": False,
               "logging_level": logging.WARNING}
     if settings.address:
-        check_reachable(settings.address)
-        try:
-            ray.init(address=settings.address, **common)
-        except (ConnectionError, RuntimeError, ValueError) as err:
-            raise ConfigError(
-                f"Cannot join the Ray cluster at {settings.address} ({err}). If the cluster "
-                "uses token authentication (Ray's default), set RAY_AUTH_TOKEN (or copy the "
-                "head node's ~/.ray/auth_token here).", code="cluster_unreachable") from err
-    else:
-        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-        # Ray starts its workers at niceness 15; the encoding actors are the run's main work and
-        # would then lose every core to any other busy process (measured: 4 tiles/s against the
-        # local executor's 40 on a loaded 2-core machine). The raylet reads this at start.
-        os.environ.setdefault("RAY_worker_niceness", "0")
-        ray.init(address="local", num_cpus=settings.local_cpus,  # never another's cluster
-                 object_store_memory=settings.object_store_mb
-                 * 2**20, runtime_env={"env_vars": {"PYTHONPATH": path}}, **common)
-    _quiet_ray_data(ray)
-    try:
+        with joining(settings.address):
+            _join(ray, settings.address, common)
+            _quiet_ray_data(ray)
+            try:
+                yield ray
+            finally:
+                ray.shutdown()
+        return
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    # Ray starts its workers at niceness 15; the encoding actors are the run's main work and
+    # would then lose every core to any other busy process (measured: 4 tiles/s against the
+    # local executor's 40 on a loaded 2-core machine). The raylet reads this at start.
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    with local_cluster(ray, num_cpus=settings.local_cpus,
+                       object_store_memory=settings.object_store_mb * 2**20,
+                       runtime_env={"env_vars": {"PYTHONPATH": path}}, **common):
+        _quiet_ray_data(ray)
         yield ray
-    finally:
-        ray.shutdown()
+
+
+def _join(ray: Any, address: str, common: dict) -> None:
+    check_reachable(address)
+    try:
+        ray.init(address=address, **common)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise ConfigError(
+            f"Cannot join the Ray cluster at {address} ({err}). If the cluster uses token "
+            "authentication (Ray's default), set RAY_AUTH_TOKEN (or copy the head node's "
+            "~/.ray/auth_token here).", code="cluster_unreachable") from err
 
 
 def pool_shape(ray: Any, settings: RaySettings) -> tuple[int, int, float, int]:
@@ -330,7 +338,7 @@ def build_index_ray(index_dir: str | os.PathLike, paths: Sequence[str], heads: A
     with IndexLock(index_dir):
         if options.rebuild:
             clear_index(index_dir)
-            ShardSet(index_dir, {}).clear()
+            ShardSet(index_dir, {}).discard()
         store = Store(index_dir, create=True)
         try:
             run = RayRun(Path(index_dir), store, heads, options, settings, factory, progress,
@@ -367,7 +375,6 @@ class RayRun:
             self.progress({"stage": stage, "done": done, "total": total, "message": message})
 
     def execute(self, paths: list[str], started: float, images_per_s: float) -> IndexSummary:
-        merge_leftovers(self.writer, self.info, self.tiling)  # never re-encode finished units
         scan = start_run(self.store, self.writer, paths, self.options, self.heads, self.report,
                          images_per_s)
         try:
@@ -445,7 +452,7 @@ class RayRun:
         data, tiles = bytes(row["shard"]), int(row["tiles"])
         self.shards.add(key, uri, data, tiles)
         self.writer.commit(decode_shard(data))
-        self.shards.remove({"file": f"{key}.npz"})
+        self.shards.remove(key)
         self.timing["merge_s"] += time.perf_counter() - t0
         self.encoded += tiles
         if uri in self.left:

@@ -1,7 +1,11 @@
 """A real Ray cluster for tests: ``ray start --head --block`` in its own process group on
-loopback, joined by address (token authentication on, as Ray's default), stopped by killing
-that group (never ``ray stop``, which would stop every Ray of this user). Every wait is
-bounded. Its workers import ``model_runtime`` and this folder's helpers (``conftest``)."""
+loopback only, joined by address with token authentication on (Ray's default), stopped by
+killing that group (never ``ray stop``, which would stop every Ray of this user). Every wait is
+bounded. Its workers import ``model_runtime`` and this folder's helpers (``conftest``).
+
+The token is made for this test process in a private folder (``ray_local.token_file``: 0700
+folder, 0600 file) and handed to the cluster and its drivers by ``RAY_AUTH_TOKEN_PATH``: nothing
+is read from or written to ``~/.ray``, so the tests pass with an empty home."""
 
 from __future__ import annotations
 
@@ -67,8 +71,12 @@ def free_port() -> int:
 
 
 def driver_env(**extra: str) -> dict[str, str]:
-    """Environment of a process that joins a test cluster."""
-    return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
+    """Environment of a process that joins a test cluster (or starts a local one): this test
+    process's private token, loopback only, no ``RAY_AUTH_TOKEN`` of the caller's."""
+    from model_runtime.index.ray_local import local_environment
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN"}
+    return {**env, **local_environment(),
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]), **extra}
 
 
@@ -77,7 +85,8 @@ def start(folder: Path, cpus: int = 2, timeout: float = 180) -> RayCluster:
     ray = Path(sys.executable).parent / "ray"
     env = driver_env(CACH_TEST_CLUSTER=marker)
     cmd = [str(ray), "start", "--head", "--block", "--port", str(port), "--num-cpus", str(cpus),
-           "--num-gpus", "0", "--include-dashboard=false", "--disable-usage-stats",
+           "--num-gpus", "0", "--include-dashboard=false", "--node-ip-address", "127.0.0.1",
+           "--disable-usage-stats",
            "--object-store-memory", str(200 * 2**20), "--temp-dir", str(folder / "ray")]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,

@@ -141,13 +141,14 @@ print(json.dumps(summary.to_json()))
 """
 
 
-def start_driver(cluster, folder, index, **args) -> subprocess.Popen:
-    spec = {"address": cluster.address, "index": str(index), "folder": str(folder),
-            "delay": 0.4, **args}
+def start_driver(cluster, folder, index, env: dict | None = None, **args) -> subprocess.Popen:
+    """A driver process indexing ``folder`` on ``cluster`` (None: a local Ray it starts)."""
+    spec = {"address": getattr(cluster, "address", None), "index": str(index),
+            "folder": str(folder), "delay": 0.4, **args}
     # SIGINT back to its default in the driver: a library loaded earlier in the test process may
     # have set it to "ignore", which a child inherits (and Python then keeps)
     return subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(spec)], cwd=ROOT,
-                            env=raycluster.driver_env(), stdout=subprocess.PIPE,
+                            env=env or raycluster.driver_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
@@ -235,6 +236,42 @@ def test_hung_actor_is_noticed(cluster, sample_folder, tmp_path):
                 pass
     assert code != 0 and "made no progress for" in err and "ray#62746" in err, err[-2000:]
     assert waited < 120
+
+
+def test_crafted_shards_manifest_touches_nothing_outside(sample_folder, tmp_path, joined):
+    """issue 16 item 2: manifest lines naming a shard outside the index (a relative path out of
+    it, an absolute path), a header naming /etc/passwd, a non-npz and a truncated shard: the Ray
+    run loads, commits and deletes none of them, names the bad ones, and finishes complete (on
+    61685e6 the outside shard was committed and deleted, and the bad files crashed the run)."""
+    from test_ray_shards import _forge, unit_results
+
+    from model_runtime.index.shards import ShardSet, encode_shard, run_identity
+
+    results = unit_results(sample_folder, FakeEncoder())
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for name in ("v1.npz", "v2.npz"):
+        (victim / name).write_bytes(encode_shard(results[1]))
+    before = {p.name: p.read_bytes() for p in victim.iterdir()}
+    index = tmp_path / "a" / "idx"
+    shards = ShardSet(index, run_identity(FakeEncoder().info.to_json(), TILING.to_json())).open()
+    key, forged = _forge(results[0], "/etc/passwd", 1234, "1")
+    files = {key: forged, "b" * 40: b"not a zip", "c" * 40: encode_shard(results[2])[:300]}
+    for name, data in files.items():
+        (shards.dir / f"{name}.npz").write_bytes(data)
+    lines = [{"key": results[1].unit.key, "file": "../../../victim/v1.npz"},
+             {"key": results[1].unit.key, "file": str(victim / "v2.npz")},
+             *({"key": name, "file": f"{name}.npz"} for name in files)]
+    shards.manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary = ray_build(sample_folder, index, joined)
+    assert {p.name: p.read_bytes() for p in victim.iterdir()} == before
+    assert "/etc/passwd" not in {r[0] for r in rows(index)}
+    clean = tmp_path / "clean"
+    build_index(clean, [str(sample_folder)], FakeEncoder(), OPTIONS)
+    assert_same_index(clean, index)
+    assert summary.tiles == len(rows(clean)) and open_index(index) is not None
+    assert sorted(p.name for p in shards.dir.iterdir()) == [f"{'b' * 40}.npz",
+                                                          f"{'c' * 40}.npz"]
 
 
 # --------------------------------------------------------------------------- messages

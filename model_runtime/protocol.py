@@ -388,10 +388,10 @@ class ErrorInfo:
         if isinstance(err, CachError):
             code = err.code if err.code in ERROR_CODES else _fallback_code(err.kind)
             kind = err.kind if err.kind in ERROR_TYPES else error_type_of(code)
+            return cls(kind, str(err), code, _jsonable(err.details))
         extra = missing_extra(err)  # an optional package (torch in the lean runtime) is absent
         if extra is not None:
             return cls.from_exception(extra)
-            return cls(kind, str(err), code, _jsonable(err.details))
         return cls("internal", f"{type(err).__name__}: {err}", "internal")
 
 

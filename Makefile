@@ -10,7 +10,7 @@ SHELL := /bin/bash
 PYTEST := -q -p no:cacheprovider
 
 .PHONY: setup setup-full setup-tests setup-qgis check-lean demo eval test test-runtime test-full \
-	test-qgis results bench zip lint
+	test-qgis results bench zip lint i18n
 
 setup:
 	scripts/setup.sh
@@ -64,6 +64,12 @@ bench: setup-full
 
 lint: setup-tests
 	.venv/bin/ruff check model_runtime cach_qgis tests bench scripts
+
+# the translation template: every string the plugin wraps in tr()/translate() (pylupdate5 from
+# pyqt5-dev-tools, which scripts/setup_qgis.sh installs); translators copy it to i18n/cach_<lang>.ts
+# and lrelease makes the cach_<lang>.qm the plugin loads for QGIS's locale
+i18n:
+	pylupdate5 -noobsolete $$(git ls-files 'cach_qgis/*.py' | grep -v resources_rc) -ts i18n/cach.ts
 
 # unattended: asks nothing and deploys into no QGIS profile (pb_tool zip did both)
 zip:

@@ -28,9 +28,11 @@ from qgis.PyQt.QtWidgets import (
 
 from ..model_runtime.protocol import Estimate
 from . import guide, settings, wording
+from .dock import error_html
 from .runtime_client import PendingRequest, RuntimeClient, WorkerError
 from .runtime_setup import KINDS, RuntimeInstaller, describe_runtime, is_executable, size_text
 from .tasks import IndexTask
+from .wording import tr
 
 
 def parse_bands(text: str) -> list[int] | None:
@@ -54,7 +56,7 @@ class IndexDialog(QDialog):
         self.client = client
         self.task: IndexTask | None = None
         self._estimate: PendingRequest | None = None
-        self.setWindowTitle("CACH: Index raster folder")
+        self.setWindowTitle(self.tr("CACH: Index raster folder"))
         self.folder = QgsFileWidget()
         self.folder.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.folder.fileChanged.connect(self._folder_changed)
@@ -72,43 +74,43 @@ class IndexDialog(QDialog):
         self.tile_size = QSpinBox()
         self.tile_size.setRange(32, 8192)
         self.tile_size.setValue(256)
-        self.tile_size.setSuffix(" px")
+        self.tile_size.setSuffix(self.tr(" px"))
         self.tile_metres = QDoubleSpinBox()
         self.tile_metres.setRange(0, 100000)
-        self.tile_metres.setSpecialValueText("off (use pixels)")
-        self.tile_metres.setSuffix(" m")
+        self.tile_metres.setSpecialValueText(self.tr("off (use pixels)"))
+        self.tile_metres.setSuffix(self.tr(" m"))
         self.overlap = QDoubleSpinBox()
         self.overlap.setRange(0.0, 0.9)
         self.overlap.setSingleStep(0.25)
         self.overlap.setDecimals(2)
-        self.multi_scale = QCheckBox("also tiles twice as large (scales 1, 2)")
-        self.rebuild = QCheckBox("rebuild from scratch (e.g. after a model update)")
+        self.multi_scale = QCheckBox(self.tr("also tiles twice as large (scales 1, 2)"))
+        self.rebuild = QCheckBox(self.tr("rebuild from scratch (e.g. after a model update)"))
         self.bands = QLineEdit()
-        self.bands.setPlaceholderText("automatic (RGB), or e.g. 1,2,3 or 4,3,2")
+        self.bands.setPlaceholderText(self.tr("automatic (RGB), or e.g. 1,2,3 or 4,3,2"))
         self.estimate_label = QLabel("")
         self.estimate_label.setWordWrap(True)
-        estimate = QPushButton("Estimate (dry run)")
+        estimate = QPushButton(self.tr("Estimate (dry run)"))
         estimate.clicked.connect(self.estimate)
         self.estimate_button = estimate
 
         form = QFormLayout()
-        form.addRow("Raster folder", self.folder)
-        form.addRow("Index folder", self.index)
+        form.addRow(self.tr("Raster folder"), self.folder)
+        form.addRow(self.tr("Index folder"), self.index)
         form.addRow("", self.add_existing)
         form.addRow("", self.holds_label)
-        form.addRow("Tile size", self.tile_size)
-        form.addRow("Tile ground size", self.tile_metres)
-        form.addRow("Overlap (fraction)", self.overlap)
+        form.addRow(self.tr("Tile size"), self.tile_size)
+        form.addRow(self.tr("Tile ground size"), self.tile_metres)
+        form.addRow(self.tr("Overlap (fraction)"), self.overlap)
         form.addRow("", self.multi_scale)
         form.addRow("", self.rebuild)
-        form.addRow("Bands", self.bands)
+        form.addRow(self.tr("Bands"), self.bands)
         row = QHBoxLayout()
         row.addWidget(estimate)
         row.addWidget(self.estimate_label, 1)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Index")
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText(self.tr("Index"))
         buttons.accepted.connect(self.start)
         buttons.rejected.connect(self.reject)
         guide.add_help_button(buttons, guide.INDEX)
@@ -278,14 +280,18 @@ class IndexDialog(QDialog):
         except ValueError as err:
             self.estimate_label.setText(str(err))
             return None
-        self.estimate_label.setText("Estimating…")
+        self.estimate_label.setText(self.tr("Estimating…"))
         self.estimate_button.setEnabled(False)
         req = self.client.request("index", params)
         req.succeeded.connect(
             lambda r: self.estimate_label.setText(wording.estimate_text(Estimate.from_json(r)))
         )
         req.failed.connect(
-            lambda e: self.estimate_label.setText(f"Cannot estimate: {wording.error_text(e.info)}")
+            lambda e: self.estimate_label.setText(
+                self.tr("Cannot estimate: {error_text}").format(
+                    error_text=wording.error_text(e.info)
+                )
+            )
         )
         req.finished.connect(lambda: self.estimate_button.setEnabled(True))
         self._estimate = req
@@ -359,11 +365,10 @@ def holdings_text(index: str, folder: str, estimate: Estimate, tr: Any = str) ->
 def confirm_retile_dialog(details: dict[str, Any], parent: QWidget | None = None) -> QuestionDialog:
     """Another tiling than the index's re-tiles every folder of it: ask first."""
     roots = [str(r) for r in details.get("roots") or []]
-    text = QCoreApplication.translate(
-        "CACH",
+    text = tr(  # one argument: pylupdate5 misses a call with a trailing comma
         "The tiling you chose is not this index's own. Indexing with it tiles all "
         "{0:,} tiles of the index's {1} folder(s) again: {2}. Re-tile them all, or cancel and "
-        "keep the index's tiling.",
+        "keep the index's tiling."
     ).format(int(details.get("retile_tiles") or 0), len(roots), ", ".join(roots))
     return QuestionDialog(
         QCoreApplication.translate("CACH", "CACH: re-tile the whole index"),
@@ -376,16 +381,19 @@ def confirm_retile_dialog(details: dict[str, Any], parent: QWidget | None = None
 def confirm_run_dialog(estimate: Estimate, parent: QWidget | None = None) -> QuestionDialog:
     """The worker's estimate of a very large run, with "Index anyway"."""
     return QuestionDialog(
-        "CACH: a very large indexing run", wording.confirm_text(estimate), "Index anyway", parent
+        tr("CACH: a very large indexing run"),
+        wording.confirm_text(estimate),
+        tr("Index anyway"),
+        parent,
     )
 
 
 def adapt_dialog(index: str, parent: QWidget | None = None) -> QuestionDialog:
     """What "Adapt to this archive" does, with "Adapt"."""
     return QuestionDialog(
-        "CACH: adapt to this archive",
+        tr("CACH: adapt to this archive"),
         wording.adapt_question(index),
-        "Adapt",
+        tr("Adapt"),
         parent,
         help_section=guide.ADAPT,
     )
@@ -398,7 +406,7 @@ class RuntimeDialog(QDialog):
         super().__init__(parent)
         self.client = client
         self.installer: RuntimeInstaller | None = None
-        self.setWindowTitle("CACH: Runtime settings")
+        self.setWindowTitle(self.tr("CACH: Runtime settings"))
         self.resize(640, 420)
         self.python = QgsFileWidget()
         self.python.setStorageMode(QgsFileWidget.StorageMode.GetFile)
@@ -408,14 +416,16 @@ class RuntimeDialog(QDialog):
         self.found = QLabel(describe_runtime())
         self.found.setWordWrap(True)
         self.device = QLabel(self._device_text())
-        detect = QPushButton("Detect")
+        detect = QPushButton(self.tr("Detect"))
         detect.clicked.connect(self.detect)
-        test = QPushButton("Test runtime")
+        test = QPushButton(self.tr("Test runtime"))
         test.clicked.connect(self.test)
-        self.create_button = QPushButton("Create runtime…")
+        self.create_button = QPushButton(self.tr("Create runtime…"))
         self.create_button.setToolTip(
-            f"Create a virtual environment in {settings.data_dir()} with the pinned "
-            "requirements (QGIS's own Python is not touched)."
+            self.tr(
+                "Create a virtual environment in {data_dir} with the pinned "
+                "requirements (QGIS's own Python is not touched)."
+            ).format(data_dir=settings.data_dir())
         )
         self.create_button.clicked.connect(self.create_runtime)
         # which runtime "Create runtime" makes, with its size, shown before anything downloads
@@ -433,10 +443,10 @@ class RuntimeDialog(QDialog):
         self.log.setVisible(False)
 
         form = QFormLayout()
-        form.addRow("Runtime Python", self.python)
+        form.addRow(self.tr("Runtime Python"), self.python)
         form.addRow("", self.found)
-        form.addRow("Device", self.device)
-        form.addRow("Runtime to create", self.kind)
+        form.addRow(self.tr("Device"), self.device)
+        form.addRow(self.tr("Runtime to create"), self.kind)
         form.addRow("", self.kind_size)
         row = QHBoxLayout()
         for button in (detect, test, self.create_button):
@@ -480,21 +490,21 @@ class RuntimeDialog(QDialog):
         """Start the runtime with the chosen Python and load its model: the device shown is
         the one the model runs on (cpu or cuda), never the "auto" preference."""
         self._apply_python()
-        self.device.setText("starting…")
+        self.device.setText(self.tr("starting…"))
         req = self.client.request("load")
 
         def ok(result: dict) -> None:
             version = self.client.info.version if self.client.info else "?"
             runs = ", ".join(str(result[k]) for k in ("backend", "precision") if result.get(k))
-            self.device.setText(
-                f"{result.get('device') or self.client.device or '?'} — runtime {version}, "
-                f"backbone {result.get('backbone', '?')}" + (f" ({runs})" if runs else "")
+            text = self.tr("{device} — runtime {version}, backbone {backbone}").format(
+                device=result.get("device") or self.client.device or "?",
+                version=version,
+                backbone=result.get("backbone", "?"),
             )
+            self.device.setText(text + (f" ({runs})" if runs else ""))
 
         def fail(err: WorkerError) -> None:
-            self.device.setText(
-                f"<span style='color:#b2182b'>{wording.error_text(err.info)}</span>"
-            )
+            self.device.setText(error_html(wording.error_text(err.info)))
 
         req.succeeded.connect(ok)
         req.failed.connect(fail)

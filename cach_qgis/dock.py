@@ -52,6 +52,7 @@ from .maptool import crs_id
 from .runtime_client import PendingRequest, RuntimeClient, WorkerError, log
 from .thumbnails import thumbnail
 from .viewer import TileViewer
+from .wording import tr
 
 HIT_ROLE = Qt.ItemDataRole.UserRole + 1
 THUMB_SIZE = 64
@@ -67,6 +68,11 @@ PROBLEM_STYLE = (
     "QFrame#CachRuntimeProblem { background:#f8d7da; border:1px solid #f1aeb5; }"
     "QLabel { color:#58151c; border:none; }"
 )
+
+
+def error_html(text: str) -> str:
+    """``text`` in the panel's error colour (already translated: markup only here)."""
+    return f"<span style='color:{ERROR_COLOUR}'>{text}</span>"
 
 
 def monotone_confidence(hits: list[Hit]) -> list[Hit]:
@@ -94,7 +100,7 @@ class SearchDock(QgsDockWidget):
     runtimeSettingsRequested = pyqtSignal()
 
     def __init__(self, iface: Any, client: RuntimeClient, parent: QWidget | None = None) -> None:
-        super().__init__("CACH search", parent)
+        super().__init__(tr("CACH search"), parent)
         self.setObjectName("CachSearchDock")
         self.iface = iface
         self.client = client
@@ -147,7 +153,7 @@ class SearchDock(QgsDockWidget):
         layout.addWidget(self.status_label)
         self.captions = QTextBrowser()
         self.captions.setPlaceholderText(
-            "Click a tile on the map with the CACH tile tool to see its captions."
+            self.tr("Click a tile on the map with the CACH tile tool to see its captions.")
         )
         self.captions.setMaximumHeight(140)
         layout.addWidget(self.captions, 1)
@@ -176,35 +182,37 @@ class SearchDock(QgsDockWidget):
         self.index_combo = QComboBox()
         self.index_combo.setEditable(True)
         self.index_combo.setToolTip(
-            f"Folder of the index to search (made with {wording.INDEX_MENU})"
+            self.tr("Folder of the index to search (made with {INDEX_MENU})").format(
+                INDEX_MENU=wording.INDEX_MENU
+            )
         )
-        self.index_combo.lineEdit().setPlaceholderText("index folder")
+        self.index_combo.lineEdit().setPlaceholderText(self.tr("index folder"))
         for path in settings.recent_indexes():
             self.index_combo.addItem(path)
         self.index_combo.setCurrentText(settings.index_path())
         self.index_combo.currentTextChanged.connect(self._index_changed)
         browse = QToolButton()
         browse.setText("…")
-        browse.setToolTip("Choose an index folder")
+        browse.setToolTip(self.tr("Choose an index folder"))
         browse.clicked.connect(self._browse_index)
         row = QHBoxLayout()
-        row.addWidget(QLabel("Index"))
+        row.addWidget(QLabel(self.tr("Index")))
         row.addWidget(self.index_combo, 1)
         row.addWidget(browse)
         return row
 
     def _query_row(self) -> QHBoxLayout:
         self.query_edit = QLineEdit()
-        self.query_edit.setPlaceholderText("type what you are looking for")
+        self.query_edit.setPlaceholderText(self.tr("type what you are looking for"))
         self.query_edit.setClearButtonEnabled(True)
         self.query_edit.setToolTip(
             self.tr('Describe the scene in words, e.g. "a baseball field next to a parking lot"')
         )
         self.query_edit.returnPressed.connect(self.search)
-        self.search_button = QPushButton("Search")
-        self.search_button.setToolTip("Search now (a search still running is replaced)")
+        self.search_button = QPushButton(self.tr("Search"))
+        self.search_button.setToolTip(self.tr("Search now (a search still running is replaced)"))
         self.search_button.clicked.connect(self.search)
-        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button = QPushButton(self.tr("Cancel"))
         self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.setToolTip(self.tr("Stop the running search"))
         self.cancel_button.setVisible(False)
@@ -218,7 +226,7 @@ class SearchDock(QgsDockWidget):
         self.k_spin = QSpinBox()
         self.k_spin.setRange(1, 500)
         self.k_spin.setValue(settings.top_k())
-        self.k_spin.setPrefix("top ")
+        self.k_spin.setPrefix(self.tr("top "))
         self.k_spin.setToolTip(self.tr("How many tiles a search returns"))
         self.tiles_spin = QSpinBox()
         self.tiles_spin.setRange(0, 200)
@@ -231,7 +239,7 @@ class SearchDock(QgsDockWidget):
             )
         )
         self.tiles_spin.valueChanged.connect(settings.set_max_tile_layers)
-        self.extent_check = QCheckBox("current map extent only")
+        self.extent_check = QCheckBox(self.tr("current map extent only"))
         self.extent_check.setToolTip(
             self.tr("Only tiles inside what the map shows now (its extent and CRS are sent)")
         )
@@ -243,10 +251,10 @@ class SearchDock(QgsDockWidget):
 
     def _examples_row(self) -> QHBoxLayout:
         self.examples_label = QLabel()
-        self.refine_button = QPushButton("Refine")
-        self.refine_button.setToolTip("Search again with the example tiles marked + and −")
+        self.refine_button = QPushButton(self.tr("Refine"))
+        self.refine_button.setToolTip(self.tr("Search again with the example tiles marked + and −"))
         self.refine_button.clicked.connect(self.refine)
-        clear = QPushButton("Clear examples")
+        clear = QPushButton(self.tr("Clear examples"))
         clear.setToolTip(self.tr("Forget the example tiles marked + and −"))
         clear.clicked.connect(self.clear_examples)
         row = QHBoxLayout()
@@ -269,13 +277,13 @@ class SearchDock(QgsDockWidget):
         return self.results
 
     def _actions_row(self) -> QHBoxLayout:
-        more = QPushButton("+ More like this")
+        more = QPushButton(self.tr("+ More like this"))
         more.setToolTip(self.tr("Use the selected tile as an example of what you want (Refine)"))
         more.clicked.connect(lambda: self._mark_current(positive=True))
-        less = QPushButton("− Less like this")
+        less = QPushButton(self.tr("− Less like this"))
         less.setToolTip(self.tr("Use the selected tile as an example of what you do not want"))
         less.clicked.connect(lambda: self._mark_current(positive=False))
-        save = QPushButton("Save footprints…")
+        save = QPushButton(self.tr("Save footprints…"))
         save.setToolTip(self.tr("Write the result's footprints to a GeoPackage"))
         save.clicked.connect(self.save_footprints_dialog)
         self.clear_button = QPushButton(self.tr("Clear results"))
@@ -296,7 +304,7 @@ class SearchDock(QgsDockWidget):
 
     def start_runtime(self) -> None:
         if self.client.state == RuntimeClient.STOPPED and not self.client.last_error:
-            log("search panel shown: starting the runtime")
+            log(self.tr("search panel shown: starting the runtime"))
             self.client.start()
 
     def _update_runtime_label(self, *_args: Any) -> None:
@@ -331,7 +339,9 @@ class SearchDock(QgsDockWidget):
         settings.set_index_path(path)
 
     def _browse_index(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "CACH index folder", self.index_path())
+        path = QFileDialog.getExistingDirectory(
+            self, self.tr("CACH index folder"), self.index_path()
+        )
         if path:
             self.set_index_path(path)
 
@@ -340,7 +350,7 @@ class SearchDock(QgsDockWidget):
         if self.result is not None and path.strip() != self.result_index:
             self.cancel()
             self.clear_results()
-            self.status_label.setText("Index changed: press Search to search this index.")
+            self.status_label.setText(self.tr("Index changed: press Search to search this index."))
 
     def clear_results(self) -> None:
         """Empty the list, the weak-match note and the highlight (map groups stay)."""
@@ -379,16 +389,18 @@ class SearchDock(QgsDockWidget):
         if bar is None:
             return
         if details:
-            bar.pushMessage("CACH", text, details, level=level, duration=duration)
+            bar.pushMessage(self.tr("CACH"), text, details, level=level, duration=duration)
         else:
-            bar.pushMessage("CACH", text, level=level, duration=duration)
+            bar.pushMessage(self.tr("CACH"), text, level=level, duration=duration)
 
     # --- search ----------------------------------------------------------------------------------
     def search(self) -> PendingRequest | None:
         """Search with the query text (and any example tiles); returns the request."""
         text = self.query_edit.text().strip()
         if not text and not self.positive:
-            self.status_label.setText("Type what you are looking for, or mark example tiles.")
+            self.status_label.setText(
+                self.tr("Type what you are looking for, or mark example tiles.")
+            )
             return None
         label = layers.text_label(text) if text else ""
         query = {"text": text} if text else {}
@@ -413,7 +425,9 @@ class SearchDock(QgsDockWidget):
             return None
         if not index:
             self.message(
-                f"Choose an index folder first, or make one with {wording.INDEX_MENU}",
+                self.tr("Choose an index folder first, or make one with {INDEX_MENU}").format(
+                    INDEX_MENU=wording.INDEX_MENU
+                ),
                 Qgis.MessageLevel.Warning,
             )
             return None
@@ -428,7 +442,7 @@ class SearchDock(QgsDockWidget):
         req.failed.connect(lambda e, req=req: self._on_failed(req, e))
         self.request = req
         self._set_busy(True)
-        self.status_label.setText("Searching…")
+        self.status_label.setText(self.tr("Searching…"))
         self.searchStarted.emit(req)
         return req
 
@@ -469,11 +483,11 @@ class SearchDock(QgsDockWidget):
             return  # a replaced search
         self._set_busy(False)
         if error.cancelled:
-            self.status_label.setText("Search cancelled.")
+            self.status_label.setText(self.tr("Search cancelled."))
             return
         self.clear_results()  # the message must not sit next to another query's results
         text = wording.error_text(error.info)
-        self.status_label.setText(f"<span style='color:{ERROR_COLOUR}'>{text}</span>")
+        self.status_label.setText(error_html(text))
         level = LEVELS[wording.error_level(error.info)]
         self.message(text, level, duration=15, details=wording.error_details(error.info))
         self.searchFailed.emit(error)
@@ -662,7 +676,7 @@ class SearchDock(QgsDockWidget):
     def _mark_current(self, positive: bool) -> None:
         hit = self.current_hit()
         if hit is None:
-            self.status_label.setText("Select a result first.")
+            self.status_label.setText(self.tr("Select a result first."))
             return
         self.mark(hit, positive)
 
@@ -693,21 +707,26 @@ class SearchDock(QgsDockWidget):
             return
         hit: Hit = item.data(HIT_ROLE)
         menu = QMenu(self)
-        zoom = menu.addAction("Zoom to tile", lambda: self.zoom_to_hit(hit))
+        zoom = menu.addAction(self.tr("Zoom to tile"), lambda: self.zoom_to_hit(hit))
         zoom.setEnabled(hit.georeferenced)
-        menu.addAction("View tile enlarged", lambda: self.view_hit(hit))
-        menu.addAction("More like this (+)", lambda: self.mark(hit, True))
-        menu.addAction("Less like this (−)", lambda: self.mark(hit, False))
-        menu.addAction("Search tiles similar to this one", lambda: self.search_similar(hit))
+        menu.addAction(self.tr("View tile enlarged"), lambda: self.view_hit(hit))
+        menu.addAction(self.tr("More like this (+)"), lambda: self.mark(hit, True))
+        menu.addAction(self.tr("Less like this (−)"), lambda: self.mark(hit, False))
+        menu.addAction(
+            self.tr("Search tiles similar to this one"), lambda: self.search_similar(hit)
+        )
         menu.exec_(self.results.viewport().mapToGlobal(pos))
 
     # --- export ----------------------------------------------------------------------------------
     def save_footprints_dialog(self) -> None:
         if self.result_layers is None:
-            self.status_label.setText("Run a search first.")
+            self.status_label.setText(self.tr("Run a search first."))
             return
         path, _ = QFileDialog.getSaveFileName(
-            self, "Save footprints", str(Path.home() / "cach_results.gpkg"), "GeoPackage (*.gpkg)"
+            self,
+            self.tr("Save footprints"),
+            str(Path.home() / "cach_results.gpkg"),
+            self.tr("GeoPackage (*.gpkg)"),
         )
         if path:
             self.save_footprints(path)
@@ -721,7 +740,9 @@ class SearchDock(QgsDockWidget):
             layers.save_footprints(footprints, path)
         except OSError as err:
             self.message(
-                f"The footprints could not be saved ({err}). Choose another file or folder.",
+                self.tr(
+                    "The footprints could not be saved ({err}). Choose another file or folder."
+                ).format(err=err),
                 Qgis.MessageLevel.Warning,
             )
             return ""

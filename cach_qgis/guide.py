@@ -13,7 +13,7 @@ from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import QDialogButtonBox, QPushButton
 
-from .wording import translate
+from .wording import tr
 
 GUIDE = Path(__file__).resolve().with_name("help") / "user-guide.html"
 
@@ -42,8 +42,6 @@ def open_guide(section: str = "") -> bool:
 def add_help_button(buttons: QDialogButtonBox, section: str) -> QPushButton:
     """A Help button in a dialog's button box that opens the guide at ``section``."""
     button = buttons.addButton(QDialogButtonBox.StandardButton.Help)
-    button.setToolTip(
-        translate("CACH", "Open the CACH user guide (bundled with the plugin, works offline)")
-    )
+    button.setToolTip(tr("Open the CACH user guide (bundled with the plugin, works offline)"))
     buttons.helpRequested.connect(lambda: open_guide(section))
     return button

@@ -49,8 +49,9 @@ class TileTool(QgsMapTool):
         index = self.index_path()
         if not index:
             self.notice.emit(
-                f"Choose an index in the CACH search panel first, or make one with "
-                f"{wording.INDEX_MENU}"
+                self.tr(
+                    "Choose an index in the CACH search panel first, or make one with {INDEX_MENU}"
+                ).format(INDEX_MENU=wording.INDEX_MENU)
             )
             return None
         self.cancel()
@@ -77,8 +78,10 @@ class TileTool(QgsMapTool):
         if not tile:
             self.busy.emit(False)
             self.notice.emit(
-                "No indexed tile here. Click on a raster you indexed, or index it with "
-                f"{wording.INDEX_MENU}"
+                self.tr(
+                    "No indexed tile here. Click on a raster you indexed, or index it with "
+                    "{INDEX_MENU}"
+                ).format(INDEX_MENU=wording.INDEX_MENU)
             )
             return
         hit = Hit.from_json(tile)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from qgis.core import Qgis, QgsApplication
-from qgis.PyQt.QtCore import Qt
+from qgis.core import Qgis, QgsApplication, QgsSettings
+from qgis.PyQt.QtCore import QCoreApplication, Qt, QTranslator
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QPushButton, QToolBar
 
@@ -29,6 +29,7 @@ from .dock import LEVELS, SearchDock
 from .maptool import TileTool
 from .runtime_client import WorkerError, log, shared_client, shutdown_shared_client
 from .tasks import AdaptTask, IndexTask, WorkerTask, is_active, is_alive
+from .wording import tr
 
 MENU = "&CACH"
 HELP_ICON = ":/images/themes/default/mActionHelpContents.svg"
@@ -57,6 +58,7 @@ class CachPlugin:
         self.tasks: list[WorkerTask] = []
         self.dialogs: list[Any] = []  # open non-modal dialogs (kept alive)
         self.reindex_offers: dict[str, Any] = {}  # index path -> message bar item
+        self.translator = install_translator()
 
     # --- Processing ------------------------------------------------------------------------------
     def initProcessing(self) -> None:  # noqa: N802 - QGIS API
@@ -69,7 +71,10 @@ class CachPlugin:
             if QgsApplication.processingRegistry().addProvider(provider):
                 self.provider = provider
             else:
-                log("a Processing provider 'cach' is already registered", Qgis.MessageLevel.Warning)
+                log(
+                    self.tr("a Processing provider 'cach' is already registered"),
+                    Qgis.MessageLevel.Warning,
+                )
 
     # --- GUI -------------------------------------------------------------------------------------
     def initGui(self) -> None:  # noqa: N802 - QGIS API
@@ -83,7 +88,7 @@ class CachPlugin:
         self.dock.runtimeSettingsRequested.connect(self.show_runtime_dialog)
         self._init_tool()
         self._init_actions()
-        log("plugin loaded")
+        log(self.tr("plugin loaded"))
 
     def _init_tool(self) -> None:
         canvas = self.iface.mapCanvas()
@@ -96,7 +101,7 @@ class CachPlugin:
         self.dock.searchStarted.connect(lambda _req: self.tool.cancel())
 
     def _init_actions(self) -> None:
-        self.toolbar = self.iface.addToolBar("CACH")
+        self.toolbar = self.iface.addToolBar(self.tr("CACH"))
         self.toolbar.setObjectName("CachToolbar")
         search = self._action(ICON, "CACH search panel", self._toggle_dock, checkable=True)
         self.dock.visibilityChanged.connect(search.setChecked)
@@ -141,9 +146,10 @@ class CachPlugin:
             ("search panel", self._remove_dock),
             ("Processing provider", self._remove_provider),
             ("runtime", self._stop_runtime),
+            ("translation", self._remove_translator),
         ):
             _run_step(name, step)
-        log("plugin unloaded")
+        log(self.tr("plugin unloaded"))
 
     def _stop_tasks(self) -> None:
         """Cancel running tasks and detach them from the plugin; never touch deleted ones."""
@@ -195,6 +201,11 @@ class CachPlugin:
         provider, self.provider = self.provider, None
         if provider is not None:
             QgsApplication.processingRegistry().removeProvider(provider)
+
+    def _remove_translator(self) -> None:
+        translator, self.translator = self.translator, None
+        if translator is not None:
+            QCoreApplication.removeTranslator(translator)
 
     def _stop_runtime(self) -> None:
         client, self.client = self.client, None
@@ -253,7 +264,9 @@ class CachPlugin:
         index = self.dock.index_path() if self.dock is not None else ""
         if not index:
             self._message(
-                "Choose an index in the CACH search panel first; adapting works on that index.",
+                self.tr(
+                    "Choose an index in the CACH search panel first; adapting works on that index."
+                ),
                 Qgis.MessageLevel.Info,
             )
             return None
@@ -282,8 +295,10 @@ class CachPlugin:
         QgsApplication.taskManager().addTask(task)
         self.track_task(task)
         self._message(
-            "Adapting the model to this archive; progress and Cancel are in the task manager "
-            "(status bar).",
+            self.tr(
+                "Adapting the model to this archive; progress and Cancel are in the task manager "
+                "(status bar)."
+            ),
             Qgis.MessageLevel.Info,
         )
         return task
@@ -356,11 +371,16 @@ class CachPlugin:
 
     def _task_failed(self, what: str, error: WorkerError) -> None:
         if error.cancelled:
-            self._message(f"{what} cancelled; nothing was changed.", Qgis.MessageLevel.Info)
+            self._message(
+                self.tr("{what} cancelled; nothing was changed.").format(what=what),
+                Qgis.MessageLevel.Info,
+            )
             return
         level = LEVELS[wording.error_level(error.info)]
         self._message(
-            f"{what} failed. {wording.error_text(error.info)}",
+            self.tr("{what} failed. {error_text}").format(
+                what=what, error_text=wording.error_text(error.info)
+            ),
             level,
             details=wording.error_details(error.info),
         )
@@ -371,8 +391,8 @@ class CachPlugin:
         if index in self.reindex_offers:
             return
         bar = self.iface.messageBar()
-        item = bar.createMessage("CACH", wording.outdated_text(index))
-        button = QPushButton("Re-index with the new model")
+        item = bar.createMessage(self.tr("CACH"), wording.outdated_text(index))
+        button = QPushButton(self.tr("Re-index with the new model"))
         button.clicked.connect(lambda: self.reindex(index, info))
         item.layout().addWidget(button)
         item.button = button  # for tests and scripts
@@ -403,9 +423,23 @@ class CachPlugin:
         log(f"{text} {details}".strip(), level)
         bar = self.iface.messageBar()
         if details:
-            bar.pushMessage("CACH", text, details, level=level, duration=duration)
+            bar.pushMessage(self.tr("CACH"), text, details, level=level, duration=duration)
         else:
-            bar.pushMessage("CACH", text, level=level, duration=duration)
+            bar.pushMessage(self.tr("CACH"), text, level=level, duration=duration)
+
+
+def install_translator() -> QTranslator | None:
+    """The plugin's words in the QGIS user's language, when ``i18n/cach_<lang>.qm`` exists
+    (``make i18n`` writes the template ``i18n/cach.ts`` that translators start from)."""
+    locale = str(QgsSettings().value("locale/userLocale", "") or "")[:2]
+    path = settings.PLUGIN_DIR / "i18n" / f"cach_{locale}.qm"
+    if not locale or not path.is_file():
+        return None
+    translator = QTranslator()
+    if not translator.load(str(path)):
+        return None
+    QCoreApplication.installTranslator(translator)
+    return translator
 
 
 def _run_step(name: str, step: Callable[[], Any]) -> None:
@@ -413,7 +447,14 @@ def _run_step(name: str, step: Callable[[], Any]) -> None:
     try:
         step()
     except Exception as err:  # noqa: BLE001 - unload must always finish
-        log(f"unload: {name} failed: {type(err).__name__}: {err}", Qgis.MessageLevel.Warning)
+        log(
+            tr("unload: {name} failed: {error}").format(name=name, error=_error_name(err)),
+            Qgis.MessageLevel.Warning,
+        )
+
+
+def _error_name(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
 
 
 def _disconnect(signal: Any, slot: Any = None) -> None:

@@ -249,7 +249,7 @@ class RuntimeClient(QObject):
         if req in self._outbox:
             self._outbox.remove(req)
             self._pending.pop(request_id, None)
-            req._fail(cancelled("Cancelled before it started."))
+            req._fail(cancelled(self.tr("Cancelled before it started.")))
             return
         self._write(Request(f"cancel-{request_id}", "cancel", {"target": request_id}))
 
@@ -292,10 +292,16 @@ class RuntimeClient(QObject):
             if deadline and time.monotonic() > deadline:
                 if not cancel_sent:
                     cancel_sent = True
-                    job.error = cancelled(f"'{op}' timed out after {timeout_s:.0f} s.")
+                    job.error = cancelled(
+                        self.tr("'{op}' timed out after {timeout_s:.0f} s.").format(
+                            op=op, timeout_s=timeout_s
+                        )
+                    )
                     self._cancel_job.emit(job)
                 elif time.monotonic() > deadline + 10:  # the worker ignored the cancel
-                    job.error = job.error or unavailable(f"'{op}' did not stop.")
+                    job.error = job.error or unavailable(
+                        self.tr("'{op}' did not stop.").format(op=op)
+                    )
                     break
         self._drain(job, progress)
         if job.error is not None:
@@ -341,8 +347,10 @@ class RuntimeClient(QObject):
         python = self.python
         if not python:
             self._fail_start(
-                "No CACH runtime found. Create one in Raster ▸ CACH ▸ Runtime settings… ▸ "
-                "Create runtime…, or set the Python of an existing one there."
+                self.tr(
+                    "No CACH runtime found. Create one in Raster ▸ CACH ▸ Runtime settings… ▸ "
+                    "Create runtime…, or set the Python of an existing one there."
+                )
             )
             return
         self._stopping = False
@@ -365,7 +373,11 @@ class RuntimeClient(QObject):
         proc.errorOccurred.connect(self._on_error)
         self._proc = proc
         self._set_state(self.STARTING)
-        log(f"starting runtime: {python} {' '.join(args)} (cwd {self._cwd})")
+        log(
+            self.tr("starting runtime: {python} {join} (cwd {cwd})").format(
+                python=python, join=" ".join(args), cwd=self._cwd
+            )
+        )
         proc.start()
         self._start_timer = QTimer(self)
         self._start_timer.setSingleShot(True)
@@ -432,7 +444,10 @@ class RuntimeClient(QObject):
             # first line before the start notification that moves the state to Running
             proc.waitForStarted(2000)
         if proc.state() != QProcess.ProcessState.Running:
-            log(f"runtime not running: '{request.op}' was not sent", Qgis.MessageLevel.Warning)
+            log(
+                self.tr("runtime not running: '{op}' was not sent").format(op=request.op),
+                Qgis.MessageLevel.Warning,
+            )
             return False
         proc.write((request.to_json() + "\n").encode("utf-8"))
         return True
@@ -441,7 +456,7 @@ class RuntimeClient(QObject):
         req.sent_at = time.monotonic()
         if not self._write(Request(req.id, req.op, req.params)):
             self._pending.pop(req.id, None)
-            req._fail(unavailable("The CACH runtime is not running; run it again."))
+            req._fail(unavailable(self.tr("The CACH runtime is not running; run it again.")))
 
     def _tail_text(self) -> str:
         lines = [ln for ln in self._stderr_tail if ln.strip()]
@@ -453,8 +468,10 @@ class RuntimeClient(QObject):
             python = self._proc.program()
             self._discard_process()
             self._fail_start(
-                f"Cannot run the CACH runtime '{python}': {reason}. Choose another one in "
-                "Raster ▸ CACH ▸ Runtime settings…"
+                self.tr(
+                    "Cannot run the CACH runtime '{python}': {reason}. Choose another one "
+                    "in Raster ▸ CACH ▸ Runtime settings…"
+                ).format(python=python, reason=reason)
             )
 
     def _on_stderr(self) -> None:
@@ -470,7 +487,7 @@ class RuntimeClient(QObject):
             level = Qgis.MessageLevel.Info
             if line.startswith(("WARNING", "ERROR", "CRITICAL", "Traceback")):
                 level = Qgis.MessageLevel.Warning
-            log(f"runtime: {line}", level)
+            log(self.tr("runtime: {line}").format(line=line), level)
 
     def _on_stdout(self) -> None:
         if self._proc is None:
@@ -487,7 +504,10 @@ class RuntimeClient(QObject):
         try:
             msg = protocol.parse_message(raw)
         except protocol.ProtocolError as err:
-            log(f"runtime wrote a non-protocol line: {err}", Qgis.MessageLevel.Warning)
+            log(
+                self.tr("runtime wrote a non-protocol line: {err}").format(err=err),
+                Qgis.MessageLevel.Warning,
+            )
             return None
         if isinstance(msg, Event):
             self._handle_event(msg)
@@ -506,7 +526,12 @@ class RuntimeClient(QObject):
         if isinstance(rid, str) and rid.startswith("cancel-"):
             return  # answer to our cancel; the target request gets its own response
         if rid is None and not response.ok and response.error is not None:
-            log(f"runtime: {wording.error_details(response.error)}", Qgis.MessageLevel.Warning)
+            log(
+                self.tr("runtime: {error_details}").format(
+                    error_details=wording.error_details(response.error)
+                ),
+                Qgis.MessageLevel.Warning,
+            )
             return
         req = self._pending.pop(rid, None) if isinstance(rid, int) else None
         if req is None:
@@ -524,28 +549,37 @@ class RuntimeClient(QObject):
             device = data.get("device") or data.get("device_name")
             if device:
                 self._set_device(str(device))
-            log(f"runtime model loaded: {protocol.dumps(data)[:300]}")
+            log(self.tr("runtime model loaded: {value}").format(value=protocol.dumps(data)[:300]))
             self.modelLoaded.emit(self.model)
         elif event == "load_failed":
             error = ErrorInfo.from_dict(data)
             log(
-                f"runtime model load failed: {wording.error_details(error)}",
+                self.tr("runtime model load failed: {error_details}").format(
+                    error_details=wording.error_details(error)
+                ),
                 Qgis.MessageLevel.Warning,
             )
             self.notice.emit(
-                f"The CACH model could not be loaded. {wording.error_text(error)}",
+                self.tr("The CACH model could not be loaded. {error_text}").format(
+                    error_text=wording.error_text(error)
+                ),
                 int(Qgis.MessageLevel.Warning),
             )
         else:
-            log(f"runtime event {event}: {protocol.dumps(data)[:300]}")
+            log(
+                self.tr("runtime event {event}: {value}").format(
+                    event=event, value=protocol.dumps(data)[:300]
+                )
+            )
 
     def _on_ready(self, info: ReadyInfo) -> None:
         self._stop_start_timer()
         self.info = info
         self._set_device(info.device)
         log(
-            f"runtime ready: version {info.version}, protocol {info.protocol}, "
-            f"device {info.device}, pid {info.pid}"
+            self.tr(
+                "runtime ready: version {version}, protocol {protocol}, device {device}, pid {pid}"
+            ).format(version=info.version, protocol=info.protocol, device=info.device, pid=info.pid)
         )
         self.last_error = ""
         self._set_state(self.READY)
@@ -569,13 +603,15 @@ class RuntimeClient(QObject):
         self._discard_process()
         self._set_state(self.STOPPED)
         if stopping:
-            self._fail_all(unavailable("The CACH runtime was stopped."))
+            self._fail_all(unavailable(self.tr("The CACH runtime was stopped.")))
             return
         how = "crashed" if status == QProcess.ExitStatus.CrashExit else f"exited with code {code}"
         if not was_ready:
             self._fail_start(
-                f"The CACH runtime could not start: it {how}{tail}. Repair it in "
-                "Raster ▸ CACH ▸ Runtime settings… (Create runtime…)."
+                self.tr(
+                    "The CACH runtime could not start: it {how}{tail}. Repair it in Raster "
+                    "▸ CACH ▸ Runtime settings… (Create runtime…)."
+                ).format(how=how, tail=tail)
             )
             return
         in_flight = [r for r in self._pending.values() if r not in self._outbox]
@@ -583,8 +619,10 @@ class RuntimeClient(QObject):
             self._pending.pop(req.id, None)
             req._fail(
                 unavailable(
-                    f"The CACH runtime stopped unexpectedly ({how}{tail}). Run it again; "
-                    "the runtime restarts by itself."
+                    self.tr(
+                        "The CACH runtime stopped unexpectedly ({how}{tail}). Run it again; "
+                        "the runtime restarts by itself."
+                    ).format(how=how, tail=tail)
                 )
             )
         now = time.monotonic()
@@ -615,7 +653,7 @@ class RuntimeClient(QObject):
         proc = self._proc
         if proc is None:
             self._set_state(self.STOPPED)
-            self._fail_all(unavailable("The CACH runtime was stopped."))
+            self._fail_all(unavailable(self.tr("The CACH runtime was stopped.")))
             return
         self._stopping = True
         if proc.state() == QProcess.ProcessState.Running and self._state == self.READY:
@@ -627,7 +665,7 @@ class RuntimeClient(QObject):
         if self._proc is not None:  # finished() was not delivered synchronously
             self._discard_process()
             self._set_state(self.STOPPED)
-            self._fail_all(unavailable("The CACH runtime was stopped."))
+            self._fail_all(unavailable(self.tr("The CACH runtime was stopped.")))
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.state() != QProcess.ProcessState.NotRunning

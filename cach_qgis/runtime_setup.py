@@ -256,7 +256,7 @@ class RuntimeInstaller(QObject):
     def _done(self, ok: bool, message: str) -> None:
         self._emit_log(("OK: " if ok else "FAILED: ") + message)
         log(
-            f"runtime setup: {message}",
+            self.tr("runtime setup: {message}").format(message=message),
             Qgis.MessageLevel.Info if ok else Qgis.MessageLevel.Critical,
         )
         if ok:

@@ -14,6 +14,7 @@ from qgis.PyQt.QtCore import pyqtSignal
 
 from ..model_runtime.protocol import IndexSummary, Progress
 from .runtime_client import RuntimeClient, WorkerError, cancelled, log
+from .wording import tr
 
 
 def is_alive(task: QgsTask | None) -> bool:
@@ -84,9 +85,13 @@ class WorkerTask(QgsTask):
         if ok and self.result is not None:
             self.succeeded.emit(self.result)
         else:
-            error = self.error or cancelled(f"{self.description()} was cancelled.")
+            error = self.error or cancelled(
+                tr("{description} was cancelled.").format(description=self.description())
+            )
             if self.isCanceled() and not error.cancelled:
-                error = cancelled(f"{self.description()} was cancelled.")
+                error = cancelled(
+                    tr("{description} was cancelled.").format(description=self.description())
+                )
             log(f"{self.description()}: {error} [{error.code}]")
             self.failed.emit(error)
         self.ended.emit()
@@ -99,7 +104,12 @@ class IndexTask(WorkerTask):
 
     def __init__(self, client: RuntimeClient, params: dict[str, Any]) -> None:
         name = str(params.get("index", ""))
-        super().__init__(client, "index", params, f"CACH: indexing into {name}")
+        super().__init__(
+            client,
+            "index",
+            params,
+            tr("CACH: indexing into {name}").format(name=name),
+        )
         self.summary: IndexSummary | None = None
         self.succeeded.connect(self._on_succeeded)
 
@@ -115,4 +125,9 @@ class AdaptTask(WorkerTask):
         params: dict[str, Any] = {"index": index}
         if steps:
             params["steps"] = steps
-        super().__init__(client, "adapt", params, f"CACH: adapting the model to {index}")
+        super().__init__(
+            client,
+            "adapt",
+            params,
+            tr("CACH: adapting the model to {index}").format(index=index),
+        )

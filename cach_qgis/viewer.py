@@ -41,8 +41,8 @@ class TileViewer(QDialog):
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color:#8a4b00")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        self.open_button = QPushButton("Open image")
-        self.open_button.setToolTip("Open the source image in your system's image viewer")
+        self.open_button = QPushButton(self.tr("Open image"))
+        self.open_button.setToolTip(self.tr("Open the source image in your system's image viewer"))
         self.open_button.clicked.connect(self.open_image)
         buttons.addButton(self.open_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.rejected.connect(self.close)
@@ -53,14 +53,18 @@ class TileViewer(QDialog):
     def show_hit(self, hit: Hit) -> None:
         """Show ``hit`` enlarged and bring the window up."""
         self.hit = hit
-        self.setWindowTitle(f"CACH: result #{hit.rank}")
+        self.setWindowTitle(self.tr("CACH: result #{rank}").format(rank=hit.rank))
         image = thumbnail(hit.source, hit.window, VIEW_SIZE)
         if image is None:
-            self.image.setText("The image cannot be read.")
+            self.image.setText(self.tr("The image cannot be read."))
         else:
             self.image.setPixmap(QPixmap.fromImage(image))
         match = wording.confidence_text(hit.confidence) or f"score {hit.score:.2f}"
-        self.title.setText(f"<b>#{hit.rank}</b> {hit.name} — {match}")
+        self.title.setText(
+            self.tr("<b>#{rank}</b> {name} — {match}").format(
+                rank=hit.rank, name=hit.name, match=match
+            )
+        )
         self.note.setText(
             ""
             if hit.georeferenced

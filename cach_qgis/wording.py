@@ -32,8 +32,10 @@ def translate(context: str, text: str) -> str:
 
 
 def tr(text: str) -> str:
-    """A string already marked with ``translate("CACH", ...)`` where it is defined."""
-    return translate("CACH", text)
+    """``text`` in the user's language. pylupdate5 files a ``tr()`` call that is not a method
+    under the context "@default", so it is looked up there. One argument, so that a formatter
+    never adds the trailing comma that hides a call from pylupdate5."""
+    return translate("@default", text)
 
 
 INDEX_MENU = "Raster ▸ CACH ▸ Index raster folder…"
@@ -388,8 +390,7 @@ def adapt_done_text(result: dict[str, Any]) -> str:
 
 
 def index_cancelled_text() -> str:
-    return translate(
-        "CACH",
+    return tr(
         "Indexing cancelled. Files already indexed are kept; index the folder again to finish.",
     )
 
@@ -400,14 +401,12 @@ def cancel_outcome_text(estimate: Estimate) -> tuple[str, bool]:
     complete index, and says so."""
     todo = estimate.tiles if estimate.new_tiles is None else estimate.new_tiles
     if todo == 0:
-        text = translate(
-            "CACH",
+        text = tr(
             "Indexing finished before the cancel took effect: every file is indexed, the index "
             "is complete and is now chosen in the search panel.",
         )
         return text, True
-    text = translate(
-        "CACH",
+    text = tr(
         "Indexing cancelled: what was indexed is kept and searchable; {todo} tiles of {files} "
         "files are still to do. Index the folder again to finish.",
     )

@@ -23,7 +23,6 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QCoreApplication
 
 from ...model_runtime.protocol import (
     CONFIRM_ABOVE_TILES,
@@ -37,6 +36,7 @@ from ...model_runtime.protocol import (
 from .. import guide, wording
 from ..layers import FOOTPRINT_CRS, hit_feature, hit_fields
 from ..runtime_client import WorkerError, shared_client
+from ..wording import tr
 
 
 def _call(op: str, params: dict[str, Any], feedback: QgsProcessingFeedback) -> dict[str, Any]:
@@ -71,11 +71,8 @@ class _Base(QgsProcessingAlgorithm):
     #: the user guide's section on this algorithm (``guide``: bundled, offline)
     HELP = guide.SEARCH
 
-    def tr(self, text: str) -> str:
-        return QCoreApplication.translate("CachProcessing", text)
-
     def group(self) -> str:
-        return self.tr("Raster search")
+        return tr("Raster search")
 
     def helpUrl(self) -> str:  # noqa: N802 - QGIS API
         return guide.guide_url(self.HELP).toString()
@@ -108,26 +105,28 @@ class IndexRasterFolder(_Base):
     HELP = guide.INDEX
 
     def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return self.tr("Index raster folder")
+        return tr("Index raster folder")
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
-        return self.tr(
+        return tr(
             "Cuts every raster of a folder into tiles, hashes them with the CACH model and stores "
             "them in an index folder. Re-running updates only changed files. Dry run only "
-            "estimates files, tiles, bytes and time."
+            "estimates files, tiles, bytes and time.",
         )
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(
             QgsProcessingParameterFile(
-                self.INPUT, "Raster folder", behavior=QgsProcessingParameterFile.Behavior.Folder
+                self.INPUT,
+                tr("Raster folder"),
+                behavior=QgsProcessingParameterFile.Behavior.Folder,
             )
         )
-        self.addParameter(QgsProcessingParameterFolderDestination(self.INDEX, "Index folder"))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.INDEX, tr("Index folder")))
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.TILE_SIZE,
-                "Tile size (pixels)",
+                tr("Tile size (pixels)"),
                 QgsProcessingParameterNumber.Type.Integer,
                 256,
                 minValue=32,
@@ -137,7 +136,7 @@ class IndexRasterFolder(_Base):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.OVERLAP,
-                "Overlap (fraction of a tile)",
+                tr("Overlap (fraction of a tile)"),
                 QgsProcessingParameterNumber.Type.Double,
                 0.0,
                 minValue=0.0,
@@ -146,21 +145,27 @@ class IndexRasterFolder(_Base):
         )
         self.addParameter(
             QgsProcessingParameterString(
-                self.BANDS, "Bands (e.g. 1,2,3; empty = automatic)", optional=True
+                self.BANDS,
+                tr("Bands (e.g. 1,2,3; empty = automatic)"),
+                optional=True,
             )
         )
         self.addParameter(
-            QgsProcessingParameterBoolean(self.MULTI_SCALE, "Also tiles twice as large", False)
+            QgsProcessingParameterBoolean(self.MULTI_SCALE, tr("Also tiles twice as large"), False)
         )
         self.addParameter(
-            QgsProcessingParameterBoolean(self.REBUILD, "Rebuild the index from scratch", False)
+            QgsProcessingParameterBoolean(self.REBUILD, tr("Rebuild the index from scratch"), False)
         )
-        self.addParameter(QgsProcessingParameterBoolean(self.DRY_RUN, "Dry run (estimate)", False))
+        self.addParameter(
+            QgsProcessingParameterBoolean(self.DRY_RUN, tr("Dry run (estimate)"), False)
+        )
         self.addParameter(
             QgsProcessingParameterBoolean(
                 self.CONFIRM,
-                f"Index even a very large run (over {CONFIRM_ABOVE_TILES:,} new tiles), or "
-                "one whose tiling re-tiles every folder of an existing index",
+                tr(
+                    "Index even a very large run (over {CONFIRM_ABOVE_TILES:,} new tiles), "
+                    "or one whose tiling re-tiles every folder of an existing index",
+                ).format(CONFIRM_ABOVE_TILES=CONFIRM_ABOVE_TILES),
                 False,
             )
         )
@@ -224,26 +229,28 @@ class TextSearch(_Base):
         return "textsearch"
 
     def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return self.tr("Text search")
+        return tr("Text search")
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
-        return self.tr(
+        return tr(
             "Finds the tiles of a CACH index that best match a description, e.g. 'a baseball "
             "field next to a parking lot'. Output: footprints with rank, score, source, window, "
-            "query, model and index."
+            "query, model and index.",
         )
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(
             QgsProcessingParameterFile(
-                self.INDEX, "Index folder", behavior=QgsProcessingParameterFile.Behavior.Folder
+                self.INDEX,
+                tr("Index folder"),
+                behavior=QgsProcessingParameterFile.Behavior.Folder,
             )
         )
-        self.addParameter(QgsProcessingParameterString(self.TEXT, "What are you looking for"))
+        self.addParameter(QgsProcessingParameterString(self.TEXT, tr("What are you looking for")))
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.K,
-                "Number of results",
+                tr("Number of results"),
                 QgsProcessingParameterNumber.Type.Integer,
                 DEFAULT_K,
                 minValue=1,
@@ -251,11 +258,13 @@ class TextSearch(_Base):
             )
         )
         self.addParameter(
-            QgsProcessingParameterExtent(self.EXTENT, "Only within extent", optional=True)
+            QgsProcessingParameterExtent(self.EXTENT, tr("Only within extent"), optional=True)
         )
         self.addParameter(
             QgsProcessingParameterFeatureSink(
-                self.OUTPUT, "Search results", QgsProcessing.SourceType.TypeVectorPolygon
+                self.OUTPUT,
+                tr("Search results"),
+                QgsProcessing.SourceType.TypeVectorPolygon,
             )
         )
 
@@ -327,29 +336,31 @@ class RunSavedSearch(_Base):
         return "runsavedsearch"
 
     def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return "Run a saved search"
+        return tr("Run a saved search")
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
-        return (
+        return tr(
             "Runs a refined search kept as a file (tiles marked right or wrong, saved with "
             "'cach search --save') on an index, e.g. next month's imagery. It works on an index "
             "made with the same model, also after 'cach adapt'; another model is refused. "
-            "Output: footprints with rank, score, confidence, source and window."
+            "Output: footprints with rank, score, confidence, source and window.",
         )
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(
             QgsProcessingParameterFile(
-                self.INDEX, "Index folder", behavior=QgsProcessingParameterFile.Behavior.Folder
+                self.INDEX,
+                tr("Index folder"),
+                behavior=QgsProcessingParameterFile.Behavior.Folder,
             )
         )
         self.addParameter(
-            QgsProcessingParameterFile(self.SAVED, "Saved search (.json)", extension="json")
+            QgsProcessingParameterFile(self.SAVED, tr("Saved search (.json)"), extension="json")
         )
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.K,
-                "Number of results",
+                tr("Number of results"),
                 QgsProcessingParameterNumber.Type.Integer,
                 DEFAULT_K,
                 minValue=1,
@@ -358,7 +369,9 @@ class RunSavedSearch(_Base):
         )
         self.addParameter(
             QgsProcessingParameterFeatureSink(
-                self.OUTPUT, "Search results", QgsProcessing.SourceType.TypeVectorPolygon
+                self.OUTPUT,
+                tr("Search results"),
+                QgsProcessing.SourceType.TypeVectorPolygon,
             )
         )
 

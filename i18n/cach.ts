@@ -1,0 +1,944 @@
+<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE TS>
+<TS version="2.1">
+<context>
+    <name>@default</name>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="347"/>
+        <source>Add to the index in {0}, which holds no tiles yet.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="349"/>
+        <source>Add to this index ({0}), which holds {1:,} tiles of these folders: {2}.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="353"/>
+        <source>{0} is new to it and is added.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="355"/>
+        <source>{0} is one of them: only new or changed files are indexed.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="359"/>
+        <source>The tiling chosen is not the index&apos;s: all {0:,} tiles would be tiled again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="383"/>
+        <source>CACH: a very large indexing run</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="383"/>
+        <source>Index anyway</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="393"/>
+        <source>CACH: adapt to this archive</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="393"/>
+        <source>Adapt</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="103"/>
+        <source>CACH search</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/guide.py" line="45"/>
+        <source>Open the CACH user guide (bundled with the plugin, works offline)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/plugin.py" line="450"/>
+        <source>unload: {name} failed: {error}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="75"/>
+        <source>Raster search</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="108"/>
+        <source>Index raster folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="111"/>
+        <source>Cuts every raster of a folder into tiles, hashes them with the CACH model and stores them in an index folder. Re-running updates only changed files. Dry run only estimates files, tiles, bytes and time.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="118"/>
+        <source>Raster folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="350"/>
+        <source>Index folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="126"/>
+        <source>Tile size (pixels)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="136"/>
+        <source>Overlap (fraction of a tile)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="146"/>
+        <source>Bands (e.g. 1,2,3; empty = automatic)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="153"/>
+        <source>Also tiles twice as large</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="156"/>
+        <source>Rebuild the index from scratch</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="159"/>
+        <source>Dry run (estimate)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="162"/>
+        <source>Index even a very large run (over {CONFIRM_ABOVE_TILES:,} new tiles), or one whose tiling re-tiles every folder of an existing index</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="232"/>
+        <source>Text search</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="235"/>
+        <source>Finds the tiles of a CACH index that best match a description, e.g. &apos;a baseball field next to a parking lot&apos;. Output: footprints with rank, score, source, window, query, model and index.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="249"/>
+        <source>What are you looking for</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="360"/>
+        <source>Number of results</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="260"/>
+        <source>Only within extent</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="370"/>
+        <source>Search results</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="339"/>
+        <source>Run a saved search</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="342"/>
+        <source>Runs a refined search kept as a file (tiles marked right or wrong, saved with &apos;cach search --save&apos;) on an index, e.g. next month&apos;s imagery. It works on an index made with the same model, also after &apos;cach adapt&apos;; another model is refused. Output: footprints with rank, score, confidence, source and window.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="357"/>
+        <source>Saved search (.json)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/tasks.py" line="92"/>
+        <source>{description} was cancelled.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/tasks.py" line="107"/>
+        <source>CACH: indexing into {name}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/tasks.py" line="128"/>
+        <source>CACH: adapting the model to {index}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="393"/>
+        <source>Indexing cancelled. Files already indexed are kept; index the folder again to finish.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="404"/>
+        <source>Indexing finished before the cancel took effect: every file is indexed, the index is complete and is now chosen in the search panel.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="409"/>
+        <source>Indexing cancelled: what was indexed is kept and searchable; {todo} tiles of {files} files are still to do. Index the folder again to finish.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="368"/>
+        <source>The tiling you chose is not this index&apos;s own. Indexing with it tiles all {0:,} tiles of the index&apos;s {1} folder(s) again: {2}. Re-tile them all, or cancel and keep the index&apos;s tiling.</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>CACH</name>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="373"/>
+        <source>CACH: re-tile the whole index</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="373"/>
+        <source>Re-tile all</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/layers.py" line="335"/>
+        <source>CACH results</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/layers.py" line="340"/>
+        <source>{title} footprints</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>CachPlugin</name>
+    <message>
+        <location filename="../cach_qgis/plugin.py" line="74"/>
+        <source>a Processing provider &apos;cach&apos; is already registered</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/plugin.py" line="91"/>
+        <source>plugin loaded</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/plugin.py" line="428"/>
+        <source>CACH</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/plugin.py" line="118"/>
+        <source>Clear CACH results</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/plugin.py" line="121"/>
+        <source>CACH user guide</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/plugin.py" line="152"/>
+        <source>plugin unloaded</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/plugin.py" line="240"/>
+        <source>Removed the CACH results from the layer tree ({n} layers).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/plugin.py" line="266"/>
+        <source>Choose an index in the CACH search panel first; adapting works on that index.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/plugin.py" line="297"/>
+        <source>Adapting the model to this archive; progress and Cancel are in the task manager (status bar).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/plugin.py" line="374"/>
+        <source>{what} cancelled; nothing was changed.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/plugin.py" line="380"/>
+        <source>{what} failed. {error_text}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/plugin.py" line="395"/>
+        <source>Re-index with the new model</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>IndexDialog</name>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="59"/>
+        <source>CACH: Index raster folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="68"/>
+        <source>add to an existing index</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="77"/>
+        <source> px</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="80"/>
+        <source>off (use pixels)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="81"/>
+        <source> m</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="86"/>
+        <source>also tiles twice as large (scales 1, 2)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="87"/>
+        <source>rebuild from scratch (e.g. after a model update)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="89"/>
+        <source>automatic (RGB), or e.g. 1,2,3 or 4,3,2</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="92"/>
+        <source>Estimate (dry run)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="97"/>
+        <source>Raster folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="98"/>
+        <source>Index folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="101"/>
+        <source>Tile size</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="102"/>
+        <source>Tile ground size</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="103"/>
+        <source>Overlap (fraction)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="106"/>
+        <source>Bands</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="113"/>
+        <source>Index</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <source>The folder of rasters to index, searched with its subfolders: GeoTIFF, JPEG 2000, VRT, IMG, PNG and JPEG files</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <source>The folder the index is written to</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <source>Add the raster folder to an index that exists already, instead of a new index beside the folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <source>Tile side in pixels. A photo smaller than a tile becomes one tile</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <source>Tile side in metres on the ground instead of pixels (rasters with a CRS only)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <source>The fraction of a tile shared with its neighbour: more overlap finds objects cut by tile edges, at the cost of more tiles</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <source>Also index tiles twice as large, for scenes bigger than one tile</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <source>Delete what the index holds and index everything again (after a model update)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <source>Which bands make the picture: empty = automatic (RGB, alpha ignored), or three band numbers such as 4,3,2, or one band</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <source>Count files, new tiles, data to read and the expected time, without indexing</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="213"/>
+        <source>A new index in {0}.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="216"/>
+        <source>Add to the existing index in {0}: choose the raster folder.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="220"/>
+        <source>Reading what the index in {0} holds…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="223"/>
+        <source>Cannot read the index in {0}: {1}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="283"/>
+        <source>Estimating…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="289"/>
+        <source>Cannot estimate: {error_text}</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>RuntimeClient</name>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="252"/>
+        <source>Cancelled before it started.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="295"/>
+        <source>&apos;{op}&apos; timed out after {timeout_s:.0f} s.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="302"/>
+        <source>&apos;{op}&apos; did not stop.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="349"/>
+        <source>No CACH runtime found. Create one in Raster ▸ CACH ▸ Runtime settings… ▸ Create runtime…, or set the Python of an existing one there.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="376"/>
+        <source>starting runtime: {python} {join} (cwd {cwd})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="447"/>
+        <source>runtime not running: &apos;{op}&apos; was not sent</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="459"/>
+        <source>The CACH runtime is not running; run it again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="470"/>
+        <source>Cannot run the CACH runtime '{python}': {reason}. Choose another one in Raster ▸ CACH ▸ Runtime settings…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="490"/>
+        <source>runtime: {line}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="507"/>
+        <source>runtime wrote a non-protocol line: {err}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="529"/>
+        <source>runtime: {error_details}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="552"/>
+        <source>runtime model loaded: {value}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="556"/>
+        <source>runtime model load failed: {error_details}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="562"/>
+        <source>The CACH model could not be loaded. {error_text}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="569"/>
+        <source>runtime event {event}: {value}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="579"/>
+        <source>runtime ready: version {version}, protocol {protocol}, device {device}, pid {pid}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="668"/>
+        <source>The CACH runtime was stopped.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="610"/>
+        <source>The CACH runtime could not start: it {how}{tail}. Repair it in Raster ▸ CACH ▸ Runtime settings… (Create runtime…).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_client.py" line="620"/>
+        <source>The CACH runtime stopped unexpectedly ({how}{tail}). Run it again; the runtime restarts by itself.</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>RuntimeDialog</name>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="409"/>
+        <source>CACH: Runtime settings</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="419"/>
+        <source>Detect</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="421"/>
+        <source>Test runtime</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="423"/>
+        <source>Create runtime…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="424"/>
+        <source>Create a virtual environment in {data_dir} with the pinned requirements (QGIS&apos;s own Python is not touched).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="446"/>
+        <source>Runtime Python</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="448"/>
+        <source>Device</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="449"/>
+        <source>Runtime to create</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="460"/>
+        <source>The Python interpreter of the CACH runtime</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="461"/>
+        <source>Look for a runtime made by the setup script or from QGIS</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="462"/>
+        <source>Start the runtime, load its model and show its device</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="493"/>
+        <source>starting…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="499"/>
+        <source>{device} — runtime {version}, backbone {backbone}</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>RuntimeInstaller</name>
+    <message>
+        <location filename="../cach_qgis/runtime_setup.py" line="258"/>
+        <source>runtime setup: {message}</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>SearchDock</name>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="155"/>
+        <source>Click a tile on the map with the CACH tile tool to see its captions.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="171"/>
+        <source>Runtime settings…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="172"/>
+        <source>Create the CACH runtime, or choose the Python of an existing one</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="184"/>
+        <source>Folder of the index to search (made with {INDEX_MENU})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="189"/>
+        <source>index folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="196"/>
+        <source>Choose an index folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="199"/>
+        <source>Index</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="206"/>
+        <source>type what you are looking for</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="208"/>
+        <source>Describe the scene in words, e.g. &quot;a baseball field next to a parking lot&quot;</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="212"/>
+        <source>Search</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="213"/>
+        <source>Search now (a search still running is replaced)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="215"/>
+        <source>Cancel</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="217"/>
+        <source>Stop the running search</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="229"/>
+        <source>top </source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="230"/>
+        <source>How many tiles a search returns</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="234"/>
+        <source> tiles on map</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="235"/>
+        <source>How many of a query&apos;s best tiles are added to the map as raster layers (0: footprints only)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="242"/>
+        <source>current map extent only</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="243"/>
+        <source>Only tiles inside what the map shows now (its extent and CRS are sent)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="254"/>
+        <source>Refine</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="255"/>
+        <source>Search again with the example tiles marked + and −</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="257"/>
+        <source>Clear examples</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="258"/>
+        <source>Forget the example tiles marked + and −</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="270"/>
+        <source>Select a tile to zoom to it; right-click for more (similar tiles, + and −)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="280"/>
+        <source>+ More like this</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="281"/>
+        <source>Use the selected tile as an example of what you want (Refine)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="283"/>
+        <source>− Less like this</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="284"/>
+        <source>Use the selected tile as an example of what you do not want</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="286"/>
+        <source>Save footprints…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="287"/>
+        <source>Write the result&apos;s footprints to a GeoPackage</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="289"/>
+        <source>Clear results</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="290"/>
+        <source>Remove the &quot;CACH results&quot; group and all its layers from the layer tree</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="307"/>
+        <source>search panel shown: starting the runtime</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="313"/>
+        <source>Runtime ready on &lt;b&gt;{device}&lt;/b&gt;</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="313"/>
+        <source>Runtime ready; loading the model…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="321"/>
+        <source>The CACH runtime is not running.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="323"/>
+        <source>The runtime starts when this panel opens.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="342"/>
+        <source>CACH index folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="353"/>
+        <source>Index changed: press Search to search this index.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="394"/>
+        <source>CACH</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="401"/>
+        <source>Type what you are looking for, or mark example tiles.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="427"/>
+        <source>Choose an index folder first, or make one with {INDEX_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="445"/>
+        <source>Searching…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="486"/>
+        <source>Search cancelled.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="679"/>
+        <source>Select a result first.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="710"/>
+        <source>Zoom to tile</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="712"/>
+        <source>View tile enlarged</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="713"/>
+        <source>More like this (+)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="714"/>
+        <source>Less like this (−)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="715"/>
+        <source>Search tiles similar to this one</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="723"/>
+        <source>Run a search first.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="725"/>
+        <source>Save footprints</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="725"/>
+        <source>GeoPackage (*.gpkg)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="742"/>
+        <source>The footprints could not be saved ({err}). Choose another file or folder.</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TileTool</name>
+    <message>
+        <location filename="../cach_qgis/maptool.py" line="51"/>
+        <source>Choose an index in the CACH search panel first, or make one with {INDEX_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/maptool.py" line="80"/>
+        <source>No indexed tile here. Click on a raster you indexed, or index it with {INDEX_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>TileViewer</name>
+    <message>
+        <location filename="../cach_qgis/viewer.py" line="44"/>
+        <source>Open image</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/viewer.py" line="45"/>
+        <source>Open the source image in your system&apos;s image viewer</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/viewer.py" line="56"/>
+        <source>CACH: result #{rank}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/viewer.py" line="59"/>
+        <source>The image cannot be read.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/viewer.py" line="63"/>
+        <source>&lt;b&gt;#{rank}&lt;/b&gt; {name} — {match}</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+</TS>

@@ -8,11 +8,11 @@
 # (fp16 autocast on CUDA), bare forward of each engine, `cach index` end to end over UCM scenes
 # and a GeoTIFF mosaic, and where the time goes. CUDA rows: torch (fp16 autocast, pinned
 # double-buffered copies, batch 512) and ONNX Runtime's CUDA provider when onnxruntime-gpu is
-# installed. Nothing is downloaded: the GPU machine needs the runtime (.venv) and the data.
+# installed. Nothing is downloaded: the GPU machine needs .venv-full (scripts/setup.sh --with-torch) and the data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PY="${CACH_PYTHON_BENCH:-.venv/bin/python}"
+PY="${CACH_PYTHON_BENCH:-.venv-full/bin/python}"  # torch: the full extra (scripts/setup.sh --with-torch)
 OUT="${OUT:-${TMPDIR:-/tmp}/cach-gpu-bench-$(date +%Y%m%d-%H%M%S).md}"
 DRY=0
 for arg in "$@"; do

@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"envcheck: {sys.prefix}: {mb:.0f} MB on disk; heavy packages: {', '.join(heavy) or 'none'}")
     if args.lean and heavy:
         print(f"envcheck: the lean runtime must not hold {', '.join(heavy)} (those belong in "
-              ".venv-full: scripts/setup.sh --with-torch)", file=sys.stderr)
+              ".venv-full: scripts/setup.sh --with-torch). An environment made before the lean "
+              f"runtime holds them: move {sys.prefix} away and run scripts/setup.sh again.",
+              file=sys.stderr)
         return 1
     if args.max_mb is not None and mb > args.max_mb:
         print(f"envcheck: {mb:.0f} MB is over the {args.max_mb:.0f} MB budget", file=sys.stderr)

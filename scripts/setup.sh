@@ -8,7 +8,7 @@
 #                                    open_clip, transformers, OpenVINO, research (training,
 #                                    `cach results`, the torch backend; ~6.5 GB). .venv is untouched
 #   --with-tests                     also the test tools (lean: + Ray and object-storage extras)
-#   --with-openvino                  add OpenVINO (--backend openvino, ~190 MB) to the lean .venv
+#   --with-openvino                  add OpenVINO (--backend openvino, ~180 MB) to the lean .venv
 #   --venv DIR                       build at DIR instead of .venv/ (or .venv-full/)
 #
 # The plugin only ever picks up .venv/ (or a runtime it created); .venv-full/ is for the command
@@ -61,7 +61,7 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 fi
 started=$(date +%s)
 if [[ $flavour == lean ]]; then
-  echo "setup: installing the lean runtime into $venv (no torch; about 170 MB to download)"
+  echo "setup: installing the lean runtime into $venv (no torch; about 230 MB to download)"
 else
   echo "setup: installing the full extra into $venv (torch and CUDA: several GB, a few minutes)"
 fi

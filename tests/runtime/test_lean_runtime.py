@@ -111,3 +111,34 @@ def test_a_model_that_cannot_load_leaves_the_index_as_it_was(encoder, sample_fol
         assert store.roots() == [str(first)] or len(store.roots()) == 1  # the new folder is not in
     finally:
         store.close()
+
+
+def test_the_worker_without_torch_answers_a_coded_error(no_torch, tmp_path):
+    """The plugin's worker asked for the torch backend in a runtime without torch: a config
+    error coded extra_missing (the plugin words it), never ``internal``; the worker lives on."""
+    import json
+    import os
+
+    env = {**os.environ, "PYTHONPATH": no_torch, "CACH_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "model_runtime.worker", "--no-preload",
+                             "--backend", "torch", "--device", "cpu"], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        for request in ({"id": 1, "op": "load", "params": {}}, {"id": 2, "op": "status",
+                                                                "params": {}}):
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+        answers = {}
+        while len(answers) < 2:
+            msg = json.loads(proc.stdout.readline())
+            if msg.get("id") in (1, 2) and "ok" in msg:
+                answers[msg["id"]] = msg
+        load = answers[1]
+        assert not load["ok"] and load["error"]["code"] == "extra_missing", load
+        assert load["error"]["type"] == "config" and "PyTorch" in load["error"]["message"]
+        assert answers[2]["ok"]
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    assert "Traceback" not in proc.stderr.read()

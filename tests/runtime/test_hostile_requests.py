@@ -169,20 +169,36 @@ def test_a_nul_byte_in_a_path_and_steps_below_one_are_bad_params(worker, op, par
     assert msg["id"] == "p"
 
 
-def test_status_shows_the_model_a_job_loaded(tmp_path):
-    """``models_loaded`` right after the answer of the job that loaded it (was one job late)."""
+def test_status_after_a_search_and_a_file_name_that_is_not_utf8(tmp_path):
+    """A folder holding a file whose name is not UTF-8 is indexed and searched through the
+    worker (the name comes back as JSON \\udcXX escapes, one answer per request), and
+    ``status`` right after shows the model the jobs loaded (was one job late: [])."""
+    from model_runtime.paths import SAMPLES_DIR
+
+    src = tmp_path / "src"
+    src.mkdir()
+    odd = os.fsencode(src) + b"/caf\xe9.tif"
+    with open(SAMPLES_DIR / "cogeo.tif", "rb") as fin, open(odd, "wb") as fout:
+        fout.write(fin.read())
     w = RawWorker(env={"CACH_CACHE": str(tmp_path / "cache")})
     try:
-        w.send_raw(b'{"id": "L", "op": "load", "params": {}}\n')
-        while True:
-            msg = w.next(timeout=300)
-            if msg.get("id") == "L" and "ok" in msg:
-                break
-        assert msg["ok"], msg
-        w.send_raw(b'{"id": "S", "op": "status"}\n')
-        status = w.next()
-        assert status["id"] == "S" and status["result"]["models_loaded"], status
-        assert status["result"]["job_pid"]
+        index = str(tmp_path / "idx")
+        for rid, op, params in [
+            ("I", "index", {"index": index, "paths": [str(src)], "tile_size": 256}),
+            ("S", "search", {"index": index, "text": "houses", "k": 2}),
+        ]:
+            w.send_raw(json.dumps({"id": rid, "op": op, "params": params}).encode() + b"\n")
+            while True:
+                msg = w.next(timeout=300)
+                if msg.get("id") == rid and "ok" in msg:
+                    break
+            assert msg["ok"], msg
+            if op == "index":
+                assert msg["result"]["skipped"] == [] and msg["result"]["tiles"] > 0
+                w.send_raw(b'{"id": "st", "op": "status"}\n')
+                status = w.next()
+                assert status["id"] == "st" and status["result"]["models_loaded"], status
+        assert {h["source"] for h in msg["result"]["results"]} == {os.fsdecode(odd)}
     finally:
         w.close()
 

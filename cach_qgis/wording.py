@@ -44,108 +44,140 @@ ADAPT_MENU = "Raster ▸ CACH ▸ Adapt to this archive…"
 LOG_PANEL = "View ▸ Panels ▸ Log Messages (tab CACH)"
 NOT_GEOREFERENCED = "not georeferenced"
 
+#: the places a message may point at, by the name its text uses for them
+_MENUS = {
+    "INDEX_MENU": INDEX_MENU,
+    "RUNTIME_MENU": RUNTIME_MENU,
+    "ADAPT_MENU": ADAPT_MENU,
+    "LOG_PANEL": LOG_PANEL,
+}
+
+
+def QT_TR_NOOP(text: str) -> str:  # noqa: N802 - the name pylupdate5 looks for
+    """Marks ``text`` for the translation template; it is translated where it is shown."""
+    return text
+
+
 #: message levels, named without Qt (the Qt side maps them onto Qgis.MessageLevel)
 INFO, SUCCESS, WARNING, CRITICAL = "info", "success", "warning", "critical"
 
 _BY_CODE: dict[str, str] = {
-    "index_missing": (
+    "index_missing": QT_TR_NOOP(
         "This folder is not a CACH index. Choose an index folder made with "
-        f"{INDEX_MENU}, or index your rasters there first."
+        "{INDEX_MENU}, or index your rasters there first."
     ),
-    "index_empty": f"This index holds no tiles yet. Index a raster folder into it with {INDEX_MENU}",
-    "index_incomplete": (
+    "index_empty": QT_TR_NOOP(
+        "This index holds no tiles yet. Index a raster folder into it with {INDEX_MENU}"
+    ),
+    "index_incomplete": QT_TR_NOOP(
         "Indexing into this folder was interrupted. Run "
-        f"{INDEX_MENU} on the same raster folder again to finish it; what was indexed is kept."
+        "{INDEX_MENU} on the same raster folder again to finish it; what was indexed is kept."
     ),
-    "index_corrupt": (
-        f"This index is damaged. Make it again with {INDEX_MENU} (tick “rebuild from scratch”)."
+    "index_corrupt": QT_TR_NOOP(
+        "This index is damaged. Make it again with {INDEX_MENU} (tick “rebuild from scratch”)."
     ),
-    "index_newer": (
+    "index_newer": QT_TR_NOOP(
         "This index was made by a newer version of CACH for QGIS. Update the plugin in "
         "Plugins ▸ Manage and Install Plugins."
     ),
-    "index_locked": (
+    "index_locked": QT_TR_NOOP(
         "Another indexing run is writing this index. Wait until it ends (task manager in the "
         "status bar), then try again."
     ),
-    "index_readonly": (
+    "index_readonly": QT_TR_NOOP(
         "This index is read-only (a read-only drive or folder): it can be searched but not "
         "indexed into or adapted. To change it, copy the index folder somewhere writable and "
         "choose the copy."
     ),
-    "index_needs_rebuild": (
+    "index_needs_rebuild": QT_TR_NOOP(
         "This index was made in a way that cannot do this yet. Re-index it with "
-        f"{INDEX_MENU} (tick “rebuild from scratch”), then try again."
+        "{INDEX_MENU} (tick “rebuild from scratch”), then try again."
     ),
-    "model_mismatch": (
-        f"This index was made with a different model. Re-index it with {INDEX_MENU} "
+    "model_mismatch": QT_TR_NOOP(
+        "This index was made with a different model. Re-index it with {INDEX_MENU} "
         "(tick “rebuild from scratch”), or choose another index."
     ),
-    "file_not_found": "A file or folder no longer exists. Check the folder you chose.",
-    "not_a_raster": "This file is not a raster QGIS/GDAL can read. Choose a raster or a folder.",
-    "source_refused": (
+    "file_not_found": QT_TR_NOOP("A file or folder no longer exists. Check the folder you chose."),
+    "not_a_raster": QT_TR_NOOP(
+        "This file is not a raster QGIS/GDAL can read. Choose a raster or a folder."
+    ),
+    "source_refused": QT_TR_NOOP(
         "A raster points at a network or outside source, which CACH never reads from inside a "
         "file. Index the source rasters themselves."
     ),
-    "source_gone": (
-        f"The raster this tile came from is gone. Re-index the folder with {INDEX_MENU}"
+    "source_gone": QT_TR_NOOP(
+        "The raster this tile came from is gone. Re-index the folder with {INDEX_MENU}"
     ),
-    "tile_not_found": (
+    "tile_not_found": QT_TR_NOOP(
         "This tile is no longer in the index (it was re-indexed). Run the search again."
     ),
-    "bad_coordinates": (
+    "bad_coordinates": QT_TR_NOOP(
         "This point lies outside what its coordinate system can express. Click inside an "
         "indexed raster."
     ),
-    "image_unreadable": "The query image cannot be read. Choose a JPEG, PNG or GeoTIFF image.",
-    "heads_unreadable": f"The model file cannot be read. Check it in {RUNTIME_MENU}",
-    "data_unreadable": "A file cannot be read. Check that it opens in QGIS, then try again.",
-    "no_tiles": (
+    "image_unreadable": QT_TR_NOOP(
+        "The query image cannot be read. Choose a JPEG, PNG or GeoTIFF image."
+    ),
+    "heads_unreadable": QT_TR_NOOP("The model file cannot be read. Check it in {RUNTIME_MENU}"),
+    "data_unreadable": QT_TR_NOOP(
+        "A file cannot be read. Check that it opens in QGIS, then try again."
+    ),
+    "no_tiles": QT_TR_NOOP(
         "Nothing in this folder could be indexed. Choose a folder that holds rasters "
         "(GeoTIFF, JPEG 2000, VRT, IMG, PNG, JPEG)."
     ),
-    "remote_denied": (
+    "remote_denied": QT_TR_NOOP(
         "The object storage refused the credentials (or none were found). Check the AWS "
         "credentials QGIS was started with, then try again."
     ),
-    "remote_unreachable": (
+    "remote_unreachable": QT_TR_NOOP(
         "The object-storage endpoint cannot be reached. Check the network, then try again."
     ),
-    "extra_missing": (
+    "extra_missing": QT_TR_NOOP(
         "A part of the runtime this needs is not installed (the standard runtime has no "
         "PyTorch: training and the GPU need the 'GPU and training' runtime; s3:// and clusters "
-        f"need their own parts). Create the runtime with it in {RUNTIME_MENU}"
+        "need their own parts). Create the runtime with it in {RUNTIME_MENU}"
     ),
-    "cluster_unreachable": f"The compute cluster cannot be reached. Check {RUNTIME_MENU}",
-    "unknown_crs": "The coordinate system is not known to the runtime. Set the project CRS to "
-    "a standard one (Project ▸ Properties ▸ CRS) and try again.",
-    "no_heads": f"The runtime has no model for these settings. Check {RUNTIME_MENU}",
-    "unknown_backbone": f"The runtime does not know this model. Check {RUNTIME_MENU}",
-    "backend_unavailable": (f"The runtime cannot use this device or engine. Check {RUNTIME_MENU}"),
-    "bad_value": f"A setting has a value the runtime does not accept. Check {RUNTIME_MENU}",
-    "cancelled": "Cancelled.",
-    "disk_full": (
+    "cluster_unreachable": QT_TR_NOOP(
+        "The compute cluster cannot be reached. Check {RUNTIME_MENU}"
+    ),
+    "unknown_crs": QT_TR_NOOP(
+        "The coordinate system is not known to the runtime. Set the project CRS to "
+        "a standard one (Project ▸ Properties ▸ CRS) and try again."
+    ),
+    "no_heads": QT_TR_NOOP("The runtime has no model for these settings. Check {RUNTIME_MENU}"),
+    "unknown_backbone": QT_TR_NOOP("The runtime does not know this model. Check {RUNTIME_MENU}"),
+    "backend_unavailable": QT_TR_NOOP(
+        "The runtime cannot use this device or engine. Check {RUNTIME_MENU}"
+    ),
+    "bad_value": QT_TR_NOOP(
+        "A setting has a value the runtime does not accept. Check {RUNTIME_MENU}"
+    ),
+    "cancelled": QT_TR_NOOP("Cancelled."),
+    "disk_full": QT_TR_NOOP(
         "The disk is full. Free some space and run it again; nothing half-written was kept."
     ),
-    "confirm_large_run": "This run is very large and waits for your go-ahead.",
-    "confirm_retile": (
+    "confirm_large_run": QT_TR_NOOP("This run is very large and waits for your go-ahead."),
+    "confirm_retile": QT_TR_NOOP(
         "The tiling chosen is not the index's own: indexing with it re-tiles every folder of "
         "the index, and waits for your go-ahead (or keep the index's tiling)."
     ),
-    "internal": (
-        f"Something went wrong inside the CACH runtime (a bug). Details are in {LOG_PANEL}; "
+    "internal": QT_TR_NOOP(
+        "Something went wrong inside the CACH runtime (a bug). Details are in {LOG_PANEL}; "
         "please report them."
     ),
 }
 
 _BY_TYPE: dict[str, str] = {
-    "protocol": (
-        f"The plugin and the runtime do not understand each other (a bug). Details are in "
-        f"{LOG_PANEL}; please report them."
+    "protocol": QT_TR_NOOP(
+        "The plugin and the runtime do not understand each other (a bug). Details are in "
+        "{LOG_PANEL}; please report them."
     ),
-    "data": "A file cannot be read. Check the files you chose, then try again.",
-    "config": f"A runtime setting is not valid. Check {RUNTIME_MENU}",
-    "index": f"This index cannot be used now. Choose another one or re-index it with {INDEX_MENU}",
+    "data": QT_TR_NOOP("A file cannot be read. Check the files you chose, then try again."),
+    "config": QT_TR_NOOP("A runtime setting is not valid. Check {RUNTIME_MENU}"),
+    "index": QT_TR_NOOP(
+        "This index cannot be used now. Choose another one or re-index it with {INDEX_MENU}"
+    ),
     "model_mismatch": _BY_CODE["model_mismatch"],
     "cancelled": _BY_CODE["cancelled"],
     "disk_full": _BY_CODE["disk_full"],
@@ -155,13 +187,13 @@ _BY_TYPE: dict[str, str] = {
 
 #: short reasons for a skipped file, by code
 _SKIP_REASONS: dict[str, str] = {
-    "not_a_raster": "not a raster",
-    "source_refused": "refers to a network or outside source",
-    "file_not_found": "missing",
-    "source_gone": "missing",
-    "bad_coordinates": "its corners fall outside its projection",
-    "data_unreadable": "cannot be read",
-    "image_unreadable": "cannot be read",
+    "not_a_raster": QT_TR_NOOP("not a raster"),
+    "source_refused": QT_TR_NOOP("refers to a network or outside source"),
+    "file_not_found": QT_TR_NOOP("missing"),
+    "source_gone": QT_TR_NOOP("missing"),
+    "bad_coordinates": QT_TR_NOOP("its corners fall outside its projection"),
+    "data_unreadable": QT_TR_NOOP("cannot be read"),
+    "image_unreadable": QT_TR_NOOP("cannot be read"),
 }
 
 
@@ -173,9 +205,10 @@ def error_text(error: ErrorInfo) -> str:
     if error.code == "worker_unavailable" or error.type == "runtime":
         return error.message
     text = _BY_CODE.get(error.code) or _BY_TYPE.get(error.type) or _BY_CODE["internal"]
+    text = tr(text).format(**_MENUS)
     path = error.details.get("path") if isinstance(error.details, dict) else None
     if path and error.type in ("data", "index"):
-        text = f"{text} ({path})"
+        text = f"{text} ({path})"  # a path is not translated
     return text
 
 
@@ -202,10 +235,11 @@ def skipped_text(skipped: tuple[Skipped, ...] | list[Skipped], limit: int = 3) -
     """ "3 files skipped: a.jpg (not a raster), b.vrt (refers to ...), …"."""
     if not skipped:
         return ""
-    shown = [f"{_name(s.path)} ({_SKIP_REASONS.get(s.code, 'cannot be read')})" for s in skipped]
+    unreadable = tr("cannot be read")
+    shown = [f"{_name(s.path)} ({tr(_SKIP_REASONS.get(s.code, unreadable))})" for s in skipped]
     more = ", …" if len(shown) > limit else ""
-    noun = "file" if len(skipped) == 1 else "files"
-    return f"{len(skipped)} {noun} skipped: {', '.join(shown[:limit])}{more}"
+    text = tr("1 file skipped: {files}") if len(skipped) == 1 else tr("{n} files skipped: {files}")
+    return text.format(n=len(skipped), files=", ".join(shown[:limit]) + more)
 
 
 def skipped_details(skipped: tuple[Skipped, ...] | list[Skipped]) -> str:
@@ -218,27 +252,25 @@ def summary_text(summary: IndexSummary) -> tuple[str, str]:
     warning naming why, never a success."""
     skipped = skipped_text(summary.skipped)
     if summary.indexed_nothing:
-        why = skipped or "the folder holds no raster files"
-        return (
-            f"Nothing was indexed: {why}. Choose a folder with rasters in {INDEX_MENU}",
-            WARNING,
-        )
+        why = skipped or tr("the folder holds no raster files")
+        text = tr("Nothing was indexed: {why}. Choose a folder with rasters in {INDEX_MENU}")
+        return text.format(why=why, INDEX_MENU=INDEX_MENU), WARNING
     files = summary.added + summary.updated
-    text = f"Index ready: {summary.tiles} tiles to search"
+    text = tr("Index ready: {tiles} tiles to search").format(tiles=summary.tiles)
     changes = [
-        f"{n} {what}"
+        what.format(n=n)
         for n, what in (
-            (files, "files added or updated"),
-            (summary.removed, "removed"),
-            (summary.unchanged, "unchanged"),
+            (files, tr("{n} files added or updated")),
+            (summary.removed, tr("{n} removed")),
+            (summary.unchanged, tr("{n} unchanged")),
         )
         if n
     ]
     if changes:
         text += f" ({', '.join(changes)})"
     if summary.pending_files:
-        text += (
-            f"; {summary.pending_files} files not reached yet: index the folder again to add them"
+        text += tr("; {n} files not reached yet: index the folder again to add them").format(
+            n=summary.pending_files
         )
     if skipped:
         return f"{text}. {skipped}.", WARNING
@@ -248,43 +280,43 @@ def summary_text(summary: IndexSummary) -> tuple[str, str]:
 def estimate_text(estimate: Estimate) -> str:
     """A dry run in one line: files, new tiles, data to read, expected time."""
     new = estimate.tiles if estimate.new_tiles is None else estimate.new_tiles
-    text = (
-        f"{_count(estimate.files, 'file')}, {new:,} new tiles ({estimate.tiles:,} in all), "
-        f"{estimate.bytes / 1e6:,.1f} MB to read, about {duration_text(estimate.seconds)}"
+    files = tr("1 file") if estimate.files == 1 else tr("{n} files")
+    text = tr("{files}, {new} new tiles ({tiles} in all), {mb} MB to read, about {time}").format(
+        files=files.format(n=f"{estimate.files:,}"),
+        new=f"{new:,}",
+        tiles=f"{estimate.tiles:,}",
+        mb=f"{estimate.bytes / 1e6:,.1f}",
+        time=duration_text(estimate.seconds),
     )
     skipped = skipped_text(estimate.skipped)
     return f"{text}; {skipped}" if skipped else text
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
-
-
 def duration_text(seconds: float) -> str:
     if seconds < 90:
-        return f"{seconds:.0f} s"
+        return tr("{n} s").format(n=f"{seconds:.0f}")
     if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        return tr("{n} min").format(n=f"{seconds / 60:.0f}")
+    return tr("{n} h").format(n=f"{seconds / 3600:.1f}")
 
 
 def confirm_text(estimate: Estimate) -> str:
     """The question of the large-run dialog."""
-    return (
-        f"This run would index {estimate_text(estimate)}.\n\n"
+    return tr(
+        "This run would index {estimate}.\n\n"
         "It keeps running in the background (task manager in the status bar) and can be "
         "cancelled there; what is done by then is kept. Index anyway?"
-    )
+    ).format(estimate=estimate_text(estimate))
 
 
 # --- search results ------------------------------------------------------------------------------
 def weak_match_text(query: str) -> str:
     """The panel's plain-words note when even the best tiles are weak matches."""
-    what = f"“{query}”" if query else "what you asked for"
-    return (
-        f"Weak matches: the best tiles are unlikely to show {what}. Your archive may not "
+    what = f"“{query}”" if query else tr("what you asked for")
+    return tr(
+        "Weak matches: the best tiles are unlikely to show {what}. Your archive may not "
         "contain this kind of scene. Try other words, or index more imagery."
-    )
+    ).format(what=what)
 
 
 def confidence_text(confidence: float | None) -> str:
@@ -292,41 +324,46 @@ def confidence_text(confidence: float | None) -> str:
     if confidence is None:
         return ""
     percent = round(100 * confidence)
-    return "confidence < 1 %" if percent < 1 else f"confidence {percent} %"
+    return tr("confidence < 1 %") if percent < 1 else tr("confidence {n} %").format(n=percent)
 
 
 def hit_text(hit: Hit, mark: str = "") -> str:
     """Two lines of the results list: rank and match, then the tile's name."""
-    match = confidence_text(hit.confidence) or f"score {hit.score:.2f}"
-    second = hit.name if hit.georeferenced else f"{hit.name} — {NOT_GEOREFERENCED}"
+    match = confidence_text(hit.confidence) or tr("score {n}").format(n=f"{hit.score:.2f}")
+    not_on_map = tr("not georeferenced")
+    second = hit.name if hit.georeferenced else f"{hit.name} — {not_on_map}"
     return f"#{hit.rank}  {match}{mark}\n{second}"
 
 
 def hit_tooltip(hit: Hit) -> str:
     """Everything about one result: where it is, how well it matches, and why it is not on the
     map when it is not."""
-    lines = [hit.source, f"window (col, row, width, height): {list(hit.window)}"]
-    lines.append(f"tile {hit.tile_id}, score {hit.score:.3f}")
+    lines = [
+        hit.source,
+        tr("window (col, row, width, height): {window}").format(window=list(hit.window)),
+    ]
+    lines.append(tr("tile {id}, score {score}").format(id=hit.tile_id, score=f"{hit.score:.3f}"))
     if hit.hamming is not None:
-        lines[-1] += f", Hamming distance {hit.hamming}"
+        lines[-1] += tr(", Hamming distance {n}").format(n=hit.hamming)
     if hit.confidence is not None:
         lines.append(
-            f"{confidence_text(hit.confidence)}: the estimated chance that this tile shows "
-            "what you asked for"
+            tr("{confidence}: the estimated chance that this tile shows what you asked for").format(
+                confidence=confidence_text(hit.confidence)
+            )
         )
     if not hit.georeferenced:
-        lines.append(f"{NOT_GEOREFERENCED_NOTE}. Select it to view the image.")
+        lines.append(tr("{note}. Select it to view the image.").format(note=NOT_GEOREFERENCED_NOTE))
     return "\n".join(lines)
 
 
 def results_status(n_hits: int, n_not_georef: int, timing_ms: dict[str, Any], what: str) -> str:
     """The status line under the results: how many tiles, how fast, what is off the map."""
     total = timing_ms.get("total") if timing_ms else None
-    text = f"{n_hits} tiles {what}".rstrip()
+    text = tr("{n} tiles {what}").format(n=n_hits, what=what).rstrip()
     if total is not None:
-        text += f" in {float(total):.0f} ms"
+        text += tr(" in {ms} ms").format(ms=f"{float(total):.0f}")
     if n_not_georef:
-        text += f"; {n_not_georef} {NOT_GEOREFERENCED} (in the list only)"
+        text += tr("; {n} not georeferenced (in the list only)").format(n=n_not_georef)
     return text + "."
 
 
@@ -342,56 +379,59 @@ def model_details(model: dict[str, Any], index: dict[str, Any]) -> str:
     if model:
         method = str(model.get("method") or "").upper()
         lines.append(
-            f"Model: {method} hashing, {model.get('backbone', '?')} encoders, "
-            f"{model.get('bits', '?')}-bit codes"
+            tr("Model: {method} hashing, {backbone} encoders, {bits}-bit codes").format(
+                method=method, backbone=model.get("backbone", "?"), bits=model.get("bits", "?")
+            )
         )
         if model.get("heads"):
             sha = str(model.get("heads_sha") or "")[:12]
-            lines.append(f"Heads: {model['heads']}" + (f" (sha {sha})" if sha else ""))
+            lines.append(
+                tr("Heads: {heads}").format(heads=model["heads"]) + (f" (sha {sha})" if sha else "")
+            )
         runs = [str(model[k]) for k in ("device", "backend", "precision") if model.get(k)]
         if runs:
-            lines.append("Runs on: " + ", ".join(runs))
+            lines.append(tr("Runs on: {runs}").format(runs=", ".join(runs)))
     if index:
-        line = f"Index: {index.get('path', '?')}"
+        line = tr("Index: {path}").format(path=index.get("path", "?"))
         if index.get("tiles") is not None:
-            line += f", {index['tiles']} tiles"
+            line += tr(", {n} tiles").format(n=index["tiles"])
         if index.get("adapted"):
-            line += ", adapted to its archive"
+            line += tr(", adapted to its archive")
         lines.append(line)
     return "\n".join(lines)
 
 
 def outdated_text(index_path: str) -> str:
-    return (
-        f"The index {_name(index_path)} was made with an earlier model. Re-index it to search "
+    return tr(
+        "The index {name} was made with an earlier model. Re-index it to search "
         "with the new one (better on scene types the old model never saw)."
-    )
+    ).format(name=_name(index_path))
 
 
 def adapt_question(index_path: str) -> str:
-    return (
-        f"Adapt the model to the imagery of {_name(index_path)}?\n\n"
+    return tr(
+        "Adapt the model to the imagery of {name}?\n\n"
         "CACH fine-tunes the image side of its model on this index's own tiles (no labels "
         "needed) and re-hashes the index, so that similar tiles of your archive find each other "
         "better. It runs in the background (task manager in the status bar) and can be "
         "cancelled there. Only this index changes; other indexes keep the shipped model."
-    )
+    ).format(name=_name(index_path))
 
 
 def adapt_done_text(result: dict[str, Any]) -> str:
     tiles = result.get("tiles")
     seconds = result.get("seconds")
-    text = "Adapted the model to this archive"
+    text = tr("Adapted the model to this archive")
     if tiles is not None:
-        text += f" and re-hashed its {tiles} tiles"
+        text += tr(" and re-hashed its {n} tiles").format(n=tiles)
     if seconds is not None:
-        text += f" in {duration_text(float(seconds))}"
-    return text + ". Searches of this index now use it."
+        text += tr(" in {time}").format(time=duration_text(float(seconds)))
+    return text + tr(". Searches of this index now use it.")
 
 
 def index_cancelled_text() -> str:
     return tr(
-        "Indexing cancelled. Files already indexed are kept; index the folder again to finish.",
+        "Indexing cancelled. Files already indexed are kept; index the folder again to finish."
     )
 
 
@@ -403,11 +443,11 @@ def cancel_outcome_text(estimate: Estimate) -> tuple[str, bool]:
     if todo == 0:
         text = tr(
             "Indexing finished before the cancel took effect: every file is indexed, the index "
-            "is complete and is now chosen in the search panel.",
+            "is complete and is now chosen in the search panel."
         )
         return text, True
     text = tr(
         "Indexing cancelled: what was indexed is kept and searchable; {todo} tiles of {files} "
-        "files are still to do. Index the folder again to finish.",
+        "files are still to do. Index the folder again to finish."
     )
     return text.format(todo=f"{todo:,}", files=f"{estimate.files:,}"), False

@@ -184,23 +184,447 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="393"/>
+        <location filename="../cach_qgis/wording.py" line="433"/>
         <source>Indexing cancelled. Files already indexed are kept; index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="404"/>
+        <location filename="../cach_qgis/wording.py" line="444"/>
         <source>Indexing finished before the cancel took effect: every file is indexed, the index is complete and is now chosen in the search panel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="409"/>
+        <location filename="../cach_qgis/wording.py" line="449"/>
         <source>Indexing cancelled: what was indexed is kept and searchable; {todo} tiles of {files} files are still to do. Index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
         <location filename="../cach_qgis/dialogs.py" line="368"/>
         <source>The tiling you chose is not this index&apos;s own. Indexing with it tiles all {0:,} tiles of the index&apos;s {1} folder(s) again: {2}. Re-tile them all, or cancel and keep the index&apos;s tiling.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="65"/>
+        <source>This folder is not a CACH index. Choose an index folder made with {INDEX_MENU}, or index your rasters there first.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="69"/>
+        <source>This index holds no tiles yet. Index a raster folder into it with {INDEX_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="72"/>
+        <source>Indexing into this folder was interrupted. Run {INDEX_MENU} on the same raster folder again to finish it; what was indexed is kept.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="76"/>
+        <source>This index is damaged. Make it again with {INDEX_MENU} (tick “rebuild from scratch”).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="79"/>
+        <source>This index was made by a newer version of CACH for QGIS. Update the plugin in Plugins ▸ Manage and Install Plugins.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="83"/>
+        <source>Another indexing run is writing this index. Wait until it ends (task manager in the status bar), then try again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="87"/>
+        <source>This index is read-only (a read-only drive or folder): it can be searched but not indexed into or adapted. To change it, copy the index folder somewhere writable and choose the copy.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="92"/>
+        <source>This index was made in a way that cannot do this yet. Re-index it with {INDEX_MENU} (tick “rebuild from scratch”), then try again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="96"/>
+        <source>This index was made with a different model. Re-index it with {INDEX_MENU} (tick “rebuild from scratch”), or choose another index.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="100"/>
+        <source>A file or folder no longer exists. Check the folder you chose.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="101"/>
+        <source>This file is not a raster QGIS/GDAL can read. Choose a raster or a folder.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="104"/>
+        <source>A raster points at a network or outside source, which CACH never reads from inside a file. Index the source rasters themselves.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="108"/>
+        <source>The raster this tile came from is gone. Re-index the folder with {INDEX_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="111"/>
+        <source>This tile is no longer in the index (it was re-indexed). Run the search again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="114"/>
+        <source>This point lies outside what its coordinate system can express. Click inside an indexed raster.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="118"/>
+        <source>The query image cannot be read. Choose a JPEG, PNG or GeoTIFF image.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="121"/>
+        <source>The model file cannot be read. Check it in {RUNTIME_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="122"/>
+        <source>A file cannot be read. Check that it opens in QGIS, then try again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="125"/>
+        <source>Nothing in this folder could be indexed. Choose a folder that holds rasters (GeoTIFF, JPEG 2000, VRT, IMG, PNG, JPEG).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="129"/>
+        <source>The object storage refused the credentials (or none were found). Check the AWS credentials QGIS was started with, then try again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="133"/>
+        <source>The object-storage endpoint cannot be reached. Check the network, then try again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="136"/>
+        <source>A part of the runtime this needs is not installed (the standard runtime has no PyTorch: training and the GPU need the &apos;GPU and training&apos; runtime; s3:// and clusters need their own parts). Create the runtime with it in {RUNTIME_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="141"/>
+        <source>The compute cluster cannot be reached. Check {RUNTIME_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="144"/>
+        <source>The coordinate system is not known to the runtime. Set the project CRS to a standard one (Project ▸ Properties ▸ CRS) and try again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="148"/>
+        <source>The runtime has no model for these settings. Check {RUNTIME_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="149"/>
+        <source>The runtime does not know this model. Check {RUNTIME_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="150"/>
+        <source>The runtime cannot use this device or engine. Check {RUNTIME_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="153"/>
+        <source>A setting has a value the runtime does not accept. Check {RUNTIME_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="156"/>
+        <source>Cancelled.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="157"/>
+        <source>The disk is full. Free some space and run it again; nothing half-written was kept.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="160"/>
+        <source>This run is very large and waits for your go-ahead.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="161"/>
+        <source>The tiling chosen is not the index&apos;s own: indexing with it re-tiles every folder of the index, and waits for your go-ahead (or keep the index&apos;s tiling).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="165"/>
+        <source>Something went wrong inside the CACH runtime (a bug). Details are in {LOG_PANEL}; please report them.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="172"/>
+        <source>The plugin and the runtime do not understand each other (a bug). Details are in {LOG_PANEL}; please report them.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="176"/>
+        <source>A file cannot be read. Check the files you chose, then try again.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="177"/>
+        <source>A runtime setting is not valid. Check {RUNTIME_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="178"/>
+        <source>This index cannot be used now. Choose another one or re-index it with {INDEX_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="190"/>
+        <source>not a raster</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="191"/>
+        <source>refers to a network or outside source</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="193"/>
+        <source>missing</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="194"/>
+        <source>its corners fall outside its projection</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="238"/>
+        <source>cannot be read</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="241"/>
+        <source>1 file skipped: {files}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="241"/>
+        <source>{n} files skipped: {files}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="255"/>
+        <source>the folder holds no raster files</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="256"/>
+        <source>Nothing was indexed: {why}. Choose a folder with rasters in {INDEX_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="259"/>
+        <source>Index ready: {tiles} tiles to search</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="262"/>
+        <source>{n} files added or updated</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="262"/>
+        <source>{n} removed</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="262"/>
+        <source>{n} unchanged</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="272"/>
+        <source>; {n} files not reached yet: index the folder again to add them</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="283"/>
+        <source>1 file</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="283"/>
+        <source>{n} files</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="284"/>
+        <source>{files}, {new} new tiles ({tiles} in all), {mb} MB to read, about {time}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="297"/>
+        <source>{n} s</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="299"/>
+        <source>{n} min</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="300"/>
+        <source>{n} h</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="305"/>
+        <source>This run would index {estimate}.
+
+It keeps running in the background (task manager in the status bar) and can be cancelled there; what is done by then is kept. Index anyway?</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="315"/>
+        <source>what you asked for</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="316"/>
+        <source>Weak matches: the best tiles are unlikely to show {what}. Your archive may not contain this kind of scene. Try other words, or index more imagery.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="327"/>
+        <source>confidence &lt; 1 %</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="327"/>
+        <source>confidence {n} %</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="332"/>
+        <source>score {n}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="343"/>
+        <source>window (col, row, width, height): {window}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="345"/>
+        <source>tile {id}, score {score}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="347"/>
+        <source>, Hamming distance {n}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="349"/>
+        <source>{confidence}: the estimated chance that this tile shows what you asked for</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="355"/>
+        <source>{note}. Select it to view the image.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="362"/>
+        <source>{n} tiles {what}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="364"/>
+        <source> in {ms} ms</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="366"/>
+        <source>; {n} not georeferenced (in the list only)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="381"/>
+        <source>Model: {method} hashing, {backbone} encoders, {bits}-bit codes</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="388"/>
+        <source>Heads: {heads}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="393"/>
+        <source>Runs on: {runs}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="395"/>
+        <source>Index: {path}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="397"/>
+        <source>, {n} tiles</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="399"/>
+        <source>, adapted to its archive</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="405"/>
+        <source>The index {name} was made with an earlier model. Re-index it to search with the new one (better on scene types the old model never saw).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="412"/>
+        <source>Adapt the model to the imagery of {name}?
+
+CACH fine-tunes the image side of its model on this index&apos;s own tiles (no labels needed) and re-hashes the index, so that similar tiles of your archive find each other better. It runs in the background (task manager in the status bar) and can be cancelled there. Only this index changes; other indexes keep the shipped model.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="424"/>
+        <source>Adapted the model to this archive</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="426"/>
+        <source> and re-hashed its {n} tiles</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="428"/>
+        <source> in {time}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="429"/>
+        <source>. Searches of this index now use it.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="333"/>
+        <source>not georeferenced</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

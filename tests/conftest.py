@@ -74,23 +74,33 @@ def needs_full_env(nodeid: str) -> bool:
     return any(nodeid.startswith(prefix) for prefix in FULL_ONLY)
 
 
+_NOT_COLLECTED: list[str] = []
+
+
 def pytest_ignore_collect(collection_path, config):  # noqa: ANN001
     """Without torch, modules listed whole are not imported (their import would fail)."""
     if HAS_TORCH:
         return None
     rel = _rel(collection_path) + ("/" if Path(collection_path).is_dir() else "")
-    return True if any(rel == p or rel.startswith(p) for p in FULL_ONLY if p.endswith(("/", ".py"))) else None
+    if any(rel == p or rel.startswith(p) for p in FULL_ONLY if p.endswith(("/", ".py"))):
+        asked = [Path(a.split("::")[0]).resolve() for a in config.args]
+        here = Path(collection_path).resolve()
+        if any(here == a or a in here.parents for a in asked) and rel not in _NOT_COLLECTED:
+            _NOT_COLLECTED.append(rel)  # asked for (not a sibling pytest merely looked at)
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: ANN001
     for item in items:
         if needs_full_env(item.nodeid):
             item.add_marker(pytest.mark.torch)
+    if STRICT and _NOT_COLLECTED and "not torch" not in (config.option.markexpr or ""):
+        raise pytest.UsageError(
+            f"CI=true without torch, and {', '.join(_NOT_COLLECTED)} need it: run the lean "
+            "environment with -m 'not torch' and the tests marked torch in .venv-full (make test "
+            "does both), so that nothing is skipped.")
 
 
 def pytest_configure(config):  # noqa: ANN001
     config.addinivalue_line("markers", "torch: needs the full extra (.venv-full)")
-    if STRICT and not HAS_TORCH and "not torch" not in (config.option.markexpr or ""):
-        raise pytest.UsageError(
-            "CI=true without torch: run the lean environment with -m 'not torch' and the tests "
-            "marked torch in .venv-full (make test does both), so that nothing is skipped.")

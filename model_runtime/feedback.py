@@ -43,17 +43,17 @@ class FitOptions:
     """The learner's settings (chosen with ``research/refine_eval.py``; docs/search.md)."""
 
     #: L2 weight pulling the feature weights towards zero (per unit of sample weight)
-    lam: float = 1.0
+    lam: float = 0.3
     #: L2 weight pulling the prior's coefficient towards ``prior_alpha``
     prior_lam: float = 4.0
     #: the prior's coefficient when there are no marks (logit per standard deviation of z)
-    prior_alpha: float = 1.5
+    prior_alpha: float = 0.25
     #: random archive tiles used as pseudo-negatives, and the total weight they carry
-    background: int = 200
+    background: int = 400
     background_weight: float = 4.0
     #: scale of the projection and tanh blocks (a larger scale = a weaker penalty on that block)
-    proj_scale: float = 4.0
-    tanh_scale: float = 4.0
+    proj_scale: float = 8.0
+    tanh_scale: float = 8.0
     seed: int = 0
 
 
@@ -294,6 +294,9 @@ def _fit_one(design: _Design, feats: Features, y, weight, prior: Prior, opts: Fi
         slope, offset = fit_platt(x @ w, y, weight)
     scorer = design.scorer(w, prior, opts, bits, proj_dim)
     diag = {"loo_auc_marks": _auc(held[:marked], y[:marked])}
+    if design.has_prior:  # how much of the decision's spread the typed query still makes
+        from_prior = float(np.std(x[:, 1] * w[1]))
+        diag["prior_share"] = from_prior / (from_prior + float(np.std(x[:, 2:] @ w[2:])) + 1e-12)
     return LinearScorer(scorer.bias, scorer.w_tanh, scorer.w_proj, slope, offset), diag
 
 

@@ -26,6 +26,7 @@ from model_runtime.feedback import (
 )
 from model_runtime.protocol import Hit
 from model_runtime.saved_search import SavedSearch
+from model_runtime.services.queries import QueryParts, query_vector
 
 #: the learner's name in a result's ``query.learner`` and in saved files
 METHOD = "logistic-prior"
@@ -65,16 +66,36 @@ def background_rows(n: int, marked: np.ndarray, size: int, seed: int) -> np.ndar
     return np.sort(rng.permutation(rows)[:size])
 
 
+#: settings when most marks say the typed query was right (its page was mostly right): stay
+#: close to it, with the marks' weighted sum (today's query) as the prior; else learn freely
+TRUST = FitOptions(prior_alpha=1.5, proj_scale=4.0, tanh_scale=4.0, lam=1.0)
+LEARN = FitOptions()
+
+
+def choose_options(n_pos: int, n_neg: int) -> tuple[FitOptions, bool]:
+    """``(options, combined prior?)`` for these marks: TRUST when at least half are right."""
+    trusting = n_pos >= max(1, n_neg)
+    return (TRUST, True) if trusting else (LEARN, False)
+
+
 def fit_marks(index: Any, prior: Prior, positive: Sequence[int], negative: Sequence[int],
-              opts: FitOptions | None = None, portable: bool = False) -> Refiner:
+              opts: FitOptions | None = None, portable: bool = False,
+              combined: bool = False) -> Refiner:
     """The learner fitted on this index's marked tiles, with random tiles as pseudo-negatives
-    (``portable``: also the projection-only scorer that a saved search keeps)."""
-    opts = opts or FitOptions()
+    (``portable``: also the projection-only scorer that a saved search keeps). Without
+    ``opts`` the settings follow the marks (:func:`choose_options`); ``combined`` (or that
+    choice) makes the prior's tanh direction today's weighted sum of the text and the marks."""
+    if opts is None:
+        opts, combined = choose_options(len(positive), len(negative))
     blocks = index.feature_blocks()
     pos_rows = _rows(blocks, positive, index)
     neg_rows = _rows(blocks, negative, index)
     bg = background_rows(len(blocks.ids), np.concatenate([pos_rows, neg_rows]),
                          opts.background, opts.seed)
+    if combined and prior.tanh is not None:
+        vec = query_vector(QueryParts(prior.tanh, None, None, list(blocks.tanh[pos_rows]),
+                                      list(blocks.tanh[neg_rows])))
+        prior = Prior(vec / (np.linalg.norm(vec) + 1e-12), prior.proj)
     if blocks.proj is None:
         prior = Prior(prior.tanh, None)
     return fit_refiner(features_of(blocks, pos_rows), features_of(blocks, neg_rows),
@@ -97,7 +118,8 @@ def scored_hits(index: Any, scorer: LinearScorer, k: int, bbox, bbox_crs: str, c
 def saved_of(refiner: Refiner, heads: Any, index: Any, query: dict[str, Any],
              opts: FitOptions | None = None) -> SavedSearch:
     """What ``--save`` keeps: both scorers, the query and its marks, model and provenance."""
-    opts = opts or FitOptions()
+    opts = opts or choose_options(len(query.get("positive", [])),
+                                  len(query.get("negative", [])))[0]
     blocks = index.feature_blocks()
     marks = [*((t, True) for t in query.get("positive", [])),
              *((t, False) for t in query.get("negative", []))]

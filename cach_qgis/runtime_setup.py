@@ -194,7 +194,11 @@ class RuntimeInstaller(QObject):
     def _next_step(self) -> None:
         self._step += 1
         if self._step >= len(self._steps):
-            (self.target / settings.READY_MARKER).write_text(self.kind + "\n")
+            try:  # the runtime counts from here on (settings.runtime_ready)
+                (self.target / settings.READY_MARKER).write_text(self.kind + "\n")
+            except OSError as err:
+                self._done(False, f"Cannot mark the runtime as ready in {self.target}: {err}")
+                return
             self._done(True, str(self.python))
             return
         label, program, args, start, _end = self._steps[self._step]

@@ -76,7 +76,9 @@ def driver_env(**extra: str) -> dict[str, str]:
     from model_runtime.index.ray_local import local_environment
 
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN"}
-    return {**env, **local_environment(),
+    # a cluster made by 'ray start' (not ray.init) posts a "usage stats disabled" note to
+    # usage-stats.ray.io even with usage stats off: here it goes to a closed loopback port
+    return {**env, **local_environment(), "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]), **extra}
 
 

@@ -22,7 +22,11 @@ over an actor pool that holds the model.
 Settings (environment, all optional): ``CACH_RAY_ACTORS`` (pool size), ``CACH_RAY_CPUS``
 (logical CPUs and encoder threads per actor, default 1), ``CACH_RAY_GPUS`` (GPUs per actor,
 default 1 when the cluster has GPUs), ``CACH_RAY_STALL_S`` (600), ``CACH_RAY_NUM_CPUS`` (CPUs of
-a local Ray started here, default all), ``CACH_RAY_OBJECT_STORE_MB`` (512 for a local Ray).
+a local Ray started here, default all), ``CACH_RAY_OBJECT_STORE_MB`` (512 for a local Ray),
+``CACH_RAY_START_WARN_S`` (60: a local Ray slower to start is reported).
+
+A local Ray (no address) is private to the run: loopback only, its own token, gone with the
+driver (``ray_local.py``). Shards left in an index folder are untrusted (``shards.py``).
 """
 
 from __future__ import annotations
@@ -161,7 +165,8 @@ def ray_session(settings: RaySettings) -> Iterator[Any]:
     statistics stay off: indexing sends nothing anywhere."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if settings.address and "RAY_AUTH_MODE" not in os.environ and (
-            os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file()):
+            os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or (Path.home() / ".ray" / "auth_token").is_file()):
         os.environ["RAY_AUTH_MODE"] = "token"  # Ray sends a token to a named address only so
     ray = import_ray()
     if ray.is_initialized():  # a caller (bench, test) holds the session

@@ -187,6 +187,7 @@ def test_local_cluster_loopback_private_token_and_gone_with_its_driver(sample_fo
         print(f"the local cluster was gone {10 - (deadline - time.monotonic()):.1f} s after "
               "kill -9 of its driver")
         assert not (home / ".ray").exists() and os.listdir(home) == [], os.listdir(home)
+        shutil.rmtree(token.parent)  # a killed driver cannot remove its token folder
     finally:
         if proc.poll() is None:
             proc.kill()

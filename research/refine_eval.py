@@ -53,7 +53,7 @@ def labels_of(rt: Pipeline, index_dir: str) -> dict[int, str]:
 
 
 def one_class(rt: Pipeline, index_dir: str, labels: dict[int, str], cls: str,
-              learn: bool) -> list[float]:
+              learn: bool, reliability: list | None = None) -> list[float]:
     """[first mAP, then per round: the residual mAP of the previous ranking without the marked
     tiles (not searching again), and of the search with the marks] for one scene type."""
     text = f"an aerial image of {scene(cls)}"
@@ -74,6 +74,8 @@ def one_class(rt: Pipeline, index_dir: str, labels: dict[int, str], cls: str,
                         k=max(1, n - len(pos) - len(neg)), collapse=False, learn=learn)
         ranking = [h.tile_id for h in res.results]
         out.append(average_precision([labels[t] == cls for t in ranking], total - len(pos)))
+        if learn and reliability is not None:  # the first page after marking: conf vs truth
+            reliability += [(h.confidence, labels[h.tile_id] == cls) for h in res.results[:MARKS]]
     return out
 
 
@@ -82,12 +84,27 @@ def evaluate(index_dir: str) -> dict:
     labels = labels_of(rt, index_dir)
     classes = sorted(set(labels.values()))
     table: dict[str, dict[str, list[float]]] = {}
+    pairs: list = []
     for learn, name in ((False, "weighted sum"), (True, "learner")):
-        table[name] = {c: one_class(rt, index_dir, labels, c, learn) for c in classes}
+        table[name] = {c: one_class(rt, index_dir, labels, c, learn, pairs) for c in classes}
     means = {name: np.nanmean(np.array(list(rows.values())), axis=0).round(3).tolist()
              for name, rows in table.items()}
     return {"index": index_dir, "tiles": len(labels), "classes": len(classes),
-            "mean": means, "per_class": table}
+            "mean": means, "per_class": table, "reliability": reliability_table(pairs)}
+
+
+def reliability_table(pairs: list) -> list[dict]:
+    """Hits binned by confidence: count, mean confidence, share relevant."""
+    conf = np.array([c for c, _ in pairs], float)
+    rel = np.array([r for _, r in pairs], float)
+    rows = []
+    for lo in np.arange(0.0, 1.0, 0.2):
+        sel = (conf >= lo) & ((conf < lo + 0.2) | (lo >= 0.8))
+        if sel.any():
+            rows.append({"bin": f"{lo:.1f}-{lo + 0.2:.1f}", "hits": int(sel.sum()),
+                         "confidence": round(float(conf[sel].mean()), 3),
+                         "relevant": round(float(rel[sel].mean()), 3)})
+    return rows
 
 
 #: the settings compared when choosing the learner's defaults (``--choose``)
@@ -129,6 +146,9 @@ def main(argv: list[str] | None = None) -> None:
         for name, (f, k1, r1, k2, r2) in res["mean"].items():
             print(f"  {name:<13} first {f:.3f}  round 1 {r1:.3f} (first without marked "
                   f"{k1:.3f})  round 2 {r2:.3f} (round 1 without marked {k2:.3f})")
+        for row in res["reliability"]:
+            print(f"  confidence {row['bin']}: {row['hits']} hits, mean {row['confidence']:.2f}"
+                  f", relevant {row['relevant']:.2f}")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
 

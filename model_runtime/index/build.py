@@ -150,11 +150,11 @@ def start_run(store: Store, writer: IndexWriter, paths: Sequence[str], options: 
     scan = scan_sources(store, plan.paths, options.tiling, plan.retile,
                         options.allow_outside_sources, roots)
     check_confirmation(scan, options, estimate(scan, heads.bits, heads.proj_dim, images_per_s))
+    if scan.todo and load is not None:
+        load()
     scan.roots_added = writer.begin(tiling, [normalize_root(p) for p in paths])
     apply_scan(store, scan)
     merge_leftovers(writer, writer.model, tiling, scan)  # shards a killed Ray run left
-    if scan.todo and load is not None:
-        load()
     report("scan", 0, len(scan.todo), f"{len(scan.todo)} file(s) to index, "
            f"{scan.unchanged} unchanged, {scan.removed} removed")
     return scan

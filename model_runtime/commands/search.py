@@ -56,14 +56,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         metavar="ID",
         help="example tiles to move away from",
     )
-    p.add_argument("--save", metavar="FILE",
-                   help="with --positive/--negative: keep the refined search in FILE (JSON) "
-                   "to run again with --saved, on this or another index")
-    p.add_argument("--saved", metavar="FILE",
-                   help="run a refined search saved with --save (no other query parts)")
-    p.add_argument("--no-learn", dest="learn", action="store_false",
-                   help="marked tiles only add/subtract their mean vectors (the first "
-                   "release's weighted sum) instead of fitting a model on them")
+    _add_refine_arguments(p)
     p.add_argument(
         "--weight",
         type=_weight,
@@ -94,6 +87,18 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--contact-sheet", metavar="PNG", help="write a PNG of thumbnails")
     add_model_arguments(p)
     return p
+
+
+def _add_refine_arguments(p: argparse.ArgumentParser) -> None:
+    """Saving and running refined searches (docs/search.md, "Refining with marks")."""
+    p.add_argument("--save", metavar="FILE",
+                   help="with --positive/--negative: keep the refined search in FILE (JSON) "
+                   "to run again with --saved, on this or another index")
+    p.add_argument("--saved", metavar="FILE",
+                   help="run a refined search saved with --save (no other query parts)")
+    p.add_argument("--no-learn", dest="learn", action="store_false",
+                   help="marked tiles only add/subtract their mean vectors (the first "
+                   "release's weighted sum) instead of fitting a model on them")
 
 
 def print_table(results: list[dict]) -> None:

@@ -288,6 +288,10 @@ def estimate_text(estimate: Estimate) -> str:
         mb=f"{estimate.bytes / 1e6:,.1f}",
         time=duration_text(estimate.seconds),
     )
+    if estimate.setup_seconds:
+        text += tr(" (of which {setup} to load the model first)").format(
+            setup=duration_text(estimate.setup_seconds)
+        )
     skipped = skipped_text(estimate.skipped)
     return f"{text}; {skipped}" if skipped else text
 

@@ -198,7 +198,9 @@ class Pipeline:
         summary = build_index(index_dir, [str(p) for p in paths], model, opts, progress, cancel,
                               self.speed.images_per_s(self.device_name))
         if summary.encoded:
-            self.speed.record(model.device, summary.encoded / max(summary.seconds, 1e-6))
+            load_s = 0.0 if loaded else float(self.models.load_seconds or 0.0)
+            self.speed.record_run(model.device, summary.encoded, summary.seconds, load_s,
+                                  files=summary.added + summary.updated)
         return summary
 
     @staticmethod

@@ -861,6 +861,9 @@ class Estimate:
     roots_added: tuple[str, ...] = ()
     retile_tiles: int = 0
     tiling: dict | None = None
+    #: seconds of ``seconds`` spent before the first tile: loading the model (its graphs are
+    #: built the first time) when the worker has not loaded it yet; its own step
+    setup_seconds: float = 0.0
 
     @property
     def index_tiles(self) -> int:
@@ -879,6 +882,7 @@ class Estimate:
             "roots_added": list(self.roots_added),
             "retile_tiles": self.retile_tiles,
             "tiling": self.tiling,
+            "setup_seconds": round(self.setup_seconds, 1),
         }
 
     @classmethod
@@ -894,6 +898,7 @@ class Estimate:
             roots_added=tuple(str(r) for r in obj.get("roots_added") or ()),
             retile_tiles=int(obj.get("retile_tiles") or 0),
             tiling=obj.get("tiling") if isinstance(obj.get("tiling"), dict) else None,
+            setup_seconds=float(obj.get("setup_seconds") or 0.0),
         )
 
 

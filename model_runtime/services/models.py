@@ -64,9 +64,10 @@ class LazyModel:
     (all files unchanged, or a large run waiting for confirmation) loads nothing. Its identity
     (``heads``, ``bits``, ``info``) is known without loading."""
 
-    def __init__(self, pool: ModelPool, heads: HeadsRef) -> None:
+    def __init__(self, pool: ModelPool, heads: HeadsRef, progress=None) -> None:
         self._pool = pool
         self.heads = heads
+        self._progress = progress  # a load is reported as its own step ("model")
 
     @property
     def bits(self) -> int:
@@ -79,7 +80,13 @@ class LazyModel:
 
     def load(self) -> HashModel:
         """Load the model now (a build calls it before it marks the index as being built)."""
-        return self._pool.get(self.heads)
+        if self._progress is None or self._pool.cached(self.heads) is not None:
+            return self._pool.get(self.heads)
+        message = "loading the model (its graphs are built the first time)"
+        self._progress({"stage": "model", "done": 0, "total": 1, "message": message})
+        model = self._pool.get(self.heads)
+        self._progress({"stage": "model", "done": 1, "total": 1, "message": message})
+        return model
 
     def __getattr__(self, name: str):
         return getattr(self._pool.get(self.heads), name)

@@ -194,7 +194,9 @@ class Pipeline:
         if executor != "local":
             raise ConfigError(f"Unknown executor '{executor}': use local or ray.")
         self.indexes.keep_heads(index_dir, heads)
-        model = LazyModel(self.models, heads)  # loads on the first tile to encode
+        loaded = self.models.cached(heads) is not None
+        # loads on the first tile to encode, as its own progress step
+        model = LazyModel(self.models, heads, progress)
         summary = build_index(index_dir, [str(p) for p in paths], model, opts, progress, cancel,
                               self.speed.images_per_s(self.device_name))
         if summary.encoded:
@@ -260,9 +262,22 @@ class Pipeline:
             if store is not None:
                 store.close()
         est = estimate(scan, heads.bits, heads.proj_dim, self.speed.images_per_s(self.device_name))
+        est = self._with_setup(est, heads)
         return replace(est, roots_held=tuple(h.to_json() for h in plan.held),
                        roots_added=tuple(plan.roots_added), retile_tiles=plan.retile_tiles,
                        tiling=plan.tiling.to_json())
+
+    def _with_setup(self, est: Estimate, heads) -> Estimate:
+        """A run with tiles to encode also takes the run's overhead and, while this worker has
+        not loaded the model, its load (graphs built the first time): its own step."""
+        if not est.new_tiles:
+            return est
+        from model_runtime.speed import RUN_OVERHEAD_S
+
+        setup = 0.0 if self.models.cached(heads) is not None else \
+            self.speed.load_seconds(self.device_name)
+        work = self.speed.work_seconds(self.device_name, est.files, est.new_tiles)
+        return replace(est, seconds=work + RUN_OVERHEAD_S + setup, setup_seconds=round(setup, 1))
 
     # --- search --------------------------------------------------------------------------------
     def search(self, index_dir: str | os.PathLike, text: str | None = None,

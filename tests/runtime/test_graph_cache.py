@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from model_runtime.config import get_backbone_config
@@ -321,3 +322,27 @@ def test_cach_cache_lists_sizes_and_prunes(tmp_path, parts, monkeypatch, capsys)
     assert main(["cache", "prune", "--all"]) == 0
     assert "0 folder(s)" in capsys.readouterr().out
     assert [p for p in root.iterdir() if p.is_dir()] == []
+
+
+def test_a_model_with_adapted_heads_adds_only_an_image_graph(tmp_path, monkeypatch):
+    """Through the real backend (graphs built without torch): shipped heads and heads adapted
+    from them hold one text graph and two image graphs; a second load builds nothing."""
+    from model_runtime.model import load_model
+    from model_runtime.model.graphs import cache_entries, graphs_root
+
+    monkeypatch.setenv("CACH_GRAPH_CACHE", str(tmp_path / "graphs"))
+    monkeypatch.delenv("CACH_GRAPH_BUILDER", raising=False)
+    shipped = shipped_heads("effnetlite0-minilm", 16)
+    adapted = _adapted_copy(tmp_path, shipped)
+    first = load_model(backend="onnx", heads=shipped.path)
+    second = load_model(backend="onnx", heads=adapted.path)
+    assert first.first_export_s is not None and second.first_export_s is not None
+    kinds = sorted(e.key["graph"] for e in cache_entries(graphs_root()))
+    assert kinds == ["image", "image", "text"]
+    assert second.graphs["text"].folder == first.graphs["text"].folder
+    assert {second.graphs["text"].manifest.get("builder")} == {"numpy"}
+    image_mb = max(e.size for e in cache_entries(graphs_root()) if e.key["graph"] == "image")
+    assert image_mb < 30 << 20  # an adaptation adds the image graph only (~15 MB)
+    assert load_model(backend="onnx", heads=adapted.path).first_export_s is None
+    texts = ["a river", "many planes at an airport"]
+    np.testing.assert_array_equal(first.encode_texts(texts), second.encode_texts(texts))

@@ -33,7 +33,15 @@ import numpy as np
 from model_runtime.config import BackboneConfig
 from model_runtime.errors import ConfigError
 from model_runtime.model.base import HashModel, ImageOutputs
-from model_runtime.model.graphs import GRAPHS, GraphSet, cached_graphs, engine_version, key_parts
+from model_runtime.model.graphs import (
+    GRAPHS,
+    MANIFEST,
+    GraphSet,
+    cached_graphs,
+    engine_version,
+    key_parts,
+    touch,
+)
 from model_runtime.model.heads import HeadsRef
 from model_runtime.model.tokenizer import TextTokenizer
 
@@ -179,13 +187,15 @@ class CompiledHashModel(HashModel):
 
     def _graphs(self) -> dict[str, GraphSet]:
         """The verified cache folder of each graph (``image``, ``text``), built when missing."""
+        return {name: self._graph(name) for name in GRAPHS}
+
+    def _graph(self, name: str) -> GraphSet:
         recipe = ""
         if self.graph_precision == "int8":
             from model_runtime.model.quantize import RECIPE as recipe
-        version = engine_version(self.engine)
-        return {name: cached_graphs(
-            key_parts(self.config, self.heads, version, self.graph_precision, recipe, graph=name),
-            lambda folder, name=name: self._build(name, folder)) for name in GRAPHS}
+        parts = key_parts(self.config, self.heads, engine_version(self.engine),
+                          self.graph_precision, recipe, graph=name)
+        return cached_graphs(parts, lambda folder: self._build(name, folder))
 
     @property
     def first_export_s(self) -> float | None:
@@ -254,8 +264,19 @@ class CompiledHashModel(HashModel):
             lock = self._locks.setdefault(name, threading.Lock())
         with lock:  # one graph opening never waits for the other
             if name not in self._sessions:
-                self._sessions[name] = self._open(self.graphs[name].folder, name)
+                self._sessions[name] = self._open_cached(name)
             return self._sessions[name]
+
+    def _open_cached(self, name: str) -> Any:
+        """Open graph ``name`` from its folder; when another process evicted the folder since
+        this model was made (the cache is capped), find or build it again first."""
+        folder = self.graphs[name].folder
+        if not (folder / MANIFEST).is_file():
+            LOG.warning("the %s graph's cache folder is gone (evicted?): building it again", name)
+            self.graphs = {**self.graphs, name: self._graph(name)}
+            folder = self.graphs[name].folder
+        touch(folder)
+        return self._open(folder, name)
 
     def warm_up(self) -> None:
         """Open and run both graphs once; the image graph in a second thread meanwhile (the

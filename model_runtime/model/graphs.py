@@ -309,7 +309,7 @@ def cached_graphs(
     folder = graph_folder(parts, root)
     try:
         found = GraphSet(folder, verify(folder, parts))
-        _touch(folder)
+        touch(folder)
         return found
     except GraphCacheError as err:
         if folder.exists():
@@ -326,13 +326,13 @@ def cached_graphs(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     LOG.info("exported graphs to %s in %.1f s", folder, seconds)
-    _touch(folder)
+    touch(folder)
     evict(folder.parent, keep={folder})
     return GraphSet(folder, verify(folder, parts), built_s=seconds)
 
 
 # --- bounds: last use, sizes, eviction ------------------------------------------------------------
-def _touch(folder: Path) -> None:
+def touch(folder: Path) -> None:
     """Record a use (the mtime of ``.last_used``); a read-only cache is used as it is."""
     try:
         (folder / LAST_USED).touch()

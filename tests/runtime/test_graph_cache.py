@@ -346,3 +346,20 @@ def test_a_model_with_adapted_heads_adds_only_an_image_graph(tmp_path, monkeypat
     assert load_model(backend="onnx", heads=adapted.path).first_export_s is None
     texts = ["a river", "many planes at an airport"]
     np.testing.assert_array_equal(first.encode_texts(texts), second.encode_texts(texts))
+
+
+def test_a_graph_evicted_before_first_use_is_built_again(tmp_path, monkeypatch):
+    """Another process may evict a folder of a loaded model before it opens the graph (a
+    search-only worker opens the image graph late): the model builds it again and runs."""
+    from model_runtime.model import load_model
+    from model_runtime.model.graphs import cache_entries, evict, graphs_root
+
+    monkeypatch.setenv("CACH_GRAPH_CACHE", str(tmp_path / "graphs"))
+    model = load_model(backend="onnx", bits=16)
+    before = model.encode_texts(["a river"])
+    removed = evict(graphs_root(), everything=True)
+    assert len(removed) == 2 and cache_entries(graphs_root()) == []
+    pixels = np.zeros((2, 224, 224, 3), np.uint8)
+    assert model.encode_images(pixels).tanh.shape == (2, 16)
+    assert [e.key["graph"] for e in cache_entries(graphs_root())] == ["image"]
+    np.testing.assert_array_equal(model.encode_texts(["a river"]), before)  # opened before

@@ -435,6 +435,11 @@ class RuntimeDialog(QDialog):
         self.kind_size = QLabel()
         self.kind_size.setWordWrap(True)
         self.kind.currentIndexChanged.connect(self._show_size)
+        self.kind.setToolTip(
+            self.tr(
+                "Which runtime Create runtime… makes; its size is shown below before anything downloads"
+            )
+        )
         self._show_size()
         self.progress = QProgressBar()
         self.progress.setVisible(False)

@@ -184,17 +184,17 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="433"/>
+        <location filename="../cach_qgis/wording.py" line="437"/>
         <source>Indexing cancelled. Files already indexed are kept; index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="444"/>
+        <location filename="../cach_qgis/wording.py" line="448"/>
         <source>Indexing finished before the cancel took effect: every file is indexed, the index is complete and is now chosen in the search panel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="449"/>
+        <location filename="../cach_qgis/wording.py" line="453"/>
         <source>Indexing cancelled: what was indexed is kept and searchable; {todo} tiles of {files} files are still to do. Index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -474,157 +474,162 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="297"/>
+        <location filename="../cach_qgis/wording.py" line="301"/>
         <source>{n} s</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="299"/>
+        <location filename="../cach_qgis/wording.py" line="303"/>
         <source>{n} min</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="300"/>
+        <location filename="../cach_qgis/wording.py" line="304"/>
         <source>{n} h</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="305"/>
+        <location filename="../cach_qgis/wording.py" line="309"/>
         <source>This run would index {estimate}.
 
 It keeps running in the background (task manager in the status bar) and can be cancelled there; what is done by then is kept. Index anyway?</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="315"/>
+        <location filename="../cach_qgis/wording.py" line="319"/>
         <source>what you asked for</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="316"/>
+        <location filename="../cach_qgis/wording.py" line="320"/>
         <source>Weak matches: the best tiles are unlikely to show {what}. Your archive may not contain this kind of scene. Try other words, or index more imagery.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="327"/>
+        <location filename="../cach_qgis/wording.py" line="331"/>
         <source>confidence &lt; 1 %</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="327"/>
+        <location filename="../cach_qgis/wording.py" line="331"/>
         <source>confidence {n} %</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="332"/>
+        <location filename="../cach_qgis/wording.py" line="336"/>
         <source>score {n}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="343"/>
+        <location filename="../cach_qgis/wording.py" line="347"/>
         <source>window (col, row, width, height): {window}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="345"/>
+        <location filename="../cach_qgis/wording.py" line="349"/>
         <source>tile {id}, score {score}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="347"/>
+        <location filename="../cach_qgis/wording.py" line="351"/>
         <source>, Hamming distance {n}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="349"/>
+        <location filename="../cach_qgis/wording.py" line="353"/>
         <source>{confidence}: the estimated chance that this tile shows what you asked for</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="355"/>
+        <location filename="../cach_qgis/wording.py" line="359"/>
         <source>{note}. Select it to view the image.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="362"/>
+        <location filename="../cach_qgis/wording.py" line="366"/>
         <source>{n} tiles {what}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="364"/>
+        <location filename="../cach_qgis/wording.py" line="368"/>
         <source> in {ms} ms</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="366"/>
+        <location filename="../cach_qgis/wording.py" line="370"/>
         <source>; {n} not georeferenced (in the list only)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="381"/>
+        <location filename="../cach_qgis/wording.py" line="385"/>
         <source>Model: {method} hashing, {backbone} encoders, {bits}-bit codes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="388"/>
+        <location filename="../cach_qgis/wording.py" line="392"/>
         <source>Heads: {heads}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="393"/>
+        <location filename="../cach_qgis/wording.py" line="397"/>
         <source>Runs on: {runs}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="395"/>
+        <location filename="../cach_qgis/wording.py" line="399"/>
         <source>Index: {path}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="397"/>
+        <location filename="../cach_qgis/wording.py" line="401"/>
         <source>, {n} tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="399"/>
+        <location filename="../cach_qgis/wording.py" line="403"/>
         <source>, adapted to its archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="405"/>
+        <location filename="../cach_qgis/wording.py" line="409"/>
         <source>The index {name} was made with an earlier model. Re-index it to search with the new one (better on scene types the old model never saw).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="412"/>
+        <location filename="../cach_qgis/wording.py" line="416"/>
         <source>Adapt the model to the imagery of {name}?
 
 CACH fine-tunes the image side of its model on this index&apos;s own tiles (no labels needed) and re-hashes the index, so that similar tiles of your archive find each other better. It runs in the background (task manager in the status bar) and can be cancelled there. Only this index changes; other indexes keep the shipped model.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="424"/>
+        <location filename="../cach_qgis/wording.py" line="428"/>
         <source>Adapted the model to this archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="426"/>
+        <location filename="../cach_qgis/wording.py" line="430"/>
         <source> and re-hashed its {n} tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="428"/>
+        <location filename="../cach_qgis/wording.py" line="432"/>
         <source> in {time}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="429"/>
+        <location filename="../cach_qgis/wording.py" line="433"/>
         <source>. Searches of this index now use it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="333"/>
+        <location filename="../cach_qgis/wording.py" line="337"/>
         <source>not georeferenced</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="292"/>
+        <source> (of which {setup} to load the model first)</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -1003,50 +1008,55 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="446"/>
+        <location filename="../cach_qgis/dialogs.py" line="451"/>
         <source>Runtime Python</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="448"/>
+        <location filename="../cach_qgis/dialogs.py" line="453"/>
         <source>Device</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="449"/>
+        <location filename="../cach_qgis/dialogs.py" line="454"/>
         <source>Runtime to create</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="460"/>
+        <location filename="../cach_qgis/dialogs.py" line="465"/>
         <source>The Python interpreter of the CACH runtime</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="461"/>
+        <location filename="../cach_qgis/dialogs.py" line="466"/>
         <source>Look for a runtime made by the setup script or from QGIS</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="462"/>
+        <location filename="../cach_qgis/dialogs.py" line="467"/>
         <source>Start the runtime, load its model and show its device</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="493"/>
+        <location filename="../cach_qgis/dialogs.py" line="498"/>
         <source>starting…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="499"/>
+        <location filename="../cach_qgis/dialogs.py" line="504"/>
         <source>{device} — runtime {version}, backbone {backbone}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dialogs.py" line="438"/>
+        <source>Which runtime Create runtime… makes; its size is shown below before anything downloads</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
     <name>RuntimeInstaller</name>
     <message>
-        <location filename="../cach_qgis/runtime_setup.py" line="258"/>
+        <location filename="../cach_qgis/runtime_setup.py" line="262"/>
         <source>runtime setup: {message}</source>
         <translation type="unfinished"></translation>
     </message>

@@ -103,7 +103,7 @@ def test_every_dialog_has_help_and_tooltips(qgis_iface, opened, no_exception_dia
     for url in opened:
         _assert_guide(url)
     _form_fields_have_tooltips(index)
-    assert runtime.python.toolTip().strip()
+    _form_fields_have_tooltips(runtime)
     assert "photo smaller than a tile becomes one tile" in index.tile_size.toolTip()
     labels = [w.text() for w in runtime.findChildren(type(runtime.found))]
     assert not any("Tile layers per query" in t for t in labels), "moved to the search panel"

@@ -14,9 +14,11 @@ towards zero, so with few marks the ranking is the typed query's and the marks t
 accumulate. The fitted model is linear in the stored features, so it collapses to one weight
 vector per block (:class:`LinearScorer`) that scores a million tiles in one pass.
 
-Two scorers are fitted: ``full`` (both blocks) and ``portable`` (the projection block and the
-prior only): the projection is left unchanged by ``cach adapt``, so the portable scorer keeps
-working on an index whose image head was adapted.
+For a saved search two more are fitted: ``portable`` (the projection block and the text prior,
+read through the tanh outputs) and ``projection`` (the projection block alone, with an example
+image/tile as prior if there was one). The projection is left unchanged by ``cach adapt`` and is
+the same in the shipped heads of every bit length, so these keep working on an index whose image
+head was adapted (portable) or that was built with another bit length (projection).
 
 Confidence after marks: a Platt sigmoid fitted on held-out (approximate leave-one-out)
 decisions of the marked tiles and the pseudo-negatives (at their weak weight), never decreasing
@@ -137,6 +139,7 @@ class Refiner:
     portable: LinearScorer | None
     marks: tuple[int, int]  # (positive, negative)
     diagnostics: dict = field(default_factory=dict)
+    projection: LinearScorer | None = None
 
 
 # --- small numerics ------------------------------------------------------------------------------
@@ -350,11 +353,16 @@ def fit_refiner(pos: Features, neg: Features, background: Features, prior: Prior
 def _fit_both(design, feats, y, weight, prior, opts, marked, bits, proj_dim, marks,
               with_portable: bool) -> Refiner:
     full, diag = _fit_one(design, feats, y, weight, prior, opts, marked, bits, proj_dim)
-    portable = None
+    portable = projection = None
     if feats.proj is not None and with_portable:
         lite = _Design(True, False, design.z_mean, design.z_std, design.has_prior)
         portable, _ = _fit_one(lite, feats, y, weight, prior, opts, marked, bits, proj_dim)
-    return Refiner(full, portable, marks, diag)
+        own = Prior(None, prior.proj)  # no tanh outputs at all: any bit length
+        z = own.score(feats.take(np.arange(marked, len(y)))) if not own.empty() else None
+        bare = _Design(True, False, 0.0 if z is None else float(np.mean(z)),
+                       1.0 if z is None else max(float(np.std(z)), 1e-6), not own.empty())
+        projection, _ = _fit_one(bare, feats, y, weight, own, opts, marked, bits, proj_dim)
+    return Refiner(full, portable, marks, diag, projection)
 
 
 # --- scoring many tiles --------------------------------------------------------------------------

@@ -378,7 +378,7 @@ class Pipeline:
 
     def _search_saved(self, index, heads, path, k, bbox, bbox_crs, collapse, start,
                       timing) -> SearchResult:
-        """Run a saved refined search on this index (its own scorer, or the portable one)."""
+        """Run a saved refined search on this index (the scorer its model allows)."""
         from model_runtime import saved_search
         from model_runtime.services import refine
 

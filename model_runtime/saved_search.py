@@ -7,9 +7,11 @@ projection it scores) and provenance. No pickle: the file is untrusted input and
 is checked on load (format, version, sizes, finite values).
 
 Which scorer runs on an index: the ``full`` one when the index has the same heads; the
-``portable`` one (projection + prior) when the index's heads share the projection (an index
-adapted with ``cach adapt``, whose image head changed but whose stored projection did not);
-another backbone, or heads with another projection, are refused (``saved_search_mismatch``).
+``portable`` one (projection + text prior) when the index's heads share the projection and the
+bit length (an index adapted with ``cach adapt``, whose image head changed but whose stored
+projection did not); the ``projection`` one when they share only the projection (the shipped
+heads of another bit length); another backbone, or heads with another projection, are refused
+(``saved_search_mismatch``).
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ class SavedSearch:
     full: LinearScorer
     portable: LinearScorer | None
     provenance: dict[str, Any]
+    projection: LinearScorer | None = None
 
     def scorer_for(self, backbone: str, bits: int, heads_sha: str, proj_sha: str,
                    proj_dim: int) -> tuple[str, LinearScorer]:
-        """``("full" | "portable", scorer)`` for an index made with this model, or
-        ``ModelMismatchError`` (code ``saved_search_mismatch``) saying why not."""
+        """``("full" | "portable" | "projection", scorer)`` for an index made with this model,
+        or ``ModelMismatchError`` (code ``saved_search_mismatch``) saying why not."""
         made = self.model
         if backbone != made["backbone"]:
             raise ModelMismatchError(
@@ -57,9 +60,11 @@ class SavedSearch:
                 code="saved_search_mismatch")
         if heads_sha == made["heads_sha"] and bits == made["bits"]:
             return "full", self.full
-        if (self.portable is not None and proj_sha == made.get("proj_sha")
-                and proj_dim == made.get("proj_dim")):
+        same_proj = proj_sha == made.get("proj_sha") and proj_dim == made.get("proj_dim")
+        if same_proj and self.portable is not None and bits == made["bits"]:
             return "portable", self.portable
+        if same_proj and self.projection is not None:
+            return "projection", self.projection
         raise ModelMismatchError(
             f"This saved search was made with heads {made['heads_sha'][:12]} (feature "
             f"projection {str(made.get('proj_sha'))[:12]}); the index uses heads "
@@ -121,6 +126,8 @@ def _scorer_json(s: LinearScorer | None) -> dict | None:
 def _scorer(obj: Any, model: dict, path, name: str) -> LinearScorer:
     if not isinstance(obj, dict):
         raise _bad(path, f"scorer '{name}' is missing")
+    if name == "projection" and obj.get("w_tanh") is not None:
+        raise _bad(path, "the projection scorer must not read tanh outputs")
     w_tanh = _unpack(obj.get("w_tanh"), model["bits"], path, f"{name}.w_tanh")
     w_proj = _unpack(obj.get("w_proj"), model["proj_dim"] or None, path, f"{name}.w_proj")
     if w_tanh is None and w_proj is None:
@@ -134,7 +141,8 @@ def save(path: str | os.PathLike, saved: SavedSearch) -> Path:
     """Write ``saved`` atomically as JSON; returns the path."""
     doc = {"format": FORMAT, "version": VERSION, "model": saved.model, "query": saved.query,
            "scorers": {"full": _scorer_json(saved.full),
-                       "portable": _scorer_json(saved.portable)},
+                       "portable": _scorer_json(saved.portable),
+                       "projection": _scorer_json(saved.projection)},
            "provenance": {**saved.provenance,
                           "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}}
     path = Path(path).expanduser()
@@ -179,9 +187,9 @@ def load(path: str | os.PathLike) -> SavedSearch:
     if not isinstance(scorers, dict):
         raise _bad(path, "'scorers' is missing")
     full = _scorer(scorers.get("full"), model, path, "full")
-    portable = None
-    if scorers.get("portable") is not None:
-        portable = _scorer(scorers["portable"], model, path, "portable")
+    portable, projection = (
+        None if scorers.get(name) is None else _scorer(scorers[name], model, path, name)
+        for name in ("portable", "projection"))
     query = doc.get("query") if isinstance(doc.get("query"), dict) else {}
     prov = doc.get("provenance") if isinstance(doc.get("provenance"), dict) else {}
-    return SavedSearch(model, query, full, portable, prov)
+    return SavedSearch(model, query, full, portable, prov, projection)

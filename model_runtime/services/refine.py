@@ -8,6 +8,7 @@ compactly in RAM by ``Index.feature_blocks``) and the NumPy learner.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,9 +33,28 @@ from model_runtime.services.queries import QueryParts, query_vector
 METHOD = "logistic-prior"
 
 
+_PROJ_SHA: dict[str, str] = {}
+#: the tensors of a heads file that make the stored projection (the same in every bit length's
+#: shipped heads, and kept by adaptation)
+PROJ_TENSORS = ("image_proj.matrix", "image_proj.mean")
+
+
 def proj_sha(heads: Any) -> str:
-    """Identity of the heads' feature projection: adaptation keeps its base's projection."""
-    return str((heads.meta.get("extra") or {}).get("adapted_from") or heads.sha)
+    """Identity of the heads' feature projection: the SHA-256 of its tensors (heads without
+    them: the heads' own SHA, or that of the heads they were adapted from)."""
+    if heads.sha not in _PROJ_SHA:
+        digest = hashlib.sha256()
+        try:
+            from safetensors.numpy import load_file
+
+            tensors = load_file(str(heads.path))
+            for name in PROJ_TENSORS:
+                digest.update(np.ascontiguousarray(tensors[name], "<f4").tobytes())
+            _PROJ_SHA[heads.sha] = digest.hexdigest()
+        except (KeyError, OSError, ValueError):
+            _PROJ_SHA[heads.sha] = str((heads.meta.get("extra") or {}).get("adapted_from")
+                                       or heads.sha)
+    return _PROJ_SHA[heads.sha]
 
 
 def _rows(blocks: Any, ids: Sequence[int], index: Any) -> np.ndarray:
@@ -129,9 +149,10 @@ def saved_of(refiner: Refiner, heads: Any, index: Any, query: dict[str, Any],
     model = {"backbone": heads.backbone, "bits": int(heads.bits), "heads_sha": heads.sha,
              "heads": heads.path.name, "proj_sha": proj_sha(heads),
              "proj_dim": 0 if blocks.proj is None else int(blocks.proj.shape[1])}
-    portable = refiner.portable if blocks.proj is not None else None
+    has_proj = blocks.proj is not None
     return SavedSearch(model, {**query, "marked": marked, "index": str(index.path)},
-                       refiner.full, portable,
+                       refiner.full, refiner.portable if has_proj else None,
                        {"cach_version": __version__, "method": METHOD,
                         "options": dataclasses.asdict(opts), "tiles": int(len(blocks.ids)),
-                        "marks": list(refiner.marks), **refiner.diagnostics})
+                        "marks": list(refiner.marks), **refiner.diagnostics},
+                       refiner.projection if has_proj else None)

@@ -115,6 +115,14 @@ def test_saved_on_one_index_runs_on_another_and_after_adapt(indexes, env, tmp_pa
     via_worker = worker_search({"index": str(idx_b), "saved": str(saved), "k": 5}, env)
     assert via_worker["ok"] and via_worker["result"]["query"]["scorer"] == "portable"
 
+    # the same imagery indexed with the 32-bit heads (same projection): projection-only scorer
+    idx_c = idx_b.parent / "idx_c"
+    cach("index", "--index", idx_c, "--bits", "32", idx_b.parent / "src_b", env=env)
+    on_c = as_json(cach("search", "--index", idx_c, "--saved", saved, "-k", "5", "--json",
+                        env=env))
+    assert on_c["query"]["scorer"] == "projection" and on_c["index"]["bits"] == 32
+    assert len(on_c["results"]) == 5 and confidences_fall(on_c["results"])
+
 
 def test_a_saved_search_for_another_backbone_or_damaged_is_refused(indexes, env, tmp_path):
     idx_a, _ = indexes

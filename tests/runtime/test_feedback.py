@@ -121,6 +121,8 @@ def test_portable_scorer_reads_no_tanh_block_beyond_the_prior():
     assert abs(abs(cos) - 1) < 1e-5  # only the prior's direction
     assert fit.full.w_tanh is not None and abs(fit.full.w_tanh @ prior.tanh) / np.linalg.norm(
         fit.full.w_tanh) < 0.9999
+    assert fit.projection.w_tanh is None and fit.projection.w_proj is not None
+    assert _auc(fit.projection.decision(feats), kind == 1) > 0.8
 
 
 def test_marks_without_a_right_tile_or_a_prior_are_refused():
@@ -152,8 +154,10 @@ def _saved(tmp_path):
                         rng.normal(size=24).astype(np.float32), 1.5, -0.2)
     portable = LinearScorer(0.2, rng.normal(size=16).astype(np.float32),
                             rng.normal(size=24).astype(np.float32), 0.5, 0.0)
+    projection = LinearScorer(0.3, None, rng.normal(size=24).astype(np.float32), 0.7, 0.1)
     path = saved_search.save(tmp_path / "s.json", saved_search.SavedSearch(
-        MODEL, {"text": "a harbour", "positive": [1]}, full, portable, {"tiles": 3}))
+        MODEL, {"text": "a harbour", "positive": [1]}, full, portable, {"tiles": 3},
+        projection))
     return path, full, portable
 
 
@@ -166,6 +170,9 @@ def test_saved_search_round_trip_and_which_scorer_runs(tmp_path):
     # an adapted index: other heads, the same projection
     which, scorer = doc.scorer_for("bb", 16, "c" * 64, "b" * 64, 24)
     assert which == "portable" and np.array_equal(scorer.w_tanh, portable.w_tanh)
+    # heads of another bit length sharing the projection: the projection-only scorer
+    which, scorer = doc.scorer_for("bb", 32, "e" * 64, "b" * 64, 24)
+    assert which == "projection" and scorer.w_tanh is None and scorer.slope == 0.7
     for other in (("xx", 16, "a" * 64, "b" * 64, 24), ("bb", 16, "c" * 64, "d" * 64, 24)):
         with pytest.raises(ModelMismatchError) as err:
             doc.scorer_for(*other)
@@ -199,6 +206,7 @@ def _arr(values, dtype="<f4"):
     lambda d: d["model"].update(bits=True),
     lambda d: d["model"].pop("heads_sha"),
     lambda d: d["scorers"].update(full=None),
+    lambda d: d["scorers"]["projection"].update(w_tanh=_arr([1.0] * 16)),
 ])
 def test_a_damaged_saved_search_is_refused_with_its_code(tmp_path, edit):
     path, _, _ = _saved(tmp_path)

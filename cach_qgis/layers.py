@@ -44,6 +44,7 @@ from qgis.PyQt.QtGui import QColor, QFont
 
 from ..model_runtime.protocol import FOOTPRINT_FIELDS, Hit, footprint_row
 from . import settings
+from .wording import tr
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -69,7 +70,7 @@ _QVARIANT = {
 
 def group_title(label: str, positive: int = 0, negative: int = 0) -> str:
     """The one naming scheme of result groups, whatever the route (panel, map tool, menu)."""
-    title = f"CACH: {label}" if label else "CACH: examples"
+    title = tr("CACH: {label}").format(label=label) if label else tr("CACH: examples")
     if positive or negative:
         title += f" (+{positive}/−{negative})"
     return title
@@ -80,7 +81,7 @@ def text_label(text: str) -> str:
 
 
 def tile_label(tile_id: int) -> str:
-    return f"similar to tile {tile_id}"
+    return tr("similar to tile {id}").format(id=tile_id)
 
 
 def hit_fields() -> QgsFields:
@@ -144,7 +145,11 @@ def style_footprints(layer: QgsVectorLayer, max_rank: int) -> None:
     lower = 1
     for i in range(n_classes):
         upper = max_rank if i == n_classes - 1 else min(max_rank, lower + step - 1)
-        label = f"rank {lower}" if lower == upper else f"rank {lower}–{upper}"
+        label = (
+            tr("rank {n}").format(n=lower)
+            if lower == upper
+            else tr("rank {first}–{last}").format(first=lower, last=upper)
+        )
         symbol = _rank_symbol(RANK_COLOURS[i], i == 0)
         ranges.append(QgsRendererRange(lower - 0.5, upper + 0.5, symbol, label))
         lower = upper + 1
@@ -332,12 +337,12 @@ def results_root(
 
 
 def results_root_name() -> str:
-    return QCoreApplication.translate("CACH", "CACH results")
+    return tr("CACH results")
 
 
 def footprints_name(title: str) -> str:
     """A footprint layer's name says its query (layer pickers list many of them)."""
-    return QCoreApplication.translate("CACH", "{title} footprints").format(title=title)
+    return tr("{title} footprints").format(title=title)
 
 
 def clear_results(project: QgsProject | None = None) -> int:

@@ -632,6 +632,41 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <source> (of which {setup} to load the model first)</source>
         <translation type="unfinished"></translation>
     </message>
+    <message>
+        <location filename="../cach_qgis/layers.py" line="73"/>
+        <source>CACH: {label}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/layers.py" line="73"/>
+        <source>CACH: examples</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/layers.py" line="84"/>
+        <source>similar to tile {id}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/layers.py" line="148"/>
+        <source>rank {n}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/layers.py" line="148"/>
+        <source>rank {first}–{last}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/layers.py" line="340"/>
+        <source>CACH results</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/layers.py" line="345"/>
+        <source>{title} footprints</source>
+        <translation type="unfinished"></translation>
+    </message>
 </context>
 <context>
     <name>CACH</name>
@@ -643,16 +678,6 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
     <message>
         <location filename="../cach_qgis/dialogs.py" line="373"/>
         <source>Re-tile all</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/layers.py" line="335"/>
-        <source>CACH results</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/layers.py" line="340"/>
-        <source>{title} footprints</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

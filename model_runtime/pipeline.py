@@ -388,7 +388,8 @@ class Pipeline:
         which, scorer = doc.scorer_for(heads.backbone, int(heads.bits), heads.sha,
                                        refine.proj_sha(heads), proj_dim)
         t0 = time.perf_counter()
-        hits = refine.scored_hits(index, scorer, k, bbox, bbox_crs, collapse, (), None)
+        code = None if scorer.w_tanh is None else pack(scorer.w_tanh)  # the model's direction
+        hits = refine.scored_hits(index, scorer, k, bbox, bbox_crs, collapse, (), code)
         timing["search"] = (time.perf_counter() - t0) * 1000
         timing["total"] = (time.perf_counter() - start) * 1000
         echo = {"saved": str(path), "scorer": which, "k": k, "collapse": collapse,

@@ -32,7 +32,9 @@ def pytest_runtest_makereport(item, call):  # noqa: ANN001
 # full extra (.venv-full: PyTorch, open_clip, OpenVINO, matplotlib). Those carry the marker
 # ``torch``: `make test` runs `-m "not torch"` in .venv and `-m torch` in .venv-full, so every
 # test runs once. Modules that import torch at the top are listed whole (they are not even
-# collected without torch); single tests are listed by node id prefix or marked in place.
+# collected without torch); single tests by node id prefix. A `-m torch` run collects only the
+# modules named here (the others, e.g. the Ray and S3 suites whose extras only .venv has, hold
+# nothing for it), so list a test here to run it in .venv-full.
 FULL_ONLY = (
     "tests/research/",
     "tests/runtime/test_adapt.py",
@@ -54,6 +56,8 @@ FULL_ONLY = (
     "tests/runtime/test_onnx_build.py::test_the_shipped_pth_reads_as_torch_reads_it",
     "tests/runtime/test_onnx_build.py::test_image_graph_matches_the_torch_export",
     "tests/runtime/test_onnx_build.py::test_text_graph_matches_the_torch_export",
+    "tests/runtime/test_onnx_build.py::test_heads_without_a_projection_give_one_output_as_torch_does",
+    "tests/runtime/test_numpy_heads.py::test_numpy_heads_compute_what_the_torch_heads_compute",
     "tests/runtime/test_layering.py::test_runtime_never_imports_qt_or_qgis",
     "tests/runtime/test_features.py::test_extract_then_reuse_cache_and_invalidate_on_change",
     "tests/runtime/test_features.py::test_corrupt_image_is_named",
@@ -77,11 +81,19 @@ def needs_full_env(nodeid: str) -> bool:
 _NOT_COLLECTED: list[str] = []
 
 
+def _full_only_run(config) -> bool:  # noqa: ANN001
+    return (config.option.markexpr or "").strip() == "torch"
+
+
 def pytest_ignore_collect(collection_path, config):  # noqa: ANN001
-    """Without torch, modules listed whole are not imported (their import would fail)."""
+    """Without torch, modules listed whole are not imported (their import would fail); a
+    ``-m torch`` run imports only the modules listed."""
+    rel = _rel(collection_path) + ("/" if Path(collection_path).is_dir() else "")
+    if _full_only_run(config) and rel.endswith(".py") and Path(rel).name.startswith("test_"):
+        if not any(rel.startswith(p) or p.startswith(rel + "::") for p in FULL_ONLY):
+            return True
     if HAS_TORCH:
         return None
-    rel = _rel(collection_path) + ("/" if Path(collection_path).is_dir() else "")
     if any(rel == p or rel.startswith(p) for p in FULL_ONLY if p.endswith(("/", ".py"))):
         asked = [Path(a.split("::")[0]).resolve() for a in config.args]
         here = Path(collection_path).resolve()

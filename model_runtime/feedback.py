@@ -111,7 +111,7 @@ class LinearScorer:
     ``confidence = sigmoid(slope * decision + offset)`` (``slope >= 0``)."""
 
     bias: float
-    w_tanh: np.ndarray | None  # float32 [bits] or None (the portable scorer reads no tanh)
+    w_tanh: np.ndarray | None  # float32 [bits] or None (the projection scorer reads none)
     w_proj: np.ndarray | None  # float32 [proj_dim] or None
     slope: float = 1.0
     offset: float = 0.0
@@ -133,7 +133,8 @@ class LinearScorer:
 
 @dataclass(frozen=True)
 class Refiner:
-    """What one fit produced: the scorer for this index, and the portable one."""
+    """What one fit produced: the scorer for this index, and (for saving) the portable and
+    projection-only ones."""
 
     full: LinearScorer
     portable: LinearScorer | None
@@ -363,21 +364,3 @@ def _fit_both(design, feats, y, weight, prior, opts, marked, bits, proj_dim, mar
                        1.0 if z is None else max(float(np.std(z)), 1e-6), not own.empty())
         projection, _ = _fit_one(bare, feats, y, weight, own, opts, marked, bits, proj_dim)
     return Refiner(full, portable, marks, diag, projection)
-
-
-# --- scoring many tiles --------------------------------------------------------------------------
-def score_blocks(scorer: LinearScorer, tanh: np.ndarray | None, proj: np.ndarray | None,
-                 chunk: int = 131_072) -> np.ndarray:
-    """Decisions of row-normalised stored features held compactly (float16 is fine): scored
-    ``chunk`` rows at a time in float32, so a million tiles need no float32 copy."""
-    n = len(tanh) if tanh is not None else len(proj)
-    out = np.full(n, scorer.bias, np.float32)
-    for block, w in ((tanh, scorer.w_tanh), (proj, scorer.w_proj)):
-        if w is None:
-            continue
-        if block is None:
-            raise ConfigError("this refined search needs a stored block the index lacks")
-        w32 = np.asarray(w, np.float32)
-        for start in range(0, n, chunk):
-            out[start : start + chunk] += block[start : start + chunk].astype(np.float32) @ w32
-    return out

@@ -20,7 +20,6 @@ from model_runtime.feedback import (
     fit_refiner,
     loo_decisions,
     monotone,
-    score_blocks,
     sigmoid,
     unit_rows,
 )
@@ -133,14 +132,20 @@ def test_marks_without_a_right_tile_or_a_prior_are_refused():
         fit_refiner(feats.take([]), feats.take([]), feats.take(np.arange(10, 50)), Prior())
 
 
-def test_chunked_scoring_of_float16_blocks_matches_float64():
+def test_feature_blocks_score_every_tile_like_the_scorer():
+    from model_runtime.index.query import FeatureBlocks
+
     rng = np.random.default_rng(0)
-    tanh = unit_rows(rng.normal(size=(1000, 16))).astype(np.float16)
-    proj = unit_rows(rng.normal(size=(1000, 24))).astype(np.float16)
+    feats = Features.of(rng.normal(size=(1000, 16)), rng.normal(size=(1000, 24)))
+    blocks = FeatureBlocks(np.arange(1000), np.hstack([feats.tanh, feats.proj]), 16)
     s = LinearScorer(0.3, rng.normal(size=16).astype(np.float32),
                      rng.normal(size=24).astype(np.float32))
-    want = 0.3 + tanh.astype(np.float64) @ s.w_tanh + proj.astype(np.float64) @ s.w_proj
-    assert np.allclose(score_blocks(s, tanh, proj, chunk=128), want, atol=1e-4)
+    assert np.allclose(blocks.linear(s.bias, s.w_tanh, s.w_proj), s.decision(feats), atol=1e-4)
+    assert np.allclose(blocks.linear(0.0, None, s.w_proj), feats.proj @ s.w_proj, atol=1e-4)
+    no_proj = FeatureBlocks(np.arange(1000), np.ascontiguousarray(feats.tanh), 16)
+    assert no_proj.proj is None
+    with pytest.raises(ConfigError):
+        no_proj.linear(0.0, None, s.w_proj)
 
 
 # --- saved searches -------------------------------------------------------------------------------

@@ -197,3 +197,82 @@ def test_the_translation_template_is_up_to_date():
         "No CACH runtime found. Create one in Raster ▸ CACH ▸ Runtime settings… ▸ "
         "Create runtime…, or set the Python of an existing one there." in sources
     )
+
+
+TRANSLATED = {
+    "SearchDock": {"Clear results": "Ergebnisse leeren"},
+    "CachPlugin": {"Clear CACH results": "CACH-Ergebnisse leeren"},
+    "@default": {
+        "CACH results": "CACH-Ergebnisse",
+        "Index ready: {tiles} tiles to search": "Index bereit: {tiles} Kacheln",
+    },
+}
+
+
+def _qm(folder):  # noqa: ANN001
+    """A German .qm of a few of the template's strings, made with lrelease."""
+    import os
+    import shutil
+    import subprocess
+    from xml.sax.saxutils import escape
+
+    lrelease = shutil.which("lrelease")
+    if lrelease is None:
+        import pytest
+
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("lrelease (qttools5-dev-tools) is needed to check translations")
+        pytest.skip("lrelease not installed")
+    contexts = "".join(
+        f"<context><name>{name}</name>"
+        + "".join(
+            f"<message><source>{escape(s)}</source><translation>{escape(t)}</translation></message>"
+            for s, t in messages.items()
+        )
+        + "</context>"
+        for name, messages in TRANSLATED.items()
+    )
+    ts = folder / "cach_de.ts"
+    ts.write_text(
+        f'<?xml version="1.0" encoding="utf-8"?><TS version="2.1" language="de">{contexts}</TS>',
+        encoding="utf-8",
+    )
+    subprocess.run(
+        [lrelease, str(ts), "-qm", str(folder / "cach_de.qm")], check=True, capture_output=True
+    )
+    return folder / "cach_de.qm"
+
+
+def test_a_translation_reaches_the_panel_the_layer_tree_and_the_messages(
+    qgis_iface, tmp_path, monkeypatch, no_exception_dialogs
+):
+    """The contexts line up: self.tr in a class, wording.tr (@default) elsewhere, and the
+    plugin installs i18n/cach_<lang>.qm for QGIS's locale."""
+    from cach_for_qgis.cach_qgis import layers, plugin, settings, wording
+    from cach_for_qgis.cach_qgis.dock import SearchDock
+    from cach_for_qgis.model_runtime.protocol import IndexSummary
+    from conftest import fake_client
+    from qgis.core import QgsSettings
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    (tmp_path / "i18n").mkdir()
+    _qm(tmp_path / "i18n")
+    monkeypatch.setattr(settings, "PLUGIN_DIR", tmp_path)
+    before = QgsSettings().value("locale/userLocale", None)
+    QgsSettings().setValue("locale/userLocale", "de_DE")
+    translator = plugin.install_translator()
+    try:
+        assert translator is not None, "the plugin did not load i18n/cach_de.qm"
+        dock = SearchDock(qgis_iface, fake_client())
+        assert dock.clear_button.text() == "Ergebnisse leeren"
+        assert layers.results_root_name() == "CACH-Ergebnisse"
+        summary = IndexSummary.from_json({"tiles": 12, "added": 1})
+        assert wording.summary_text(summary)[0].startswith("Index bereit: 12 Kacheln")
+        dock.deleteLater()
+    finally:
+        if translator is not None:
+            QCoreApplication.removeTranslator(translator)
+        if before is None:
+            QgsSettings().remove("locale/userLocale")
+        else:
+            QgsSettings().setValue("locale/userLocale", before)

@@ -506,8 +506,7 @@ class SearchDock(QgsDockWidget):
         self._set_busy(False)
         query = str(req.params.get("text") or label)
         result = SearchResult.from_json(raw)
-        waited = (time.monotonic() - getattr(req, "sent_at", time.monotonic())) * 1000
-        timing = {**result.timing_ms, "runtime": result.timing_ms.get("total"), "total": waited}
+        timing = self._waited(result.timing_ms, getattr(req, "sent_at", None))
         self.show_result(replace(result, timing_ms=timing), key, title, query, what)
 
     def show_result(
@@ -758,7 +757,17 @@ class SearchDock(QgsDockWidget):
         return text
 
     # --- click-a-tile ----------------------------------------------------------------------------
-    def show_captions(self, hit: Hit, result: CaptionResult) -> None:
+    @staticmethod
+    def _waited(timing_ms: dict[str, Any], since: float | None) -> dict[str, Any]:
+        """The runtime's timings with ``total`` = the time waited since ``since`` (monotonic)."""
+        if since is None:
+            return timing_ms
+        waited = (time.monotonic() - since) * 1000
+        return {**timing_ms, "runtime": timing_ms.get("total"), "total": waited}
+
+    def show_captions(
+        self, hit: Hit, result: CaptionResult, waited_since: float | None = None
+    ) -> None:
         """Captions of a clicked tile, and its similar tiles as results."""
         lines = [f"<b>{hit.name}</b> (tile {hit.tile_id})<ol>"]
         for cap in result.captions:
@@ -773,7 +782,7 @@ class SearchDock(QgsDockWidget):
                 query={"tile": hit.tile_id},
                 model=result.model,
                 index=result.index,
-                timing_ms=result.timing_ms,
+                timing_ms=self._waited(result.timing_ms, waited_since),
             )
             self.show_result(
                 similar, f"tile:{hit.tile_id}", layers.group_title(label), label, label

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from qgis.core import QgsCoordinateReferenceSystem, QgsPointXY, QgsWkbTypes
@@ -39,6 +40,7 @@ class TileTool(QgsMapTool):
         self.setCursor(QCursor(Qt.CursorShape.CrossCursor))
         self.band = outline_band(canvas)
         self._request: PendingRequest | None = None
+        self.clicked_at: float | None = None
 
     def canvasReleaseEvent(self, event: QgsMapMouseEvent) -> None:  # noqa: N802 - Qt API
         if event.button() == Qt.MouseButton.LeftButton:
@@ -56,6 +58,7 @@ class TileTool(QgsMapTool):
             return None
         self.cancel()
         self.started.emit()
+        self.clicked_at = time.monotonic()  # the panel says how long the analyst waited
         crs = self.canvas().mapSettings().destinationCrs()
         req = self.client.request(
             "locate", {"index": index, "x": point.x(), "y": point.y(), "crs": crs_id(crs)}

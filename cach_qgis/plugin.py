@@ -93,7 +93,11 @@ class CachPlugin:
     def _init_tool(self) -> None:
         canvas = self.iface.mapCanvas()
         self.tool = TileTool(canvas, self.client, self.dock.index_path, self.dock.k_spin.value)
-        self.tool.captioned.connect(self.dock.show_captions)
+        self.tool.captioned.connect(
+            lambda hit, result: self.dock.show_captions(
+                hit, result, getattr(self.tool, "clicked_at", None)
+            )
+        )
         self.tool.failed.connect(self._tool_failed)
         self.tool.notice.connect(lambda text: self._message(text, Qgis.MessageLevel.Info))
         # the latest query wins, whichever route it came by

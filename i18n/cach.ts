@@ -59,7 +59,7 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="450"/>
+        <location filename="../cach_qgis/plugin.py" line="454"/>
         <source>unload: {name} failed: {error}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -694,52 +694,52 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="428"/>
+        <location filename="../cach_qgis/plugin.py" line="432"/>
         <source>CACH</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="118"/>
+        <location filename="../cach_qgis/plugin.py" line="122"/>
         <source>Clear CACH results</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="121"/>
+        <location filename="../cach_qgis/plugin.py" line="125"/>
         <source>CACH user guide</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="152"/>
+        <location filename="../cach_qgis/plugin.py" line="156"/>
         <source>plugin unloaded</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="240"/>
+        <location filename="../cach_qgis/plugin.py" line="244"/>
         <source>Removed the CACH results from the layer tree ({n} layers).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="266"/>
+        <location filename="../cach_qgis/plugin.py" line="270"/>
         <source>Choose an index in the CACH search panel first; adapting works on that index.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="297"/>
+        <location filename="../cach_qgis/plugin.py" line="301"/>
         <source>Adapting the model to this archive; progress and Cancel are in the task manager (status bar).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="374"/>
+        <location filename="../cach_qgis/plugin.py" line="378"/>
         <source>{what} cancelled; nothing was changed.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="380"/>
+        <location filename="../cach_qgis/plugin.py" line="384"/>
         <source>{what} failed. {error_text}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="395"/>
+        <location filename="../cach_qgis/plugin.py" line="399"/>
         <source>Re-index with the new model</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1309,52 +1309,52 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="679"/>
+        <location filename="../cach_qgis/dock.py" line="678"/>
         <source>Select a result first.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="710"/>
+        <location filename="../cach_qgis/dock.py" line="709"/>
         <source>Zoom to tile</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="712"/>
+        <location filename="../cach_qgis/dock.py" line="711"/>
         <source>View tile enlarged</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="713"/>
+        <location filename="../cach_qgis/dock.py" line="712"/>
         <source>More like this (+)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="714"/>
+        <location filename="../cach_qgis/dock.py" line="713"/>
         <source>Less like this (−)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="715"/>
+        <location filename="../cach_qgis/dock.py" line="714"/>
         <source>Search tiles similar to this one</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="723"/>
+        <location filename="../cach_qgis/dock.py" line="722"/>
         <source>Run a search first.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="725"/>
+        <location filename="../cach_qgis/dock.py" line="724"/>
         <source>Save footprints</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="725"/>
+        <location filename="../cach_qgis/dock.py" line="724"/>
         <source>GeoPackage (*.gpkg)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="742"/>
+        <location filename="../cach_qgis/dock.py" line="741"/>
         <source>The footprints could not be saved ({err}). Choose another file or folder.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1362,12 +1362,12 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>TileTool</name>
     <message>
-        <location filename="../cach_qgis/maptool.py" line="51"/>
+        <location filename="../cach_qgis/maptool.py" line="53"/>
         <source>Choose an index in the CACH search panel first, or make one with {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/maptool.py" line="80"/>
+        <location filename="../cach_qgis/maptool.py" line="83"/>
         <source>No indexed tile here. Click on a raster you indexed, or index it with {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>

@@ -14,11 +14,23 @@ Per hit, a logistic model on features of the hit and the query alone:
   heads (same bit length) encode them once through the text encoder, and without one the rule's
   ``fallback`` (``logit`` only) is used.
 
-``confidence`` is that model's probability. ``weak_match`` is true when the mean confidence of the
-best ``top_n`` hits is below the rule's threshold. Features that compare the hits with the rest of
-the index (e.g. the score standardised by the query's background distribution) are deliberately
-not used: they depend on how much of the archive the asked-for type covers. The parameters are
-fitted by ``research/calibration.py`` on heads trained without the held-out scene types and
+Format 2 adds label-free evidence read from the index's background sample (``background_vecs``):
+
+- ``coherence`` / ``group_coherence``: how much nearer the best hits are to each other than random
+  tiles of the archive are (per hit / per search); available to rules, not picked by the shipped
+  calibration (they fall when the asked-for type is a large share of a small archive);
+- ``familiarity``: how much the archive looks like imagery the text side knows (median of the
+  tiles' highest cosine to the reference captions), which drives the rule's :class:`Gate`: on an
+  unfamiliar archive the evidence cannot tell present from absent, so the note stays silent and
+  the confidences move to a prior measured on imagery the heads never saw.
+
+``confidence`` is that model's probability (gated). ``weak_match`` is true when the mean
+confidence of the best ``top_n`` hits is below the rule's threshold and the gate lets the note
+speak. Features that compare the query's scores with the rest of the index (e.g. the score
+standardised by the query's background distribution) are deliberately not used: they depend on
+how much of the archive the asked-for type covers. The parameters are fitted by
+``research/calibration.py`` (format 1: heads trained without held-out UC Merced scene types) and
+``research/calibration_scenes.py`` (format 2: UC Merced and scene sets the heads never saw) and
 shipped in ``resources/heads/calibration.json``.
 """
 
@@ -43,11 +55,22 @@ LOG = logging.getLogger(__name__)
 
 CALIBRATION_FILE = HEADS_DIR / "calibration.json"
 FORMAT = "cach-calibration"
-FORMAT_VERSION = 1
+#: 2 adds the coherence features; files of version 1 (rules without them) still load
+FORMAT_VERSION = 2
 #: the per-hit features a rule may use (see the module docstring)
-FEATURES = ("logit", "ref_margin")
+FEATURES = ("logit", "ref_margin", "coherence", "group_coherence", "familiarity")
+#: features that read the reference captions' vectors
+TEXT_FEATURES = ("ref_margin", "familiarity")
+#: features that compare the hits with each other and with the index's background sample
+COHERENCE_FEATURES = ("coherence", "group_coherence")
 #: the reference captions' cosine quantile that ``ref_margin`` subtracts
 REF_QUANTILE = 0.9
+#: the best hits that form the "top group" of the coherence features
+COHERENCE_TOP = 10
+#: background rows (evenly spaced through the sample) whose pairwise cosines set the scale
+BACKGROUND_ROWS = 256
+#: with fewer background rows the coherence features are 0 (no evidence either way)
+MIN_BACKGROUND = 8
 _EPS = 1e-12
 
 TextEncoder = Callable[[list[str]], np.ndarray]
@@ -60,8 +83,8 @@ class MatchContext:
     query_vec: np.ndarray  # float32 [bits]: the text query's tanh outputs
     hit_vecs: np.ndarray  # float32 [k, bits]: stored tanh outputs of the hits, best first
     hit_scores: np.ndarray  # float64 [k]: their scores (1 - angle/pi), best first
-    background_vecs: np.ndarray  # float32 [m, bits]: a fixed random sample of the index (unused
-    # by the shipped rule: see the module docstring)
+    background_vecs: np.ndarray  # float32 [m, bits]: a fixed random sample of the index (the
+    # coherence features' scale and the gate's familiarity)
     query_text: str | None = None
     text_encoder: TextEncoder | None = None  # texts -> tanh [n, bits] with the same model
 
@@ -76,10 +99,51 @@ class MatchAssessment:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """Where the archive looks unlike the imagery the rule was calibrated on (``familiarity``
+    below ``min_familiarity``) the evidence cannot tell present from absent: the note stays
+    silent and each confidence moves to the prior, fully at ``min_familiarity - ramp`` and
+    below. The prior is the share of relevant hits measured on imagery the heads never saw, as
+    a line in the familiarity (``prior`` at ``min_familiarity``, ``slope`` per unit, clipped to
+    [0, 1]): the less the imagery looks like anything the text side knows, the fewer hits
+    show what was asked for. ``spread`` keeps the order of the evidence around the prior: a hit's
+    log-odds are the prior's plus ``spread`` times its model log-odds' distance from the mean of
+    the best ``COHERENCE_TOP`` (0: every hit at the prior)."""
+
+    min_familiarity: float
+    prior: float
+    ramp: float = 0.05
+    slope: float = 0.0
+    spread: float = 0.0
+
+    def prior_at(self, fam: float) -> float:
+        return float(np.clip(self.prior + self.slope * (fam - self.min_familiarity), 0.0, 1.0))
+
+    def weight(self, fam: float) -> float:
+        """1: trust the fitted model; 0: only the prior; linear in between."""
+        return float(np.clip((fam - self.min_familiarity + self.ramp) / self.ramp, 0.0, 1.0))
+
+    @classmethod
+    def from_json(cls, obj: dict) -> Gate:
+        ramp = float(obj.get("ramp", 0.05))
+        prior = float(obj["prior"])
+        if ramp <= 0 or not 0.0 <= prior <= 1.0:
+            raise DataError(f"{CALIBRATION_FILE.name}: bad familiarity gate {obj}")
+        return cls(float(obj["min_familiarity"]), prior, ramp, float(obj.get("slope", 0.0)),
+                   float(obj.get("spread", 0.0)))
+
+    def to_json(self) -> dict:
+        return {"min_familiarity": round(self.min_familiarity, 6), "prior": round(self.prior, 6),
+                "ramp": round(self.ramp, 6), "slope": round(self.slope, 6),
+                "spread": round(self.spread, 6)}
+
+
+@dataclass(frozen=True)
 class Rule:
     """``confidence = sigmoid(bias + weights . features)``; weak when the mean confidence of the
-    best ``top_n`` hits is below ``threshold``. ``fallback`` is the rule used without a text
-    encoder (a rule without reference features has none)."""
+    best ``top_n`` hits is below ``threshold``, unless ``gate`` (format 2) finds the archive
+    unfamiliar. ``fallback`` is the rule used without a text encoder (a rule without reference
+    features or gate has none)."""
 
     bits: int
     features: tuple[str, ...]
@@ -90,14 +154,15 @@ class Rule:
     references: tuple[str, ...] = ()
     heads_sha: str | None = None
     fallback: Rule | None = None
+    gate: Gate | None = None
     #: the references through the heads ``heads_sha`` names, shipped with them ([n, bits])
     reference_vecs: np.ndarray | None = field(default=None, compare=False, repr=False)
     _ref_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def needs_text(self) -> bool:
-        """The rule compares hits with reference captions (``ref_margin``)."""
-        return "ref_margin" in self.features
+        """The rule reads the reference captions (``TEXT_FEATURES`` or a gate)."""
+        return self.gate is not None or bool(set(TEXT_FEATURES) & set(self.features))
 
     @property
     def needs_encoder(self) -> bool:
@@ -112,7 +177,9 @@ class Rule:
         weights = tuple(float(w) for w in obj["weights"])
         if set(features) - set(FEATURES) or len(weights) != len(features):
             raise DataError(f"{CALIBRATION_FILE.name}: bad rule for {bits} bits ({features})")
-        if "ref_margin" in features and not references:
+        gate = None if obj.get("gate") is None else Gate.from_json(obj["gate"])
+        needs_refs = gate is not None or bool(set(TEXT_FEATURES) & set(features))
+        if needs_refs and not references:
             raise DataError(f"{CALIBRATION_FILE.name}: the {bits}-bit rule needs references")
         fallback = obj.get("fallback")
         return cls(
@@ -122,9 +189,10 @@ class Rule:
             bias=float(obj["bias"]),
             threshold=float(obj["threshold"]),
             top_n=int(obj.get("top_n", 5)),
-            references=tuple(references) if "ref_margin" in features else (),
+            references=tuple(references) if needs_refs else (),
             heads_sha=heads_sha,
             fallback=None if fallback is None else cls.from_json(fallback, bits, (), heads_sha),
+            gate=gate,
         )
 
     def to_json(self) -> dict:
@@ -138,6 +206,8 @@ class Rule:
         }
         if self.fallback is not None:
             out["fallback"] = self.fallback.to_json()
+        if self.gate is not None:
+            out["gate"] = self.gate.to_json()
         return out
 
 
@@ -225,7 +295,9 @@ def reference_vectors(rule: Rule, encoder: TextEncoder | None) -> np.ndarray:
     ``encoder``, once per model (cached per object of a bound method and function: passing
     ``model.encode_texts`` again does not encode them again)."""
     if rule.reference_vecs is not None:
-        return unit_rows(rule.reference_vecs)
+        if "shipped" not in rule._ref_cache:  # one array object: what was derived from it is kept
+            rule._ref_cache["shipped"] = unit_rows(rule.reference_vecs)
+        return rule._ref_cache["shipped"]
     if encoder is None:
         raise ConfigError("this weak-match rule needs the text encoder (reference captions)")
     owner = getattr(encoder, "__self__", encoder)
@@ -246,7 +318,7 @@ def hit_features(
     """``[k, len(names)]`` features of the hits (see the module docstring); ``refs`` are the
     reference captions' unit tanh outputs, needed for ``ref_margin``."""
     scores = np.clip(np.asarray(ctx.hit_scores, dtype=np.float64).reshape(-1), 1e-6, 1 - 1e-6)
-    cols = []
+    cols, coh = [], None
     for name in names:
         if name == "logit":
             cols.append(np.log(scores / (1.0 - scores)))
@@ -254,6 +326,14 @@ def hit_features(
             if refs is None:
                 raise ConfigError("the 'ref_margin' feature needs the reference vectors")
             cols.append(reference_margin(ctx.query_vec, ctx.hit_vecs, refs))
+        elif name == "familiarity":
+            if refs is None:
+                raise ConfigError("the 'familiarity' feature needs the reference vectors")
+            cols.append(np.full(len(scores), familiarity(ctx.background_vecs, refs)))
+        elif name in COHERENCE_FEATURES:
+            if coh is None:
+                coh = coherence(ctx.hit_vecs, ctx.background_vecs)
+            cols.append(coh[COHERENCE_FEATURES.index(name)])
         else:
             raise ConfigError(f"unknown confidence feature {name!r}")
     return np.stack(cols, axis=1) if cols else np.zeros((len(scores), 0))
@@ -265,6 +345,80 @@ def reference_margin(query_vec: np.ndarray, hit_vecs: np.ndarray, refs: np.ndarr
     to_query = hits @ unit_rows(query_vec)[0]
     to_refs = np.quantile(hits @ refs.T, REF_QUANTILE, axis=1)
     return (to_query - to_refs).astype(np.float64)
+
+
+#: per background array (and references): what was derived from it, for the searches that
+#: follow on the same index (``services/matching.py`` keeps one array per index generation)
+_DERIVED: dict[tuple, tuple] = {}
+_DERIVED_MAX = 8
+
+
+def _memo(kind: str, arr: np.ndarray, other: np.ndarray | None, compute: Callable[[], object]):
+    """``compute()`` once per (kind, array object, other array object)."""
+    key = (kind, id(arr), id(other))
+    hit = _DERIVED.get(key)
+    if hit is not None and hit[0] is arr and hit[1] is other:
+        return hit[2]
+    value = compute()
+    if len(_DERIVED) >= _DERIVED_MAX:
+        _DERIVED.pop(next(iter(_DERIVED)))
+    _DERIVED[key] = (arr, other, value)
+    return value
+
+
+def familiarity(background_vecs: np.ndarray, refs: np.ndarray) -> float:
+    """How much the archive looks like imagery the text side knows: the median, over the
+    background rows, of a tile's highest cosine to the reference captions (UC Merced test
+    images about 0.9, RSI-CB256 0.78, EuroSAT 0.65 with the 64-bit heads); 0 without a
+    background."""
+    return _memo("familiarity", background_vecs, refs,
+                 lambda: _familiarity(background_vecs, refs))
+
+
+def _familiarity(background_vecs: np.ndarray, refs: np.ndarray) -> float:
+    bg = np.asarray(background_vecs, dtype=np.float32).reshape(-1, np.shape(refs)[-1])
+    if len(bg) < MIN_BACKGROUND:
+        return 0.0
+    rows = unit_rows(bg[np.linspace(0, len(bg) - 1, min(len(bg), BACKGROUND_ROWS)).astype(int)])
+    return float(np.median((rows @ refs.T).max(axis=1)))
+
+
+def background_scale(background_vecs: np.ndarray) -> tuple[np.ndarray, float, float] | None:
+    """``(rows, mean, std)``: up to ``BACKGROUND_ROWS`` evenly spaced unit rows of the background
+    sample and the mean and spread of their pairwise cosines (what two random tiles of this
+    archive share); None with fewer than ``MIN_BACKGROUND`` rows."""
+    return _memo("scale", background_vecs, None, lambda: _background_scale(background_vecs))
+
+
+def _background_scale(background_vecs: np.ndarray) -> tuple[np.ndarray, float, float] | None:
+    bg = np.asarray(background_vecs, dtype=np.float32).reshape(-1, np.shape(background_vecs)[-1])
+    if len(bg) < MIN_BACKGROUND:
+        return None
+    rows = unit_rows(bg[np.linspace(0, len(bg) - 1, min(len(bg), BACKGROUND_ROWS)).astype(int)])
+    pairs = (rows @ rows.T)[np.triu_indices(len(rows), 1)].astype(np.float64)
+    return rows, float(pairs.mean()), float(max(pairs.std(), 1e-3))
+
+
+def coherence(hit_vecs: np.ndarray, background_vecs: np.ndarray) -> np.ndarray:
+    """``[2, k]``: per hit, how much nearer it is to the other hits of the top group (the best
+    ``COHERENCE_TOP``) than to random tiles of the archive (``coherence``), and how much nearer
+    the top group's members are to each other than two random tiles are (``group_coherence``,
+    the same for every hit); both in units of the spread of random pairs' cosines. Zeros when
+    the background sample is too small to tell."""
+    hits = unit_rows(hit_vecs)
+    k = len(hits)
+    scale = background_scale(background_vecs)
+    if scale is None or k < 2:
+        return np.zeros((2, k))
+    rows, mean, std = scale
+    n = min(k, COHERENCE_TOP)
+    sims = (hits @ hits[:n].T).astype(np.float64)  # [k, n]
+    own = np.zeros((k, n))
+    own[np.arange(n), np.arange(n)] = 1.0
+    to_group = (sims * (1 - own)).sum(axis=1) / (n - own.sum(axis=1))
+    to_background = (hits @ rows.T).astype(np.float64).mean(axis=1)
+    group = sims[:n][np.triu_indices(n, 1)].mean()
+    return np.stack([(to_group - to_background) / std, np.full(k, (group - mean) / std)])
 
 
 # ----------------------------------------------------------------------------- the rule
@@ -288,5 +442,23 @@ def assess(ctx: MatchContext, rule: Rule) -> MatchAssessment:
         rule = rule.fallback
     refs = reference_vectors(rule, ctx.text_encoder) if rule.needs_text else None
     feats = hit_features(ctx, rule.features, refs)
-    conf = sigmoid(rule.bias + feats @ np.asarray(rule.weights, dtype=np.float64))
-    return MatchAssessment(weak_from(conf, rule), conf)
+    z = rule.bias + feats @ np.asarray(rule.weights, dtype=np.float64)
+    if rule.gate is None:
+        conf = sigmoid(z)
+        return MatchAssessment(weak_from(conf, rule), conf)
+    conf, speaks = gated(z, familiarity(ctx.background_vecs, refs), rule.gate)
+    return MatchAssessment(speaks and weak_from(conf, rule), conf)
+
+
+def gated(z: np.ndarray, fam: float, gate: Gate) -> tuple[np.ndarray, bool]:
+    """``(confidence, the note may speak)`` under ``gate`` from the model's log-odds ``z`` of
+    the hits (best first) on an archive of familiarity ``fam``: confidences move towards the
+    gate's prior as the archive looks less familiar, and only a fully familiar archive may get
+    the weak-match note."""
+    z = np.asarray(z, dtype=np.float64)
+    w, prior = gate.weight(fam), gate.prior_at(fam)
+    if len(z) == 0:
+        return z, w >= 1.0
+    p = min(max(prior, 1e-4), 1 - 1e-4)
+    around = sigmoid(math.log(p / (1 - p)) + gate.spread * (z - z[:COHERENCE_TOP].mean()))
+    return around + w * (sigmoid(z) - around), w >= 1.0

@@ -632,6 +632,10 @@ def calibration_doc(
                 "reference_vectors": C.encode_vectors(vecs),
             }
     doc["by_sha"].update(previous_heads_entries(doc, meta.get("previous")))
+    for bits, rule in ((meta.get("previous") or {}).get("by_bits") or {}).items():
+        if "gate" in rule and bits in doc["by_bits"]:  # format 2: research/calibration_scenes.py
+            LOG.info("%s bits: keeping the format-2 rule (research.calibration_scenes)", bits)
+            doc["by_bits"][bits] = rule
     return doc
 
 
@@ -746,6 +750,11 @@ def doc_body(results: dict[int, dict], meta: dict) -> str:
         "`confidence` in [0, 1], **the estimated probability that the tile shows the kind of "
         "scene that was asked for**, and a search-level `weak_match` for when even the best hits "
         "are unlikely to.",
+        "",
+        "**64 and 128 bits now ship format-2 rules** (fitted by "
+        "`research/calibration_scenes.py` across imagery: see \"Format 2\" at the end of this "
+        "section); what follows describes the format-1 rule and its UC Merced held-out-class "
+        "protocol, still the rule of 16 and 32 bits.",
         "",
         "**The rule** (per bit length, fitted parameters in `resources/heads/calibration.json`, "
         "looked up by the heads' SHA-256, else by bit length):",

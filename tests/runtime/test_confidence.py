@@ -39,8 +39,10 @@ class Encoder:
         return _tanh(np.stack([r.standard_normal(self.bits) for r in rng]))
 
 
-def _context(kind: str, bits=BITS, k=20, m=500, seed=0, encoder=None) -> C.MatchContext:
-    """``present``: hits are near copies of the query; ``far``: hits have nothing to do with it."""
+def _context(kind: str, bits=BITS, k=20, m=500, seed=0, encoder=None,
+             background=None) -> C.MatchContext:
+    """``present``: hits are near copies of the query; ``far``: hits have nothing to do with it.
+    ``background``: the archive's sample (default: random tanh vectors)."""
     rng = np.random.default_rng(seed)
     pre = rng.standard_normal(bits) * 2
     query = _tanh(pre)
@@ -51,7 +53,8 @@ def _context(kind: str, bits=BITS, k=20, m=500, seed=0, encoder=None) -> C.Match
         hits = _tanh(rng.standard_normal((k, bits)) * 2)
     scores = _score(query, hits)
     order = np.argsort(-scores, kind="stable")
-    background = _tanh(rng.standard_normal((m, bits)) * 2)
+    if background is None:
+        background = _tanh(rng.standard_normal((m, bits)) * 2)
     fn = None if encoder is None else encoder.encode_texts
     return C.MatchContext(query, hits[order], scores[order], background, "a query", fn)
 
@@ -157,15 +160,22 @@ def test_shipped_calibration_loads_for_every_shipped_bit_length(bits):
         assert len(rule.references) >= 50 and rule.fallback is not None
         assert rule.reference_vecs.shape == (len(rule.references), bits)
         assert not rule.needs_encoder
-    assert not C.assess(_context("present", bits=bits), rule).weak_match
-    assert C.assess(_context("far", bits=bits), rule).weak_match
+    # an archive that looks like what the text side knows (its tiles are the references)
+    familiar = None if rule.gate is None else np.repeat(rule.reference_vecs, 3, axis=0)
+    assert not C.assess(_context("present", bits=bits, background=familiar), rule).weak_match
+    assert C.assess(_context("far", bits=bits, background=familiar), rule).weak_match
     other = C.load_rule(bits, "0" * 64)  # other heads of this length: the rule for the length
     assert other.heads_sha is None and other.weights == rule.weights
     assert other.reference_vecs is None and other.needs_encoder == rule.needs_text
     enc = Encoder(bits)
-    assert not C.assess(_context("present", bits=bits, encoder=enc), other).weak_match
-    assert C.assess(_context("far", bits=bits, encoder=enc), other).weak_match
-    assert C.assess(_context("far", bits=bits), other).weak_match  # the fallback
+    own = None if rule.gate is None else np.repeat(enc.encode_texts(list(rule.references)), 3, 0)
+    assert not C.assess(_context("present", bits=bits, encoder=enc, background=own),
+                        other).weak_match
+    assert C.assess(_context("far", bits=bits, encoder=enc, background=own), other).weak_match
+    if rule.gate is None:
+        assert C.assess(_context("far", bits=bits), other).weak_match  # the fallback
+    else:  # the fallback (no references, no gate) is fitted to stay quiet when unsure
+        assert C.assess(_context("present", bits=bits), other).confidence[0] > 0.5
 
 
 def test_reference_vectors_round_trip_through_base64_float16():
@@ -227,3 +237,134 @@ def test_calibration_search_replica_matches_index_search(sample_folder, tmp_path
             pos, scores = product_search(query, db, k=8)
             assert [h.tile_id for h in hits] == (ids[pos]).tolist()
             assert [h.score for h in hits] == pytest.approx(scores.tolist(), abs=1e-4)
+
+
+# -- format 2: coherence of the top group, familiarity gate -----------------------------------
+COHERENT = C.Rule(bits=BITS, features=("logit", "coherence", "group_coherence"),
+                  weights=(3.0, 0.5, 0.5), bias=-4.0, threshold=0.5)
+
+
+def _group(spread: float, k=20, seed=0) -> np.ndarray:
+    """``k`` hits around one common scene (``spread`` 0: the same tile; large: unrelated)."""
+    rng = np.random.default_rng(seed)
+    centre = rng.standard_normal(BITS) * 2
+    return _tanh(centre + spread * rng.standard_normal((k, BITS)))
+
+
+def test_a_coherent_top_group_raises_confidence_over_random_hits_at_equal_scores():
+    rng = np.random.default_rng(7)
+    background = _tanh(rng.standard_normal((400, BITS)) * 2)
+    scores = np.linspace(0.75, 0.70, 20)  # the same query-to-tile scores for both
+    query = _tanh(rng.standard_normal(BITS))
+    coherent = C.MatchContext(query, _group(0.5), scores, background)
+    scattered = C.MatchContext(query, _tanh(rng.standard_normal((20, BITS)) * 2), scores,
+                               background)
+    f_coh = C.hit_features(coherent, COHERENT.features)
+    f_sca = C.hit_features(scattered, COHERENT.features)
+    assert np.all(f_coh[:, 1] > 2.0) and np.all(np.abs(f_sca[:, 1]) < 1.0)  # per hit
+    assert f_coh[0, 2] > 2.0 and abs(f_sca[0, 2]) < 1.0  # the group
+    assert np.all(np.ptp(f_coh[:, 2:], axis=0) == 0)  # group_coherence: one value per search
+    conf_coh = C.assess(coherent, COHERENT).confidence
+    conf_sca = C.assess(scattered, COHERENT).confidence
+    assert np.all(conf_coh > conf_sca)
+    assert not C.assess(coherent, COHERENT).weak_match
+    assert C.assess(scattered, COHERENT).weak_match
+
+
+def test_group_coherence_falls_monotonically_as_the_top_group_scatters():
+    background = _tanh(np.random.default_rng(1).standard_normal((400, BITS)) * 2)
+    values = [C.coherence(_group(s), background)[1, 0] for s in (0.2, 0.5, 1.0, 2.0, 4.0)]
+    assert np.all(np.diff(values) < 0), values
+
+
+def test_coherence_is_relative_to_the_archive_and_silent_without_one():
+    hits = _group(0.8)
+    rng = np.random.default_rng(2)
+    varied = _tanh(rng.standard_normal((400, BITS)) * 2)
+    alike = _group(0.8, k=400, seed=0)  # an archive of nothing but that scene
+    assert C.coherence(hits, varied)[1, 0] > C.coherence(hits, alike)[1, 0] + 2.0
+    np.testing.assert_array_equal(C.coherence(hits, varied[:3]), np.zeros((2, 20)))
+
+
+def test_familiarity_reads_how_near_the_archive_is_to_the_references():
+    refs = C.unit_rows(Encoder().encode_texts(list(REFS)))
+    rng = np.random.default_rng(4)
+    near = np.repeat(refs, 5, axis=0) + 0.05 * rng.standard_normal((5 * len(refs), BITS))
+    far = _tanh(rng.standard_normal((200, BITS)) * 2)
+    assert C.familiarity(near, refs) > 0.9 > 0.5 > C.familiarity(far, refs)
+    assert C.familiarity(far[:2], refs) == 0.0
+
+
+GATE = C.Gate(min_familiarity=0.8, prior=0.3, ramp=0.1, slope=2.0)
+
+
+def test_gate_weight_and_prior_are_monotone_and_bounded():
+    fams = np.linspace(0.0, 1.0, 101)
+    weights = [GATE.weight(f) for f in fams]
+    priors = [GATE.prior_at(f) for f in fams]
+    assert np.all(np.diff(weights) >= 0) and weights[0] == 0.0 and weights[-1] == 1.0
+    assert GATE.weight(0.7) == 0.0 and GATE.weight(0.75) == pytest.approx(0.5)
+    assert np.all(np.diff(priors) >= 0) and min(priors) == 0.0 and max(priors) <= 1.0
+    assert GATE.prior_at(0.8) == pytest.approx(0.3) and GATE.prior_at(0.7) == pytest.approx(0.1)
+
+
+def test_an_unfamiliar_archive_gets_no_note_and_confidence_at_the_prior():
+    """Where the evidence cannot tell, say nothing: no weak-match note, the prior as confidence;
+    a familiar archive gets the fitted model unchanged (note included)."""
+    enc = Encoder()
+    refs = C.unit_rows(enc.encode_texts(list(REFS)))
+    rule = dataclasses.replace(COHERENT, references=REFS, gate=GATE)
+    unfamiliar = _context("far", encoder=enc)  # random tiles: familiarity well below 0.7
+    fam = C.familiarity(unfamiliar.background_vecs, refs)
+    res = C.assess(unfamiliar, rule)
+    assert fam < 0.7 and not res.weak_match
+    np.testing.assert_allclose(res.confidence, GATE.prior_at(fam), atol=1e-3)
+    assert C.assess(unfamiliar, COHERENT).weak_match  # the same rule without a gate cries wolf
+    familiar = _context("far", encoder=enc, background=np.repeat(refs, 5, axis=0))
+    gated, plain = C.assess(familiar, rule), C.assess(familiar, COHERENT)
+    assert gated.weak_match and plain.weak_match
+    np.testing.assert_allclose(gated.confidence, plain.confidence)
+    model = np.array([0.9, 0.1])
+    conf, speaks = C.gated(np.log(model / (1 - model)), 0.75, GATE)  # half-way up the ramp
+    assert not speaks
+    np.testing.assert_allclose(conf, GATE.prior_at(0.75) + 0.5 * (model - GATE.prior_at(0.75)))
+
+
+def test_spread_keeps_the_order_of_the_evidence_around_the_prior():
+    z = np.linspace(3.0, -3.0, 10)  # the model's log-odds, best hit first
+    flat, _ = C.gated(z, 0.7, GATE)
+    prior = GATE.prior_at(0.7)
+    assert prior == pytest.approx(0.1)
+    np.testing.assert_allclose(flat, prior)
+    spread = dataclasses.replace(GATE, spread=0.3)
+    conf, speaks = C.gated(z, 0.7, spread)
+    assert not speaks and np.all(np.diff(conf) < 0)  # monotone in the evidence
+    assert conf[0] > prior > conf[-1] and abs(np.median(conf) - prior) < 0.02
+    wider, _ = C.gated(z, 0.7, dataclasses.replace(GATE, spread=0.6))
+    assert wider[0] > conf[0] and wider[-1] < conf[-1]
+    np.testing.assert_allclose(C.gated(z, 0.95, spread)[0], C.sigmoid(z))  # familiar: model
+
+
+def test_format_2_round_trips_and_format_1_files_still_load(tmp_path):
+    rule = dataclasses.replace(COHERENT, references=REFS, gate=GATE,
+                               fallback=dataclasses.replace(COHERENT, threshold=0.1))
+    back = C.Rule.from_json(rule.to_json(), BITS, REFS)
+    assert back.gate == GATE and back.features == COHERENT.features and back.needs_text
+    assert back.fallback.gate is None and not back.fallback.needs_text
+    with pytest.raises(DataError):
+        C.Rule.from_json(rule.to_json(), BITS, ())  # a gate needs the references
+    with pytest.raises(DataError):
+        C.Rule.from_json({**rule.to_json(), "gate": {"min_familiarity": 0.8, "prior": 2.0}},
+                         BITS, REFS)
+    path = tmp_path / "calibration.json"
+    v1 = {"format": C.FORMAT, "format_version": 1, "references": list(REFS),
+          "by_bits": {str(BITS): RULE.to_json()}}
+    path.write_text(json.dumps(v1))
+    old = C.load_rule(BITS, path=path)
+    assert old.gate is None and old.features == RULE.features and old.threshold == 0.5
+    path.write_text(json.dumps({**v1, "format_version": 2,
+                                "by_bits": {str(BITS): rule.to_json()}}))
+    assert C.load_rule(BITS, path=path).gate == GATE
+    path.write_text(json.dumps({**v1, "format_version": C.FORMAT_VERSION + 1}))
+    with pytest.raises(DataError):
+        C.load_rule(BITS, path=path)

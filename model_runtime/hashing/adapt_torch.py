@@ -25,7 +25,7 @@ import torch
 
 from model_runtime.errors import CancelledError, DataError
 from model_runtime.hashing import losses as L
-from model_runtime.hashing.adapt import AdaptConfig
+from model_runtime.hashing.adapt import AdaptConfig, batch_order
 from model_runtime.hashing.model import HashHeads
 
 LOG = logging.getLogger(__name__)
@@ -106,15 +106,14 @@ def adapt_image_head_torch(
 
 
 def _fit(new, params, p_all, r_all, steps, seed, cfg, progress, cancel) -> float:
-    gen = torch.Generator().manual_seed(seed)
+    batches = batch_order(len(p_all), min(cfg.batch_size, len(p_all)), seed)  # the NumPy one's
     p_t, r_t = torch.from_numpy(p_all), torch.from_numpy(r_all)
     opt = torch.optim.Adam(params, lr=cfg.lr)
-    bs = min(cfg.batch_size, len(p_all))
     start = time.perf_counter()
     for step in range(steps):
         if cancel is not None and cancel.is_set():
             raise CancelledError("Adaptation cancelled; the index keeps its previous heads.")
-        idx = torch.randperm(len(p_all), generator=gen)[:bs]
+        idx = torch.from_numpy(next(batches))
         loss = _step_loss(new, p_t[idx], r_t[idx], cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -295,17 +295,21 @@ def test_familiarity_reads_how_near_the_archive_is_to_the_references():
     assert C.familiarity(far[:2], refs) == 0.0
 
 
-GATE = C.Gate(min_familiarity=0.8, prior=0.3, ramp=0.1, slope=2.0)
+def _gate(**changes):
+    """A gate: fully open from familiarity 0.8, closed below 0.7; prior 0.3 at 0.8, 2 per unit."""
+    return dataclasses.replace(C.Gate(min_familiarity=0.8, prior=0.3, ramp=0.1, slope=2.0),
+                               **changes)
 
 
 def test_gate_weight_and_prior_are_monotone_and_bounded():
     fams = np.linspace(0.0, 1.0, 101)
-    weights = [GATE.weight(f) for f in fams]
-    priors = [GATE.prior_at(f) for f in fams]
+    weights = [_gate().weight(f) for f in fams]
+    priors = [_gate().prior_at(f) for f in fams]
     assert np.all(np.diff(weights) >= 0) and weights[0] == 0.0 and weights[-1] == 1.0
-    assert GATE.weight(0.7) == 0.0 and GATE.weight(0.75) == pytest.approx(0.5)
+    assert _gate().weight(0.7) == 0.0 and _gate().weight(0.75) == pytest.approx(0.5)
     assert np.all(np.diff(priors) >= 0) and min(priors) == 0.0 and max(priors) <= 1.0
-    assert GATE.prior_at(0.8) == pytest.approx(0.3) and GATE.prior_at(0.7) == pytest.approx(0.1)
+    assert _gate().prior_at(0.8) == pytest.approx(0.3)
+    assert _gate().prior_at(0.7) == pytest.approx(0.1)
 
 
 def test_an_unfamiliar_archive_gets_no_note_and_confidence_at_the_prior():
@@ -313,43 +317,44 @@ def test_an_unfamiliar_archive_gets_no_note_and_confidence_at_the_prior():
     a familiar archive gets the fitted model unchanged (note included)."""
     enc = Encoder()
     refs = C.unit_rows(enc.encode_texts(list(REFS)))
-    rule = dataclasses.replace(COHERENT, references=REFS, gate=GATE)
+    rule = dataclasses.replace(COHERENT, references=REFS, gate=_gate())
     unfamiliar = _context("far", encoder=enc)  # random tiles: familiarity well below 0.7
     fam = C.familiarity(unfamiliar.background_vecs, refs)
     res = C.assess(unfamiliar, rule)
     assert fam < 0.7 and not res.weak_match
-    np.testing.assert_allclose(res.confidence, GATE.prior_at(fam), atol=1e-3)
+    np.testing.assert_allclose(res.confidence, _gate().prior_at(fam), atol=1e-3)
     assert C.assess(unfamiliar, COHERENT).weak_match  # the same rule without a gate cries wolf
     familiar = _context("far", encoder=enc, background=np.repeat(refs, 5, axis=0))
     gated, plain = C.assess(familiar, rule), C.assess(familiar, COHERENT)
     assert gated.weak_match and plain.weak_match
     np.testing.assert_allclose(gated.confidence, plain.confidence)
     model = np.array([0.9, 0.1])
-    conf, speaks = C.gated(np.log(model / (1 - model)), 0.75, GATE)  # half-way up the ramp
+    conf, speaks = C.gated(np.log(model / (1 - model)), 0.75, _gate())  # half-way up the ramp
     assert not speaks
-    np.testing.assert_allclose(conf, GATE.prior_at(0.75) + 0.5 * (model - GATE.prior_at(0.75)))
+    prior = _gate().prior_at(0.75)
+    np.testing.assert_allclose(conf, prior + 0.5 * (model - prior))
 
 
 def test_spread_keeps_the_order_of_the_evidence_around_the_prior():
     z = np.linspace(3.0, -3.0, 10)  # the model's log-odds, best hit first
-    flat, _ = C.gated(z, 0.7, GATE)
-    prior = GATE.prior_at(0.7)
+    flat, _ = C.gated(z, 0.7, _gate())
+    prior = _gate().prior_at(0.7)
     assert prior == pytest.approx(0.1)
     np.testing.assert_allclose(flat, prior)
-    spread = dataclasses.replace(GATE, spread=0.3)
+    spread = _gate(spread=0.3)
     conf, speaks = C.gated(z, 0.7, spread)
     assert not speaks and np.all(np.diff(conf) < 0)  # monotone in the evidence
     assert conf[0] > prior > conf[-1] and abs(np.median(conf) - prior) < 0.02
-    wider, _ = C.gated(z, 0.7, dataclasses.replace(GATE, spread=0.6))
+    wider, _ = C.gated(z, 0.7, _gate(spread=0.6))
     assert wider[0] > conf[0] and wider[-1] < conf[-1]
     np.testing.assert_allclose(C.gated(z, 0.95, spread)[0], C.sigmoid(z))  # familiar: model
 
 
 def test_format_2_round_trips_and_format_1_files_still_load(tmp_path):
-    rule = dataclasses.replace(COHERENT, references=REFS, gate=GATE,
+    rule = dataclasses.replace(COHERENT, references=REFS, gate=_gate(),
                                fallback=dataclasses.replace(COHERENT, threshold=0.1))
     back = C.Rule.from_json(rule.to_json(), BITS, REFS)
-    assert back.gate == GATE and back.features == COHERENT.features and back.needs_text
+    assert back.gate == _gate() and back.features == COHERENT.features and back.needs_text
     assert back.fallback.gate is None and not back.fallback.needs_text
     with pytest.raises(DataError):
         C.Rule.from_json(rule.to_json(), BITS, ())  # a gate needs the references
@@ -364,7 +369,7 @@ def test_format_2_round_trips_and_format_1_files_still_load(tmp_path):
     assert old.gate is None and old.features == RULE.features and old.threshold == 0.5
     path.write_text(json.dumps({**v1, "format_version": 2,
                                 "by_bits": {str(BITS): rule.to_json()}}))
-    assert C.load_rule(BITS, path=path).gate == GATE
+    assert C.load_rule(BITS, path=path).gate == _gate()
     path.write_text(json.dumps({**v1, "format_version": C.FORMAT_VERSION + 1}))
     with pytest.raises(DataError):
         C.load_rule(BITS, path=path)

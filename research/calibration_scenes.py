@@ -13,13 +13,16 @@ Populations, all through the shipped heads of each bit length:
 - *unseen types*: every scene type of the scene sets (another sensor, other scene types), read
   back from indexes that ``cach index`` built (64-px EuroSAT pictures are one tile each), queried
   in the unseen-class protocol's 8 prompt templates (``an aerial image of <scene>``, ...).
-  RSI-CB's grab-bag category ``objects`` stays in its archive as distractors but is not queried.
+  RSI-CB's grab-bag category ``objects`` stays in its archive as distractors but is not queried;
+- *unseen types on UC Merced imagery*: the unseen-class protocol's 4 held-out sets of 5 classes,
+  searched through heads trained without them (``research.calibration.held_out_heads``).
 
 Each query runs with its type PRESENT (the whole archive) and ABSENT (its tiles removed), on the
 product's search path (``research.calibration.product_search``); the background sample is the
 whole archive (all sets hold < 2,000 tiles, as ``Index.background`` takes them). Two folds:
-fold A fits on EuroSAT + the even UCM classes and reports RSI-CB + the odd UCM classes, fold B
-the other way round, so every reported search comes from a rule that never saw its set or class.
+fold A fits on EuroSAT + the even UCM classes (seen and held-out) and reports RSI-CB + the odd
+UCM classes, fold B the other way round, so every reported search comes from a rule that never
+saw its set or class.
 """
 
 from __future__ import annotations
@@ -69,7 +72,11 @@ PRESENT_TARGET = 0.07
 UNSEEN_WEIGHT = 0.0
 #: the gate opens fully this far below the least familiar seen-type archive of the fit
 FAMILIARITY_MARGIN = 0.03
-SET_NAMES = ("UC Merced", "EuroSAT RGB", "RSI-CB256")
+SET_NAMES = ("UC Merced", "EuroSAT RGB", "RSI-CB256", "UC Merced held-out classes")
+#: set numbers: seen types, unseen types on other imagery, unseen types on UC Merced imagery
+SEEN, OTHER, HELD_OUT = (0,), (1, 2), (3,)
+#: the held-out UC Merced classes' share of the logistic fit (the rest: seen types)
+HELD_OUT_WEIGHT = 0.5
 
 
 @dataclasses.dataclass
@@ -134,7 +141,27 @@ def collect(bits: int, indexes: Path, refs_text: list[str], text_feats, data_roo
         parts.append(search_all(arch, qv, qcls, set_no, True, [False] * len(qcls), refs))
         LOG.info("%d bits, %s: %d tiles, %d searches", bits, name, len(arch.labels),
                  2 * len(qcls))
+    parts += collect_held_out(bits, feats, dataset, refs_text, text_feats)
     return R.Batch.concat(parts)
+
+
+def collect_held_out(bits: int, feats, dataset, refs_text, text_feats) -> list[R.Batch]:
+    """Unseen types on UC Merced imagery: per held-out set of the unseen-class protocol, heads
+    trained without its 5 classes (``research.calibration.held_out_heads``, cached; no augmented
+    views), queried for those classes on the 1,050 test images (their references encoded through
+    the same heads, as other heads of a calibrated bit length do)."""
+    from research.hashing import benchmark as B
+
+    test = np.flatnonzero(feats.split_duch != "train")
+    out = []
+    for unseen in R.held_out_sets(feats):
+        heads = R.held_out_heads(feats, unseen, bits, B.features_tag(feats))
+        queries = R.class_queries(dataset, feats, unseen)
+        enc = R.encode_all(heads, feats, [q["text"] for q in queries], refs_text, text_feats)
+        arch = Archive(enc.img[test], feats.class_id[test], list(dataset.classes))
+        out.append(search_all(arch, enc.queries, [q["cls"] for q in queries], HELD_OUT[0], True,
+                              [q["kind"] == "caption" for q in queries], enc.refs))
+    return out
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -143,8 +170,9 @@ def collect(bits: int, indexes: Path, refs_text: list[str], text_feats, data_roo
 def fold_masks(batch: R.Batch) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(fit, report)`` query masks of the two folds (see the module docstring)."""
     s, odd = batch.col("set"), batch.col("cls") % 2 == 1
-    a = (s == 1) | ((s == 0) & ~odd)
-    b = (s == 2) | ((s == 0) & odd)
+    ucm = np.isin(s, SEEN + HELD_OUT)
+    a = (s == 1) | (ucm & ~odd)
+    b = (s == 2) | (ucm & odd)
     return [(a, b), (b, a)]
 
 
@@ -153,24 +181,28 @@ def fit(batch: R.Batch, features: Sequence[str], bits: int, refs: Sequence[str],
     """Logistic confidence over every hit, each population (seen / unseen) weighted equally; the
     threshold fires on at most ``PRESENT_TARGET`` of each population's present searches."""
     cols = [C.FEATURES.index(f) for f in features]
-    unseen = batch.col("unseen") == 1
+    sets = batch.col("set")
+    unseen, held = np.isin(sets, OTHER), np.isin(sets, HELD_OUT)
+    seen = ~unseen & ~held
     X = batch.X[:, :, cols].reshape(-1, len(cols))
     y = batch.rel.reshape(-1).astype(np.float64)
-    w_q = np.where(unseen, UNSEEN_WEIGHT / max(unseen.sum(), 1),
-                   (1 - UNSEEN_WEIGHT) / max((~unseen).sum(), 1))
+    w_q = (unseen * UNSEEN_WEIGHT / max(unseen.sum(), 1)
+           + held * HELD_OUT_WEIGHT / max(held.sum(), 1)
+           + seen * (1 - UNSEEN_WEIGHT - HELD_OUT_WEIGHT) / max(seen.sum(), 1))
     w = fit_weighted(X, y, np.repeat(w_q * len(w_q), batch.rel.shape[1]))
     rule = C.Rule(bits=bits, features=tuple(features), weights=tuple(float(v) for v in w[1:]),
                   bias=float(w[0]), threshold=0.0, top_n=R.TOP_N,
                   references=tuple(refs) if set(C.TEXT_FEATURES) & set(features) else ())
     if gate:
         fam = batch.X[:, 0, C.FEATURES.index("familiarity")]
-        rule = dataclasses.replace(rule, references=tuple(refs),
-                                   gate=fit_gate(fam, batch.rel[:, :TOP_K_ECE].mean(axis=1), unseen))
+        keep = ~held
+        gate = fit_gate(fam[keep], batch.rel[keep, :TOP_K_ECE].mean(axis=1), unseen[keep])
+        rule = dataclasses.replace(rule, references=tuple(refs), gate=gate)
         rule = dataclasses.replace(rule, gate=fit_spread(rule, batch.where(unseen)))
     conf, speaks = apply(rule, batch)
     top = conf[:, : R.TOP_N].mean(axis=1)
     cuts = [np.quantile(top[m & ~batch.absent & speaks], PRESENT_TARGET, method="lower")
-            for m in (unseen, ~unseen) if (m & ~batch.absent & speaks).any()]
+            for m in (unseen, held, seen) if (m & ~batch.absent & speaks).any()]
     return dataclasses.replace(rule, threshold=float(min(cuts)) if cuts else 0.0)
 
 
@@ -272,9 +304,11 @@ TOP_K_ECE = 10
 def populations(batch: R.Batch) -> list[tuple[str, np.ndarray]]:
     s, a = batch.col("set"), batch.absent
     out = [("unseen types, present", (s > 0) & ~a), ("unseen types, absent", (s > 0) & a)]
-    for n in (1, 2):
-        out += [(f"{SET_NAMES[n]}, present", (s == n) & ~a), (f"{SET_NAMES[n]}, absent", (s == n) & a)]
-    out += [("seen types (UCM), present", (s == 0) & ~a), ("seen types (UCM), absent", (s == 0) & a)]
+    for n in (1, 2, 3):
+        out += [(f"{SET_NAMES[n]}, present", (s == n) & ~a),
+                (f"{SET_NAMES[n]}, absent", (s == n) & a)]
+    out += [("seen types (UCM), present", (s == 0) & ~a),
+            ("seen types (UCM), absent", (s == 0) & a)]
     return out
 
 
@@ -319,7 +353,7 @@ def evaluate(batch: R.Batch, features, bits, refs, gate: bool = True) -> dict:
 
 def cached_batch(bits, indexes, refs_text, text_feats, data_root) -> R.Batch:
     key = R._key(bits=bits, idx=str(indexes), refs=refs_text, feats=list(C.FEATURES),
-                 phrases=PHRASES, v=3)
+                 phrases=PHRASES, v=4)
     path = Path(R.cache_dir()) / "calibration" / f"scenes-{bits}-{key}.npz"
     if path.exists():
         with np.load(path) as z:
@@ -370,7 +404,8 @@ def update_calibration(path: Path, results: dict[int, dict], refs: list[str]) ->
 
 # ----------------------------------------------------------------------------- report
 
-DOC_BEGIN = "<!-- weak-match across imagery: begin (research/calibration_scenes.py writes this part) -->"
+DOC_BEGIN = ("<!-- weak-match across imagery: begin (research/calibration_scenes.py writes this "
+             "part) -->")
 DOC_END = "<!-- weak-match across imagery: end -->"
 
 
@@ -399,14 +434,15 @@ def rates_table(results: dict[int, dict]) -> list[str]:
 
 
 def ece_table(results: dict[int, dict]) -> list[str]:
-    lines = ["| rule | bits | unseen types | EuroSAT RGB | RSI-CB256 | seen types (UCM) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| rule | bits | unseen types | EuroSAT RGB | RSI-CB256 | UCM held-out classes | "
+             "seen types (UCM) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for key, name in (("eval", "shipped"), ("ungated", "same, no gate"),
                       ("previous", "previous rule")):
         for b, r in results.items():
             s = r[key]
             lines.append(f"| {name} | {b} | {s['ece_unseen']:.3f} | "
                          f"{ece_set(r, key, 1):.3f} | {ece_set(r, key, 2):.3f} | "
+                         f"{ece_set(r, key, 3):.3f} | "
                          f"{s['ece_seen']:.3f} |")
     return lines
 
@@ -460,6 +496,7 @@ def doc_body(results: dict[int, dict], meta: dict) -> str:
         for b, r in results.items())
     n = {k: v["n"] for k, v in next(iter(results.values()))["eval"].items()
          if isinstance(v, dict) and "n" in v}
+    held = "UC Merced held-out classes"
     lines = [
         "### Format 2 (64 and 128 bits): imagery the heads never saw",
         "",
@@ -494,7 +531,8 @@ def doc_body(results: dict[int, dict], meta: dict) -> str:
         "DIR`, after `cach index` of each scene folder at each bit length; "
         f"{meta['minutes']:.0f} min on the 2 shared cores). Shipped heads. *Unseen types*: "
         "EuroSAT RGB (10 classes x 40, 64 px, one tile each) and RSI-CB256 samples (7 "
-        "categories, 174 images; `objects` stays in the archive but is not queried), read back "
+        "categories, 174 images; `objects` stays in the archive but is not queried; together "
+        "*other imagery*), read back "
         "from the indexes `cach index` built; queries: the 8 prompt templates of the "
         "unseen-class protocol (\"an aerial image of <scene>\", ...). *Seen types*: UC Merced's "
         "21 classes on the 1,050 images outside the training split, 11 phrasings each. Every "
@@ -502,8 +540,14 @@ def doc_body(results: dict[int, dict], meta: dict) -> str:
         "path, k = 20; relevant = same class. **Two folds**: fit on EuroSAT + the even UCM "
         "classes, report on RSI-CB256 + the odd ones, and the other way round: every figure "
         "below comes from a rule that never saw the set or class it judges. Confidence is "
-        "judged on the best 10 hits. The threshold fires on at most "
-        f"{PRESENT_TARGET:.0%} of the fit's present-type searches where the note may speak.",
+        "judged on the best 10 hits. *Unseen types on UC Merced imagery*: the 4 held-out sets "
+        "of 5 classes of the unseen-class protocol, each searched through heads trained "
+        "without them (the shipped recipe, no augmented views) on the same 1,050 images, 11 "
+        "phrasings, split between the folds by class like the seen types. The logistic model "
+        f"is fitted on seen types and these ({HELD_OUT_WEIGHT:.0%} of the weight); the gate and "
+        "its prior on seen types and the other imagery. The threshold fires on at most "
+        f"{PRESENT_TARGET:.0%} of the present-type searches where the note may speak, in each "
+        "of the fit's populations (seen, held-out classes, other imagery).",
         "",
         "#### Firing rate of `weak_match` (out of fold)",
         "",
@@ -526,11 +570,34 @@ def doc_body(results: dict[int, dict], meta: dict) -> str:
         "",
         *candidates_table(results),
         "",
+        *held_out_lines(results, held),
+        "",
         f"Searches per population: {n['unseen types, present']} unseen present, "
         f"{n['unseen types, absent']} absent; {n['seen types (UCM), present']} seen present, "
         f"{n['seen types (UCM), absent']} absent. Run on {meta['date']}.",
     ]
     return "\n".join(lines)
+
+
+def held_out_lines(results: dict[int, dict], held: str) -> list[str]:
+    """What the rule cannot do: unseen types on imagery like UC Merced (the gate is open)."""
+    parts = []
+    for b, r in results.items():
+        m = r["batch"].col("set") == HELD_OUT[0]
+        parts.append(f"{b} bits {ece_of(r['eval']['conf'], r['batch'], m):.3f}")
+    return [
+        "**Unseen types on familiar imagery** are where the rule stays weakest: the gate is open "
+        "(the imagery looks like UC Merced) and heads that never saw a type often return a "
+        "coherent, high-scoring group of another type, so confidence there is too high "
+        f"(ECE on the held-out classes alone: {', '.join(parts)}). No label-free feature tried "
+        "here tells such a query from a seen one; what keeps the note from crying wolf there is "
+        "the threshold (silent on at least 93 % of the held-out classes' present searches of the "
+        "fit), at the price of firing on fewer absent seen types than format 1 did.",
+    ]
+
+
+def ece_of(conf: np.ndarray, batch: R.Batch, m: np.ndarray) -> float:
+    return R.calibration_error(R.reliability(conf[m, :TOP_K_ECE], batch.rel[m, :TOP_K_ECE]))
 
 
 def goal_lines(results: dict[int, dict]) -> list[str]:
@@ -541,7 +608,8 @@ def goal_lines(results: dict[int, dict]) -> list[str]:
                s["unseen types, absent"]["fires"] >= 0.5,
                s["ece_unseen"] <= 0.10 and s["ece_seen"] <= 0.10)
         out.append(
-            f"- {b} bits: silent on unseen present types (<= 10 %) **{'met' if met[0] else 'not met'}**; "
+            f"- {b} bits: silent on unseen present types (<= 10 %) "
+            f"**{'met' if met[0] else 'not met'}**; "
             f"fires on >= 50 % of unseen absent types **{'met' if met[1] else 'not met'}**; "
             f"ECE <= 0.10 on unseen and seen **{'met' if met[2] else 'not met'}**.")
     return out

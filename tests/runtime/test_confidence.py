@@ -373,3 +373,26 @@ def test_format_2_round_trips_and_format_1_files_still_load(tmp_path):
     path.write_text(json.dumps({**v1, "format_version": C.FORMAT_VERSION + 1}))
     with pytest.raises(DataError):
         C.load_rule(BITS, path=path)
+
+
+@pytest.mark.parametrize("bits", [b for b in SHIPPED_BITS if b in (64, 128)])
+def test_shipped_rule_says_nothing_on_an_archive_unlike_its_calibration(bits):
+    """Issue 19: on imagery unlike the calibration's the note does not cry wolf and the
+    confidences sit around the prior for that familiarity, whether or not the hits match."""
+    rule = C.load_rule(bits, sha256_file(shipped_heads_path(bits)))
+    assert rule.gate is not None and 0.05 < rule.gate.prior < 0.6 and rule.gate.slope >= 0
+    refs = C.unit_rows(rule.reference_vecs)
+    rng = np.random.default_rng(3)
+    # an archive of tiles that only roughly resemble the references (familiarity about 0.75,
+    # as the bundled sample rasters read): below the gate, the prior about 0.2
+    noisy = np.repeat(refs, 2, axis=0) + 0.9 / np.sqrt(bits) * rng.standard_normal(
+        (2 * len(refs), bits))
+    fam = C.familiarity(noisy, refs)
+    assert fam < rule.gate.min_familiarity - rule.gate.ramp and rule.gate.prior_at(fam) > 0.1
+    for kind in ("present", "far"):
+        res = C.assess(_context(kind, bits=bits, background=noisy), rule)
+        assert not res.weak_match
+        assert abs(np.median(res.confidence[:10]) - rule.gate.prior_at(fam)) < 0.1  # best 10
+        assert res.confidence.max() < 0.9
+    familiar = np.repeat(rule.reference_vecs, 3, axis=0)
+    assert C.assess(_context("far", bits=bits, background=familiar), rule).weak_match

@@ -315,3 +315,19 @@ def test_background_rows_are_distinct_random_and_never_marked():
     assert np.array_equal(rows, background_rows(1000, marked, 200, seed=0))
     few = background_rows(10, np.array([1, 2]), 200, seed=0)
     assert few.tolist() == [0, 3, 4, 5, 6, 7, 8, 9]
+
+
+def test_the_protocol_carries_learn_save_and_saved():
+    from model_runtime.errors import ProtocolError
+    from model_runtime.protocol import ERROR_CODES, validate_params
+
+    validate_params("search", {"index": "/i", "saved": "/s.json", "k": 5})
+    validate_params("search", {"index": "/i", "text": "a", "positive": [1], "save": "/s.json",
+                               "learn": False})
+    with pytest.raises(ProtocolError) as err:
+        validate_params("search", {"index": "/i"})
+    assert "'saved'" in str(err.value)
+    with pytest.raises(ProtocolError):
+        validate_params("search", {"index": "/i", "positive": [1], "learn": "yes"})
+    assert ERROR_CODES["saved_search_invalid"][0] == "data"
+    assert ERROR_CODES["saved_search_mismatch"][0] == "model_mismatch"

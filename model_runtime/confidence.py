@@ -19,6 +19,8 @@ Format 2 adds label-free evidence read from the index's background sample (``bac
 - ``coherence`` / ``group_coherence``: how much nearer the best hits are to each other than random
   tiles of the archive are (per hit / per search); available to rules, not picked by the shipped
   calibration (they fall when the asked-for type is a large share of a small archive);
+- ``query_saturation``: the mean absolute tanh output of the query (how sure the text head is
+  of the concept: lower for scene types the heads never learnt);
 - ``familiarity``: how much the archive looks like imagery the text side knows (median of the
   tiles' highest cosine to the reference captions), which drives the rule's :class:`Gate`: on an
   unfamiliar archive the evidence cannot tell present from absent, so the note stays silent and
@@ -58,7 +60,8 @@ FORMAT = "cach-calibration"
 #: 2 adds the coherence features; files of version 1 (rules without them) still load
 FORMAT_VERSION = 2
 #: the per-hit features a rule may use (see the module docstring)
-FEATURES = ("logit", "ref_margin", "coherence", "group_coherence", "familiarity")
+FEATURES = ("logit", "ref_margin", "coherence", "group_coherence", "familiarity",
+            "query_saturation")
 #: features that read the reference captions' vectors
 TEXT_FEATURES = ("ref_margin", "familiarity")
 #: features that compare the hits with each other and with the index's background sample
@@ -326,6 +329,8 @@ def hit_features(
             if refs is None:
                 raise ConfigError("the 'ref_margin' feature needs the reference vectors")
             cols.append(reference_margin(ctx.query_vec, ctx.hit_vecs, refs))
+        elif name == "query_saturation":
+            cols.append(np.full(len(scores), query_saturation(ctx.query_vec)))
         elif name == "familiarity":
             if refs is None:
                 raise ConfigError("the 'familiarity' feature needs the reference vectors")
@@ -364,6 +369,13 @@ def _memo(kind: str, arr: np.ndarray, other: np.ndarray | None, compute: Callabl
         _DERIVED.pop(next(iter(_DERIVED)))
     _DERIVED[key] = (arr, other, value)
     return value
+
+
+def query_saturation(query_vec: np.ndarray) -> float:
+    """Mean absolute tanh output of the text query: heads that learnt a scene type answer its
+    text with saturated outputs, a type they never saw with hesitant ones (on UC Merced's
+    held-out classes it tells unseen from seen queries at an AUC of 0.95-1.0, 64 bits)."""
+    return float(np.mean(np.abs(np.asarray(query_vec, dtype=np.float64))))
 
 
 def familiarity(background_vecs: np.ndarray, refs: np.ndarray) -> float:

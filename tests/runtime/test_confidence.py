@@ -396,3 +396,12 @@ def test_shipped_rule_says_nothing_on_an_archive_unlike_its_calibration(bits):
         assert res.confidence.max() < 0.9
     familiar = np.repeat(rule.reference_vecs, 3, axis=0)
     assert C.assess(_context("far", bits=bits, background=familiar), rule).weak_match
+
+
+def test_query_saturation_is_the_mean_absolute_tanh_output_and_constant_per_search():
+    sure, hesitant = _tanh(np.full(BITS, 3.0)), _tanh(np.full(BITS, 0.3))
+    assert C.query_saturation(sure) > 0.99 > 0.3 > C.query_saturation(hesitant)
+    assert C.query_saturation(-sure) == pytest.approx(C.query_saturation(sure))
+    ctx = _context("present")
+    col = C.hit_features(ctx, ["query_saturation"])[:, 0]
+    np.testing.assert_allclose(col, np.mean(np.abs(ctx.query_vec)), rtol=1e-5)

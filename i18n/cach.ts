@@ -49,7 +49,7 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="103"/>
+        <location filename="../cach_qgis/dock.py" line="105"/>
         <source>CACH search</source>
         <translation type="unfinished"></translation>
     </message>
@@ -59,112 +59,102 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="454"/>
+        <location filename="../cach_qgis/plugin.py" line="455"/>
         <source>unload: {name} failed: {error}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="75"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="76"/>
         <source>Raster search</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="108"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="109"/>
         <source>Index raster folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="111"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="112"/>
         <source>Cuts every raster of a folder into tiles, hashes them with the CACH model and stores them in an index folder. Re-running updates only changed files. Dry run only estimates files, tiles, bytes and time.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="118"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="119"/>
         <source>Raster folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="350"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="364"/>
         <source>Index folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="126"/>
-        <source>Tile size (pixels)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="136"/>
-        <source>Overlap (fraction of a tile)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="146"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="149"/>
         <source>Bands (e.g. 1,2,3; empty = automatic)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="153"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="156"/>
         <source>Also tiles twice as large</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="156"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="159"/>
         <source>Rebuild the index from scratch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="159"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="162"/>
         <source>Dry run (estimate)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="162"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="165"/>
         <source>Index even a very large run (over {CONFIRM_ABOVE_TILES:,} new tiles), or one whose tiling re-tiles every folder of an existing index</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="232"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="246"/>
         <source>Text search</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="235"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="249"/>
         <source>Finds the tiles of a CACH index that best match a description, e.g. &apos;a baseball field next to a parking lot&apos;. Output: footprints with rank, score, source, window, query, model and index.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="249"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="263"/>
         <source>What are you looking for</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="360"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="374"/>
         <source>Number of results</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="260"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="274"/>
         <source>Only within extent</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="370"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="384"/>
         <source>Search results</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="339"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="353"/>
         <source>Run a saved search</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="342"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="356"/>
         <source>Runs a refined search kept as a file (tiles marked right or wrong, saved with &apos;cach search --save&apos;) on an index, e.g. next month&apos;s imagery. It works on an index made with the same model, also after &apos;cach adapt&apos;; another model is refused. Output: footprints with rank, score, confidence, source and window.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="357"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="371"/>
         <source>Saved search (.json)</source>
         <translation type="unfinished"></translation>
     </message>
@@ -184,17 +174,17 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="437"/>
+        <location filename="../cach_qgis/wording.py" line="464"/>
         <source>Indexing cancelled. Files already indexed are kept; index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="448"/>
+        <location filename="../cach_qgis/wording.py" line="475"/>
         <source>Indexing finished before the cancel took effect: every file is indexed, the index is complete and is now chosen in the search panel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="453"/>
+        <location filename="../cach_qgis/wording.py" line="480"/>
         <source>Indexing cancelled: what was indexed is kept and searchable; {todo} tiles of {files} files are still to do. Index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -521,104 +511,104 @@ It keeps running in the background (task manager in the status bar) and can be c
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="347"/>
+        <location filename="../cach_qgis/wording.py" line="374"/>
         <source>window (col, row, width, height): {window}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="349"/>
+        <location filename="../cach_qgis/wording.py" line="376"/>
         <source>tile {id}, score {score}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="351"/>
+        <location filename="../cach_qgis/wording.py" line="378"/>
         <source>, Hamming distance {n}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="353"/>
+        <location filename="../cach_qgis/wording.py" line="380"/>
         <source>{confidence}: the estimated chance that this tile shows what you asked for</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="359"/>
+        <location filename="../cach_qgis/wording.py" line="386"/>
         <source>{note}. Select it to view the image.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="366"/>
+        <location filename="../cach_qgis/wording.py" line="393"/>
         <source>{n} tiles {what}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="368"/>
+        <location filename="../cach_qgis/wording.py" line="395"/>
         <source> in {ms} ms</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="370"/>
+        <location filename="../cach_qgis/wording.py" line="397"/>
         <source>; {n} not georeferenced (in the list only)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="385"/>
+        <location filename="../cach_qgis/wording.py" line="412"/>
         <source>Model: {method} hashing, {backbone} encoders, {bits}-bit codes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="392"/>
+        <location filename="../cach_qgis/wording.py" line="419"/>
         <source>Heads: {heads}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="397"/>
+        <location filename="../cach_qgis/wording.py" line="424"/>
         <source>Runs on: {runs}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="399"/>
+        <location filename="../cach_qgis/wording.py" line="426"/>
         <source>Index: {path}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="401"/>
+        <location filename="../cach_qgis/wording.py" line="428"/>
         <source>, {n} tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="403"/>
+        <location filename="../cach_qgis/wording.py" line="430"/>
         <source>, adapted to its archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="409"/>
+        <location filename="../cach_qgis/wording.py" line="436"/>
         <source>The index {name} was made with an earlier model. Re-index it to search with the new one (better on scene types the old model never saw).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="416"/>
+        <location filename="../cach_qgis/wording.py" line="443"/>
         <source>Adapt the model to the imagery of {name}?
 
 CACH fine-tunes the image side of its model on this index&apos;s own tiles (no labels needed) and re-hashes the index, so that similar tiles of your archive find each other better. It runs in the background (task manager in the status bar) and can be cancelled there. Only this index changes; other indexes keep the shipped model.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="428"/>
+        <location filename="../cach_qgis/wording.py" line="455"/>
         <source>Adapted the model to this archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="430"/>
+        <location filename="../cach_qgis/wording.py" line="457"/>
         <source> and re-hashed its {n} tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="432"/>
+        <location filename="../cach_qgis/wording.py" line="459"/>
         <source> in {time}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="433"/>
+        <location filename="../cach_qgis/wording.py" line="460"/>
         <source>. Searches of this index now use it.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -667,6 +657,46 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <source>{title} footprints</source>
         <translation type="unfinished"></translation>
     </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="127"/>
+        <source>Tile size (pixels; empty = the index&apos;s own, 256 for a new index)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/processing/algorithms.py" line="138"/>
+        <source>Overlap (fraction of a tile; empty = the index&apos;s own, 0 for a new index)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="344"/>
+        <source>✓ right</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="344"/>
+        <source>✗ wrong</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="346"/>
+        <source>{mark}  {rank}{name} (tile {id})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="354"/>
+        <source>Marks: none. Mark results right or wrong (buttons below the results, or right-click a result or a tile on the map), then Refine.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="358"/>
+        <source>Marks: {right} right, {wrong} wrong. Refine learns from them.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="365"/>
+        <source>Refined search saved to {path}. Run it on other imagery with “Run saved search…”.</source>
+        <translation type="unfinished"></translation>
+    </message>
 </context>
 <context>
     <name>CACH</name>
@@ -694,52 +724,52 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="432"/>
+        <location filename="../cach_qgis/plugin.py" line="433"/>
         <source>CACH</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="122"/>
+        <location filename="../cach_qgis/plugin.py" line="123"/>
         <source>Clear CACH results</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="125"/>
+        <location filename="../cach_qgis/plugin.py" line="126"/>
         <source>CACH user guide</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="156"/>
+        <location filename="../cach_qgis/plugin.py" line="157"/>
         <source>plugin unloaded</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="244"/>
+        <location filename="../cach_qgis/plugin.py" line="245"/>
         <source>Removed the CACH results from the layer tree ({n} layers).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="270"/>
+        <location filename="../cach_qgis/plugin.py" line="271"/>
         <source>Choose an index in the CACH search panel first; adapting works on that index.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="301"/>
+        <location filename="../cach_qgis/plugin.py" line="302"/>
         <source>Adapting the model to this archive; progress and Cancel are in the task manager (status bar).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="378"/>
+        <location filename="../cach_qgis/plugin.py" line="379"/>
         <source>{what} cancelled; nothing was changed.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="384"/>
+        <location filename="../cach_qgis/plugin.py" line="385"/>
         <source>{what} failed. {error_text}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="399"/>
+        <location filename="../cach_qgis/plugin.py" line="400"/>
         <source>Re-index with the new model</source>
         <translation type="unfinished"></translation>
     </message>
@@ -904,6 +934,64 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
     <message>
         <location filename="../cach_qgis/dialogs.py" line="289"/>
         <source>Cannot estimate: {error_text}</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>MarksBox</name>
+    <message>
+        <location filename="../cach_qgis/marks_panel.py" line="39"/>
+        <source>Tiles you marked right (more like this) or wrong (less like this)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/marks_panel.py" line="42"/>
+        <source>Refine</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/marks_panel.py" line="42"/>
+        <source>Search again, learning from the tiles marked right and wrong</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/marks_panel.py" line="46"/>
+        <source>Undo mark</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/marks_panel.py" line="46"/>
+        <source>Forget the selected mark (none selected: the latest)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/marks_panel.py" line="49"/>
+        <source>Clear marks</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/marks_panel.py" line="49"/>
+        <source>Forget every mark</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/marks_panel.py" line="50"/>
+        <source>Save refined search…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/marks_panel.py" line="50"/>
+        <source>Keep this search and its marks in a file, to run it on other imagery later</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/marks_panel.py" line="54"/>
+        <source>Run saved search…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/marks_panel.py" line="54"/>
+        <source>Run a refined search kept in a file on the index chosen above</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -1089,197 +1177,177 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>SearchDock</name>
     <message>
-        <location filename="../cach_qgis/dock.py" line="155"/>
+        <location filename="../cach_qgis/dock.py" line="157"/>
         <source>Click a tile on the map with the CACH tile tool to see its captions.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="171"/>
+        <location filename="../cach_qgis/dock.py" line="173"/>
         <source>Runtime settings…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="172"/>
+        <location filename="../cach_qgis/dock.py" line="174"/>
         <source>Create the CACH runtime, or choose the Python of an existing one</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="184"/>
+        <location filename="../cach_qgis/dock.py" line="186"/>
         <source>Folder of the index to search (made with {INDEX_MENU})</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="189"/>
+        <location filename="../cach_qgis/dock.py" line="191"/>
         <source>index folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="196"/>
+        <location filename="../cach_qgis/dock.py" line="198"/>
         <source>Choose an index folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="199"/>
+        <location filename="../cach_qgis/dock.py" line="201"/>
         <source>Index</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="206"/>
+        <location filename="../cach_qgis/dock.py" line="208"/>
         <source>type what you are looking for</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="208"/>
+        <location filename="../cach_qgis/dock.py" line="210"/>
         <source>Describe the scene in words, e.g. &quot;a baseball field next to a parking lot&quot;</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="212"/>
+        <location filename="../cach_qgis/dock.py" line="214"/>
         <source>Search</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="213"/>
+        <location filename="../cach_qgis/dock.py" line="215"/>
         <source>Search now (a search still running is replaced)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="215"/>
+        <location filename="../cach_qgis/dock.py" line="217"/>
         <source>Cancel</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="217"/>
+        <location filename="../cach_qgis/dock.py" line="219"/>
         <source>Stop the running search</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="229"/>
+        <location filename="../cach_qgis/dock.py" line="231"/>
         <source>top </source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="230"/>
+        <location filename="../cach_qgis/dock.py" line="232"/>
         <source>How many tiles a search returns</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="234"/>
+        <location filename="../cach_qgis/dock.py" line="236"/>
         <source> tiles on map</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="235"/>
+        <location filename="../cach_qgis/dock.py" line="237"/>
         <source>How many of a query&apos;s best tiles are added to the map as raster layers (0: footprints only)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="242"/>
+        <location filename="../cach_qgis/dock.py" line="244"/>
         <source>current map extent only</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="243"/>
+        <location filename="../cach_qgis/dock.py" line="245"/>
         <source>Only tiles inside what the map shows now (its extent and CRS are sent)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="254"/>
-        <source>Refine</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="255"/>
-        <source>Search again with the example tiles marked + and −</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="257"/>
-        <source>Clear examples</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="258"/>
-        <source>Forget the example tiles marked + and −</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="270"/>
+        <location filename="../cach_qgis/dock.py" line="268"/>
         <source>Select a tile to zoom to it; right-click for more (similar tiles, + and −)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="280"/>
+        <location filename="../cach_qgis/dock.py" line="278"/>
         <source>+ More like this</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="281"/>
+        <location filename="../cach_qgis/dock.py" line="279"/>
         <source>Use the selected tile as an example of what you want (Refine)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="283"/>
+        <location filename="../cach_qgis/dock.py" line="281"/>
         <source>− Less like this</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="284"/>
+        <location filename="../cach_qgis/dock.py" line="282"/>
         <source>Use the selected tile as an example of what you do not want</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="286"/>
+        <location filename="../cach_qgis/dock.py" line="284"/>
         <source>Save footprints…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="287"/>
+        <location filename="../cach_qgis/dock.py" line="285"/>
         <source>Write the result&apos;s footprints to a GeoPackage</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="289"/>
+        <location filename="../cach_qgis/dock.py" line="287"/>
         <source>Clear results</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="290"/>
+        <location filename="../cach_qgis/dock.py" line="288"/>
         <source>Remove the &quot;CACH results&quot; group and all its layers from the layer tree</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="307"/>
+        <location filename="../cach_qgis/dock.py" line="305"/>
         <source>search panel shown: starting the runtime</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="313"/>
+        <location filename="../cach_qgis/dock.py" line="311"/>
         <source>Runtime ready on &lt;b&gt;{device}&lt;/b&gt;</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="313"/>
+        <location filename="../cach_qgis/dock.py" line="311"/>
         <source>Runtime ready; loading the model…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="321"/>
+        <location filename="../cach_qgis/dock.py" line="319"/>
         <source>The CACH runtime is not running.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="323"/>
+        <location filename="../cach_qgis/dock.py" line="321"/>
         <source>The runtime starts when this panel opens.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="342"/>
+        <location filename="../cach_qgis/dock.py" line="340"/>
         <source>CACH index folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="353"/>
+        <location filename="../cach_qgis/dock.py" line="351"/>
         <source>Index changed: press Search to search this index.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1289,86 +1357,131 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="401"/>
+        <location filename="../cach_qgis/dock.py" line="404"/>
         <source>Type what you are looking for, or mark example tiles.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="427"/>
+        <location filename="../cach_qgis/dock.py" line="430"/>
         <source>Choose an index folder first, or make one with {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="445"/>
+        <location filename="../cach_qgis/dock.py" line="451"/>
         <source>Searching…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="486"/>
+        <location filename="../cach_qgis/dock.py" line="490"/>
         <source>Search cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="678"/>
+        <location filename="../cach_qgis/dock.py" line="681"/>
         <source>Select a result first.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="709"/>
+        <location filename="../cach_qgis/dock.py" line="728"/>
         <source>Zoom to tile</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="711"/>
+        <location filename="../cach_qgis/dock.py" line="730"/>
         <source>View tile enlarged</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="712"/>
-        <source>More like this (+)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="713"/>
-        <source>Less like this (−)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="714"/>
+        <location filename="../cach_qgis/dock.py" line="735"/>
         <source>Search tiles similar to this one</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="722"/>
+        <location filename="../cach_qgis/dock.py" line="743"/>
         <source>Run a search first.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="724"/>
+        <location filename="../cach_qgis/dock.py" line="745"/>
         <source>Save footprints</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="724"/>
+        <location filename="../cach_qgis/dock.py" line="745"/>
         <source>GeoPackage (*.gpkg)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="741"/>
+        <location filename="../cach_qgis/dock.py" line="762"/>
         <source>The footprints could not be saved ({err}). Choose another file or folder.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="731"/>
+        <source>Mark right: more like this (+)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="732"/>
+        <source>Mark wrong: less like this (−)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="734"/>
+        <source>Undo this mark</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="783"/>
+        <source>Mark tiles right or wrong first, then save.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="785"/>
+        <source>Save refined search</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="807"/>
+        <source>CACH saved search (*.json)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="807"/>
+        <source>Run saved search</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="819"/>
+        <source>for the saved search {name}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
     <name>TileTool</name>
     <message>
-        <location filename="../cach_qgis/maptool.py" line="53"/>
+        <location filename="../cach_qgis/maptool.py" line="104"/>
         <source>Choose an index in the CACH search panel first, or make one with {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/maptool.py" line="83"/>
+        <location filename="../cach_qgis/maptool.py" line="134"/>
         <source>No indexed tile here. Click on a raster you indexed, or index it with {INDEX_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/maptool.py" line="57"/>
+        <source>Mark this tile right (more like this)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/maptool.py" line="60"/>
+        <source>Mark this tile wrong (less like this)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/maptool.py" line="64"/>
+        <source>Captions and similar tiles</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

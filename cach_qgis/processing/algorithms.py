@@ -23,6 +23,7 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsWkbTypes,
 )
+from qgis.PyQt.QtCore import QVariant
 
 from ...model_runtime.protocol import (
     CONFIRM_ABOVE_TILES,
@@ -126,9 +127,10 @@ class IndexRasterFolder(_Base):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.TILE_SIZE,
-                tr("Tile size (pixels)"),
+                tr("Tile size (pixels; empty = the index's own, 256 for a new index)"),
                 QgsProcessingParameterNumber.Type.Integer,
-                256,
+                None,
+                optional=True,
                 minValue=32,
                 maxValue=8192,
             )
@@ -136,9 +138,10 @@ class IndexRasterFolder(_Base):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.OVERLAP,
-                tr("Overlap (fraction of a tile)"),
+                tr("Overlap (fraction of a tile; empty = the index's own, 0 for a new index)"),
                 QgsProcessingParameterNumber.Type.Double,
-                0.0,
+                None,
+                optional=True,
                 minValue=0.0,
                 maxValue=0.9,
             )
@@ -180,10 +183,13 @@ class IndexRasterFolder(_Base):
         params: dict[str, Any] = {
             "index": self.parameterAsString(parameters, self.INDEX, context),
             "paths": [self.parameterAsFile(parameters, self.INPUT, context)],
-            "tile_size": self.parameterAsInt(parameters, self.TILE_SIZE, context),
-            "overlap": self.parameterAsDouble(parameters, self.OVERLAP, context),
             "dry_run": self.parameterAsBool(parameters, self.DRY_RUN, context),
         }
+        # tiling only when given: else the index's own (no re-tiling), defaults for a new one
+        if _given(parameters, self.TILE_SIZE):
+            params["tile_size"] = self.parameterAsInt(parameters, self.TILE_SIZE, context)
+        if _given(parameters, self.OVERLAP):
+            params["overlap"] = self.parameterAsDouble(parameters, self.OVERLAP, context)
         try:
             bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context) or "")
         except ValueError as err:
@@ -203,6 +209,14 @@ class IndexRasterFolder(_Base):
             "TILES": int(result.get("tiles") or 0),
             "SUMMARY": text,
         }
+
+
+def _given(parameters: dict, name: str) -> bool:
+    """An optional parameter the user set (absent, None, NULL and "" are not set)."""
+    value = parameters.get(name)
+    if isinstance(value, QVariant):
+        return not value.isNull()
+    return value is not None and value != ""
 
 
 def _report_index(result: dict[str, Any], dry_run: bool, feedback: QgsProcessingFeedback) -> str:

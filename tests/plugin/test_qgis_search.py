@@ -309,6 +309,33 @@ def _run_algorithms(processing, sample_index, tmp_path, rasters):  # noqa: ANN00
         {"INPUT": str(folder), "INDEX": str(tmp_path / "pidx"), "DRY_RUN": True},
     )
     assert out["TILES"] > 0 and "tiles" in out["SUMMARY"]
+    _index_into_an_existing_tiling(processing, tmp_path, rasters)
+
+
+def _index_into_an_existing_tiling(processing, tmp_path, rasters):  # noqa: ANN001
+    """Issue 20: a second folder indexed through the algorithm with no tile size keeps the
+    index's 128-px tiling (no confirm_retile, nothing re-tiled)."""
+    import json
+    import sqlite3
+
+    from cach_for_qgis.cach_qgis.runtime_client import shared_client
+
+    a = link_folder(rasters[:1], tmp_path / "ta")
+    b = link_folder(rasters[1:2], tmp_path / "tb")
+    idx = tmp_path / "tidx"
+    made = shared_client().call("index", {"index": str(idx), "paths": [str(a)], "tile_size": 128},
+                                timeout_s=900)
+    out = processing.run("cach:indexrasterfolder", {"INPUT": str(b), "INDEX": str(idx)})
+    assert out["TILES"] > made["tiles"], out  # the folder was added (refused before the fix)
+    assert "re-tile" not in out["SUMMARY"], out["SUMMARY"]
+    held = shared_client().call("index", {"index": str(idx), "paths": [str(a)], "dry_run": True})
+    assert held["tiling"]["tile_size"] == 128, held
+    assert not held.get("retile_tiles"), held
+    kept = {r["path"]: r["tiles"] for r in held["roots_held"]}
+    assert kept[str(a)] == made["tiles"] and kept[str(b)] > 0, kept  # a's tiles as they were
+    with sqlite3.connect(idx / "index.sqlite") as db:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    assert json.loads(meta["tiling"])["tile_size"] == 128, meta
 
 
 def QgsProcessingUtils_mapLayerFromString(layer_id: str):  # noqa: N802

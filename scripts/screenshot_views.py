@@ -5,11 +5,15 @@ CACH_SCREENSHOT_VIEW chooses one:
   no-runtime   the search panel when no runtime is found (the problem and its button)
   layer-tree   the window after several queries: one "CACH results" group in the layer tree
   dialog-help  the Index dialog with its Help button and a field's tooltip
+  index-add    the Index dialog adding a new folder ($CACH_SCREENSHOT_FOLDER, default: a copy
+               of one sample in flight_2021/ next to the index) to the existing demo index, with
+               what the index holds from the real worker's dry run
 CACH_SCREENSHOT_OUT is the PNG written. Each view checks that it shows what it is meant to, and
 exits non-zero otherwise.
 """
 
 import os
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -176,6 +180,37 @@ def dialog_help(plugin) -> None:  # noqa: ANN001
     QTimer.singleShot(1000, lambda: guarded(tip))
 
 
+def index_add(plugin) -> None:  # noqa: ANN001
+    from cach_for_qgis.cach_qgis import settings
+
+    index = settings.index_path()
+    folder = Path(os.environ.get("CACH_SCREENSHOT_FOLDER") or Path(index).parent / "flight_2021")
+    if not any(folder.glob("*.tif")):
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SAMPLES / "cogeo.tif", folder / "cogeo.tif")  # a copy: a folder of its own
+    dialog = plugin.show_index_dialog()
+    dialog.resize(760, 470)
+    dialog.move(200, 100)
+    dialog.folder.setFilePath(str(folder))
+    dialog.add_existing.setChecked(True)  # "add to an existing index": the one last used
+    STATE["want"] = (index, f"{folder} is new to it and is added")
+    QTimer.singleShot(500, lambda: guarded(when_held, dialog, 0))
+
+
+def when_held(dialog, polls: int) -> None:  # noqa: ANN001
+    index, added = STATE["want"]
+    if dialog.holdings is None and polls < 600:
+        QTimer.singleShot(200, lambda: guarded(when_held, dialog, polls + 1))
+        return
+    text = dialog.holds_label.text()
+    say(f"holdings: {text}")
+    if dialog.index.filePath() != index or "which holds" not in text or added not in text:
+        say(f"the dialog does not say that the folder is added to {index}")
+        finish(8)
+        return
+    QTimer.singleShot(500, lambda: guarded(save, dialog.grab(), "the Index dialog"))
+
+
 def start() -> None:
     plugin = plugins.get("cach_for_qgis")
     if plugin is None or plugin.dock is None:
@@ -185,7 +220,8 @@ def start() -> None:
     QgsSettings().setValue("Projections/showDatumTransformDialog", False)
     iface.mainWindow().resize(1600, 1000)
     iface.mainWindow().showMaximized()
-    views = {"no-runtime": no_runtime, "layer-tree": layer_tree, "dialog-help": dialog_help}
+    views = {"no-runtime": no_runtime, "layer-tree": layer_tree, "dialog-help": dialog_help,
+             "index-add": index_add}
     guarded(views[VIEW], plugin)
 
 

@@ -49,6 +49,8 @@ from ..model_runtime.protocol import CaptionResult, Hit, SearchResult
 from . import layers, settings, wording
 from .layers import FOOTPRINT_CRS, ResultLayers
 from .maptool import crs_id
+from .marks import Marks
+from .marks_panel import MarksBox
 from .runtime_client import PendingRequest, RuntimeClient, WorkerError, log
 from .thumbnails import thumbnail
 from .viewer import TileViewer
@@ -108,8 +110,8 @@ class SearchDock(QgsDockWidget):
         self.result: SearchResult | None = None
         self.result_index = ""
         self.result_layers: ResultLayers | None = None
-        self.positive: dict[int, Hit] = {}
-        self.negative: dict[int, Hit] = {}
+        self.marks = Marks()
+        self.marks_index = ""  # the index the marked tile ids belong to
         self.viewer: TileViewer | None = None
         self._highlight: QgsRubberBand | None = None
         self._thumb_queue: list[QListWidgetItem] = []
@@ -134,7 +136,6 @@ class SearchDock(QgsDockWidget):
         layout.addLayout(self._index_row())
         layout.addLayout(self._query_row())
         layout.addLayout(self._options_row())
-        layout.addLayout(self._examples_row())
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)
         self.busy.setMaximumHeight(8)
@@ -148,6 +149,7 @@ class SearchDock(QgsDockWidget):
         layout.addWidget(self.weak_label)
         layout.addWidget(self._results_list(), 3)
         layout.addLayout(self._actions_row())
+        layout.addWidget(self._marks_box())
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
@@ -249,20 +251,16 @@ class SearchDock(QgsDockWidget):
         row.addWidget(self.extent_check, 1)
         return row
 
-    def _examples_row(self) -> QHBoxLayout:
-        self.examples_label = QLabel()
-        self.refine_button = QPushButton(self.tr("Refine"))
-        self.refine_button.setToolTip(self.tr("Search again with the example tiles marked + and −"))
-        self.refine_button.clicked.connect(self.refine)
-        clear = QPushButton(self.tr("Clear examples"))
-        clear.setToolTip(self.tr("Forget the example tiles marked + and −"))
-        clear.clicked.connect(self.clear_examples)
-        row = QHBoxLayout()
-        row.addWidget(self.examples_label, 1)
-        row.addWidget(self.refine_button)
-        row.addWidget(clear)
+    def _marks_box(self) -> MarksBox:
+        self.marks_box = MarksBox()
+        self.refine_button = self.marks_box.refine_button
+        self.marks_box.refine_button.clicked.connect(self.refine)
+        self.marks_box.undo_button.clicked.connect(lambda: self.undo_mark())
+        self.marks_box.clear_button.clicked.connect(self.clear_examples)
+        self.marks_box.save_button.clicked.connect(self.save_refined_search_dialog)
+        self.marks_box.run_saved_button.clicked.connect(self.run_saved_search_dialog)
         self._update_examples()
-        return row
+        return self.marks_box
 
     def _results_list(self) -> QListWidget:
         self.results = QListWidget()
@@ -351,6 +349,8 @@ class SearchDock(QgsDockWidget):
             self.cancel()
             self.clear_results()
             self.status_label.setText(self.tr("Index changed: press Search to search this index."))
+        if self.marks and path.strip() != self.marks_index:
+            self.clear_examples()  # tile ids are an index's own: marks do not carry over
 
     def clear_results(self) -> None:
         """Empty the list, the weak-match note and the highlight (map groups stay)."""
@@ -395,7 +395,10 @@ class SearchDock(QgsDockWidget):
 
     # --- search ----------------------------------------------------------------------------------
     def search(self) -> PendingRequest | None:
-        """Search with the query text (and any example tiles); returns the request."""
+        """Search with the query text (and any marked tiles); returns the request."""
+        return self._search({})
+
+    def _search(self, extra: dict[str, Any]) -> PendingRequest | None:
         text = self.query_edit.text().strip()
         if not text and not self.positive:
             self.status_label.setText(
@@ -403,12 +406,12 @@ class SearchDock(QgsDockWidget):
             )
             return None
         label = layers.text_label(text) if text else ""
-        query = {"text": text} if text else {}
+        query = {"text": text, **extra} if text else dict(extra)
         return self._run_search(query, f"text:{text}", label, f"for {label}" if text else "")
 
     def refine(self) -> PendingRequest | None:
-        """Re-run the last query with the + and − examples."""
-        return self.search()
+        """Re-run the query, learning from the tiles marked right and wrong."""
+        return self._search({})
 
     def search_similar(self, hit: Hit) -> PendingRequest | None:
         """Tiles like ``hit`` (query by tile)."""
@@ -435,7 +438,10 @@ class SearchDock(QgsDockWidget):
         self.cancel()  # the latest query wins
         settings.set_index_path(index)
         settings.set_top_k(self.k_spin.value())
-        title = layers.group_title(label, len(self.positive), len(self.negative))
+        saved = "saved" in query  # a saved search: the marks it was made with are in its file
+        title = layers.group_title(
+            label, 0 if saved else len(self.positive), 0 if saved else len(self.negative)
+        )
         req = self.client.request("search", params)
         req.sent_at = time.monotonic()  # the status line says the time the analyst waited
         req.succeeded.connect(lambda r, req=req: self._on_results(req, key, title, label, what, r))
@@ -448,10 +454,8 @@ class SearchDock(QgsDockWidget):
 
     def _search_params(self, index: str, query: dict[str, Any]) -> dict[str, Any]:
         params: dict[str, Any] = {"index": index, "k": self.k_spin.value(), **query}
-        if self.positive:
-            params["positive"] = sorted(self.positive)
-        if self.negative:
-            params["negative"] = sorted(self.negative)
+        if "saved" not in query:  # a saved search carries its own marks and nothing else
+            params.update(self.marks.params())
         bbox = self.extent_bbox() if self.extent_check.isChecked() else None
         if bbox is not None:
             params["bbox"], params["bbox_crs"] = bbox
@@ -576,9 +580,8 @@ class SearchDock(QgsDockWidget):
         self._thumb_timer.start()
 
     def _item_text(self, hit: Hit) -> str:
-        mark = (
-            "  +" if hit.tile_id in self.positive else "  −" if hit.tile_id in self.negative else ""
-        )
+        state = self.marks.state(hit.tile_id)
+        mark = "" if state is None else "  ✓" if state else "  ✗"
         return wording.hit_text(hit, mark)
 
     def _next_thumbnail(self) -> None:
@@ -679,26 +682,42 @@ class SearchDock(QgsDockWidget):
             return
         self.mark(hit, positive)
 
+    @property
+    def positive(self) -> dict[int, Hit]:
+        """The tiles marked right, by tile id."""
+        return self.marks.hits(True)
+
+    @property
+    def negative(self) -> dict[int, Hit]:
+        """The tiles marked wrong, by tile id."""
+        return self.marks.hits(False)
+
     def mark(self, hit: Hit, positive: bool) -> None:
-        """Use a tile as a positive (more like this) or negative (less like this) example."""
-        (self.positive if positive else self.negative)[hit.tile_id] = hit
-        (self.negative if positive else self.positive).pop(hit.tile_id, None)
+        """Mark a tile right (more like this) or wrong (less like this); Refine learns from it."""
+        if not self.marks:
+            self.marks_index = self.result_index or self.index_path()
+        self.marks.mark(hit, positive)
         self._update_examples()
-        for row in range(self.results.count()):
-            item = self.results.item(row)
-            item.setText(self._item_text(item.data(HIT_ROLE)))
+
+    def undo_mark(self, tile_id: int | None = None) -> bool:
+        """Forget one mark: ``tile_id``'s, else the one selected in the marks list, else the
+        latest. Returns whether a mark was forgotten."""
+        if tile_id is None:
+            tile_id = self.marks_box.selected_tile()
+        undone = self.marks.undo(tile_id)
+        self._update_examples()
+        return undone is not None
 
     def clear_examples(self) -> None:
-        self.positive.clear()
-        self.negative.clear()
+        """Forget every mark."""
+        self.marks.clear()
         self._update_examples()
 
     def _update_examples(self) -> None:
-        self.examples_label.setText(
-            f"Examples: +{len(self.positive)}  −{len(self.negative)}"
-            if self.positive or self.negative
-            else "Examples: none (select a result, then + or −)"
-        )
+        self.marks_box.show_marks(self.marks)
+        for row in range(self.results.count()):
+            item = self.results.item(row)
+            item.setText(self._item_text(item.data(HIT_ROLE)))
 
     def _context_menu(self, pos: Any) -> None:
         item = self.results.itemAt(pos)
@@ -709,8 +728,10 @@ class SearchDock(QgsDockWidget):
         zoom = menu.addAction(self.tr("Zoom to tile"), lambda: self.zoom_to_hit(hit))
         zoom.setEnabled(hit.georeferenced)
         menu.addAction(self.tr("View tile enlarged"), lambda: self.view_hit(hit))
-        menu.addAction(self.tr("More like this (+)"), lambda: self.mark(hit, True))
-        menu.addAction(self.tr("Less like this (−)"), lambda: self.mark(hit, False))
+        menu.addAction(self.tr("Mark right: more like this (+)"), lambda: self.mark(hit, True))
+        menu.addAction(self.tr("Mark wrong: less like this (−)"), lambda: self.mark(hit, False))
+        if hit.tile_id in self.marks:
+            menu.addAction(self.tr("Undo this mark"), lambda: self.undo_mark(hit.tile_id))
         menu.addAction(
             self.tr("Search tiles similar to this one"), lambda: self.search_similar(hit)
         )
@@ -755,6 +776,48 @@ class SearchDock(QgsDockWidget):
             )
         self.message(text, Qgis.MessageLevel.Warning if no_geometry else Qgis.MessageLevel.Success)
         return text
+
+    # --- saved refined searches ----------------------------------------------------------------
+    def save_refined_search_dialog(self) -> None:
+        if not self.marks:
+            self.status_label.setText(self.tr("Mark tiles right or wrong first, then save."))
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self,
+            self.tr("Save refined search"),
+            str(Path.home() / "cach_search.json"),
+            self.tr("CACH saved search (*.json)"),
+        )
+        if path:
+            self.save_refined_search(path)
+
+    def save_refined_search(self, path: str) -> PendingRequest | None:
+        """Refine with the marks and keep the refined search in ``path`` (the worker's
+        ``save``); the results are shown as usual."""
+        req = self._search({"save": path})
+        if req is not None:
+            req.succeeded.connect(lambda _r, req=req: self._on_saved(req, path))
+        return req
+
+    def _on_saved(self, req: PendingRequest, path: str) -> None:
+        if req is self.request:
+            self.message(wording.saved_search_text(path), Qgis.MessageLevel.Success)
+
+    def run_saved_search_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            self.tr("Run saved search"),
+            str(Path.home()),
+            self.tr("CACH saved search (*.json)"),
+        )
+        if path:
+            self.run_saved_search(path)
+
+    def run_saved_search(self, path: str) -> PendingRequest | None:
+        """Run a refined search kept in ``path`` on the chosen index (the worker's ``saved``)."""
+        label = f"“{Path(path).name}”"
+        what = self.tr("for the saved search {name}").format(name=label)
+        return self._run_search({"saved": path}, f"saved:{path}", label, what)
 
     # --- click-a-tile ----------------------------------------------------------------------------
     @staticmethod

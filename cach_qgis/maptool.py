@@ -1,4 +1,5 @@
-"""Click-a-tile map tool: ``locate`` the indexed tile under the click, then ``caption`` it."""
+"""Click-a-tile map tool: ``locate`` the indexed tile under the click, then ``caption`` it.
+Right-click offers to mark the tile there right or wrong (the search panel's marks)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from qgis.core import QgsCoordinateReferenceSystem, QgsPointXY, QgsWkbTypes
 from qgis.gui import QgsMapCanvas, QgsMapMouseEvent, QgsMapTool
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QCursor
+from qgis.PyQt.QtWidgets import QMenu
 
 from ..model_runtime.protocol import DEFAULT_CAPTIONS, DEFAULT_K, CaptionResult, Hit
 from . import wording
@@ -25,6 +27,7 @@ class TileTool(QgsMapTool):
     failed = pyqtSignal(object)  # WorkerError
     notice = pyqtSignal(str)  # a plain-words note of the plugin's own (no tile here, no index)
     busy = pyqtSignal(bool)
+    marked = pyqtSignal(object, bool)  # Hit, right (True) or wrong (False)
 
     def __init__(
         self,
@@ -45,6 +48,54 @@ class TileTool(QgsMapTool):
     def canvasReleaseEvent(self, event: QgsMapMouseEvent) -> None:  # noqa: N802 - Qt API
         if event.button() == Qt.MouseButton.LeftButton:
             self.identify(event.mapPoint())
+        elif event.button() == Qt.MouseButton.RightButton:
+            self.mark_menu(event.mapPoint()).exec_(QCursor.pos())
+
+    def mark_menu(self, point: QgsPointXY) -> QMenu:
+        """The right-click menu: mark the tile at ``point`` (canvas CRS) right or wrong."""
+        menu = QMenu(self.canvas())
+        menu.addAction(
+            self.tr("Mark this tile right (more like this)"), lambda: self.mark_at(point, True)
+        )
+        menu.addAction(
+            self.tr("Mark this tile wrong (less like this)"), lambda: self.mark_at(point, False)
+        )
+        menu.addSeparator()
+        menu.addAction(self.tr("Captions and similar tiles"), lambda: self.identify(point))
+        return menu
+
+    def mark_at(self, point: QgsPointXY, right: bool) -> PendingRequest | None:
+        """Locate the tile at ``point`` and emit ``marked`` (the panel lists it; Refine uses
+        it). A mark starts no search, so it does not cancel one."""
+        index = self.index_path()
+        if not index:
+            self.notice.emit(
+                self.tr(
+                    "Choose an index in the CACH search panel first, or make one with {INDEX_MENU}"
+                ).format(INDEX_MENU=wording.INDEX_MENU)
+            )
+            return None
+        crs = self.canvas().mapSettings().destinationCrs()
+        req = self.client.request(
+            "locate", {"index": index, "x": point.x(), "y": point.y(), "crs": crs_id(crs)}
+        )
+        req.succeeded.connect(lambda result: self._on_mark_located(result, right))
+        req.failed.connect(lambda err: None if err.cancelled else self.failed.emit(err))
+        return req
+
+    def _on_mark_located(self, result: dict, right: bool) -> None:
+        tile = result.get("tile")
+        if not tile:
+            self.notice.emit(
+                self.tr(
+                    "No indexed tile here. Click on a raster you indexed, or index it with "
+                    "{INDEX_MENU}"
+                ).format(INDEX_MENU=wording.INDEX_MENU)
+            )
+            return
+        hit = Hit.from_json(tile)
+        self.highlight(hit)
+        self.marked.emit(hit, right)
 
     def identify(self, point: QgsPointXY) -> PendingRequest | None:
         """Locate the tile at ``point`` (canvas CRS) and caption it; results come as signals."""

@@ -102,6 +102,7 @@ class CachPlugin:
         self.tool.notice.connect(lambda text: self._message(text, Qgis.MessageLevel.Info))
         # the latest query wins, whichever route it came by
         self.tool.started.connect(self.dock.cancel)
+        self.tool.marked.connect(self.dock.mark)  # right-click: mark the tile right or wrong
         self.dock.searchStarted.connect(lambda _req: self.tool.cancel())
 
     def _init_actions(self) -> None:

@@ -339,6 +339,33 @@ def hit_text(hit: Hit, mark: str = "") -> str:
     return f"#{hit.rank}  {match}{mark}\n{second}"
 
 
+def mark_text(hit: Hit, right: bool) -> str:
+    """One row of the marks list: the mark, then the tile (rank when it came from a result)."""
+    mark = tr("✓ right") if right else tr("✗ wrong")
+    rank = f"#{hit.rank}  " if hit.rank else ""
+    return tr("{mark}  {rank}{name} (tile {id})").format(
+        mark=mark, rank=rank, name=hit.name, id=hit.tile_id
+    )
+
+
+def marks_summary(right: int, wrong: int) -> str:
+    """The line above the marks list."""
+    if not right and not wrong:
+        return tr(
+            "Marks: none. Mark results right or wrong (buttons below the results, or right-click "
+            "a result or a tile on the map), then Refine."
+        )
+    return tr("Marks: {right} right, {wrong} wrong. Refine learns from them.").format(
+        right=right, wrong=wrong
+    )
+
+
+def saved_search_text(path: str) -> str:
+    """The message after a refined search was kept in a file."""
+    text = tr("Refined search saved to {path}. Run it on other imagery with “Run saved search…”.")
+    return text.format(path=path)
+
+
 def hit_tooltip(hit: Hit) -> str:
     """Everything about one result: where it is, how well it matches, and why it is not on the
     map when it is not."""

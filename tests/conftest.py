@@ -41,6 +41,7 @@ FULL_ONLY = (
     "tests/runtime/test_adapt_index.py",
     "tests/runtime/test_encoders.py",
     "tests/runtime/test_heads_io.py",
+    "tests/runtime/test_lean_full_codes.py",
     "tests/runtime/test_losses.py",
     "tests/runtime/test_train.py",
     "tests/runtime/test_train_ucm.py",

@@ -97,6 +97,14 @@ _BY_CODE: dict[str, str] = {
         "This index was made with a different model. Re-index it with {INDEX_MENU} "
         "(tick “rebuild from scratch”), or choose another index."
     ),
+    "saved_search_invalid": QT_TR_NOOP(
+        "This file is not a saved CACH search, or it is damaged. Choose a file made with "
+        "“Save refined search…”."
+    ),
+    "saved_search_mismatch": QT_TR_NOOP(
+        "This saved search was made with another model, so it cannot run on this index. Choose "
+        "an index made with the same model, or mark tiles on this index and save a new search."
+    ),
     "file_not_found": QT_TR_NOOP("A file or folder no longer exists. Check the folder you chose."),
     "not_a_raster": QT_TR_NOOP(
         "This file is not a raster QGIS/GDAL can read. Choose a raster or a folder."

@@ -174,17 +174,17 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="464"/>
+        <location filename="../cach_qgis/wording.py" line="472"/>
         <source>Indexing cancelled. Files already indexed are kept; index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="475"/>
+        <location filename="../cach_qgis/wording.py" line="483"/>
         <source>Indexing finished before the cancel took effect: every file is indexed, the index is complete and is now chosen in the search panel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="480"/>
+        <location filename="../cach_qgis/wording.py" line="488"/>
         <source>Indexing cancelled: what was indexed is kept and searchable; {todo} tiles of {files} files are still to do. Index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -239,386 +239,386 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="100"/>
+        <location filename="../cach_qgis/wording.py" line="108"/>
         <source>A file or folder no longer exists. Check the folder you chose.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="101"/>
+        <location filename="../cach_qgis/wording.py" line="109"/>
         <source>This file is not a raster QGIS/GDAL can read. Choose a raster or a folder.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="104"/>
+        <location filename="../cach_qgis/wording.py" line="112"/>
         <source>A raster points at a network or outside source, which CACH never reads from inside a file. Index the source rasters themselves.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="108"/>
+        <location filename="../cach_qgis/wording.py" line="116"/>
         <source>The raster this tile came from is gone. Re-index the folder with {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="111"/>
+        <location filename="../cach_qgis/wording.py" line="119"/>
         <source>This tile is no longer in the index (it was re-indexed). Run the search again.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="114"/>
+        <location filename="../cach_qgis/wording.py" line="122"/>
         <source>This point lies outside what its coordinate system can express. Click inside an indexed raster.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="118"/>
+        <location filename="../cach_qgis/wording.py" line="126"/>
         <source>The query image cannot be read. Choose a JPEG, PNG or GeoTIFF image.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="121"/>
+        <location filename="../cach_qgis/wording.py" line="129"/>
         <source>The model file cannot be read. Check it in {RUNTIME_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="122"/>
+        <location filename="../cach_qgis/wording.py" line="130"/>
         <source>A file cannot be read. Check that it opens in QGIS, then try again.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="125"/>
+        <location filename="../cach_qgis/wording.py" line="133"/>
         <source>Nothing in this folder could be indexed. Choose a folder that holds rasters (GeoTIFF, JPEG 2000, VRT, IMG, PNG, JPEG).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="129"/>
+        <location filename="../cach_qgis/wording.py" line="137"/>
         <source>The object storage refused the credentials (or none were found). Check the AWS credentials QGIS was started with, then try again.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="133"/>
+        <location filename="../cach_qgis/wording.py" line="141"/>
         <source>The object-storage endpoint cannot be reached. Check the network, then try again.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="136"/>
+        <location filename="../cach_qgis/wording.py" line="144"/>
         <source>A part of the runtime this needs is not installed (the standard runtime has no PyTorch: training and the GPU need the &apos;GPU and training&apos; runtime; s3:// and clusters need their own parts). Create the runtime with it in {RUNTIME_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="141"/>
+        <location filename="../cach_qgis/wording.py" line="149"/>
         <source>The compute cluster cannot be reached. Check {RUNTIME_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="144"/>
+        <location filename="../cach_qgis/wording.py" line="152"/>
         <source>The coordinate system is not known to the runtime. Set the project CRS to a standard one (Project ▸ Properties ▸ CRS) and try again.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="148"/>
+        <location filename="../cach_qgis/wording.py" line="156"/>
         <source>The runtime has no model for these settings. Check {RUNTIME_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="149"/>
+        <location filename="../cach_qgis/wording.py" line="157"/>
         <source>The runtime does not know this model. Check {RUNTIME_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="150"/>
+        <location filename="../cach_qgis/wording.py" line="158"/>
         <source>The runtime cannot use this device or engine. Check {RUNTIME_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="153"/>
+        <location filename="../cach_qgis/wording.py" line="161"/>
         <source>A setting has a value the runtime does not accept. Check {RUNTIME_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="156"/>
+        <location filename="../cach_qgis/wording.py" line="164"/>
         <source>Cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="157"/>
+        <location filename="../cach_qgis/wording.py" line="165"/>
         <source>The disk is full. Free some space and run it again; nothing half-written was kept.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="160"/>
+        <location filename="../cach_qgis/wording.py" line="168"/>
         <source>This run is very large and waits for your go-ahead.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="161"/>
+        <location filename="../cach_qgis/wording.py" line="169"/>
         <source>The tiling chosen is not the index&apos;s own: indexing with it re-tiles every folder of the index, and waits for your go-ahead (or keep the index&apos;s tiling).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="165"/>
+        <location filename="../cach_qgis/wording.py" line="173"/>
         <source>Something went wrong inside the CACH runtime (a bug). Details are in {LOG_PANEL}; please report them.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="172"/>
+        <location filename="../cach_qgis/wording.py" line="180"/>
         <source>The plugin and the runtime do not understand each other (a bug). Details are in {LOG_PANEL}; please report them.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="176"/>
+        <location filename="../cach_qgis/wording.py" line="184"/>
         <source>A file cannot be read. Check the files you chose, then try again.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="177"/>
+        <location filename="../cach_qgis/wording.py" line="185"/>
         <source>A runtime setting is not valid. Check {RUNTIME_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="178"/>
+        <location filename="../cach_qgis/wording.py" line="186"/>
         <source>This index cannot be used now. Choose another one or re-index it with {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="190"/>
+        <location filename="../cach_qgis/wording.py" line="198"/>
         <source>not a raster</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="191"/>
+        <location filename="../cach_qgis/wording.py" line="199"/>
         <source>refers to a network or outside source</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="193"/>
+        <location filename="../cach_qgis/wording.py" line="201"/>
         <source>missing</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="194"/>
+        <location filename="../cach_qgis/wording.py" line="202"/>
         <source>its corners fall outside its projection</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="238"/>
+        <location filename="../cach_qgis/wording.py" line="246"/>
         <source>cannot be read</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="241"/>
+        <location filename="../cach_qgis/wording.py" line="249"/>
         <source>1 file skipped: {files}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="241"/>
+        <location filename="../cach_qgis/wording.py" line="249"/>
         <source>{n} files skipped: {files}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="255"/>
+        <location filename="../cach_qgis/wording.py" line="263"/>
         <source>the folder holds no raster files</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="256"/>
+        <location filename="../cach_qgis/wording.py" line="264"/>
         <source>Nothing was indexed: {why}. Choose a folder with rasters in {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="259"/>
+        <location filename="../cach_qgis/wording.py" line="267"/>
         <source>Index ready: {tiles} tiles to search</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="262"/>
+        <location filename="../cach_qgis/wording.py" line="270"/>
         <source>{n} files added or updated</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="262"/>
+        <location filename="../cach_qgis/wording.py" line="270"/>
         <source>{n} removed</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="262"/>
+        <location filename="../cach_qgis/wording.py" line="270"/>
         <source>{n} unchanged</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="272"/>
+        <location filename="../cach_qgis/wording.py" line="280"/>
         <source>; {n} files not reached yet: index the folder again to add them</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="283"/>
+        <location filename="../cach_qgis/wording.py" line="291"/>
         <source>1 file</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="283"/>
+        <location filename="../cach_qgis/wording.py" line="291"/>
         <source>{n} files</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="284"/>
+        <location filename="../cach_qgis/wording.py" line="292"/>
         <source>{files}, {new} new tiles ({tiles} in all), {mb} MB to read, about {time}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="301"/>
+        <location filename="../cach_qgis/wording.py" line="309"/>
         <source>{n} s</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="303"/>
+        <location filename="../cach_qgis/wording.py" line="311"/>
         <source>{n} min</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="304"/>
+        <location filename="../cach_qgis/wording.py" line="312"/>
         <source>{n} h</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="309"/>
+        <location filename="../cach_qgis/wording.py" line="317"/>
         <source>This run would index {estimate}.
 
 It keeps running in the background (task manager in the status bar) and can be cancelled there; what is done by then is kept. Index anyway?</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="319"/>
+        <location filename="../cach_qgis/wording.py" line="327"/>
         <source>what you asked for</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="320"/>
+        <location filename="../cach_qgis/wording.py" line="328"/>
         <source>Weak matches: the best tiles are unlikely to show {what}. Your archive may not contain this kind of scene. Try other words, or index more imagery.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="331"/>
+        <location filename="../cach_qgis/wording.py" line="339"/>
         <source>confidence &lt; 1 %</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="331"/>
+        <location filename="../cach_qgis/wording.py" line="339"/>
         <source>confidence {n} %</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="336"/>
+        <location filename="../cach_qgis/wording.py" line="344"/>
         <source>score {n}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="374"/>
+        <location filename="../cach_qgis/wording.py" line="382"/>
         <source>window (col, row, width, height): {window}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="376"/>
+        <location filename="../cach_qgis/wording.py" line="384"/>
         <source>tile {id}, score {score}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="378"/>
+        <location filename="../cach_qgis/wording.py" line="386"/>
         <source>, Hamming distance {n}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="380"/>
+        <location filename="../cach_qgis/wording.py" line="388"/>
         <source>{confidence}: the estimated chance that this tile shows what you asked for</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="386"/>
+        <location filename="../cach_qgis/wording.py" line="394"/>
         <source>{note}. Select it to view the image.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="393"/>
+        <location filename="../cach_qgis/wording.py" line="401"/>
         <source>{n} tiles {what}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="395"/>
+        <location filename="../cach_qgis/wording.py" line="403"/>
         <source> in {ms} ms</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="397"/>
+        <location filename="../cach_qgis/wording.py" line="405"/>
         <source>; {n} not georeferenced (in the list only)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="412"/>
+        <location filename="../cach_qgis/wording.py" line="420"/>
         <source>Model: {method} hashing, {backbone} encoders, {bits}-bit codes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="419"/>
+        <location filename="../cach_qgis/wording.py" line="427"/>
         <source>Heads: {heads}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="424"/>
+        <location filename="../cach_qgis/wording.py" line="432"/>
         <source>Runs on: {runs}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="426"/>
+        <location filename="../cach_qgis/wording.py" line="434"/>
         <source>Index: {path}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="428"/>
+        <location filename="../cach_qgis/wording.py" line="436"/>
         <source>, {n} tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="430"/>
+        <location filename="../cach_qgis/wording.py" line="438"/>
         <source>, adapted to its archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="436"/>
+        <location filename="../cach_qgis/wording.py" line="444"/>
         <source>The index {name} was made with an earlier model. Re-index it to search with the new one (better on scene types the old model never saw).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="443"/>
+        <location filename="../cach_qgis/wording.py" line="451"/>
         <source>Adapt the model to the imagery of {name}?
 
 CACH fine-tunes the image side of its model on this index&apos;s own tiles (no labels needed) and re-hashes the index, so that similar tiles of your archive find each other better. It runs in the background (task manager in the status bar) and can be cancelled there. Only this index changes; other indexes keep the shipped model.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="455"/>
+        <location filename="../cach_qgis/wording.py" line="463"/>
         <source>Adapted the model to this archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="457"/>
+        <location filename="../cach_qgis/wording.py" line="465"/>
         <source> and re-hashed its {n} tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="459"/>
+        <location filename="../cach_qgis/wording.py" line="467"/>
         <source> in {time}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="460"/>
+        <location filename="../cach_qgis/wording.py" line="468"/>
         <source>. Searches of this index now use it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="337"/>
+        <location filename="../cach_qgis/wording.py" line="345"/>
         <source>not georeferenced</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="292"/>
+        <location filename="../cach_qgis/wording.py" line="300"/>
         <source> (of which {setup} to load the model first)</source>
         <translation type="unfinished"></translation>
     </message>
@@ -668,33 +668,43 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="344"/>
+        <location filename="../cach_qgis/wording.py" line="352"/>
         <source>✓ right</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="344"/>
+        <location filename="../cach_qgis/wording.py" line="352"/>
         <source>✗ wrong</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="346"/>
+        <location filename="../cach_qgis/wording.py" line="354"/>
         <source>{mark}  {rank}{name} (tile {id})</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="354"/>
+        <location filename="../cach_qgis/wording.py" line="362"/>
         <source>Marks: none. Mark results right or wrong (buttons below the results, or right-click a result or a tile on the map), then Refine.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="358"/>
+        <location filename="../cach_qgis/wording.py" line="366"/>
         <source>Marks: {right} right, {wrong} wrong. Refine learns from them.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="365"/>
+        <location filename="../cach_qgis/wording.py" line="373"/>
         <source>Refined search saved to {path}. Run it on other imagery with “Run saved search…”.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="100"/>
+        <source>This file is not a saved CACH search, or it is damaged. Choose a file made with “Save refined search…”.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="104"/>
+        <source>This saved search was made with another model, so it cannot run on this index. Choose an index made with the same model, or mark tiles on this index and save a new search.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

@@ -20,7 +20,8 @@ Format 2 adds label-free evidence read from the index's background sample (``bac
   tiles of the archive are (per hit / per search); available to rules, not picked by the shipped
   calibration (they fall when the asked-for type is a large share of a small archive);
 - ``query_saturation``: the mean absolute tanh output of the query (how sure the text head is
-  of the concept: lower for scene types the heads never learnt);
+  of the concept: lower for scene types the heads never learnt), which drives the gate's
+  query side: on familiar imagery a hesitant query gets no note and the concept prior;
 - ``familiarity``: how much the archive looks like imagery the text side knows (median of the
   tiles' highest cosine to the reference captions), which drives the rule's :class:`Gate`: on an
   unfamiliar archive the evidence cannot tell present from absent, so the note stays silent and
@@ -111,13 +112,28 @@ class Gate:
     [0, 1]): the less the imagery looks like anything the text side knows, the fewer hits
     show what was asked for. ``spread`` keeps the order of the evidence around the prior: a hit's
     log-odds are the prior's plus ``spread`` times its model log-odds' distance from the mean of
-    the best ``COHERENCE_TOP`` (0: every hit at the prior)."""
+    the best ``COHERENCE_TOP`` (0: every hit at the prior).
+
+    ``min_saturation`` (optional) does the same on the query side: a query whose
+    ``query_saturation`` is below it asks for a scene type the heads hardly know, so on familiar
+    imagery the note stays silent and confidences move to ``concept_prior`` (fully at
+    ``min_saturation - saturation_ramp`` and below)."""
 
     min_familiarity: float
     prior: float
     ramp: float = 0.05
     slope: float = 0.0
     spread: float = 0.0
+    min_saturation: float | None = None
+    concept_prior: float = 0.0
+    saturation_ramp: float = 0.1
+
+    def concept_weight(self, sat: float | None) -> float:
+        """1: the heads know the asked-for type; 0: only ``concept_prior``."""
+        if self.min_saturation is None or sat is None:
+            return 1.0
+        lo = self.min_saturation - self.saturation_ramp
+        return float(np.clip((sat - lo) / self.saturation_ramp, 0.0, 1.0))
 
     def prior_at(self, fam: float) -> float:
         return float(np.clip(self.prior + self.slope * (fam - self.min_familiarity), 0.0, 1.0))
@@ -130,15 +146,22 @@ class Gate:
     def from_json(cls, obj: dict) -> Gate:
         ramp = float(obj.get("ramp", 0.05))
         prior = float(obj["prior"])
-        if ramp <= 0 or not 0.0 <= prior <= 1.0:
+        concept = float(obj.get("concept_prior", 0.0))
+        sat_ramp = float(obj.get("saturation_ramp", 0.1))
+        if ramp <= 0 or sat_ramp <= 0 or not (0.0 <= prior <= 1.0 and 0.0 <= concept <= 1.0):
             raise DataError(f"{CALIBRATION_FILE.name}: bad familiarity gate {obj}")
+        min_sat = obj.get("min_saturation")
         return cls(float(obj["min_familiarity"]), prior, ramp, float(obj.get("slope", 0.0)),
-                   float(obj.get("spread", 0.0)))
+                   float(obj.get("spread", 0.0)), None if min_sat is None else float(min_sat),
+                   concept, sat_ramp)
 
     def to_json(self) -> dict:
         return {"min_familiarity": round(self.min_familiarity, 6), "prior": round(self.prior, 6),
                 "ramp": round(self.ramp, 6), "slope": round(self.slope, 6),
-                "spread": round(self.spread, 6)}
+                "spread": round(self.spread, 6)} | ({} if self.min_saturation is None else {
+                    "min_saturation": round(self.min_saturation, 6),
+                    "concept_prior": round(self.concept_prior, 6),
+                    "saturation_ramp": round(self.saturation_ramp, 6)})
 
 
 @dataclass(frozen=True)
@@ -372,10 +395,13 @@ def _memo(kind: str, arr: np.ndarray, other: np.ndarray | None, compute: Callabl
 
 
 def query_saturation(query_vec: np.ndarray) -> float:
-    """Mean absolute tanh output of the text query: heads that learnt a scene type answer its
-    text with saturated outputs, a type they never saw with hesitant ones (on UC Merced's
-    held-out classes it tells unseen from seen queries at an AUC of 0.95-1.0, 64 bits)."""
-    return float(np.mean(np.abs(np.asarray(query_vec, dtype=np.float64))))
+    """How saturated the text query's tanh outputs are, whatever their scale (search passes
+    them scaled to unit length): ``mean(|x|)^2 / mean(x^2)``, 1 when every output has the same
+    magnitude (all at +-1), lower when some hesitate near 0. Heads that learnt a scene type
+    answer its text with saturated outputs, a type they never saw with hesitant ones."""
+    x = np.abs(np.asarray(query_vec, dtype=np.float64).reshape(-1))
+    energy = float(np.mean(x * x))
+    return 0.0 if energy <= 0 else float(np.mean(x)) ** 2 / energy
 
 
 def familiarity(background_vecs: np.ndarray, refs: np.ndarray) -> float:
@@ -458,19 +484,29 @@ def assess(ctx: MatchContext, rule: Rule) -> MatchAssessment:
     if rule.gate is None:
         conf = sigmoid(z)
         return MatchAssessment(weak_from(conf, rule), conf)
-    conf, speaks = gated(z, familiarity(ctx.background_vecs, refs), rule.gate)
+    conf, speaks = gated(z, familiarity(ctx.background_vecs, refs), rule.gate,
+                         query_saturation(ctx.query_vec))
     return MatchAssessment(speaks and weak_from(conf, rule), conf)
 
 
-def gated(z: np.ndarray, fam: float, gate: Gate) -> tuple[np.ndarray, bool]:
+def gated(z: np.ndarray, fam: float, gate: Gate, sat: float | None = None
+          ) -> tuple[np.ndarray, bool]:
     """``(confidence, the note may speak)`` under ``gate`` from the model's log-odds ``z`` of
-    the hits (best first) on an archive of familiarity ``fam``: confidences move towards the
-    gate's prior as the archive looks less familiar, and only a fully familiar archive may get
-    the weak-match note."""
+    the hits (best first) on an archive of familiarity ``fam``, for a query of saturation
+    ``sat``: confidences move towards the gate's priors as the archive looks less familiar or
+    the query less known, and only a familiar archive and a known query may get the note."""
     z = np.asarray(z, dtype=np.float64)
-    w, prior = gate.weight(fam), gate.prior_at(fam)
+    w, w_sat = gate.weight(fam), gate.concept_weight(sat)
     if len(z) == 0:
-        return z, w >= 1.0
-    p = min(max(prior, 1e-4), 1 - 1e-4)
-    around = sigmoid(math.log(p / (1 - p)) + gate.spread * (z - z[:COHERENCE_TOP].mean()))
-    return around + w * (sigmoid(z) - around), w >= 1.0
+        return z, w >= 1.0 and w_sat >= 1.0
+    centred = z - z[:COHERENCE_TOP].mean()
+
+    def around(prior: float) -> np.ndarray:
+        p = min(max(prior, 1e-4), 1 - 1e-4)
+        return sigmoid(math.log(p / (1 - p)) + gate.spread * centred)
+
+    inner = sigmoid(z)
+    if w_sat < 1.0:
+        inner = around(gate.concept_prior) + w_sat * (inner - around(gate.concept_prior))
+    outer = around(gate.prior_at(fam))
+    return outer + w * (inner - outer), w >= 1.0 and w_sat >= 1.0

@@ -398,10 +398,49 @@ def test_shipped_rule_says_nothing_on_an_archive_unlike_its_calibration(bits):
     assert C.assess(_context("far", bits=bits, background=familiar), rule).weak_match
 
 
-def test_query_saturation_is_the_mean_absolute_tanh_output_and_constant_per_search():
-    sure, hesitant = _tanh(np.full(BITS, 3.0)), _tanh(np.full(BITS, 0.3))
-    assert C.query_saturation(sure) > 0.99 > 0.3 > C.query_saturation(hesitant)
-    assert C.query_saturation(-sure) == pytest.approx(C.query_saturation(sure))
+def test_query_saturation_is_scale_free_and_lower_for_hesitant_outputs():
+    rng = np.random.default_rng(0)
+    pre = rng.standard_normal(BITS)
+    sure, hesitant = _tanh(4.0 * pre), _tanh(0.3 * pre)  # the same direction, more or less sure
+    assert C.query_saturation(sure) > 0.9 > 0.75 > C.query_saturation(hesitant)
+    assert C.query_saturation(np.sign(pre)) == pytest.approx(1.0)
+    for v in (sure, hesitant):  # search scales the query to unit length: the same value
+        assert C.query_saturation(v / np.linalg.norm(v)) == pytest.approx(C.query_saturation(v))
     ctx = _context("present")
     col = C.hit_features(ctx, ["query_saturation"])[:, 0]
-    np.testing.assert_allclose(col, np.mean(np.abs(ctx.query_vec)), rtol=1e-5)
+    np.testing.assert_allclose(col, C.query_saturation(ctx.query_vec))
+
+
+def test_query_side_gate_silences_a_query_the_heads_hardly_know_on_familiar_imagery():
+    gate = _gate(min_saturation=0.8, concept_prior=0.06, saturation_ramp=0.1)
+    z = np.linspace(4.0, -4.0, 20)  # a confident model: strong best hits, weak tail
+    known, speaks = C.gated(z, 0.95, gate, sat=0.9)
+    np.testing.assert_allclose(known, C.sigmoid(z))
+    assert speaks
+    unknown, speaks = C.gated(z, 0.95, gate, sat=0.65)  # below the ramp: the concept prior
+    np.testing.assert_allclose(unknown, 0.06, atol=1e-9)
+    assert not speaks
+    half, speaks = C.gated(z, 0.95, gate, sat=0.75)
+    np.testing.assert_allclose(half, 0.06 + 0.5 * (C.sigmoid(z) - 0.06))
+    assert not speaks
+    weights = [gate.concept_weight(s) for s in np.linspace(0.5, 1.0, 51)]
+    assert np.all(np.diff(weights) >= 0) and weights[0] == 0.0 and weights[-1] == 1.0
+    assert _gate().concept_weight(0.1) == 1.0  # no query-side gate: always open
+    back = C.Gate.from_json(gate.to_json())
+    assert back == gate and "min_saturation" not in _gate().to_json()
+    with pytest.raises(DataError):
+        C.Gate.from_json({**gate.to_json(), "concept_prior": -0.1})
+
+
+def test_shipped_rule_gives_no_note_to_a_hesitant_query_on_familiar_imagery():
+    rule = C.load_rule(64, sha256_file(shipped_heads_path(64)))
+    assert rule.gate.min_saturation is not None and 0.0 < rule.gate.concept_prior < 0.3
+    familiar = np.repeat(rule.reference_vecs, 3, axis=0)
+    far = _context("far", bits=64, background=familiar)
+    assert C.assess(far, rule).weak_match  # a sure query, unrelated hits: the note
+    rng = np.random.default_rng(5)
+    hesitant = dataclasses.replace(far, query_vec=_tanh(0.2 * rng.standard_normal(64)))
+    assert C.query_saturation(hesitant.query_vec) < rule.gate.min_saturation - 0.1
+    res = C.assess(hesitant, rule)
+    assert not res.weak_match
+    np.testing.assert_allclose(res.confidence[:10].mean(), rule.gate.concept_prior, atol=0.05)

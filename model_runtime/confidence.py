@@ -19,7 +19,7 @@ Format 2 adds label-free evidence read from the index's background sample (``bac
 - ``coherence`` / ``group_coherence``: how much nearer the best hits are to each other than random
   tiles of the archive are (per hit / per search); available to rules, not picked by the shipped
   calibration (they fall when the asked-for type is a large share of a small archive);
-- ``query_saturation``: the mean absolute tanh output of the query (how sure the text head is
+- ``query_saturation``: how saturated the query's tanh outputs are (how sure the text head is
   of the concept: lower for scene types the heads never learnt), which drives the gate's
   query side: on familiar imagery a hesitant query gets no note and the concept prior;
 - ``familiarity``: how much the archive looks like imagery the text side knows (median of the

@@ -141,24 +141,45 @@ def test_marks_refine_undo_save_and_run_saved(
     assert not message_bar.get_messages(Qgis.Critical)
 
 
-def test_marks_are_cleared_when_the_index_changes(dock, second_index):  # noqa: ANN001
+def fake_hit(tile_id: int):  # noqa: ANN201
     from types import SimpleNamespace
 
-    dock.mark(
-        SimpleNamespace(
-            tile_id=1,
-            rank=1,
-            name="t1",
-            source="x",
-            window=(0, 0, 1, 1),
-            score=0.5,
-            hamming=None,
-            confidence=None,
-            georeferenced=True,
-            footprint=None,
-        ),
-        True,
+    return SimpleNamespace(
+        tile_id=tile_id,
+        rank=0,
+        name=f"t{tile_id}",
+        source="x",
+        window=(0, 0, 1, 1),
+        score=0.5,
+        hamming=None,
+        confidence=None,
+        georeferenced=True,
+        footprint=None,
     )
+
+
+def test_plugin_wires_the_map_tools_marks_into_the_panel(
+    qgis_iface,  # noqa: ANN001
+    runtime_python,  # noqa: ANN001
+    own_shared_client,  # noqa: ANN001
+    no_exception_dialogs,  # noqa: ANN001
+):
+    import cach_for_qgis
+
+    plugin = cach_for_qgis.classFactory(qgis_iface)
+    plugin.initGui()
+    try:
+        plugin.tool.marked.emit(fake_hit(5), True)
+        plugin.tool.marked.emit(fake_hit(9), False)
+        assert plugin.dock.marks.params() == {"positive": [5], "negative": [9]}
+        rows = plugin.dock.marks_box.rows()
+        assert "wrong" in rows[0] and "tile 9" in rows[0] and "right" in rows[1]
+    finally:
+        plugin.unload()
+
+
+def test_marks_are_cleared_when_the_index_changes(dock, second_index):  # noqa: ANN001
+    dock.mark(fake_hit(1), True)
     assert len(dock.marks_box.rows()) == 1
     dock.set_index_path(second_index)
     assert not dock.marks and dock.marks_box.rows() == []

@@ -12,6 +12,7 @@ import numpy as np
 
 from model_runtime.confidence import MatchContext, assess, load_rule
 from model_runtime.errors import CachError
+from model_runtime.feedback import monotone
 from model_runtime.protocol import Hit
 
 LOG = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ def assess_hits(index: Any, model: Any, text: str, query: np.ndarray,
         background_vecs=_background(index), query_text=text,
         text_encoder=None if model is None else model.encode_texts)
     result = assess(ctx, rule)
+    # the rule scores each hit on its own; down the ranking a hit is never shown as more likely
+    # than the one above it (the list, the layers and --json all read this)
     rated = [dataclasses.replace(h, confidence=round(float(c), 3))
-             for h, c in zip(hits, result.confidence, strict=True)]
+             for h, c in zip(hits, monotone(result.confidence), strict=True)]
     return bool(result.weak_match), rated

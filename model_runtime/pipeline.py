@@ -295,7 +295,7 @@ class Pipeline:
         ``positive``/``negative`` are learnt from (``feedback.py``; ``learn=False``: today's
         weighted sum of vectors); ``save`` keeps the refined search as a file, ``saved`` runs
         such a file on this index (``saved_search.py``)."""
-        from model_runtime.index.query import Query
+        from model_runtime.index.query import Query, rerank_scale
 
         start = time.perf_counter()
         timing: dict[str, float] = {}
@@ -328,7 +328,9 @@ class Pipeline:
         exclude = [int(t) for t in ([tile] if tile is not None else []) + list(positive)
                    + list(negative)]
         t0 = time.perf_counter()
-        hits = index.search(Query(pack(tanh), tanh, proj), k=k, bbox=bbox, bbox_crs=bbox_crs,
+        scale = rerank_scale(str(heads.path)) if proj is not None else None
+        hits = index.search(Query(pack(tanh), tanh, proj, scale), k=k, bbox=bbox,
+                            bbox_crs=bbox_crs,
                             collapse=collapse, exclude_ids=exclude,
                             near_ids=[tile] if tile is not None else [])
         timing["search"] = (time.perf_counter() - t0) * 1000
@@ -456,7 +458,7 @@ class Pipeline:
                 cancel: threading.Event | None = None) -> CaptionResult:
         """Bank captions nearest to a tile's or an image's code; with an index, also the
         ``similar`` nearest other tiles."""
-        from model_runtime.index.query import Query
+        from model_runtime.index.query import Query, rerank_scale
 
         start = time.perf_counter()
         timing: dict[str, float] = {}
@@ -483,7 +485,9 @@ class Pipeline:
         hits = []
         if index is not None and similar > 0:
             exclude = [int(tile)] if tile is not None else []
-            hits = index.search(Query(pack(vector), vector, proj), k=similar, exclude_ids=exclude,
+            scale = rerank_scale(str(heads.path)) if proj is not None else None
+            hits = index.search(Query(pack(vector), vector, proj, scale), k=similar,
+                                exclude_ids=exclude,
                                 near_ids=exclude)  # other places than the clicked one
         timing["total"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)
         info = {} if index is None else self._index_info(index, heads)

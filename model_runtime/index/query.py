@@ -6,6 +6,7 @@ faiss file of the store's generation (rebuilding it from the store's codes when 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -47,6 +48,9 @@ class Query:
     code: np.ndarray  # uint8 [1, bits // 8]
     tanh: np.ndarray | None = None
     proj: np.ndarray | None = None
+    #: per-dimension factors applied to the query's and the tiles' projections before their
+    #: cosine (:func:`rerank_scale`: the whitening undone); None: the stored projection as is
+    proj_scale: np.ndarray | None = None
 
     @classmethod
     def of(cls, vector: np.ndarray, bits: int, proj: np.ndarray | None = None) -> Query:
@@ -162,6 +166,35 @@ def collapse_hits(
     return kept[:k]
 
 
+def unwhiten_scale(matrix: np.ndarray, temper: float = 1.0) -> np.ndarray:
+    """Per-dimension factors ``[proj_dim]`` that undo (``temper`` 1) or soften (0 < t < 1) the
+    partial whitening of a stored projection (``model_runtime.hashing.projection``).
+
+    The projection's matrix holds orthogonal principal axes, each scaled by its whitening factor
+    (times one global factor), so a column's norm IS that axis's scale: dividing each projected
+    coordinate by it gives plain PCA coordinates, whose cosine approximates the cosine of the
+    (centred) frozen features up to the truncation to ``proj_dim`` axes. Mean 1 (float16-safe)."""
+    norms = np.linalg.norm(np.asarray(matrix, np.float64), axis=0)
+    scale = np.maximum(norms, 1e-12) ** -float(temper)
+    return (scale / scale.mean()).astype(np.float32)
+
+
+#: how far image re-ranking undoes the projection's whitening (1: fully, plain PCA cosine;
+#: research/unseen_scenes.py, docs/unseen.md "Re-rank space")
+RERANK_UNWHITEN = 1.0
+
+
+@functools.lru_cache(maxsize=8)
+def rerank_scale(heads_path: str) -> np.ndarray | None:
+    """:func:`unwhiten_scale` of the projection in a heads file (None: heads without one)."""
+    from safetensors import safe_open
+
+    with safe_open(str(heads_path), framework="numpy") as f:
+        if "image_proj.matrix" not in f.keys():
+            return None
+        return unwhiten_scale(f.get_tensor("image_proj.matrix"), RERANK_UNWHITEN)
+
+
 def cosine(mats: np.ndarray, vec: np.ndarray) -> np.ndarray:
     """Cosine of each row of ``mats`` with ``vec``."""
     return mats @ vec / (np.linalg.norm(mats, axis=1) * np.linalg.norm(vec) + 1e-12)
@@ -264,6 +297,9 @@ class Index:
         use_proj = query.proj is not None and all(vectors[i][2] is not None for i in ids)
         if use_proj:
             mats, vec = np.stack([vectors[i][2] for i in ids]), query.proj
+            if query.proj_scale is not None:
+                scale = np.asarray(query.proj_scale, np.float32).reshape(-1)
+                mats, vec = mats * scale, np.asarray(vec, np.float32).reshape(-1) * scale
         else:
             mats = np.stack([v[1] if v[1] is not None else
                              unpack_signs(np.frombuffer(v[0], np.uint8), self.bits)[0]

@@ -28,6 +28,7 @@ in the decision, and made non-increasing down the ranking by :func:`monotone`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -57,6 +58,12 @@ class FitOptions:
     proj_scale: float = 8.0
     tanh_scale: float = 8.0
     seed: int = 0
+    #: weight of the nearest-mark term (:class:`NearMarks`) per mark: with m marks (right +
+    #: wrong) it weighs ``near_marks / m`` standard deviations against one of the logistic
+    #: decision (0: off). Used only when some marks are right.
+    near_marks: float = 80.0
+    #: the share of the nearest *wrong* mark's cosine subtracted from the nearest right one's
+    near_neg_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,37 @@ class Prior:
 
 
 @dataclass(frozen=True)
+class NearMarks:
+    """The nearest-mark term of the ranking, in the stored projection (unit rows):
+    ``near(x) = max_p cos(x, p) - neg_share * max_n cos(x, n)`` over the right (``pos``) and
+    wrong (``neg``) marks' projections. A scene type the heads never learnt is often several
+    clusters that no one weight vector separates; the marks themselves find their neighbours.
+    The ranking score is ``(decision - lin_mean) / lin_std + weight * (near - near_mean) /
+    near_std`` (means and deviations over the pseudo-negatives at fit time, kept as
+    constants so that a saved search scores another index the same way)."""
+
+    pos: np.ndarray  # float32 [m, proj_dim]
+    neg: np.ndarray | None  # float32 [n, proj_dim] or None
+    weight: float
+    neg_share: float
+    lin_mean: float
+    lin_std: float
+    near_mean: float
+    near_std: float
+
+    def near(self, proj: np.ndarray) -> np.ndarray:
+        out = (proj @ self.pos.T).max(axis=1).astype(np.float64)
+        if self.neg is not None and len(self.neg) and self.neg_share:
+            out -= self.neg_share * (proj @ self.neg.T).max(axis=1)
+        return out
+
+    def rank(self, decision: np.ndarray, proj: np.ndarray) -> np.ndarray:
+        """Ranking score of rows with these logistic decisions and projections."""
+        return ((np.asarray(decision, np.float64) - self.lin_mean) / self.lin_std
+                + self.weight * (self.near(proj) - self.near_mean) / self.near_std)
+
+
+@dataclass(frozen=True)
 class LinearScorer:
     """``decision = bias + w_tanh . unit(tanh) + w_proj . unit(proj)``;
     ``confidence = sigmoid(slope * decision + offset)`` (``slope >= 0``)."""
@@ -115,6 +153,8 @@ class LinearScorer:
     w_proj: np.ndarray | None  # float32 [proj_dim] or None
     slope: float = 1.0
     offset: float = 0.0
+    #: the nearest-mark term of the ranking (None: the decision alone ranks)
+    near: NearMarks | None = None
 
     def decision(self, feats: Features) -> np.ndarray:
         out = np.full(len(feats), self.bias, np.float64)
@@ -354,6 +394,7 @@ def fit_refiner(pos: Features, neg: Features, background: Features, prior: Prior
 def _fit_both(design, feats, y, weight, prior, opts, marked, bits, proj_dim, marks,
               with_portable: bool) -> Refiner:
     full, diag = _fit_one(design, feats, y, weight, prior, opts, marked, bits, proj_dim)
+    full = with_near(full, feats, marks, opts)
     portable = projection = None
     if feats.proj is not None and with_portable:
         lite = _Design(True, False, design.z_mean, design.z_std, design.has_prior)
@@ -363,4 +404,30 @@ def _fit_both(design, feats, y, weight, prior, opts, marked, bits, proj_dim, mar
         bare = _Design(True, False, 0.0 if z is None else float(np.mean(z)),
                        1.0 if z is None else max(float(np.std(z)), 1e-6), not own.empty())
         projection, _ = _fit_one(bare, feats, y, weight, own, opts, marked, bits, proj_dim)
+        portable = with_near(portable, feats, marks, opts)
+        projection = with_near(projection, feats, marks, opts)
+    if full.near is not None:
+        diag["near_weight"] = full.near.weight
     return Refiner(full, portable, marks, diag, projection)
+
+
+def with_near(scorer: LinearScorer, feats: Features, marks: tuple[int, int],
+              opts: FitOptions) -> LinearScorer:
+    """``scorer`` with the nearest-mark term (:class:`NearMarks`) when it applies: some
+    marks right, a stored projection, ``opts.near_marks`` > 0. ``feats`` rows: the right
+    marks, the wrong marks, then the pseudo-negatives (standardising both terms)."""
+    n_pos, n_neg = marks
+    if not n_pos or feats.proj is None or opts.near_marks <= 0:
+        return scorer
+    proj = feats.proj
+    bg = feats.take(np.arange(n_pos + n_neg, len(feats)))
+    if len(bg) < 2:
+        return scorer
+    neg = proj[n_pos : n_pos + n_neg] if n_neg else None
+    near = NearMarks(proj[:n_pos].copy(), None if neg is None else neg.copy(),
+                     opts.near_marks / (n_pos + n_neg), opts.near_neg_share, 0.0, 1.0, 0.0, 1.0)
+    lin, raw = scorer.decision(bg), near.near(bg.proj)
+    near = dataclasses.replace(near, lin_mean=float(lin.mean()),
+                               lin_std=max(float(lin.std()), 1e-6),
+                               near_mean=float(raw.mean()), near_std=max(float(raw.std()), 1e-6))
+    return dataclasses.replace(scorer, near=near)

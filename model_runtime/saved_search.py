@@ -28,11 +28,15 @@ from typing import Any
 import numpy as np
 
 from model_runtime.errors import DataError, ModelMismatchError
-from model_runtime.feedback import LinearScorer
+from model_runtime.feedback import LinearScorer, NearMarks
 from model_runtime.fsutil import atomic_write_text
 
 FORMAT = "cach-refined-search"
-VERSION = 1
+VERSION = 2
+#: versions this release reads (1: no nearest-mark term, written before it existed)
+READS = (1, 2)
+#: at most this many marked tiles' projections kept per scorer
+MAX_NEAR_ROWS = 512
 #: a saved search is a few kB; anything far larger is not one
 MAX_BYTES = 4 << 20
 
@@ -120,7 +124,46 @@ def _scorer_json(s: LinearScorer | None) -> dict | None:
     if s is None:
         return None
     return {"bias": s.bias, "slope": s.slope, "offset": s.offset,
-            "w_tanh": _pack(s.w_tanh), "w_proj": _pack(s.w_proj)}
+            "w_tanh": _pack(s.w_tanh), "w_proj": _pack(s.w_proj), "near": _near_json(s.near)}
+
+
+def _near_json(near: NearMarks | None) -> dict | None:
+    if near is None:
+        return None
+    return {"pos": _pack(near.pos), "pos_rows": int(len(near.pos)),
+            "neg": _pack(near.neg), "neg_rows": 0 if near.neg is None else int(len(near.neg)),
+            "weight": near.weight, "neg_share": near.neg_share, "lin_mean": near.lin_mean,
+            "lin_std": near.lin_std, "near_mean": near.near_mean, "near_std": near.near_std}
+
+
+def _rows_of(obj: dict, key: str, dim: int, path, name: str) -> np.ndarray | None:
+    rows = obj.get(f"{key}_rows")
+    if isinstance(rows, bool) or not isinstance(rows, int) or not 0 <= rows <= MAX_NEAR_ROWS:
+        raise _bad(path, f"'{name}.{key}_rows' must be an integer from 0 to {MAX_NEAR_ROWS}")
+    if rows == 0:
+        if obj.get(key) is not None:
+            raise _bad(path, f"'{name}.{key}' holds values for no rows")
+        return None
+    arr = _unpack(obj.get(key), rows * dim, path, f"{name}.{key}")
+    if arr is None:
+        raise _bad(path, f"'{name}.{key}' is missing")
+    return arr.reshape(rows, dim)
+
+
+def _near(obj: Any, model: dict, path, name: str) -> NearMarks | None:
+    if obj is None:
+        return None
+    dim = model["proj_dim"]
+    if not isinstance(obj, dict) or not dim:
+        raise _bad(path, f"'{name}.near' is not a nearest-mark record for a stored projection")
+    pos = _rows_of(obj, "pos", dim, path, f"{name}.near")
+    if pos is None:
+        raise _bad(path, f"'{name}.near' has no right marks")
+    neg = _rows_of(obj, "neg", dim, path, f"{name}.near")
+    nums = {k: _number(obj, k, path, low) for k, low in (
+        ("weight", 0.0), ("neg_share", 0.0), ("lin_mean", -math.inf), ("lin_std", 1e-9),
+        ("near_mean", -math.inf), ("near_std", 1e-9))}
+    return NearMarks(pos, neg, **nums)
 
 
 def _scorer(obj: Any, model: dict, path, name: str) -> LinearScorer:
@@ -133,7 +176,8 @@ def _scorer(obj: Any, model: dict, path, name: str) -> LinearScorer:
     if w_tanh is None and w_proj is None:
         raise _bad(path, f"scorer '{name}' has no weights")
     return LinearScorer(_number(obj, "bias", path), w_tanh, w_proj,
-                        _number(obj, "slope", path, 0.0), _number(obj, "offset", path))
+                        _number(obj, "slope", path, 0.0), _number(obj, "offset", path),
+                        _near(obj.get("near"), model, path, name))
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -179,9 +223,12 @@ def load(path: str | os.PathLike) -> SavedSearch:
         raise _bad(path, f"it is not JSON ({err})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise _bad(path, f"'format' is not '{FORMAT}'")
-    if doc.get("version") != VERSION:
-        raise _bad(path, f"version {doc.get('version')!r} is not {VERSION} (made by another "
-                         "release of CACH)")
+    if doc.get("version") not in READS or isinstance(doc.get("version"), bool):
+        raise _bad(path, f"version {doc.get('version')!r} is not one this release reads "
+                         f"({', '.join(map(str, READS))}; made by another release of CACH)")
+    if doc["version"] == 1 and any(isinstance(v, dict) and v.get("near") is not None
+                                   for v in (doc["scorers"] if isinstance(doc.get("scorers"), dict) else {}).values()):
+        raise _bad(path, "a version 1 file cannot hold a nearest-mark term")
     model = _model(doc.get("model"), path)
     scorers = doc.get("scorers")
     if not isinstance(scorers, dict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace as dataclasses_replace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from model_runtime.errors import ConfigError, DataError, ModelMismatchError
 from model_runtime.feedback import (
     Features,
     LinearScorer,
+    NearMarks,
     Prior,
     fit_logistic,
     fit_platt,
@@ -155,8 +157,10 @@ MODEL = {"backbone": "bb", "bits": 16, "heads_sha": "a" * 64, "proj_sha": "b" * 
 
 def _saved(tmp_path):
     rng = np.random.default_rng(0)
+    near = NearMarks(unit_rows(rng.normal(size=(3, 24))), unit_rows(rng.normal(size=(2, 24))),
+                     2.0, 0.5, 0.1, 1.2, 0.3, 0.2)
     full = LinearScorer(0.1, rng.normal(size=16).astype(np.float32),
-                        rng.normal(size=24).astype(np.float32), 1.5, -0.2)
+                        rng.normal(size=24).astype(np.float32), 1.5, -0.2, near)
     portable = LinearScorer(0.2, rng.normal(size=16).astype(np.float32),
                             rng.normal(size=24).astype(np.float32), 0.5, 0.0)
     projection = LinearScorer(0.3, None, rng.normal(size=24).astype(np.float32), 0.7, 0.1)
@@ -186,6 +190,62 @@ def test_saved_search_round_trip_and_which_scorer_runs(tmp_path):
                                                 "xx", 16, "a", "b", 24).value)
 
 
+def test_saved_search_keeps_the_nearest_mark_term_and_reads_version_1(tmp_path):
+    path, full, _ = _saved(tmp_path)
+    doc = saved_search.load(path)
+    assert json.loads(path.read_text())["version"] == 2
+    near = doc.full.near
+    assert np.array_equal(near.pos, full.near.pos) and np.array_equal(near.neg, full.near.neg)
+    proj = unit_rows(np.random.default_rng(1).normal(size=(50, 24)))
+    dec = np.linspace(-1, 1, 50)
+    assert np.allclose(near.rank(dec, proj), full.near.rank(dec, proj))
+    # a file written before the term existed: version 1, no 'near' -> loads, ranks by decision
+    raw = json.loads(path.read_text())
+    raw["version"] = 1
+    for scorer in raw["scorers"].values():
+        if scorer:
+            scorer.pop("near", None)
+    path.write_text(json.dumps(raw))
+    old = saved_search.load(path)
+    assert old.full.near is None and np.array_equal(old.full.w_tanh, full.w_tanh)
+
+
+def test_nearest_mark_term_ranks_a_second_cluster_of_right_tiles_first():
+    """Right tiles in two clusters far apart: one weight vector cannot take both above the
+    wrong tiles between them; the nearest-mark term does."""
+    rng = np.random.default_rng(3)
+    a, b, c = (unit_rows(rng.normal(size=(1, 24)))[0] for _ in range(3))
+    proj = unit_rows(np.vstack([a + 0.1 * rng.normal(size=(30, 24)),
+                                b + 0.1 * rng.normal(size=(30, 24)),
+                                (a + b) / 2 + c + 0.1 * rng.normal(size=(300, 24))]))
+    near = NearMarks(proj[[0, 30]], proj[[100]], 10.0, 0.5, 0.0, 1.0, 0.0, 1.0)
+    rank = near.rank(np.zeros(len(proj)), proj)
+    top = np.argsort(-rank)[:60]
+    assert (top < 60).all()
+    # no weight: the decision alone ranks
+    flat = dataclasses_replace(near, weight=0.0).rank(np.arange(len(proj), dtype=float), proj)
+    assert np.array_equal(np.argsort(-flat), np.arange(len(proj))[::-1])
+
+
+def test_refiner_adds_the_nearest_mark_term_only_with_right_marks():
+    from model_runtime.feedback import FitOptions
+
+    kind, feats, centres = _clusters()
+    rel = kind == 2
+    prior = Prior(tanh=unit_rows(centres[2])[0])
+    pos, neg = np.flatnonzero(rel)[:4], np.flatnonzero(~rel)[:6]
+    bg = np.flatnonzero(~rel)[100:300]
+    fit = fit_refiner(feats.take(pos), feats.take(neg), feats.take(bg), prior, FitOptions())
+    assert fit.full.near is not None and len(fit.full.near.pos) == 4
+    assert fit.full.near.weight == pytest.approx(FitOptions().near_marks / 10)
+    assert fit.projection.near is not None and fit.portable.near is not None
+    off = fit_refiner(feats.take(pos), feats.take(neg), feats.take(bg), prior,
+                      FitOptions(near_marks=0.0))
+    assert off.full.near is None
+    only_wrong = fit_refiner(feats.take(pos[:0]), feats.take(neg), feats.take(bg), prior)
+    assert only_wrong.full.near is None
+
+
 def _tamper(path, edit):
     doc = json.loads(path.read_text())
     edit(doc)
@@ -198,7 +258,16 @@ def _arr(values, dtype="<f4"):
 
 
 @pytest.mark.parametrize("edit", [
-    lambda d: d.update(version=2),
+    lambda d: d.update(version=3),
+    lambda d: d.update(version=True),
+    lambda d: d.update(version=1),  # version 1 held no nearest-mark term
+    lambda d: d["scorers"]["full"]["near"].update(pos_rows=4),
+    lambda d: d["scorers"]["full"]["near"].update(pos_rows=0),
+    lambda d: d["scorers"]["full"]["near"].update(neg_rows=100000),
+    lambda d: d["scorers"]["full"]["near"].update(pos=_arr([np.nan] * 72)),
+    lambda d: d["scorers"]["full"]["near"].update(near_std=0.0),
+    lambda d: d["scorers"]["full"]["near"].update(weight=-1.0),
+    lambda d: d["scorers"]["full"].update(near=[1, 2]),
     lambda d: d.update(format="pickle"),
     lambda d: d["scorers"]["full"].update(w_tanh=_arr([np.nan] * 16)),
     lambda d: d["scorers"]["full"].update(w_tanh=_arr([1.0] * 15)),

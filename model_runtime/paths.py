@@ -24,15 +24,17 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
     return (PLUGIN_ROOT.parent / "shared" / "data").resolve()
 
 
-def cache_dir() -> Path:
-    """Feature caches and derived artefacts: ``$CACH_CACHE`` or ``$XDG_CACHE_HOME/cach``."""
+def cache_dir(create: bool = True) -> Path:
+    """Feature caches and derived artefacts: ``$CACH_CACHE`` or ``$XDG_CACHE_HOME/cach``
+    (made unless ``create`` is false)."""
     env = os.environ.get("CACH_CACHE")
     if env:
         path = Path(env).expanduser()
     else:
         base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         path = Path(base) / "cach"
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -14,6 +14,12 @@ What this relies on in Ray 2.60 (read in the installed package, checked with ``s
   the driver's environment and reads the token from that file (without it Ray writes a new one
   to ``~/.ray/auth_token``). Ray caches its config when imported: ``Config.initialize("")``
   refreshes it, as Ray's own ``_enable_token_auth`` does.
+* Ray's dashboard process runs its usage-stats module even with the dashboard and usage stats
+  off, and that module reads ``~/ray_bootstrap_config.yaml``; when the file is missing it asks
+  the cloud metadata services (a DNS lookup of metadata.google.internal, HTTP to
+  169.254.169.254) which cloud it runs on. The cluster's processes get the private folder as
+  their home, holding an empty bootstrap config, so nothing leaves the machine; ``CACH_CACHE``
+  pins this user's cache for them.
 * gcs_server and the raylet die with the driver (Ray starts them fate-shared), the workers with
   the raylet; but the runtime-env and dashboard agents, left without their raylet, try to report
   to the dead GCS and were measured alive well after a ``kill -9`` of the driver. So the
@@ -42,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from model_runtime.errors import ConfigError
+from model_runtime.paths import cache_dir
 
 LOG = logging.getLogger(__name__)
 
@@ -65,6 +72,7 @@ def token_file() -> Path:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
+            (folder / "ray_bootstrap_config.yaml").write_text("{}\n")  # see the docstring
             atexit.register(shutil.rmtree, folder, True)
             _token = path
         return _token
@@ -72,8 +80,10 @@ def token_file() -> Path:
 
 def local_environment() -> dict[str, str]:
     """The variables a local cluster's processes need (they inherit the driver's)."""
-    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file()),
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    token = token_file()
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+            "CACH_CACHE": str(cache_dir(create=False)), "HOME": str(token.parent)}
 
 
 def check_loopback() -> None:

@@ -242,3 +242,50 @@ def test_cach_index_on_ray_in_a_namespace_with_only_loopback(tmp_path):
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     assert summary["tiles"] > 0 and summary["encoded"] == summary["tiles"], summary
     assert not summary["skipped"] and os.listdir(home) == [], (summary, os.listdir(home))
+
+
+# --------------------------------------------------------------------------- nothing leaves
+
+
+def _outbound(trace: str) -> list[str]:
+    """The connect() calls of an strace log that go anywhere but this machine (Unix sockets,
+    netlink, loopback): the DNS resolver, a metadata service, the network address."""
+    out = []
+    for line in trace.splitlines():
+        if "connect(" not in line or "AF_UNIX" in line or "AF_NETLINK" in line:
+            continue
+        host = line.split('inet_addr("', 1)[-1].split('"', 1)[0] if "inet_addr" in line \
+            else line.split('inet_pton(AF_INET6, "', 1)[-1].split('"', 1)[0]
+        try:
+            if is_loopback(host) or ipaddress.ip_address(host).is_unspecified:
+                continue
+        except ValueError:
+            pass
+        out.append(line.strip()[:200])
+    return out
+
+
+def test_a_local_ray_run_connects_to_nothing_beyond_this_machine(tmp_path):
+    """Every connect() of every process of a ``cach index --executor ray`` run (strace -f) goes
+    to a Unix socket or to loopback. On 61685e6 Ray's usage module, which its dashboard process
+    runs even with usage stats off, looked up metadata.google.internal through the system's
+    DNS resolver and called 169.254.169.254 to learn which cloud it was on."""
+    if not shutil.which("strace"):
+        pytest.fail("strace is not installed (scripts/setup_qgis.sh installs it with apt)")
+    folder = tmp_path / "one"
+    folder.mkdir()
+    shutil.copy2(ROOT / "resources" / "samples" / "cogeo.tif", folder)
+    home = tmp_path / "home"
+    home.mkdir()
+    log = tmp_path / "connect.log"
+    env = clean_env(home, CACH_CACHE=str(cache_dir()), CACH_RAY_STALL_S="240")
+    run = subprocess.run(["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(log),
+                          sys.executable, "-m", "model_runtime", "index", str(folder),
+                          "--index", str(tmp_path / "idx"), "--executor", "ray"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=480)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trace = log.read_text(errors="replace")
+    assert trace.count("connect(") > 10, trace[-2000:]  # strace did follow the cluster
+    outbound = _outbound(trace)
+    assert not outbound, "connections beyond this machine:\n" + "\n".join(outbound[:20])
+    assert os.listdir(home) == [], os.listdir(home)

@@ -64,6 +64,9 @@ class FitOptions:
     near_marks: float = 80.0
     #: the share of the nearest *wrong* mark's cosine subtracted from the nearest right one's
     near_neg_share: float = 0.5
+    #: use the term only when it orders the marks better than the logistic model does (each
+    #: mark scored without itself: the nearest-mark AUC vs the model's leave-one-out AUC)
+    near_check: bool = False
 
 
 @dataclass(frozen=True)
@@ -394,6 +397,8 @@ def fit_refiner(pos: Features, neg: Features, background: Features, prior: Prior
 def _fit_both(design, feats, y, weight, prior, opts, marked, bits, proj_dim, marks,
               with_portable: bool) -> Refiner:
     full, diag = _fit_one(design, feats, y, weight, prior, opts, marked, bits, proj_dim)
+    if opts.near_check and not near_helps(feats, marks, opts, diag.get("loo_auc_marks")):
+        opts = dataclasses.replace(opts, near_marks=0.0)
     full = with_near(full, feats, marks, opts)
     portable = projection = None
     if feats.proj is not None and with_portable:
@@ -409,6 +414,33 @@ def _fit_both(design, feats, y, weight, prior, opts, marked, bits, proj_dim, mar
     if full.near is not None:
         diag["near_weight"] = full.near.weight
     return Refiner(full, portable, marks, diag, projection)
+
+
+def near_loo_auc(pos: np.ndarray, neg: np.ndarray, neg_share: float) -> float | None:
+    """AUC of the nearest-mark score on the marks themselves, each mark left out of its own
+    score (None: fewer than 2 right or no wrong marks)."""
+    if len(pos) < 2 or not len(neg):
+        return None
+    pp, nn = pos @ pos.T, neg @ neg.T
+    np.fill_diagonal(pp, -np.inf)
+    np.fill_diagonal(nn, -np.inf)
+    s_pos = pp.max(axis=1) - neg_share * (pos @ neg.T).max(axis=1)
+    s_neg = (neg @ pos.T).max(axis=1)
+    if len(neg) > 1:
+        s_neg = s_neg - neg_share * nn.max(axis=1)
+    return _auc(np.concatenate([s_pos, s_neg]),
+                np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]))
+
+
+def near_helps(feats: Features, marks: tuple[int, int], opts: FitOptions,
+               model_auc: float | None) -> bool:
+    """Whether the nearest-mark term orders the held-out marks better than the model."""
+    n_pos, n_neg = marks
+    if feats.proj is None or model_auc is None:
+        return False
+    near_auc = near_loo_auc(feats.proj[:n_pos], feats.proj[n_pos : n_pos + n_neg],
+                            opts.near_neg_share)
+    return near_auc is not None and near_auc > model_auc
 
 
 def with_near(scorer: LinearScorer, feats: Features, marks: tuple[int, int],

@@ -246,6 +246,48 @@ def test_refiner_adds_the_nearest_mark_term_only_with_right_marks():
     assert only_wrong.full.near is None
 
 
+def test_nearest_mark_check_uses_the_term_only_when_it_orders_held_out_marks_better():
+    from model_runtime.feedback import FitOptions, near_helps, near_loo_auc
+
+    rng = np.random.default_rng(5)
+    a, b, c = (unit_rows(rng.normal(size=(1, 24)))[0] for _ in range(3))
+    # right marks in two tight clusters, wrong marks in a third: held out, each right mark's
+    # nearest other right mark is its cluster's twin -> AUC 1
+    pos = unit_rows(np.vstack([a + 0.05 * rng.normal(size=(3, 24)),
+                               b + 0.05 * rng.normal(size=(3, 24))]))
+    neg = unit_rows(c + 0.05 * rng.normal(size=(5, 24)))
+    assert near_loo_auc(pos, neg, 0.5) == 1.0
+    # right and wrong marks drawn alike: no better than chance
+    mixed = unit_rows(rng.normal(size=(40, 24)))
+    assert near_loo_auc(mixed[:20], mixed[20:], 0.5) < 0.75
+    assert near_loo_auc(pos[:1], neg, 0.5) is None  # one right mark: nothing held out
+    feats = Features.of(np.ones((11, 4)), np.vstack([pos, neg]))
+    opts = FitOptions(near_check=True)
+    assert near_helps(feats, (6, 5), opts, 0.9) and not near_helps(feats, (6, 5), opts, 1.0)
+    assert not near_helps(feats, (6, 5), opts, None)
+
+
+def test_ranking_score_reranks_the_best_pool_by_decision_with_the_nearest_marks(monkeypatch):
+    from model_runtime.services import refine
+
+    rng = np.random.default_rng(7)
+    proj = unit_rows(rng.normal(size=(200, 24)))
+    decision = rng.normal(size=200)
+    near = NearMarks(proj[:3], proj[3:5], 3.0, 0.5, 0.0, 1.0, 0.0, 1.0)
+    scorer = LinearScorer(0.0, None, np.zeros(24, np.float32), near=near)
+    whole = refine.ranking_score(scorer, decision, proj)
+    assert np.allclose(whole, near.rank(decision, proj))  # all tiles fit in the pool
+    monkeypatch.setattr(refine, "NEAR_POOL", 50)
+    pooled = refine.ranking_score(scorer, decision, proj)
+    pool = np.argsort(-decision)[:50]
+    rest = np.setdiff1d(np.arange(200), pool)
+    assert np.allclose(pooled[pool], near.rank(decision[pool], proj[pool]))
+    assert pooled[rest].max() < pooled[pool].min()  # the rest after the pool ...
+    assert np.array_equal(np.argsort(-pooled[rest]), np.argsort(-decision[rest]))  # by decision
+    plain = LinearScorer(0.0, None, np.zeros(24, np.float32))
+    assert refine.ranking_score(plain, decision, proj) is decision
+
+
 def _tamper(path, edit):
     doc = json.loads(path.read_text())
     edit(doc)

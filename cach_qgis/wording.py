@@ -451,9 +451,12 @@ def adapt_question(index_path: str) -> str:
     return tr(
         "Adapt the model to the imagery of {name}?\n\n"
         "CACH fine-tunes the image side of its model on this index's own tiles (no labels "
-        "needed) and re-hashes the index, so that similar tiles of your archive find each other "
-        "better. It runs in the background (task manager in the status bar) and can be "
-        "cancelled there. Only this index changes; other indexes keep the shipped model."
+        "needed) and re-hashes the index. What it improves: text searches (by about 0.03 mAP "
+        "on two archives of scene types the model never saw) and, on large archives, which "
+        "tiles an image search considers first. It does not change the order of similar-image "
+        "results, which are ranked by the image features already. It runs in the background "
+        "(task manager in the status bar) and can be cancelled there. Only this index changes; "
+        "other indexes keep the shipped model."
     ).format(name=_name(index_path))
 
 

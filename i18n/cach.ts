@@ -174,17 +174,17 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="472"/>
+        <location filename="../cach_qgis/wording.py" line="475"/>
         <source>Indexing cancelled. Files already indexed are kept; index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="483"/>
+        <location filename="../cach_qgis/wording.py" line="486"/>
         <source>Indexing finished before the cancel took effect: every file is indexed, the index is complete and is now chosen in the search panel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="488"/>
+        <location filename="../cach_qgis/wording.py" line="491"/>
         <source>Indexing cancelled: what was indexed is kept and searchable; {todo} tiles of {files} files are still to do. Index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -586,29 +586,22 @@ It keeps running in the background (task manager in the status bar) and can be c
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="451"/>
-        <source>Adapt the model to the imagery of {name}?
-
-CACH fine-tunes the image side of its model on this index&apos;s own tiles (no labels needed) and re-hashes the index, so that similar tiles of your archive find each other better. It runs in the background (task manager in the status bar) and can be cancelled there. Only this index changes; other indexes keep the shipped model.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/wording.py" line="463"/>
+        <location filename="../cach_qgis/wording.py" line="466"/>
         <source>Adapted the model to this archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="465"/>
+        <location filename="../cach_qgis/wording.py" line="468"/>
         <source> and re-hashed its {n} tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="467"/>
+        <location filename="../cach_qgis/wording.py" line="470"/>
         <source> in {time}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="468"/>
+        <location filename="../cach_qgis/wording.py" line="471"/>
         <source>. Searches of this index now use it.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -705,6 +698,13 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
     <message>
         <location filename="../cach_qgis/wording.py" line="104"/>
         <source>This saved search was made with another model, so it cannot run on this index. Choose an index made with the same model, or mark tiles on this index and save a new search.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="451"/>
+        <source>Adapt the model to the imagery of {name}?
+
+CACH fine-tunes the image side of its model on this index&apos;s own tiles (no labels needed) and re-hashes the index. What it improves: text searches (by about 0.03 mAP on two archives of scene types the model never saw) and, on large archives, which tiles an image search considers first. It does not change the order of similar-image results, which are ranked by the image features already. It runs in the background (task manager in the status bar) and can be cancelled there. Only this index changes; other indexes keep the shipped model.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>

@@ -103,7 +103,7 @@ def spaces_for(heads) -> dict:
     if not getattr(heads, "proj_dim", 0):
         return spaces
     matrix = heads.image_proj.matrix.detach().numpy() if hasattr(heads, "image_proj") else None
-    for t in (0.5, 1.0):
+    for t in (0.5, 0.75, 1.0):
         s = unwhiten_scale(matrix, t)
         spaces[f"unwhiten{t:g}"] = lambda p, s=s: p * s
     return spaces
@@ -196,3 +196,48 @@ def ucm_heldout(bits: int = 64) -> dict:
         rows[f"ucm_set{i}/{bits}/today"] = r
         print(i, json.dumps({k: round(v, 4) for k, v in r.items()}), flush=True)
     return rows
+
+
+def _ap(ranked_rel: list[bool], total: int) -> float:
+    hits, s = 0, 0.0
+    for i, r in enumerate(ranked_rel, 1):
+        if r:
+            hits += 1
+            s += hits / i
+    return s / total if total else 0.0
+
+
+def product_eval(index_dir: str, unwhiten: float = 1.0, texts: bool = True) -> dict:
+    """I->I (every tile a query, RSI-CB's ``objects`` only archive) and T->I (8 plain templates
+    per class) mAP@ALL through ``Pipeline.search`` on an index built by ``cach index``
+    (k = every tile, no collapsing). ``unwhiten=False``: the re-rank of the stored projection
+    as the second release did it; 0 < ``unwhiten`` < 1: tempered."""
+    from unittest import mock
+
+    import model_runtime.index.query as Q
+    from model_runtime.pipeline import Pipeline
+    from research.calibration_scenes import PHRASES
+    from research.hashing.unseen import TEMPLATES
+
+    pipe = Pipeline()
+    everything = pipe.search(index_dir, text="an aerial image", k=100_000, collapse=False)
+    cls = {h.tile_id: Path(h.source).parent.name for h in everything.results}
+    n = len(cls)
+    count = {c: sum(v == c for v in cls.values()) for c in set(cls.values())}
+    orig = Q.rerank_scale
+    scale = (lambda path: orig(path, unwhiten)) if unwhiten else (lambda path: None)
+    i2i_ap = []
+    with mock.patch.object(Q, "rerank_scale", scale):
+        for t, c in cls.items():
+            if c == "objects":
+                continue
+            hits = pipe.search(index_dir, tile=t, k=n, collapse=False).results
+            i2i_ap.append(_ap([cls[h.tile_id] == c for h in hits], count[c] - 1))
+    t2i_ap = []
+    for c in sorted(count) if texts else ():
+        for tpl in TEMPLATES:
+            text = tpl.format(PHRASES.get(c, c.replace("_", " ")))
+            hits = pipe.search(index_dir, text=text, k=n, collapse=False).results
+            t2i_ap.append(_ap([cls[h.tile_id] == c for h in hits], count[c]))
+    return {"i2i": float(np.mean(i2i_ap)), "t2i": float(np.mean(t2i_ap)) if t2i_ap else None,
+            "tiles": n}

@@ -14,7 +14,13 @@ import pytest
 
 from model_runtime.codes import pack
 from model_runtime.hashing.projection import fit_projection, project
-from model_runtime.index.query import Index, Query, rerank_scale, unwhiten_scale
+from model_runtime.index.query import (
+    RERANK_UNWHITEN,
+    Index,
+    Query,
+    rerank_scale,
+    unwhiten_scale,
+)
 
 
 def _cos(a: np.ndarray) -> np.ndarray:
@@ -66,7 +72,10 @@ def test_rerank_scale_reads_the_heads_file(tmp_path, feats):
     save_file({"image_proj.matrix": np.ascontiguousarray(matrix), "x": np.zeros(2, np.float32)},
               str(with_proj))
     save_file({"x": np.zeros(2, np.float32)}, str(without))
-    assert np.allclose(rerank_scale(str(with_proj)), unwhiten_scale(matrix), rtol=1e-5)
+    got = rerank_scale(str(with_proj))
+    assert np.allclose(got, unwhiten_scale(matrix, RERANK_UNWHITEN), rtol=1e-5)
+    assert np.allclose(rerank_scale(str(with_proj), 1.0), unwhiten_scale(matrix), rtol=1e-5)
+    assert 0.0 < RERANK_UNWHITEN <= 1.0 and got[0] > 1.0 > got[-1]
     assert rerank_scale(str(without)) is None
 
 

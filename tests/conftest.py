@@ -57,6 +57,8 @@ FULL_ONLY = (
     "tests/runtime/test_onnx_build.py::test_the_shipped_pth_reads_as_torch_reads_it",
     "tests/runtime/test_onnx_build.py::test_image_graph_matches_the_torch_export",
     "tests/runtime/test_onnx_build.py::test_text_graph_matches_the_torch_export",
+    "tests/runtime/test_onnx_build.py::test_the_features_reproduce_the_graph_outputs",
+    "tests/runtime/test_onnx_build.py::test_cach_eval_cells_agree",
     "tests/runtime/test_onnx_build.py::test_heads_without_a_projection_give_one_output_as_torch_does",
     "tests/runtime/test_numpy_heads.py::test_numpy_heads_compute_what_the_torch_heads_compute",
     "tests/runtime/test_layering.py::test_runtime_never_imports_qt_or_qgis",

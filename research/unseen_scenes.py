@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from model_runtime.hashing import metrics as M
-from model_runtime.index.query import RERANK_POOL, unwhiten_scale
+from model_runtime.index.query import (
+    RERANK_POOL,
+    unwhiten_scale,
+)
 from model_runtime.paths import PLUGIN_ROOT, cache_dir
 
 DATA = PLUGIN_ROOT.parent / "shared" / "data" / "scenes"
@@ -97,6 +100,18 @@ def t2i(heads, frozen, lab, prompts, extra) -> dict:
     return {k: float(np.mean(v)) for k, v in res.items()}
 
 
+def _with_mean(proj, matrix, mean, centre: float) -> np.ndarray:
+    """Un-whitened projection with ``centre`` x the features' mean put back (in the principal
+    axes, and the rest of its norm as one more coordinate): centre 1 = the uncentred frozen
+    cosine up to truncation. Measured only: the product's query projection is L2-normalised
+    (``query_vector``), so a shift would need the query's own norm."""
+    norms = np.linalg.norm(matrix.astype(np.float64), axis=0)
+    inside = (matrix / norms).T @ mean
+    rest = np.sqrt(max(mean @ mean - inside @ inside, 0.0))
+    u = proj / norms + centre * inside
+    return np.hstack([u, np.full((len(u), 1), centre * rest)])
+
+
 def spaces_for(heads) -> dict:
     """Re-rank spaces of image queries, functions of the stored projection."""
     spaces = {"today": lambda p: p}
@@ -106,6 +121,9 @@ def spaces_for(heads) -> dict:
     for t in (0.5, 0.75, 1.0):
         s = unwhiten_scale(matrix, t)
         spaces[f"unwhiten{t:g}"] = lambda p, s=s: p * s
+    mean = heads.image_proj.mean.detach().numpy().astype(np.float64)
+    for centre in (0.5, 1.0):
+        spaces[f"centre{centre:g}"] = lambda p, c=centre: _with_mean(p, matrix, mean, c)
     return spaces
 
 

@@ -133,6 +133,9 @@ class NearMarks:
     lin_std: float
     near_mean: float
     near_std: float
+    #: Platt calibration of the ranking score (fitted on held-out marks, like the model's)
+    slope: float = 1.0
+    offset: float = 0.0
 
     def near(self, proj: np.ndarray) -> np.ndarray:
         out = (proj @ self.pos.T).max(axis=1).astype(np.float64)
@@ -142,8 +145,15 @@ class NearMarks:
 
     def rank(self, decision: np.ndarray, proj: np.ndarray) -> np.ndarray:
         """Ranking score of rows with these logistic decisions and projections."""
+        return self.combine(decision, self.near(proj))
+
+    def combine(self, decision: np.ndarray, near: np.ndarray) -> np.ndarray:
         return ((np.asarray(decision, np.float64) - self.lin_mean) / self.lin_std
-                + self.weight * (self.near(proj) - self.near_mean) / self.near_std)
+                + self.weight * (np.asarray(near, np.float64) - self.near_mean) / self.near_std)
+
+    def confidence(self, rank: np.ndarray) -> np.ndarray:
+        """Calibrated probability of a ranking score (non-decreasing in it)."""
+        return sigmoid(self.slope * np.asarray(rank, np.float64) + self.offset)
 
 
 @dataclass(frozen=True)
@@ -340,7 +350,7 @@ def _fit_one(design: _Design, feats: Features, y, weight, prior: Prior, opts: Fi
     if slope == 0.0:  # held-out marks say nothing (one class, or too few): in-sample fit
         slope, offset = fit_platt(x @ w, y, weight)
     scorer = design.scorer(w, prior, opts, bits, proj_dim)
-    diag = {"loo_auc_marks": _auc(held[:marked], y[:marked])}
+    diag = {"loo_auc_marks": _auc(held[:marked], y[:marked]), "_held": held}
     if design.has_prior:  # how much of the decision's spread the typed query still makes
         from_prior = float(np.std(x[:, 1] * w[1]))
         diag["prior_share"] = from_prior / (from_prior + float(np.std(x[:, 2:] @ w[2:])) + 1e-12)
@@ -397,20 +407,23 @@ def fit_refiner(pos: Features, neg: Features, background: Features, prior: Prior
 def _fit_both(design, feats, y, weight, prior, opts, marked, bits, proj_dim, marks,
               with_portable: bool) -> Refiner:
     full, diag = _fit_one(design, feats, y, weight, prior, opts, marked, bits, proj_dim)
+    held = {"full": diag.pop("_held")}
     if opts.near_check and not near_helps(feats, marks, opts, diag.get("loo_auc_marks")):
         opts = dataclasses.replace(opts, near_marks=0.0)
-    full = with_near(full, feats, marks, opts)
+    full = with_near(full, feats, marks, opts, held["full"], (y, weight))
     portable = projection = None
     if feats.proj is not None and with_portable:
         lite = _Design(True, False, design.z_mean, design.z_std, design.has_prior)
-        portable, _ = _fit_one(lite, feats, y, weight, prior, opts, marked, bits, proj_dim)
+        portable, d_lite = _fit_one(lite, feats, y, weight, prior, opts, marked, bits,
+                                    proj_dim)
         own = Prior(None, prior.proj)  # no tanh outputs at all: any bit length
         z = own.score(feats.take(np.arange(marked, len(y)))) if not own.empty() else None
         bare = _Design(True, False, 0.0 if z is None else float(np.mean(z)),
                        1.0 if z is None else max(float(np.std(z)), 1e-6), not own.empty())
-        projection, _ = _fit_one(bare, feats, y, weight, own, opts, marked, bits, proj_dim)
-        portable = with_near(portable, feats, marks, opts)
-        projection = with_near(projection, feats, marks, opts)
+        projection, d_bare = _fit_one(bare, feats, y, weight, own, opts, marked, bits,
+                                      proj_dim)
+        portable = with_near(portable, feats, marks, opts, d_lite["_held"], (y, weight))
+        projection = with_near(projection, feats, marks, opts, d_bare["_held"], (y, weight))
     if full.near is not None:
         diag["near_weight"] = full.near.weight
     return Refiner(full, portable, marks, diag, projection)
@@ -421,15 +434,27 @@ def near_loo_auc(pos: np.ndarray, neg: np.ndarray, neg_share: float) -> float | 
     score (None: fewer than 2 right or no wrong marks)."""
     if len(pos) < 2 or not len(neg):
         return None
-    pp, nn = pos @ pos.T, neg @ neg.T
-    np.fill_diagonal(pp, -np.inf)
-    np.fill_diagonal(nn, -np.inf)
-    s_pos = pp.max(axis=1) - neg_share * (pos @ neg.T).max(axis=1)
-    s_neg = (neg @ pos.T).max(axis=1)
-    if len(neg) > 1:
-        s_neg = s_neg - neg_share * nn.max(axis=1)
+    s_pos, s_neg = near_held_out(pos, neg, neg_share)
     return _auc(np.concatenate([s_pos, s_neg]),
                 np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]))
+
+
+def near_held_out(pos: np.ndarray, neg: np.ndarray, neg_share: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest-mark score of each right and each wrong mark with that mark left out
+    (a lone right mark keeps itself; a lone wrong mark's score has no wrong-mark part)."""
+    pp = pos @ pos.T
+    if len(pos) > 1:
+        np.fill_diagonal(pp, -np.inf)
+    s_pos = pp.max(axis=1)
+    s_neg = (neg @ pos.T).max(axis=1) if len(neg) else np.zeros(0)
+    if len(neg) and neg_share:
+        s_pos = s_pos - neg_share * (pos @ neg.T).max(axis=1)
+        if len(neg) > 1:
+            nn = neg @ neg.T
+            np.fill_diagonal(nn, -np.inf)
+            s_neg = s_neg - neg_share * nn.max(axis=1)
+    return s_pos, s_neg
 
 
 def near_helps(feats: Features, marks: tuple[int, int], opts: FitOptions,
@@ -444,10 +469,13 @@ def near_helps(feats: Features, marks: tuple[int, int], opts: FitOptions,
 
 
 def with_near(scorer: LinearScorer, feats: Features, marks: tuple[int, int],
-              opts: FitOptions) -> LinearScorer:
+              opts: FitOptions, held: np.ndarray, samples: tuple[np.ndarray, np.ndarray]
+              ) -> LinearScorer:
     """``scorer`` with the nearest-mark term (:class:`NearMarks`) when it applies: some
     marks right, a stored projection, ``opts.near_marks`` > 0. ``feats`` rows: the right
-    marks, the wrong marks, then the pseudo-negatives (standardising both terms)."""
+    marks, the wrong marks, then the pseudo-negatives (standardising both terms); ``held``:
+    the model's held-out decisions of those rows and ``samples`` their (labels, weights), on
+    which the ranking score is calibrated (each mark's nearest-mark part without itself)."""
     n_pos, n_neg = marks
     if not n_pos or feats.proj is None or opts.near_marks <= 0:
         return scorer
@@ -462,4 +490,12 @@ def with_near(scorer: LinearScorer, feats: Features, marks: tuple[int, int],
     near = dataclasses.replace(near, lin_mean=float(lin.mean()),
                                lin_std=max(float(lin.std()), 1e-6),
                                near_mean=float(raw.mean()), near_std=max(float(raw.std()), 1e-6))
-    return dataclasses.replace(scorer, near=near)
+    y, weight = samples
+    s_pos, s_neg = near_held_out(near.pos, near.neg if neg is not None else proj[:0],
+                                 near.neg_share)
+    rank = near.combine(held, np.concatenate([s_pos, s_neg, raw]))
+    slope, offset = fit_platt(rank, y, weight)
+    if slope == 0.0:  # held-out marks say nothing: in-sample
+        slope, offset = fit_platt(near.rank(scorer.decision(feats), proj), y, weight)
+    return dataclasses.replace(scorer, near=dataclasses.replace(near, slope=slope,
+                                                                offset=offset))

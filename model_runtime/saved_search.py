@@ -133,7 +133,8 @@ def _near_json(near: NearMarks | None) -> dict | None:
     return {"pos": _pack(near.pos), "pos_rows": int(len(near.pos)),
             "neg": _pack(near.neg), "neg_rows": 0 if near.neg is None else int(len(near.neg)),
             "weight": near.weight, "neg_share": near.neg_share, "lin_mean": near.lin_mean,
-            "lin_std": near.lin_std, "near_mean": near.near_mean, "near_std": near.near_std}
+            "lin_std": near.lin_std, "near_mean": near.near_mean, "near_std": near.near_std,
+            "slope": near.slope, "offset": near.offset}
 
 
 def _rows_of(obj: dict, key: str, dim: int, path, name: str) -> np.ndarray | None:
@@ -162,7 +163,7 @@ def _near(obj: Any, model: dict, path, name: str) -> NearMarks | None:
     neg = _rows_of(obj, "neg", dim, path, f"{name}.near")
     nums = {k: _number(obj, k, path, low) for k, low in (
         ("weight", 0.0), ("neg_share", 0.0), ("lin_mean", -math.inf), ("lin_std", 1e-9),
-        ("near_mean", -math.inf), ("near_std", 1e-9))}
+        ("near_mean", -math.inf), ("near_std", 1e-9), ("slope", 0.0), ("offset", -math.inf))}
     return NearMarks(pos, neg, **nums)
 
 

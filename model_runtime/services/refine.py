@@ -128,19 +128,13 @@ def scored_hits(index: Any, scorer: LinearScorer, k: int, bbox, bbox_crs: str, c
                 exclude: Sequence[int], query_code: np.ndarray | None) -> list[Hit]:
     """Top-k tiles of the whole index by ``scorer``, each with its calibrated confidence
     (non-increasing down the ranking)."""
-    linear: dict[str, np.ndarray] = {}
-
-    def score(b: Any) -> np.ndarray:
-        linear["d"] = b.linear(scorer.bias, scorer.w_tanh, scorer.w_proj)
-        return ranking_score(scorer, linear["d"], b.proj)
-
     hits, decision = index.search_scored(
-        score, k=k, bbox=bbox, bbox_crs=bbox_crs, collapse=collapse, exclude_ids=exclude,
+        lambda b: ranking_score(scorer, b.linear(scorer.bias, scorer.w_tanh, scorer.w_proj),
+                                b.proj),
+        k=k, bbox=bbox, bbox_crs=bbox_crs, collapse=collapse, exclude_ids=exclude,
         query_code=query_code)
-    if scorer.near is not None:  # confidence from the logistic decision, in rank order
-        blocks = index.feature_blocks()
-        decision = linear["d"][np.searchsorted(blocks.ids, [h.tile_id for h in hits])]
-    conf = monotone(scorer.confidence(decision))
+    calibrated = scorer.confidence if scorer.near is None else scorer.near.confidence
+    conf = monotone(calibrated(decision))
     return [dataclasses.replace(h, confidence=round(float(c), 3))
             for h, c in zip(hits, conf, strict=True)]
 

@@ -239,6 +239,10 @@ def test_refiner_adds_the_nearest_mark_term_only_with_right_marks():
     assert fit.full.near is not None and len(fit.full.near.pos) == 4
     assert fit.full.near.weight == pytest.approx(FitOptions().near_marks / 10)
     assert fit.projection.near is not None and fit.portable.near is not None
+    # the ranking score is calibrated on held-out marks: right tiles are shown as likelier
+    near = fit.full.near
+    conf = near.confidence(near.rank(fit.full.decision(feats), feats.proj))
+    assert near.slope > 0 and conf[rel].mean() > conf[~rel].mean() + 0.2
     off = fit_refiner(feats.take(pos), feats.take(neg), feats.take(bg), prior,
                       FitOptions(near_marks=0.0))
     assert off.full.near is None
@@ -309,6 +313,7 @@ def _arr(values, dtype="<f4"):
     lambda d: d["scorers"]["full"]["near"].update(pos=_arr([np.nan] * 72)),
     lambda d: d["scorers"]["full"]["near"].update(near_std=0.0),
     lambda d: d["scorers"]["full"]["near"].update(weight=-1.0),
+    lambda d: d["scorers"]["full"]["near"].update(slope=-1.0),
     lambda d: d["scorers"]["full"].update(near=[1, 2]),
     lambda d: d.update(format="pickle"),
     lambda d: d["scorers"]["full"].update(w_tanh=_arr([np.nan] * 16)),

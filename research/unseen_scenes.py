@@ -235,8 +235,9 @@ def product_eval(index_dir: str, unwhiten: float = 1.0, texts: bool = True) -> d
     import model_runtime.index.query as Q
     from model_runtime.pipeline import Pipeline
     from research.calibration_scenes import PHRASES
-    from research.hashing.unseen import TEMPLATES
+    from research.hashing.unseen import CLASS_PHRASES, TEMPLATES
 
+    phrases = {**CLASS_PHRASES, **PHRASES}
     pipe = Pipeline()
     everything = pipe.search(index_dir, text="an aerial image", k=100_000, collapse=False)
     cls = {h.tile_id: Path(h.source).parent.name for h in everything.results}
@@ -254,7 +255,7 @@ def product_eval(index_dir: str, unwhiten: float = 1.0, texts: bool = True) -> d
     t2i_ap = []
     for c in sorted(count) if texts else ():
         for tpl in TEMPLATES:
-            text = tpl.format(PHRASES.get(c, c.replace("_", " ")))
+            text = tpl.format(phrases.get(c, c.replace("_", " ")))
             hits = pipe.search(index_dir, text=text, k=n, collapse=False).results
             t2i_ap.append(_ap([cls[h.tile_id] == c for h in hits], count[c]))
     return {"i2i": float(np.mean(i2i_ap)), "t2i": float(np.mean(t2i_ap)) if t2i_ap else None,

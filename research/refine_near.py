@@ -14,7 +14,8 @@ built with, and ``--classes`` the scene types to search for (UC Merced's held-ou
 - ``{"kind": "fixed"|"falling", "weight": g, "neg_share": s, "block": "proj"|"tanh"}``: the
   term with weight g (``falling``: g x 20 / marks), on every query with a right mark;
 - ``"learn_only": true``: only when fewer marks are right than wrong; ``"loo": true``: on the
-  other queries only when it orders the held-out marks better than the model;
+  other queries only when it orders the held-out marks better than the model (``"loo_ties":
+  true``: or as well);
 - ``"neg_only": g``: when no mark is right, minus g x the standardised nearest wrong mark.
 
 Prints first / one round / two rounds residual mAP per index and variant.
@@ -55,7 +56,9 @@ def _variant_score(v: dict, fit, blocks, pos: list[int], neg: list[int]) -> np.n
     if len(pos) >= len(neg) and v.get("loo"):
         near_auc = near_loo_auc(feats[pos], feats[neg], share)
         model_auc = fit.diagnostics.get("loo_auc_marks")
-        if near_auc is None or model_auc is None or near_auc <= model_auc:
+        if near_auc is None or model_auc is None:
+            return dec
+        if (near_auc < model_auc) if v.get("loo_ties") else (near_auc <= model_auc):
             return dec
     near = (feats @ feats[pos].T).max(1)
     if neg and share:

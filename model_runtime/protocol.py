@@ -105,7 +105,6 @@ ERROR_CODES: dict[str, tuple[str, str]] = {
     "index_newer": ("index", "the index was written by a newer version"),
     "index_locked": ("index", "another indexing run is writing this index"),
     "index_readonly": ("index", "the index is read-only: it can be searched, not changed"),
-    "index_readonly": ("index", "the index is read-only: it can be searched, not changed"),
     "index_needs_rebuild": ("index", "the index lacks what this op needs; re-index with rebuild"),
     # refined searches kept as files (saved_search.py)
     "saved_search_invalid": ("data", "a saved search file is damaged or not one"),

@@ -9,7 +9,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PYTEST := -q -p no:cacheprovider
 
-.PHONY: setup setup-full setup-tests setup-qgis check-lean demo eval test test-runtime test-full \
+.PHONY: setup setup-full setup-tests setup-qgis check-lean demo eval test test-fast test-runtime test-full \
 	test-qgis results bench zip lint i18n
 
 setup:
@@ -38,6 +38,11 @@ eval: setup
 demo: setup
 	.venv/bin/cach eval --dataset ucm
 	scripts/demo.sh
+
+# seconds, in any Python with pytest and numpy (no rasterio, ONNX Runtime or model package needed):
+# the stdlib/unit modules that tests/runtime/conftest.py lists in FAST
+test-fast:
+	$${PYTHON:-.venv/bin/python} -m pytest -m fast tests/runtime $(PYTEST)
 
 test: setup-tests setup-qgis check-lean
 	.venv/bin/python -m pytest -m "not torch" tests/runtime tests/e2e $(PYTEST)

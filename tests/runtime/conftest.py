@@ -1,97 +1,65 @@
 """Shared fixtures for runtime tests: the real GeoTIFFs, small rasters written by rasterio,
-and a cheap deterministic stand-in for the model (the raster and index code under test is real)."""
+and a cheap deterministic stand-in for the model (the raster and index code under test is real).
+
+Nothing heavy at module top: numpy, rasterio and the model package are imported by the fixtures
+that need them (the stand-in lives in ``fakes.py``), so tests that use none of them (the
+``fast`` group: ``make test-fast``) collect and run without the stack. ``from conftest import
+FakeEncoder`` still works (module ``__getattr__`` below).
+"""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pytest
-import rasterio
-from rasterio.transform import from_origin
 
-from model_runtime.config import BackboneConfig
-from model_runtime.model import HashModel, HeadsRef, ImageOutputs
-from model_runtime.paths import data_root
+if TYPE_CHECKING:
+    import numpy as np
+    from fakes import FakeEncoder
 
-BITS = 64
-FAKE_CONFIG = BackboneConfig(name="fake-meancolour", image_dim=48, text_dim=48,
-                             open_clip_arch="fake")
+_FAKES = ("FakeEncoder", "FAKE_CONFIG", "BITS")
+
+
+def __getattr__(name: str) -> Any:
+    """``FakeEncoder``, ``FAKE_CONFIG`` and ``BITS`` from ``fakes``, imported on first use."""
+    if name in _FAKES:
+        import fakes
+
+        return getattr(fakes, name)
+    raise AttributeError(name)
 
 
 @pytest.fixture(scope="session")
 def geotiff_dir() -> Path:
+    from model_runtime.paths import data_root
+
     root = data_root() / "geotiff"
     if not root.is_dir():
         pytest.skip(f"real rasters not found at {root} (set CACH_DATA)")
     return root
 
 
-class FakeEncoder(HashModel):
-    """A cheap deterministic stand-in for the model (the raster and index code under test is
-    real): random projection of 4x4 grid mean colours -> tanh; texts -> a hash of the words.
-
-    Counts calls and tiles so tests can tell what was (re-)encoded; ``fail_after`` batches
-    raises to simulate a crash. ``proj_dim`` > 0 adds a stored projection (the grid means)."""
-
-    backend = "fake"
-
-    def __init__(self, bits: int = BITS, fail_after: int | None = None, seed: int = 0,
-                 proj_dim: int = 0) -> None:
-        heads = HeadsRef(Path(f"fake-{seed}.safetensors"), f"{seed:08d}", FAKE_CONFIG.name, bits,
-                         "fake", {"proj_dim": proj_dim})
-        super().__init__(FAKE_CONFIG, heads, "cpu")
-        rng = np.random.default_rng(seed)
-        self.proj = rng.standard_normal((48, bits)).astype(np.float32)
-        self.fail_after = fail_after
-        self.batches = 0
-        self.tiles = 0
-        self.seen: list[np.ndarray] = []
-
-    def features(self, arrays) -> np.ndarray:
-        feats = []
-        for a in arrays:
-            h, w = a.shape[0] // 4 * 4, a.shape[1] // 4 * 4
-            grid = a[:h, :w].reshape(4, h // 4, 4, w // 4, 3).mean(axis=(1, 3)).reshape(-1)
-            feats.append(grid / 64.0 - 2.0)
-        return np.stack(feats).astype(np.float32)
-
-    def _encode_batch(self, batch: np.ndarray) -> ImageOutputs:
-        if self.fail_after is not None and self.batches >= self.fail_after:
-            raise RuntimeError("simulated crash in the encoder")
-        self.batches += 1
-        self.tiles += len(batch)
-        self.seen.extend(list(batch))
-        feats = self.features(batch)
-        proj = feats[:, : self.heads.proj_dim].astype(np.float16) if self.heads.proj_dim else None
-        return ImageOutputs(np.tanh(feats @ self.proj), proj)
-
-    def encode_texts(self, texts) -> np.ndarray:
-        rng = [np.random.default_rng(abs(hash(t)) % 2**32) for t in texts]
-        return np.tanh(np.stack([r.standard_normal(self.bits) for r in rng]).astype(np.float32))
-
-    def __call__(self, arrays):
-        """The first release's encoder interface: (packed codes, tanh)."""
-        from model_runtime.codes import pack
-
-        out = self.encode_images(np.stack(arrays))
-        return pack(out.tanh), out.tanh
-
-
 @pytest.fixture(name="FakeEncoder")
 def fake_encoder_class() -> type[FakeEncoder]:
     """The stand-in encoder class, for tests that need several or a failing one."""
+    from fakes import FakeEncoder
+
     return FakeEncoder
 
 
 @pytest.fixture
 def encoder() -> FakeEncoder:
+    from fakes import FakeEncoder
+
     return FakeEncoder()
 
 
 @pytest.fixture
 def model_info() -> dict:
+    from fakes import FakeEncoder
+
     return FakeEncoder().info.to_json()
 
 
@@ -129,6 +97,9 @@ def _write_raster(
     **profile,
 ) -> Path:
     """Write ``data`` [bands, rows, cols] as a GeoTIFF (origin 500000, 5000000)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
     count, height, width = data.shape
     meta = dict(
         driver="GTiff", width=width, height=height, count=count, dtype=data.dtype, nodata=nodata
@@ -139,3 +110,36 @@ def _write_raster(
     with rasterio.open(path, "w", **meta) as dst:
         dst.write(data)
     return path
+
+
+# --- the fast group -------------------------------------------------------------------------
+# Modules that need no raster I/O, model, worker process or data set: `make test-fast` (or
+# `pytest -m fast tests/runtime`) runs them alone in seconds, and without rasterio, ONNX Runtime
+# or the model package installed (test_fast_group.py checks that). A `-m fast` run does not even
+# import the other modules.
+FAST = (
+    "test_protocol.py",
+    "test_structure.py",
+    "test_metrics.py",
+    "test_speed_estimate.py",
+)
+_HERE = Path(__file__).resolve().parent
+
+
+def _fast_run(config) -> bool:  # noqa: ANN001
+    return (config.option.markexpr or "").strip() == "fast"
+
+
+def pytest_ignore_collect(collection_path, config):  # noqa: ANN001
+    path = Path(collection_path)
+    if _fast_run(config) and path.suffix == ".py" and path.name.startswith("test_"):
+        if path.resolve().parent == _HERE and path.name not in FAST:
+            return True
+    return None
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ANN001
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.parent == _HERE and path.name in FAST:
+            item.add_marker(pytest.mark.fast)

@@ -7,11 +7,12 @@ it, so an index can be re-hashed (after adaptation) without running the encoder.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from model_runtime.errors import DataError
+from model_runtime.model.heads_format import projection_id
+
+__all__ = ["fit_projection", "project", "projection_id"]
 
 
 def fit_projection(
@@ -48,11 +49,3 @@ def project(feats: np.ndarray, mean: np.ndarray, matrix: np.ndarray) -> np.ndarr
     x = np.asarray(feats, dtype=np.float32)
     x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
     return (x - mean) @ matrix
-
-
-def projection_id(mean: np.ndarray, matrix: np.ndarray) -> str:
-    """A short fingerprint of a projection (of its float16 form, as shipped and stored)."""
-    digest = hashlib.sha256()
-    for arr in (mean, matrix):
-        digest.update(np.ascontiguousarray(np.asarray(arr, dtype=np.float16)).tobytes())
-    return digest.hexdigest()[:16]

@@ -118,7 +118,7 @@ def export_onnx(config: BackboneConfig, heads: HeadsRef, folder: Path, tokenize:
             "does not hold; install the full environment (scripts/setup.sh --with-torch).",
             code="backend_unavailable") from err
 
-    from model_runtime.hashing.heads_io import load_heads
+    from model_runtime.model.torch_heads import load_heads
     from model_runtime.model.torch_model import release_encoder, shared_encoder
 
     loaded_before = encoder_loaded(config)

@@ -45,7 +45,7 @@ _LOCK = threading.Lock()
 
 def read_heads(path: str | os.PathLike) -> HeadsRef:
     """Read a heads file's metadata and hash (cached by path, size and mtime)."""
-    from model_runtime.hashing.heads_io import read_metadata
+    from model_runtime.model.heads_format import read_metadata
 
     path = Path(path).expanduser().resolve()
     try:
@@ -69,7 +69,7 @@ def read_heads(path: str | os.PathLike) -> HeadsRef:
 
 def shipped_heads(backbone: str, bits: int | None = None) -> HeadsRef:
     """The shipped heads of ``backbone`` at ``bits`` (default 64)."""
-    from model_runtime.hashing.heads_io import shipped_heads_path
+    from model_runtime.model.heads_format import shipped_heads_path
 
     bits = int(bits or DEFAULT_BITS)
     path = shipped_heads_path(bits, backbone)

@@ -1,16 +1,15 @@
 """Hash heads in NumPy: read, run, fine-tune and write a heads file without torch.
 
 The heads are small MLPs (``Linear -> LayerNorm -> GELU -> Linear -> tanh``, see
-``hashing/model.py``); this module is their torch-free twin, used by the lean runtime for
+``model/torch_heads.py``); this module is their torch-free twin, used by the lean runtime for
 ``cach eval``, for re-hashing an index from its stored projections and for *Adapt to this archive*
 (``hashing/adapt.py``). It reads and writes the same safetensors files (same tensor names, fp16,
-same metadata), so a file written here is read by :func:`hashing.heads_io.load_heads` and the
+same metadata), so a file written here is read by :func:`model.torch_heads.load_heads` and the
 other way round, and heads keep their SHA-256 identity.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import numpy as np
 
 from model_runtime.errors import DataError
 from model_runtime.fsutil import atomic_write
+from model_runtime.model.heads_format import check_metadata, heads_metadata, read_metadata
 
 #: LayerNorm's epsilon (torch's default, as the heads are trained with)
 LN_EPS = 1e-5
@@ -89,7 +89,7 @@ def mlp_backward(w: dict[str, np.ndarray], prefix: str, cache: dict[str, np.ndar
 class NumpyHeads:
     """Heads as float32 arrays keyed by the torch module's state-dict names, with metadata.
 
-    Mirrors the inference API of :class:`hashing.model.HashHeads` (``encode_image_np``,
+    Mirrors the inference API of :class:`model.torch_heads.HashHeads` (``encode_image_np``,
     ``encode_text_np``, ``project_image_np``, ``encode_image_proj_np``), so the evaluation code
     takes either."""
 
@@ -137,8 +137,6 @@ def load_numpy_heads(path: str | os.PathLike, expect_backbone: str | None = None
     """Read a heads file into :class:`NumpyHeads` (float32); mismatches raise as ``load_heads``."""
     from safetensors.numpy import load_file
 
-    from model_runtime.hashing.heads_io import check_metadata, read_metadata
-
     path = Path(path)
     meta = read_metadata(path)
     check_metadata(path, meta, expect_backbone, expect_bits, expect_dims)
@@ -157,24 +155,16 @@ def load_numpy_heads(path: str | os.PathLike, expect_backbone: str | None = None
 
 def save_numpy_heads(heads: NumpyHeads, path: str | os.PathLike, extra: dict | None = None
                      ) -> Path:
-    """Write ``heads`` as ``hashing.heads_io.save_heads`` does (fp16 tensors, same metadata)."""
+    """Write ``heads`` as the torch writer (``hashing.heads_io.save_heads``) does (fp16 tensors, same metadata)."""
     from safetensors.numpy import save_file
-
-    from model_runtime.hashing.heads_io import FORMAT_VERSION
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: np.ascontiguousarray(v, dtype=np.float16) for k, v in heads.weights.items()}
-    meta = {"format": "cach-heads", "format_version": FORMAT_VERSION, "method": heads.method,
-            "backbone": heads.backbone,
-            **{k: str(int(heads.meta[k])) for k in ("bits", "image_dim", "text_dim", "hidden")},
-            "proj_dim": str(heads.proj_dim),
-            "extra": json.dumps(extra or {}, sort_keys=True)}
+    proj = None
     if heads.proj_dim:
-        from model_runtime.hashing.projection import projection_id
-
-        meta["proj_id"] = projection_id(heads.weights["image_proj.mean"],
-                                        heads.weights["image_proj.matrix"])
+        proj = (heads.weights["image_proj.mean"], heads.weights["image_proj.matrix"])
+    meta = heads_metadata(heads.method, heads.backbone, heads.meta, proj, extra)
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     return path
 

@@ -11,7 +11,7 @@ trunk of timm's ``tf_efficientnet_lite0`` (BatchNorm folded into the convolution
 "same" padding, ReLU6, global average pool) read from its ``.pth`` file by
 :mod:`model_runtime.model.weights_np`; the BERT encoder of all-MiniLM-L6-v2 from its
 ``model.safetensors`` and ``config.json`` (mean pooling, L2 normalisation); then the hash heads
-as :class:`~model_runtime.hashing.model.HashHeads` computes them. Only numpy, onnx and
+as :class:`~model_runtime.model.torch_heads.HashHeads` computes them. Only numpy, onnx and
 safetensors are needed. Backbones it does not know (RemoteCLIP's ViT) raise a coded
 :class:`ConfigError`; the torch export still serves them.
 
@@ -239,7 +239,7 @@ def _bert_pooled(g: Graph, ids: str, mask: str, folder: Path) -> str:
 
 # --- hash heads ----------------------------------------------------------------------------------
 def _mlp_tanh(g: Graph, x: str, t: dict, prefix: str, name: str) -> str:
-    """``tanh(Linear(GELU(LayerNorm(Linear(x)))))`` as :func:`hashing.model._mlp` in eval mode."""
+    """``tanh(Linear(GELU(LayerNorm(Linear(x)))))`` as :func:`model.torch_heads._mlp` in eval mode."""
     h = _linear(g, x, t[f"{prefix}.0.weight"], t[f"{prefix}.0.bias"], name=f"{name}/fc0")
     h = _layer_norm(g, h, t[f"{prefix}.1.weight"], t[f"{prefix}.1.bias"], HEADS_LN_EPS,
                     name=f"{name}/ln")
@@ -260,7 +260,7 @@ def _image_heads(g: Graph, feats: str, t: dict, meta: dict) -> list[str]:
 
 # --- the two graphs ------------------------------------------------------------------------------
 def _heads_np(config: BackboneConfig, heads: HeadsRef) -> tuple[dict, dict]:
-    from model_runtime.hashing.heads_io import check_metadata
+    from model_runtime.model.heads_format import check_metadata
 
     tensors, meta = load_heads_np(heads.path)
     check_metadata(heads.path, meta, expect_backbone=config.name, expect_bits=heads.bits)

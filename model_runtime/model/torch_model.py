@@ -105,7 +105,7 @@ class TorchHashModel(HashModel):
                  precision: str | None = None) -> None:
         import torch
 
-        from model_runtime.hashing.heads_io import load_heads
+        from model_runtime.model.torch_heads import load_heads
 
         self.encoder = shared_encoder(config, device)
         super().__init__(config, heads, str(self.encoder.device))

@@ -180,7 +180,7 @@ def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
 
 def load_heads_np(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     """A heads file's tensors (float32) and its parsed metadata, without torch."""
-    from model_runtime.hashing.heads_io import read_metadata
+    from model_runtime.model.heads_format import read_metadata
 
     meta = read_metadata(path)
     return load_safetensors(path), meta

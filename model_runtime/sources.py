@@ -37,9 +37,11 @@ from typing import Any, Protocol
 from model_runtime.errors import CachError, ConfigError, DataError
 from model_runtime.fsutil import file_signature
 from model_runtime.protocol import Skipped
-from model_runtime.tiling import RASTER_EXTENSIONS
 
 LOG = logging.getLogger(__name__)
+
+#: the file extensions a folder listing takes as rasters (the content decides the driver)
+RASTER_EXTENSIONS = (".tif", ".tiff", ".jp2", ".vrt", ".jpg", ".jpeg", ".png", ".img")
 
 #: bytes read to tell a file's format (GDAL's own identification reads 1 KiB)
 HEAD_BYTES = 1024
@@ -218,7 +220,7 @@ def list_sources(
     paths: Iterable[str | os.PathLike], allow_outside_sources: bool = False
 ) -> tuple[list[SourceRef], list[Skipped]]:
     """The sources under ``paths``: files named directly (any extension), plus files with a
-    raster extension (``tiling.RASTER_EXTENSIONS``) under named folders; hidden files and
+    raster extension (:data:`RASTER_EXTENSIONS`) under named folders; hidden files and
     folders are left out, folder links are not followed (no loops). Sorted by URI, each once.
 
     Skipped, with a reason: a missing path (``file_not_found``); a broken link, a link loop,

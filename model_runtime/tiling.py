@@ -27,13 +27,13 @@ from rasterio.windows import Window
 
 from model_runtime.errors import CancelledError, ConfigError, DataError
 from model_runtime.geo import footprints  # moved to geo; re-exported here
+from model_runtime.sources import open_raster
 
 LOG = logging.getLogger(__name__)
 
 # Plain JPEG/PNG/TIFF archives are a supported input, so this warning is noise, not news.
 warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
 
-RASTER_EXTENSIONS = (".tif", ".tiff", ".jp2", ".vrt", ".jpg", ".jpeg", ".png", ".img")
 #: longest side of the decimated read used for the per-raster percentile stretch
 STRETCH_SAMPLE_PX = 1024
 
@@ -130,8 +130,6 @@ def crs_string(crs) -> str | None:
 
 
 def _open(path: str | os.PathLike):
-    from model_runtime.sources import open_raster  # sources imports this module's extensions
-
     return open_raster(path)
 
 

@@ -2,7 +2,8 @@
 
 The bank is the deduplicated training captions of UCM-captions (official train split), RSITMD,
 RSICD and Sydney-captions (train splits), stored as ``resources/captions/bank.txt.gz`` so users
-without the datasets can caption. Rebuild it with ``python -m model_runtime.captions build``.
+without the datasets can caption. Rebuild it with
+``python -m model_runtime.commands.caption_bank build`` (``ship-codes`` writes the shipped codes).
 
 Codes of the bank depend on the text encoder and the text head. They are looked up, in order, in
 ``resources/captions/codes-<key>.npy`` (shipped for the shipped heads, so the first caption is fast),
@@ -12,13 +13,11 @@ the SHA-256 of the heads file and of the bank, so a retrained head never reads s
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import logging
 import os
 import re
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from model_runtime.codes import pack
 from model_runtime.errors import DataError
 from model_runtime.fsutil import atomic_write
 from model_runtime.paths import RESOURCES, cache_dir, data_root
-from model_runtime.protocol import DEFAULT_BACKBONE, Caption
+from model_runtime.protocol import Caption
 
 LOG = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ def load_bank(path: str | os.PathLike = BANK_PATH) -> list[str]:
     except FileNotFoundError as err:
         raise DataError(
             f"Caption bank not found: {path}. Rebuild it with "
-            "'python -m model_runtime.captions build --data-root DIR'."
+            "'python -m model_runtime.commands.caption_bank build --data-root DIR'."
         ) from err
     except (OSError, EOFError, UnicodeDecodeError) as err:
         raise DataError(f"Caption bank {path} is corrupt: {err}") from err
@@ -149,7 +148,7 @@ def _load_codes(path: Path, n: int, nbytes: int) -> np.ndarray | None:
     return codes
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda tmp: np.save(tmp.open("wb"), array, allow_pickle=False))
 
 
@@ -223,59 +222,7 @@ def bank_codes(
     out = np.asarray(compute())
     codes = out if out.dtype == np.uint8 else pack(out)
     try:
-        _save_npy(cache_dir() / "captions" / name, codes)
+        save_npy(cache_dir() / "captions" / name, codes)
     except OSError as err:
         LOG.warning("could not cache caption codes: %s", err)
     return codes
-
-
-# --- command line: rebuild the bank and the shipped codes -----------------------------------------
-def _build(args: argparse.Namespace) -> int:
-    captions, counts = collect_training_captions(args.data_root)
-    path = write_bank(captions, args.out)
-    print(json.dumps({"bank": str(path), "captions": len(captions), "sources": counts}))
-    return 0
-
-
-def _ship_codes(args: argparse.Namespace) -> int:
-    """Compute codes for the shipped heads and write them beside the bank (kept for archived
-    heads too, so indexes built with an earlier release caption at once)."""
-    from model_runtime.model import load_model
-    from model_runtime.model.heads import shipped_heads
-    from model_runtime.services.captions import CaptionService, codes_file_key
-
-    service = CaptionService()
-    for bits in args.bits:
-        heads = shipped_heads(args.backbone, bits)
-        target = CAPTIONS_DIR / f"codes-{codes_file_key(heads)}.npy"
-        if target.is_file() and not args.force:
-            print(f"{target} exists")
-            continue
-        bank = service.bank(load_model(args.backbone, heads=heads, device=args.device))
-        _save_npy(target, bank.codes)
-        print(f"wrote {target} ({len(bank)} codes, {bits} bits)")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m model_runtime.captions", description=__doc__.splitlines()[0]
-    )
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="rebuild resources/captions/bank.txt.gz from the datasets")
-    b.add_argument("--data-root", default=None)
-    b.add_argument("--out", default=str(BANK_PATH))
-    b.set_defaults(fn=_build)
-    s = sub.add_parser("ship-codes", help="precompute bank codes for the shipped heads")
-    s.add_argument("--bits", type=int, nargs="+", default=[64])
-    s.add_argument("--device", default=None)
-    s.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    s.add_argument("--force", action="store_true")
-    s.set_defaults(fn=_ship_codes)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.fn(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

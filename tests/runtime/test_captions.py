@@ -98,7 +98,8 @@ def test_bank_codes_are_cached(tmp_path, monkeypatch) -> None:
 
 
 def test_shipped_heads_have_shipped_caption_codes() -> None:
-    """Retrained heads need 'python -m model_runtime.captions ship-codes' (first caption fast)."""
+    """Retrained heads need 'python -m model_runtime.commands.caption_bank ship-codes' (the
+    first caption is then fast)."""
     from model_runtime.captions import CAPTIONS_DIR
     from model_runtime.paths import HEADS_DIR
     from model_runtime.paths import sha256_file as file_sha256

@@ -70,12 +70,6 @@ def log_level(args: argparse.Namespace) -> int:
     return (logging.WARNING, logging.INFO)[args.verbose] if args.verbose < 2 else logging.DEBUG
 
 
-def bar_disable(args: argparse.Namespace) -> bool | None:
-    """The ``disable`` of a tqdm bar: off with --quiet, else on only when stderr is a terminal
-    (tqdm's None), so logs and pipes get no bar lines."""
-    return True if getattr(args, "quiet", False) else None
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)

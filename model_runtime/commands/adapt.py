@@ -38,7 +38,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from model_runtime.cli import bar_disable
+    from model_runtime.commands import bar_disable
     from model_runtime.pipeline import Pipeline
 
     bar = tqdm(total=None, unit="step", desc="adapt", file=sys.stderr, dynamic_ncols=True,

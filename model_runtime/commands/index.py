@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             _print_first_build(pipeline, args)
         return 0
-    from model_runtime.cli import bar_disable
+    from model_runtime.commands import bar_disable
 
     bar = _Bar(bar_disable(args))
     kwargs = {"rebuild": args.rebuild, "progress": bar, "executor": args.executor,

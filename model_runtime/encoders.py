@@ -26,6 +26,7 @@ from model_runtime.config import (
 from model_runtime.errors import ConfigError, DataError
 from model_runtime.paths import sha256_file
 from model_runtime.protocol import DEFAULT_BACKBONE
+from model_runtime.settings import current
 
 LOG = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def pick_device(preference: str | None = None) -> str:
     """``cuda`` when present, else ``cpu``; ``preference`` or ``$CACH_DEVICE`` forces either."""
     import torch
 
-    wanted = (preference or os.environ.get("CACH_DEVICE") or "auto").lower()
+    wanted = (preference or current().device).lower()
     if wanted == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if wanted.startswith("cuda") and not torch.cuda.is_available():
@@ -194,7 +195,7 @@ def _build_inline(cfg: BackboneConfig) -> tuple[Any, Any]:
 def _build_checkpoint(cfg: BackboneConfig, checkpoint: str | None) -> tuple[Any, Any]:
     import open_clip
 
-    source = checkpoint or os.environ.get("CACH_CHECKPOINT") or cfg.checkpoint
+    source = checkpoint or current().checkpoint or cfg.checkpoint
     if not source:
         raise ConfigError(f"Backbone '{cfg.name}' needs a local checkpoint file: set "
                           "CACH_CHECKPOINT=PATH, or \"checkpoint\": PATH in its config "

@@ -6,6 +6,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from model_runtime.settings import current
+
 #: the repository root is the QGIS plugin folder; model_runtime sits directly inside it
 PLUGIN_ROOT = Path(__file__).resolve().parent.parent
 RESOURCES = PLUGIN_ROOT / "resources"
@@ -18,7 +20,7 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
     """``--data-root`` if given, else ``$CACH_DATA``, else ``../shared/data`` beside the plugin."""
     if explicit:
         return Path(explicit).expanduser().resolve()
-    env = os.environ.get("CACH_DATA")
+    env = current().data
     if env:
         return Path(env).expanduser().resolve()
     return (PLUGIN_ROOT.parent / "shared" / "data").resolve()
@@ -27,7 +29,7 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
 def cache_dir(create: bool = True) -> Path:
     """Feature caches and derived artefacts: ``$CACH_CACHE`` or ``$XDG_CACHE_HOME/cach``
     (made unless ``create`` is false)."""
-    env = os.environ.get("CACH_CACHE")
+    env = current().cache
     if env:
         path = Path(env).expanduser()
     else:

@@ -42,6 +42,7 @@ from model_runtime.protocol import (
     line_too_long_message,
     parse_request,
 )
+from model_runtime.settings import current
 
 LOG = logging.getLogger(__name__)
 
@@ -255,7 +256,7 @@ class Worker:
 
     # --- immediate ops ---------------------------------------------------------------------------
     def _device_hint(self) -> str:
-        return self._kwargs.get("device") or os.environ.get("CACH_DEVICE") or "auto"
+        return self._kwargs.get("device") or current().device
 
     def status(self) -> dict[str, Any]:
         with self._cond:

@@ -61,6 +61,7 @@ from model_runtime.index.store import Store
 from model_runtime.index.units import WorkUnit, encode_unit, failure, plan_source
 from model_runtime.index.writer import IndexWriter
 from model_runtime.protocol import IndexSummary, Skipped
+from model_runtime.settings import current
 
 LOG = logging.getLogger(__name__)
 
@@ -72,8 +73,7 @@ Progress = Callable[[dict], None]
 # --------------------------------------------------------------------------- settings
 
 
-def _env_int(name: str, default: int | None) -> int | None:
-    value = os.environ.get(name)
+def _int(value: str, default: int | None) -> int | None:
     return int(value) if value else default
 
 
@@ -91,14 +91,14 @@ class RaySettings:
 
     @classmethod
     def from_env(cls, address: str | None = None) -> RaySettings:
-        gpus = os.environ.get("CACH_RAY_GPUS")
-        return cls(address=address or os.environ.get("CACH_RAY_ADDRESS") or None,
-                   actors=_env_int("CACH_RAY_ACTORS", None),
-                   cpus_per_actor=_env_int("CACH_RAY_CPUS", 1) or 1,
-                   gpus_per_actor=float(gpus) if gpus else None,
-                   stall_s=float(os.environ.get("CACH_RAY_STALL_S") or 600.0),
-                   local_cpus=_env_int("CACH_RAY_NUM_CPUS", None),
-                   object_store_mb=_env_int("CACH_RAY_OBJECT_STORE_MB", 512) or 512)
+        env = current()
+        return cls(address=address or env.ray_address or None,
+                   actors=_int(env.ray_actors, None),
+                   cpus_per_actor=_int(env.ray_cpus, 1) or 1,
+                   gpus_per_actor=float(env.ray_gpus) if env.ray_gpus else None,
+                   stall_s=float(env.ray_stall_s),
+                   local_cpus=_int(env.ray_num_cpus, None),
+                   object_store_mb=_int(env.ray_object_store_mb, 512) or 512)
 
 
 def import_ray() -> Any:
@@ -335,9 +335,9 @@ def build_index_ray(index_dir: str | os.PathLike, paths: Sequence[str], heads: A
     if settings.address:
         check_reachable(settings.address)
     factory = model_factory or ModelSpec(  # the driver's choices travel with the spec
-        backbone or heads.backbone, str(heads.path), device or os.environ.get("CACH_DEVICE"),
-        backend or os.environ.get("CACH_BACKEND"),
-        precision or os.environ.get("CACH_PRECISION"))
+        backbone or heads.backbone, str(heads.path), device or current().device,
+        backend or current().backend or None,
+        precision or current().precision or None)
     started = time.perf_counter()
     os.makedirs(index_dir, exist_ok=True)
     with IndexLock(index_dir):

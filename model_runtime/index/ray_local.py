@@ -49,12 +49,13 @@ from typing import Any
 
 from model_runtime.errors import ConfigError
 from model_runtime.paths import cache_dir
+from model_runtime.settings import current
 
 LOG = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 #: seconds before a local Ray that has not started is reported as stalled
-START_WARN_S = float(os.environ.get("CACH_RAY_START_WARN_S") or 60)
+START_WARN_S = float(current().ray_start_warn_s)
 
 _token: Path | None = None
 _token_lock = threading.Lock()

@@ -44,6 +44,7 @@ from model_runtime.model.graphs import (
 )
 from model_runtime.model.heads import HeadsRef
 from model_runtime.model.tokenizer import TextTokenizer
+from model_runtime.settings import PREFIX, current
 
 LOG = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ MAX_ENV_COUNT = 1024
 def _env_count(name: str) -> int | None:
     """A whole number from 1 to :data:`MAX_ENV_COUNT` from the environment (None when unset);
     anything else is a configuration error that names the variable."""
-    value = os.environ.get(name, "").strip()
+    value = getattr(current(), name.removeprefix(PREFIX).lower())
     if not value:
         return None
     shown = value if len(value) <= 20 else value[:17] + "..."
@@ -105,7 +106,7 @@ def graph_builder(config: BackboneConfig) -> str:
     ``$CACH_GRAPH_BUILDER`` (``auto``, ``numpy`` or ``torch``) forces one."""
     from model_runtime.model.onnx_build import supports
 
-    wanted = os.environ.get("CACH_GRAPH_BUILDER", "").strip().lower() or "auto"
+    wanted = current().graph_builder.lower()
     if wanted not in ("auto", "numpy", "torch"):
         raise ConfigError(f"CACH_GRAPH_BUILDER must be auto, numpy or torch, not '{wanted}'.",
                           code="bad_value")
@@ -167,14 +168,14 @@ class CompiledHashModel(HashModel):
 
     # --- set-up -------------------------------------------------------------------------------
     def _check_device(self, device: str | None) -> str:
-        wanted = (device or os.environ.get("CACH_DEVICE") or "cpu").lower()
+        wanted = (device or current().device).lower()
         if wanted in ("auto", "cpu"):
             return "cpu"
         raise ConfigError(f"The {self.backend} backend runs on the CPU here, not '{device}'.",
                           code="backend_unavailable")
 
     def _check_precision(self, precision: str | None) -> str:
-        wanted = (precision or os.environ.get("CACH_PRECISION") or self.precisions[0]).lower()
+        wanted = (precision or current().precision or self.precisions[0]).lower()
         if wanted not in self.precisions:
             raise ConfigError(f"The {self.backend} backend runs {', '.join(self.precisions)}, "
                               f"not '{wanted}'.", code="bad_value")

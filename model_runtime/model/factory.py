@@ -22,6 +22,7 @@ from model_runtime.errors import CachError, ConfigError
 from model_runtime.model.base import HashModel
 from model_runtime.model.heads import HeadsRef, resolve_heads
 from model_runtime.protocol import DEFAULT_BACKBONE
+from model_runtime.settings import current
 
 LOG = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def _cuda_present() -> bool:
 
 def wants_cuda(device: str | None) -> bool:
     """Whether ``device`` (or ``$CACH_DEVICE``, or auto) means a CUDA device."""
-    wanted = (device or os.environ.get("CACH_DEVICE") or "auto").lower()
+    wanted = (device or current().device).lower()
     if wanted == "auto":
         return _cuda_present() and importlib.util.find_spec("torch") is not None
     return wanted.startswith("cuda")
@@ -63,7 +64,7 @@ def pick_backend(backend: str | None, device: str | None) -> str:
     """The backend to use: ``backend``, else ``$CACH_BACKEND``, else torch on CUDA and
     :data:`DEFAULT_CPU_BACKEND` on the CPU. An engine that is not installed falls back to torch
     with one log line."""
-    wanted = (backend or os.environ.get("CACH_BACKEND") or "").lower()
+    wanted = (backend or current().backend).lower()
     if not wanted:
         wanted = "torch" if wants_cuda(device) else DEFAULT_CPU_BACKEND
     if wanted not in BACKENDS:

@@ -53,6 +53,7 @@ from model_runtime.errors import ConfigError
 from model_runtime.fsutil import atomic_write_text
 from model_runtime.model.heads import HeadsRef
 from model_runtime.paths import cache_dir, sha256_file
+from model_runtime.settings import current
 
 LOG = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ STALE_TMP_S = 3600.0
 def graphs_root() -> Path:
     """The graph cache: ``$CACH_GRAPH_CACHE``, else ``<cache>/graphs``. Keyed by content only,
     it may be shared between environments and machines (CI keeps one through this variable)."""
-    env = os.environ.get("CACH_GRAPH_CACHE", "").strip()
+    env = current().graph_cache
     return Path(env).expanduser() if env else cache_dir() / "graphs"
 
 
@@ -342,7 +343,7 @@ def touch(folder: Path) -> None:
 
 def cap_bytes() -> int:
     """The cache's size cap: ``$CACH_GRAPH_CACHE_MB`` MB, else :data:`DEFAULT_CAP_MB`."""
-    value = os.environ.get("CACH_GRAPH_CACHE_MB", "").strip()
+    value = current().graph_cache_mb
     if not value:
         return DEFAULT_CAP_MB << 20
     if not value.isdigit():

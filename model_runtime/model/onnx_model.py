@@ -11,13 +11,13 @@ the cores the tile readers need. With ``onnxruntime-gpu`` installed,
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from model_runtime.model.compiled import CompiledHashModel
+from model_runtime.settings import current
 
 
 class OnnxHashModel(CompiledHashModel):
@@ -28,7 +28,7 @@ class OnnxHashModel(CompiledHashModel):
     def _check_device(self, device: str | None) -> str:
         """The CPU, or a CUDA device when ONNX Runtime has its CUDA provider (the
         ``onnxruntime-gpu`` build); otherwise the factory falls back to torch for CUDA."""
-        wanted = (device or os.environ.get("CACH_DEVICE") or "cpu").lower()
+        wanted = (device or current().device).lower()
         if wanted.startswith("cuda"):
             import onnxruntime as ort
 

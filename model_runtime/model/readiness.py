@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+
+from model_runtime.settings import current
 
 LOG = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def graphs_to_build(backbone: str, heads, backend: str | None = None, device: st
         if backend == "torch":
             return False
         cls = factory._model_class(backend)
-        wanted = (precision or os.environ.get("CACH_PRECISION") or cls.precisions[0]).lower()
+        wanted = (precision or current().precision or cls.precisions[0]).lower()
         wanted = "fp32" if wanted == "bf16" else wanted  # bf16 runs the fp32 graph files
         recipe = ""
         if wanted == "int8":

@@ -37,6 +37,7 @@ from model_runtime.services.captions import CaptionService
 from model_runtime.services.indexes import IndexService
 from model_runtime.services.models import LazyModel, ModelPool
 from model_runtime.services.queries import QueryParts, query_vector, read_query_image
+from model_runtime.settings import current
 from model_runtime.speed import SpeedLog
 
 LOG = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class Pipeline:
                  backend: str | None = None, precision: str | None = None) -> None:
         self.backbone = backbone or DEFAULT_BACKBONE
         self.bits = int(bits) if bits is not None else None
-        self.models = ModelPool(self.backbone, device or os.environ.get("CACH_DEVICE"), backend,
+        self.models = ModelPool(self.backbone, device or current().device, backend,
                                 precision)
         self.indexes = IndexService(self.backbone, bits, heads)
         self.captions = CaptionService()
@@ -527,5 +528,6 @@ class Pipeline:
         self.indexes.close()
 
 
-#: the name the first release used; kept for scripts and benchmarks
+#: another name of :class:`Pipeline` (used by the caption and search commands and
+#: bench/bench_e2e.py)
 Runtime = Pipeline

@@ -144,7 +144,3 @@ def worker_extra_args() -> list[str]:
     """Extra worker options, e.g. ``--device cuda --bits 128`` (setting, else $CACH_WORKER_ARGS)."""
     value = str(_settings().value(PREFIX + "worker_args", "", type=str) or "")
     return shlex.split(value or os.environ.get("CACH_WORKER_ARGS", ""))
-
-
-def set_worker_extra_args(value: str) -> None:
-    _settings().setValue(PREFIX + "worker_args", value)

@@ -311,11 +311,6 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), _EPS)
 
 
-def angular(cosine: np.ndarray) -> np.ndarray:
-    """Cosine -> 1 - angle/pi, the score that ``index/query.py`` ranks by."""
-    return 1.0 - np.arccos(np.clip(cosine, -1.0, 1.0)) / math.pi
-
-
 def reference_vectors(rule: Rule, encoder: TextEncoder | None) -> np.ndarray:
     """The rule's reference captions as unit rows: the shipped vectors of its heads, else through
     ``encoder``, once per model (cached per object of a bound method and function: passing

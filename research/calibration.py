@@ -240,13 +240,9 @@ def product_search(query: np.ndarray, db: np.ndarray, k: int = K) -> tuple[np.nd
 
 @functools.lru_cache(maxsize=1)
 def search_constants():
-    """``index/query.py``'s RERANK_POOL and angular_score; copies of them (with a warning) while
-    another engineer's half-finished edit keeps ``model_runtime.index`` from importing."""
-    try:
-        from model_runtime.index.query import RERANK_POOL, angular_score
-    except ImportError as err:
-        LOG.warning("model_runtime.index.query does not import (%s): using copies", err)
-        return 100, C.angular
+    """``index/query.py``'s RERANK_POOL and angular_score (what the product ranks by)."""
+    from model_runtime.index.query import RERANK_POOL, angular_score
+
     return RERANK_POOL, angular_score
 
 

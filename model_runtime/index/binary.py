@@ -84,9 +84,6 @@ class BinaryIndex:
             return np.zeros(0, dtype=np.int64)
         return faiss.rev_swig_ptr(self.index.id_map.data(), self.ntotal)
 
-    def memory_bytes(self) -> int:
-        return self.ntotal * (self.nbytes + 8)
-
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Hamming top-k for packed queries [nq, B] -> (distances int32, ids int64), -1 padded."""
         query = np.ascontiguousarray(np.atleast_2d(query), dtype=np.uint8)

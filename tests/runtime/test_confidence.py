@@ -12,6 +12,7 @@ import pytest
 from model_runtime import confidence as C
 from model_runtime.errors import ConfigError, DataError
 from model_runtime.hashing.heads_io import shipped_heads_path
+from model_runtime.index.query import angular_score
 from model_runtime.paths import HEADS_DIR, sha256_file
 
 BITS = 64
@@ -24,7 +25,7 @@ def _tanh(x):
 
 def _score(q, hits):
     hits = C.unit_rows(hits)
-    return np.round(C.angular(hits @ C.unit_rows(q)[0]), 4).astype(np.float64)
+    return np.round(angular_score(hits @ C.unit_rows(q)[0]), 4).astype(np.float64)
 
 
 class Encoder:

@@ -97,7 +97,7 @@ def bare_model_lanes(model, pixels: np.ndarray, repeat: int) -> float:
 
 def inputs(n_texts: int) -> dict:
     from model_runtime.data.datasets import load_ucm
-    from model_runtime.model.dataset_outputs import load_pixels
+    from model_runtime.model.pixels import load_pixels
     from model_runtime.paths import SAMPLES_DIR
     from model_runtime.tiling import TilingOptions, iter_tiles
 

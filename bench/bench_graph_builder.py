@@ -37,7 +37,7 @@ CAPTIONS = 256
 
 def inputs() -> dict:
     from model_runtime.data.datasets import load_ucm
-    from model_runtime.model.dataset_outputs import load_pixels
+    from model_runtime.model.pixels import load_pixels
     from model_runtime.paths import SAMPLES_DIR
     from model_runtime.tiling import TilingOptions, iter_tiles
 

@@ -56,7 +56,7 @@ def evaluate(weights: list[Path], feats, backbone: str) -> list[dict]:
 
 def run(args) -> int:
     from model_runtime.envcheck import torch_available
-    from model_runtime.hashing.heads_io import check_metadata, read_metadata, shipped_heads_path
+    from model_runtime.model.heads_format import check_metadata, read_metadata, shipped_heads_path
 
     if args.weights:
         weights = [Path(w) for w in args.weights]
@@ -69,8 +69,8 @@ def run(args) -> int:
         # the lean runtime: frozen features need torch, the compiled graphs do not
         LOG.info("PyTorch is not installed: evaluating through ONNX Runtime")
         args.backend = "onnx"
-    if args.backend:  # every output through the backend's own graph (model/dataset_outputs.py)
-        from model_runtime.model.dataset_outputs import evaluate_backend
+    if args.backend:  # every output through the backend's own graph (evaluation/dataset_outputs.py)
+        from model_runtime.evaluation.dataset_outputs import evaluate_backend
 
         rows = evaluate_backend(weights, args.backbone, args.backend, args.device, args.data_root)
     else:

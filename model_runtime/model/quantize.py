@@ -17,7 +17,7 @@ import numpy as np
 from model_runtime.config import BackboneConfig
 from model_runtime.errors import ConfigError, DataError
 from model_runtime.fsutil import atomic_path
-from model_runtime.model.dataset_outputs import load_pixels
+from model_runtime.model.pixels import load_pixels
 
 LOG = logging.getLogger(__name__)
 

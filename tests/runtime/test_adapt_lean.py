@@ -46,7 +46,7 @@ def test_adapt_runs_without_torch_and_the_index_keeps_working(tmp_path, monkeypa
 
 def test_the_lean_paths_import_no_torch():
     code = ("import sys; import model_runtime.index.adapt, model_runtime.hashing.adapt, "
-            "model_runtime.commands.eval, model_runtime.model.dataset_outputs, "
+            "model_runtime.commands.eval, model_runtime.evaluation.dataset_outputs, "
             "model_runtime.hashing.protocols; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

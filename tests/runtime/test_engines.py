@@ -44,7 +44,7 @@ def _ucm_test():
 def inputs() -> dict:
     """UCM test images (224 px, as features are made), the sample rasters' tiles and a third of
     the test captions (126: the text graph is checked more cheaply than all 377)."""
-    from model_runtime.model.dataset_outputs import load_pixels
+    from model_runtime.model.pixels import load_pixels
     from model_runtime.tiling import TilingOptions, iter_tiles
 
     items = _ucm_test()
@@ -198,7 +198,7 @@ def test_eval_outputs_are_cached_per_backend_and_precision(tmp_path, monkeypatch
     from PIL import Image
 
     from model_runtime.data.datasets import CaptionDataset, CaptionItem
-    from model_runtime.model.dataset_outputs import duch_outputs
+    from model_runtime.evaluation.dataset_outputs import duch_outputs
 
     monkeypatch.setenv("CACH_CACHE", str(tmp_path / "cache"))
     items = []

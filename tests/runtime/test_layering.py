@@ -1,9 +1,12 @@
-"""model_runtime never imports Qt or qgis; `cach --help` stays light (no torch)."""
+"""model_runtime never imports Qt or qgis; `cach --help` stays light (no torch); the inference
+package (model_runtime/model/) imports nothing of training, datasets or research."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 from model_runtime.paths import PLUGIN_ROOT
 
@@ -33,3 +36,51 @@ def test_cli_help_does_not_load_torch():
         "with contextlib.redirect_stdout(io.StringIO()): main([])"
     )
     assert "model_runtime" in loaded and "torch" not in loaded and "faiss" not in loaded
+
+
+#: packages the inference package must not import, lazily inside functions included
+NOT_FROM_MODEL = ("model_runtime.hashing", "model_runtime.data", "model_runtime.research")
+#: (module, imported name) pairs still allowed, each with its reason
+MODEL_EXCEPTIONS = {
+    # int8 graphs are calibrated on UCM's official training images, read by the dataset loader
+    ("quantize.py", "model_runtime.data.datasets"),
+}
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (relative imports resolved inside
+    ``model_runtime.model``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = ["model_runtime", "model"][: 3 - node.level]
+                base = ".".join([*parent, base] if base else parent)
+            names |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    return names
+
+
+def _excepted(filename: str, name: str) -> bool:
+    return any(filename == fn and (name == ok or name.startswith(f"{ok}."))
+               for fn, ok in MODEL_EXCEPTIONS)
+
+
+def test_imported_names_sees_lazy_and_relative_imports(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("def f():\n    from model_runtime.hashing.heads_io import load_heads\n"
+                   "    from ..data import datasets\n    import model_runtime.research.x\n")
+    found = imported_names(src)
+    assert {"model_runtime.hashing.heads_io", "model_runtime.data.datasets",
+            "model_runtime.research.x"} <= found
+
+
+def test_inference_package_imports_no_training_data_or_research():
+    folder = PLUGIN_ROOT / "model_runtime" / "model"
+    files = sorted(folder.glob("*.py"))
+    assert len(files) > 10  # the package really is there
+    bad = sorted(f"{f.name} imports {name}" for f in files for name in imported_names(f)
+                 if name.startswith(NOT_FROM_MODEL) and not _excepted(f.name, name))
+    assert not bad, "model/ must not import hashing/, data/ or research/: " + "; ".join(bad)

@@ -216,7 +216,7 @@ def _inputs(tokenizer) -> dict:
     from types import SimpleNamespace
 
     from model_runtime.hashing.protocols import caption_index, duch_items
-    from model_runtime.model.dataset_outputs import load_pixels
+    from model_runtime.model.pixels import load_pixels
     from model_runtime.tiling import TilingOptions, iter_tiles
 
     data = _ucm()

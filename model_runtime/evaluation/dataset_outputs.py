@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from model_runtime.errors import DataError
 from model_runtime.fsutil import atomic_path
 from model_runtime.model.base import HashModel
+from model_runtime.model.pixels import load_pixels
 from model_runtime.paths import cache_dir
 
 LOG = logging.getLogger(__name__)
@@ -30,23 +30,6 @@ LOG = logging.getLogger(__name__)
 #: images decoded and encoded per step
 BATCH = 64
 _ENGINES = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}
-
-
-def load_pixels(paths: list[Path], size: int, interpolation: str = "bicubic") -> np.ndarray:
-    """Image files -> uint8 ``[N, size, size, 3]``, resized as the frozen features are (PIL,
-    the config's interpolation, no crop)."""
-    from PIL import Image
-
-    resample = getattr(Image.Resampling, interpolation.upper())
-    out = np.empty((len(paths), size, size, 3), np.uint8)
-    for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB")
-        except OSError as err:
-            raise DataError(f"Cannot read image {path}: {err}") from err
-        out[i] = np.asarray(rgb if rgb.size == (size, size) else rgb.resize((size, size), resample))
-    return out
 
 
 def encode_paths(model: HashModel, paths: list[Path]) -> np.ndarray:

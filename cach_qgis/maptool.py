@@ -84,6 +84,12 @@ class TileTool(QgsMapTool):
         return req
 
     def _on_mark_located(self, result: dict, right: bool) -> None:
+        hit = self._located_hit(result)
+        if hit is not None:
+            self.marked.emit(hit, right)
+
+    def _located_hit(self, result: dict) -> Hit | None:
+        """The tile a locate answer found, highlighted; None (and a notice) when none."""
         tile = result.get("tile")
         if not tile:
             self.notice.emit(
@@ -92,10 +98,10 @@ class TileTool(QgsMapTool):
                     "{INDEX_MENU}"
                 ).format(INDEX_MENU=wording.INDEX_MENU)
             )
-            return
+            return None
         hit = Hit.from_json(tile)
         self.highlight(hit)
-        self.marked.emit(hit, right)
+        return hit
 
     def identify(self, point: QgsPointXY) -> PendingRequest | None:
         """Locate the tile at ``point`` (canvas CRS) and caption it; results come as signals."""
@@ -128,18 +134,10 @@ class TileTool(QgsMapTool):
     def _on_located(self, req: PendingRequest, index: str, result: dict) -> None:
         if req is not self._request:
             return
-        tile = result.get("tile")
-        if not tile:
+        hit = self._located_hit(result)
+        if hit is None:
             self.busy.emit(False)
-            self.notice.emit(
-                self.tr(
-                    "No indexed tile here. Click on a raster you indexed, or index it with "
-                    "{INDEX_MENU}"
-                ).format(INDEX_MENU=wording.INDEX_MENU)
-            )
             return
-        hit = Hit.from_json(tile)
-        self.highlight(hit)
         self.located.emit(hit)
         params = {"index": index, "tile": hit.tile_id, "k": DEFAULT_CAPTIONS, "similar": self.k()}
         caption = self.client.request("caption", params)

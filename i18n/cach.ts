@@ -84,7 +84,7 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="364"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="372"/>
         <source>Index folder</source>
         <translation type="unfinished"></translation>
     </message>
@@ -129,7 +129,7 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="374"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="382"/>
         <source>Number of results</source>
         <translation type="unfinished"></translation>
     </message>
@@ -139,22 +139,22 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="384"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="392"/>
         <source>Search results</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="353"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="361"/>
         <source>Run a saved search</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="356"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="364"/>
         <source>Runs a refined search kept as a file (tiles marked right or wrong, saved with &apos;cach search --save&apos;) on an index, e.g. next month&apos;s imagery. It works on an index made with the same model, also after &apos;cach adapt&apos;; another model is refused. Output: footprints with rank, score, confidence, source and window.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="371"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="379"/>
         <source>Saved search (.json)</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1470,12 +1470,12 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>TileTool</name>
     <message>
-        <location filename="../cach_qgis/maptool.py" line="104"/>
+        <location filename="../cach_qgis/maptool.py" line="110"/>
         <source>Choose an index in the CACH search panel first, or make one with {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/maptool.py" line="134"/>
+        <location filename="../cach_qgis/maptool.py" line="95"/>
         <source>No indexed tile here. Click on a raster you indexed, or index it with {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>

@@ -9,20 +9,21 @@ stays visible.
 
 import os
 import sys
-import traceback
 from pathlib import Path
 
 from qgis.core import (
-    Qgis,
     QgsApplication,
     QgsCoordinateReferenceSystem,
-    QgsMessageLog,
     QgsProject,
     QgsRasterLayer,
     QgsSettings,
 )
 from qgis.PyQt.QtCore import QTimer
 from qgis.utils import iface, plugins
+
+sys.path.insert(0, str(Path("scripts").resolve()))  # qgis --code runs from the repository
+from screenshot_kit import STATE as KIT  # noqa: E402
+from screenshot_kit import finish, guarded, say
 
 OUT = Path(os.environ.get("CACH_SCREENSHOT_OUT", "docs/img/screenshot.png")).resolve()
 QUERY = os.environ.get("CACH_SCREENSHOT_QUERY", "a forest with trees")
@@ -44,23 +45,8 @@ if os.environ.get("CACH_SCREENSHOT_LOG"):
     QgsApplication.messageLog().messageReceived.connect(echo_log)
 
 
-def say(text: str) -> None:
-    print(f"screenshot: {text}", file=sys.stderr, flush=True)
-    QgsMessageLog.logMessage(text, "CACH", Qgis.Info)
 
 
-def finish(code: int) -> None:
-    if STATE["done"]:
-        return
-    STATE["done"] = True
-    plugin = plugins.get("cach_for_qgis")
-    if plugin is not None:
-        try:
-            plugin.unload()  # stops the worker cleanly
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            traceback.print_exc()
-    QgsProject.instance().setDirty(False)
-    os._exit(code)  # QGIS would otherwise ask to save the project
 
 
 def start() -> None:
@@ -92,13 +78,6 @@ def start() -> None:
     dock.search()
 
 
-def guarded(func, *args) -> None:  # noqa: ANN001
-    """Run a step; a failure ends the script with its traceback instead of a QGIS dialog."""
-    try:
-        func(*args)
-    except Exception:  # noqa: BLE001
-        traceback.print_exc()
-        finish(7)
 
 
 def zoom(result) -> None:  # noqa: ANN001
@@ -149,7 +128,7 @@ def wait_for_render(quiet: int) -> None:
 
 
 def grab() -> None:
-    if STATE["done"]:
+    if KIT["done"]:
         return
     OUT.parent.mkdir(parents=True, exist_ok=True)
     image = iface.mainWindow().grab()

@@ -9,13 +9,10 @@ marks or the panel does not list them.
 
 import os
 import sys
-import traceback
 from pathlib import Path
 
 from qgis.core import (
-    Qgis,
     QgsCoordinateReferenceSystem,
-    QgsMessageLog,
     QgsProject,
     QgsRasterLayer,
     QgsSettings,
@@ -23,37 +20,19 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QTimer
 from qgis.utils import iface, plugins
 
+sys.path.insert(0, str(Path("scripts").resolve()))  # qgis --code runs from the repository
+from screenshot_kit import finish, guarded, say  # noqa: E402
+
 OUT = Path(os.environ.get("CACH_SCREENSHOT_OUT", "docs/img/screenshot-marks.png")).resolve()
 QUERY = os.environ.get("CACH_SCREENSHOT_QUERY", "a river")
 SAMPLES = Path(os.environ.get("CACH_DEMO_SAMPLES", "resources/samples")).resolve()
 STATE = {"done": False, "refined": False, "polls": 0}
 
 
-def say(text: str) -> None:
-    print(f"screenshot: {text}", file=sys.stderr, flush=True)
-    QgsMessageLog.logMessage(text, "CACH", Qgis.Info)
 
 
-def finish(code: int) -> None:
-    if STATE["done"]:
-        return
-    STATE["done"] = True
-    plugin = plugins.get("cach_for_qgis")
-    if plugin is not None:
-        try:
-            plugin.unload()
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            traceback.print_exc()
-    QgsProject.instance().setDirty(False)
-    os._exit(code)
 
 
-def guarded(func, *args) -> None:  # noqa: ANN001
-    try:
-        func(*args)
-    except Exception:  # noqa: BLE001
-        traceback.print_exc()
-        finish(7)
 
 
 def start() -> None:

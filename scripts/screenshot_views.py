@@ -15,13 +15,15 @@ exits non-zero otherwise.
 import os
 import shutil
 import sys
-import traceback
 from pathlib import Path
 
-from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsRasterLayer, QgsSettings
+from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
 from qgis.PyQt.QtCore import QPoint, QRect, QTimer
 from qgis.PyQt.QtWidgets import QApplication, QToolTip
 from qgis.utils import iface, plugins
+
+sys.path.insert(0, str(Path("scripts").resolve()))  # qgis --code runs from the repository
+from screenshot_kit import finish, guarded, say  # noqa: E402
 
 OUT = Path(os.environ.get("CACH_SCREENSHOT_OUT", "docs/img/screenshot-view.png")).resolve()
 VIEW = os.environ.get("CACH_SCREENSHOT_VIEW", "layer-tree")
@@ -30,31 +32,10 @@ SAMPLES = Path(os.environ.get("CACH_DEMO_SAMPLES", "resources/samples")).resolve
 STATE = {"done": False, "queries": list(QUERIES)}
 
 
-def say(text: str) -> None:
-    print(f"screenshot: {text}", file=sys.stderr, flush=True)
-    QgsMessageLog.logMessage(text, "CACH", Qgis.Info)
 
 
-def finish(code: int) -> None:
-    if STATE["done"]:
-        return
-    STATE["done"] = True
-    plugin = plugins.get("cach_for_qgis")
-    if plugin is not None:
-        try:
-            plugin.unload()
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            traceback.print_exc()
-    QgsProject.instance().setDirty(False)
-    os._exit(code)
 
 
-def guarded(func, *args) -> None:  # noqa: ANN001
-    try:
-        func(*args)
-    except Exception:  # noqa: BLE001
-        traceback.print_exc()
-        finish(7)
 
 
 def save(image, what: str) -> None:  # noqa: ANN001

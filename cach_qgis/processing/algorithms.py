@@ -306,25 +306,33 @@ class TextSearch(_Base):
                 ]
                 params["bbox_crs"] = crs.authid() or crs.toWkt()
         result = SearchResult.from_json(_call("search", params, feedback))
-        fields = hit_fields()
-        sink, dest = self.parameterAsSink(
-            parameters,
-            self.OUTPUT,
-            context,
-            fields,
-            QgsWkbTypes.Type.Polygon,
-            QgsCoordinateReferenceSystem(FOOTPRINT_CRS),
-        )
-        model = wording.model_provenance(result.model)
-        index_path = str(result.index.get("path") or index)
-        for hit in result.results:
-            if feedback.isCanceled():
-                break
-            sink.addFeature(
-                hit_feature(hit, fields, text, model, index_path), QgsFeatureSink.Flag.FastInsert
-            )
+        dest = _write_hits(self, parameters, context, feedback, result, text, index)
         _report_search(result, text, feedback)
         return {self.OUTPUT: dest}
+
+
+def _write_hits(alg: QgsProcessingAlgorithm, parameters: dict, context: QgsProcessingContext,
+               feedback: QgsProcessingFeedback, result: SearchResult, label: str,
+               index: str) -> str:
+    """The search's hits as footprint features in the algorithm's OUTPUT sink; its id."""
+    fields = hit_fields()
+    sink, dest = alg.parameterAsSink(
+        parameters,
+        alg.OUTPUT,
+        context,
+        fields,
+        QgsWkbTypes.Type.Polygon,
+        QgsCoordinateReferenceSystem(FOOTPRINT_CRS),
+    )
+    model = wording.model_provenance(result.model)
+    index_path = str(result.index.get("path") or index)
+    for hit in result.results:
+        if feedback.isCanceled():
+            break
+        sink.addFeature(
+            hit_feature(hit, fields, label, model, index_path), QgsFeatureSink.Flag.FastInsert
+        )
+    return dest
 
 
 def _report_search(result: SearchResult, text: str, feedback: QgsProcessingFeedback) -> None:
@@ -401,23 +409,7 @@ class RunSavedSearch(_Base):
         }
         result = SearchResult.from_json(_call("search", params, feedback))
         label = str(result.query.get("text") or f"saved search {saved}")
-        fields = hit_fields()
-        sink, dest = self.parameterAsSink(
-            parameters,
-            self.OUTPUT,
-            context,
-            fields,
-            QgsWkbTypes.Type.Polygon,
-            QgsCoordinateReferenceSystem(FOOTPRINT_CRS),
-        )
-        model = wording.model_provenance(result.model)
-        index_path = str(result.index.get("path") or index)
-        for hit in result.results:
-            if feedback.isCanceled():
-                break
-            sink.addFeature(
-                hit_feature(hit, fields, label, model, index_path), QgsFeatureSink.Flag.FastInsert
-            )
+        dest = _write_hits(self, parameters, context, feedback, result, label, index)
         _report_search(result, label, feedback)
         feedback.pushInfo(f"scored with the saved search's {result.query.get('scorer')} model")
         return {self.OUTPUT: dest}

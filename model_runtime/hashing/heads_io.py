@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from model_runtime.fsutil import atomic_write
 from model_runtime.model.heads_format import (
@@ -63,14 +63,9 @@ def save_heads(
     return path
 
 
-def load_heads(
-    path: str | os.PathLike,
-    expect_backbone: str | None = None,
-    expect_bits: int | None = None,
-    expect_dims: tuple[int, int] | None = None,
-    device: str | torch.device = "cpu",
-) -> HashHeads:
-    """:func:`model_runtime.model.torch_heads.load_heads` (imports torch when called)."""
+def load_heads(path: str | os.PathLike, *args: Any, **kwargs: Any) -> HashHeads:
+    """:func:`model_runtime.model.torch_heads.load_heads`, same arguments (imports torch only
+    when called, so importing this module stays torch-free)."""
     from model_runtime.model.torch_heads import load_heads as _load
 
-    return _load(path, expect_backbone, expect_bits, expect_dims, device)
+    return _load(path, *args, **kwargs)

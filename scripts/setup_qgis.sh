@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up the QGIS side for development and tests:
-#   - Debian's QGIS 3.22 (python3-qgis qgis xvfb pyqt5-dev-tools; zip and strace for the tests)
-#     unless /usr/bin/python3 can already import qgis and the tools are there;
+#   - Debian's QGIS 3.22 (python3-qgis qgis xvfb pyqt5-dev-tools; lrelease, zip and strace for
+#     the tests) unless /usr/bin/python3 can already import qgis and the tools are there;
 #   - .venv-qgis: a venv over the system Python that sees python3-qgis, with the pinned test
 #     tools from requirements/qgis-test.txt (pytest, pytest-qgis, pb_tool);
 #   - the compiled Qt resources cach_qgis/resources_rc.py (pyrcc5).
@@ -11,14 +11,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY=/usr/bin/python3
 
-if "$PY" -c "import qgis.core" >/dev/null 2>&1 && command -v pyrcc5 >/dev/null && command -v xvfb-run >/dev/null && command -v zip >/dev/null && command -v strace >/dev/null; then
+if "$PY" -c "import qgis.core" >/dev/null 2>&1 && command -v pyrcc5 >/dev/null && command -v xvfb-run >/dev/null && command -v zip >/dev/null && command -v strace >/dev/null && command -v lrelease >/dev/null; then
     echo "QGIS already importable by $PY: skipping apt"
 else
     SUDO=""
     if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update
-    $SUDO apt-get install -y python3-qgis qgis xvfb pyqt5-dev-tools zip strace
+    $SUDO apt-get install -y python3-qgis qgis xvfb pyqt5-dev-tools qttools5-dev-tools zip strace
 fi
 "$PY" -c "import qgis.core; from qgis.core import Qgis; print('QGIS', Qgis.QGIS_VERSION)"
 

@@ -71,6 +71,17 @@ class IndexDialog(QDialog):
         self.holds_label.setWordWrap(True)
         self.holdings: Estimate | None = None
         self._holdings: PendingRequest | None = None
+        self._tiling_fields()
+        self.estimate_label = QLabel("")
+        self.estimate_label.setWordWrap(True)
+        estimate = QPushButton(self.tr("Estimate (dry run)"))
+        estimate.clicked.connect(self.estimate)
+        self.estimate_button = estimate
+        self._tooltips()
+        self._lay_out()
+
+    def _tiling_fields(self) -> None:
+        """Tile size, ground size, overlap, scales, rebuild and bands."""
         self.tile_size = QSpinBox()
         self.tile_size.setRange(32, 8192)
         self.tile_size.setValue(256)
@@ -87,12 +98,8 @@ class IndexDialog(QDialog):
         self.rebuild = QCheckBox(self.tr("rebuild from scratch (e.g. after a model update)"))
         self.bands = QLineEdit()
         self.bands.setPlaceholderText(self.tr("automatic (RGB), or e.g. 1,2,3 or 4,3,2"))
-        self.estimate_label = QLabel("")
-        self.estimate_label.setWordWrap(True)
-        estimate = QPushButton(self.tr("Estimate (dry run)"))
-        estimate.clicked.connect(self.estimate)
-        self.estimate_button = estimate
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow(self.tr("Raster folder"), self.folder)
         form.addRow(self.tr("Index folder"), self.index)
@@ -105,7 +112,7 @@ class IndexDialog(QDialog):
         form.addRow("", self.rebuild)
         form.addRow(self.tr("Bands"), self.bands)
         row = QHBoxLayout()
-        row.addWidget(estimate)
+        row.addWidget(self.estimate_button)
         row.addWidget(self.estimate_label, 1)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -114,7 +121,6 @@ class IndexDialog(QDialog):
         buttons.accepted.connect(self.start)
         buttons.rejected.connect(self.reject)
         guide.add_help_button(buttons, guide.INDEX)
-        self._tooltips()
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(row)
@@ -428,7 +434,21 @@ class RuntimeDialog(QDialog):
             ).format(data_dir=settings.data_dir())
         )
         self.create_button.clicked.connect(self.create_runtime)
-        # which runtime "Create runtime" makes, with its size, shown before anything downloads
+        self._kind_chooser()
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setVisible(False)
+        self.python.setToolTip(self.tr("The Python interpreter of the CACH runtime"))
+        detect.setToolTip(self.tr("Look for a runtime made by the setup script or from QGIS"))
+        test.setToolTip(self.tr("Start the runtime, load its model and show its device"))
+        self._lay_out((detect, test, self.create_button))
+        client.deviceChanged.connect(lambda _d: self.device.setText(self._device_text()))
+
+    def _kind_chooser(self) -> None:
+        """Which runtime "Create runtime" makes, with its size, shown before anything
+        downloads."""
         self.kind = QComboBox()
         for kind, (label, _req, _dir) in KINDS.items():
             self.kind.addItem(label, kind)
@@ -441,12 +461,8 @@ class RuntimeDialog(QDialog):
             )
         )
         self._show_size()
-        self.progress = QProgressBar()
-        self.progress.setVisible(False)
-        self.log = QPlainTextEdit()
-        self.log.setReadOnly(True)
-        self.log.setVisible(False)
 
+    def _lay_out(self, actions: tuple[QPushButton, ...]) -> None:
         form = QFormLayout()
         form.addRow(self.tr("Runtime Python"), self.python)
         form.addRow("", self.found)
@@ -454,7 +470,7 @@ class RuntimeDialog(QDialog):
         form.addRow(self.tr("Runtime to create"), self.kind)
         form.addRow("", self.kind_size)
         row = QHBoxLayout()
-        for button in (detect, test, self.create_button):
+        for button in actions:
             row.addWidget(button)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -462,16 +478,12 @@ class RuntimeDialog(QDialog):
         buttons.accepted.connect(self.save)
         buttons.rejected.connect(self.reject)
         guide.add_help_button(buttons, guide.RUNTIME)
-        self.python.setToolTip(self.tr("The Python interpreter of the CACH runtime"))
-        detect.setToolTip(self.tr("Look for a runtime made by the setup script or from QGIS"))
-        test.setToolTip(self.tr("Start the runtime, load its model and show its device"))
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(row)
         layout.addWidget(self.progress)
         layout.addWidget(self.log, 1)
         layout.addWidget(buttons)
-        client.deviceChanged.connect(lambda _d: self.device.setText(self._device_text()))
 
     def _device_text(self) -> str:
         if self.client.device:

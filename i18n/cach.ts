@@ -4,47 +4,47 @@
 <context>
     <name>@default</name>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="347"/>
+        <location filename="../cach_qgis/dialogs.py" line="353"/>
         <source>Add to the index in {0}, which holds no tiles yet.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="349"/>
+        <location filename="../cach_qgis/dialogs.py" line="355"/>
         <source>Add to this index ({0}), which holds {1:,} tiles of these folders: {2}.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="353"/>
+        <location filename="../cach_qgis/dialogs.py" line="359"/>
         <source>{0} is new to it and is added.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="355"/>
+        <location filename="../cach_qgis/dialogs.py" line="361"/>
         <source>{0} is one of them: only new or changed files are indexed.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="359"/>
+        <location filename="../cach_qgis/dialogs.py" line="365"/>
         <source>The tiling chosen is not the index&apos;s: all {0:,} tiles would be tiled again.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="383"/>
+        <location filename="../cach_qgis/dialogs.py" line="389"/>
         <source>CACH: a very large indexing run</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="383"/>
+        <location filename="../cach_qgis/dialogs.py" line="389"/>
         <source>Index anyway</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="393"/>
+        <location filename="../cach_qgis/dialogs.py" line="399"/>
         <source>CACH: adapt to this archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="393"/>
+        <location filename="../cach_qgis/dialogs.py" line="399"/>
         <source>Adapt</source>
         <translation type="unfinished"></translation>
     </message>
@@ -189,7 +189,7 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="368"/>
+        <location filename="../cach_qgis/dialogs.py" line="374"/>
         <source>The tiling you chose is not this index&apos;s own. Indexing with it tiles all {0:,} tiles of the index&apos;s {1} folder(s) again: {2}. Re-tile them all, or cancel and keep the index&apos;s tiling.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -711,12 +711,12 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>CACH</name>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="373"/>
+        <location filename="../cach_qgis/dialogs.py" line="379"/>
         <source>CACH: re-tile the whole index</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="373"/>
+        <location filename="../cach_qgis/dialogs.py" line="379"/>
         <source>Re-tile all</source>
         <translation type="unfinished"></translation>
     </message>
@@ -797,152 +797,152 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="77"/>
+        <location filename="../cach_qgis/dialogs.py" line="88"/>
         <source> px</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="80"/>
+        <location filename="../cach_qgis/dialogs.py" line="91"/>
         <source>off (use pixels)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="81"/>
+        <location filename="../cach_qgis/dialogs.py" line="92"/>
         <source> m</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="86"/>
+        <location filename="../cach_qgis/dialogs.py" line="97"/>
         <source>also tiles twice as large (scales 1, 2)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="87"/>
+        <location filename="../cach_qgis/dialogs.py" line="98"/>
         <source>rebuild from scratch (e.g. after a model update)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="89"/>
+        <location filename="../cach_qgis/dialogs.py" line="100"/>
         <source>automatic (RGB), or e.g. 1,2,3 or 4,3,2</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="92"/>
+        <location filename="../cach_qgis/dialogs.py" line="77"/>
         <source>Estimate (dry run)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="97"/>
+        <location filename="../cach_qgis/dialogs.py" line="104"/>
         <source>Raster folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="98"/>
+        <location filename="../cach_qgis/dialogs.py" line="105"/>
         <source>Index folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="101"/>
+        <location filename="../cach_qgis/dialogs.py" line="108"/>
         <source>Tile size</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="102"/>
+        <location filename="../cach_qgis/dialogs.py" line="109"/>
         <source>Tile ground size</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="103"/>
+        <location filename="../cach_qgis/dialogs.py" line="110"/>
         <source>Overlap (fraction)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="106"/>
+        <location filename="../cach_qgis/dialogs.py" line="113"/>
         <source>Bands</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="113"/>
+        <location filename="../cach_qgis/dialogs.py" line="120"/>
         <source>Index</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <location filename="../cach_qgis/dialogs.py" line="131"/>
         <source>The folder of rasters to index, searched with its subfolders: GeoTIFF, JPEG 2000, VRT, IMG, PNG and JPEG files</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <location filename="../cach_qgis/dialogs.py" line="131"/>
         <source>The folder the index is written to</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <location filename="../cach_qgis/dialogs.py" line="131"/>
         <source>Add the raster folder to an index that exists already, instead of a new index beside the folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <location filename="../cach_qgis/dialogs.py" line="131"/>
         <source>Tile side in pixels. A photo smaller than a tile becomes one tile</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <location filename="../cach_qgis/dialogs.py" line="131"/>
         <source>Tile side in metres on the ground instead of pixels (rasters with a CRS only)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <location filename="../cach_qgis/dialogs.py" line="131"/>
         <source>The fraction of a tile shared with its neighbour: more overlap finds objects cut by tile edges, at the cost of more tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <location filename="../cach_qgis/dialogs.py" line="131"/>
         <source>Also index tiles twice as large, for scenes bigger than one tile</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <location filename="../cach_qgis/dialogs.py" line="131"/>
         <source>Delete what the index holds and index everything again (after a model update)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <location filename="../cach_qgis/dialogs.py" line="131"/>
         <source>Which bands make the picture: empty = automatic (RGB, alpha ignored), or three band numbers such as 4,3,2, or one band</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="125"/>
+        <location filename="../cach_qgis/dialogs.py" line="131"/>
         <source>Count files, new tiles, data to read and the expected time, without indexing</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="213"/>
+        <location filename="../cach_qgis/dialogs.py" line="219"/>
         <source>A new index in {0}.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="216"/>
+        <location filename="../cach_qgis/dialogs.py" line="222"/>
         <source>Add to the existing index in {0}: choose the raster folder.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="220"/>
+        <location filename="../cach_qgis/dialogs.py" line="226"/>
         <source>Reading what the index in {0} holds…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="223"/>
+        <location filename="../cach_qgis/dialogs.py" line="229"/>
         <source>Cannot read the index in {0}: {1}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="283"/>
+        <location filename="../cach_qgis/dialogs.py" line="289"/>
         <source>Estimating…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="289"/>
+        <location filename="../cach_qgis/dialogs.py" line="295"/>
         <source>Cannot estimate: {error_text}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1106,72 +1106,72 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>RuntimeDialog</name>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="409"/>
+        <location filename="../cach_qgis/dialogs.py" line="415"/>
         <source>CACH: Runtime settings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="419"/>
+        <location filename="../cach_qgis/dialogs.py" line="425"/>
         <source>Detect</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="421"/>
+        <location filename="../cach_qgis/dialogs.py" line="427"/>
         <source>Test runtime</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="423"/>
+        <location filename="../cach_qgis/dialogs.py" line="429"/>
         <source>Create runtime…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="424"/>
+        <location filename="../cach_qgis/dialogs.py" line="430"/>
         <source>Create a virtual environment in {data_dir} with the pinned requirements (QGIS&apos;s own Python is not touched).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="451"/>
+        <location filename="../cach_qgis/dialogs.py" line="467"/>
         <source>Runtime Python</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="453"/>
+        <location filename="../cach_qgis/dialogs.py" line="469"/>
         <source>Device</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="454"/>
+        <location filename="../cach_qgis/dialogs.py" line="470"/>
         <source>Runtime to create</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="465"/>
+        <location filename="../cach_qgis/dialogs.py" line="443"/>
         <source>The Python interpreter of the CACH runtime</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="466"/>
+        <location filename="../cach_qgis/dialogs.py" line="444"/>
         <source>Look for a runtime made by the setup script or from QGIS</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="467"/>
+        <location filename="../cach_qgis/dialogs.py" line="445"/>
         <source>Start the runtime, load its model and show its device</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="498"/>
+        <location filename="../cach_qgis/dialogs.py" line="510"/>
         <source>starting…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="504"/>
+        <location filename="../cach_qgis/dialogs.py" line="516"/>
         <source>{device} — runtime {version}, backbone {backbone}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="438"/>
+        <location filename="../cach_qgis/dialogs.py" line="458"/>
         <source>Which runtime Create runtime… makes; its size is shown below before anything downloads</source>
         <translation type="unfinished"></translation>
     </message>

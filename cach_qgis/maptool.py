@@ -67,6 +67,16 @@ class TileTool(QgsMapTool):
     def mark_at(self, point: QgsPointXY, right: bool) -> PendingRequest | None:
         """Locate the tile at ``point`` and emit ``marked`` (the panel lists it; Refine uses
         it). A mark starts no search, so it does not cancel one."""
+        index = self._chosen_index()
+        if not index:
+            return None
+        req = self._locate(index, point)
+        req.succeeded.connect(lambda result: self._on_mark_located(result, right))
+        req.failed.connect(lambda err: None if err.cancelled else self.failed.emit(err))
+        return req
+
+    def _chosen_index(self) -> str:
+        """The panel's index; empty (and a notice saying what to do) when none is chosen."""
         index = self.index_path()
         if not index:
             self.notice.emit(
@@ -74,14 +84,14 @@ class TileTool(QgsMapTool):
                     "Choose an index in the CACH search panel first, or make one with {INDEX_MENU}"
                 ).format(INDEX_MENU=wording.INDEX_MENU)
             )
-            return None
+        return index
+
+    def _locate(self, index: str, point: QgsPointXY) -> PendingRequest:
+        """Ask the worker which tile of ``index`` holds ``point`` (canvas CRS)."""
         crs = self.canvas().mapSettings().destinationCrs()
-        req = self.client.request(
+        return self.client.request(
             "locate", {"index": index, "x": point.x(), "y": point.y(), "crs": crs_id(crs)}
         )
-        req.succeeded.connect(lambda result: self._on_mark_located(result, right))
-        req.failed.connect(lambda err: None if err.cancelled else self.failed.emit(err))
-        return req
 
     def _on_mark_located(self, result: dict, right: bool) -> None:
         hit = self._located_hit(result)
@@ -105,21 +115,13 @@ class TileTool(QgsMapTool):
 
     def identify(self, point: QgsPointXY) -> PendingRequest | None:
         """Locate the tile at ``point`` (canvas CRS) and caption it; results come as signals."""
-        index = self.index_path()
+        index = self._chosen_index()
         if not index:
-            self.notice.emit(
-                self.tr(
-                    "Choose an index in the CACH search panel first, or make one with {INDEX_MENU}"
-                ).format(INDEX_MENU=wording.INDEX_MENU)
-            )
             return None
         self.cancel()
         self.started.emit()
         self.clicked_at = time.monotonic()  # the panel says how long the analyst waited
-        crs = self.canvas().mapSettings().destinationCrs()
-        req = self.client.request(
-            "locate", {"index": index, "x": point.x(), "y": point.y(), "crs": crs_id(crs)}
-        )
+        req = self._locate(index, point)
         req.succeeded.connect(lambda result, req=req: self._on_located(req, index, result))
         req.failed.connect(lambda err, req=req: self._on_failed(req, err))
         self._request = req

@@ -84,7 +84,7 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="372"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="373"/>
         <source>Index folder</source>
         <translation type="unfinished"></translation>
     </message>
@@ -129,7 +129,7 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="382"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="383"/>
         <source>Number of results</source>
         <translation type="unfinished"></translation>
     </message>
@@ -139,22 +139,22 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="392"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="310"/>
         <source>Search results</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="361"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="362"/>
         <source>Run a saved search</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="364"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="365"/>
         <source>Runs a refined search kept as a file (tiles marked right or wrong, saved with &apos;cach search --save&apos;) on an index, e.g. next month&apos;s imagery. It works on an index made with the same model, also after &apos;cach adapt&apos;; another model is refused. Output: footprints with rank, score, confidence, source and window.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="379"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="380"/>
         <source>Saved search (.json)</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1470,12 +1470,12 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>TileTool</name>
     <message>
-        <location filename="../cach_qgis/maptool.py" line="110"/>
+        <location filename="../cach_qgis/maptool.py" line="82"/>
         <source>Choose an index in the CACH search panel first, or make one with {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/maptool.py" line="95"/>
+        <location filename="../cach_qgis/maptool.py" line="105"/>
         <source>No indexed tile here. Click on a raster you indexed, or index it with {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>

@@ -274,13 +274,7 @@ class TextSearch(_Base):
         self.addParameter(
             QgsProcessingParameterExtent(self.EXTENT, tr("Only within extent"), optional=True)
         )
-        self.addParameter(
-            QgsProcessingParameterFeatureSink(
-                self.OUTPUT,
-                tr("Search results"),
-                QgsProcessing.SourceType.TypeVectorPolygon,
-            )
-        )
+        self.addParameter(_results_sink(self.OUTPUT))
 
     def processAlgorithm(  # noqa: N802 - QGIS API
         self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
@@ -309,6 +303,13 @@ class TextSearch(_Base):
         dest = _write_hits(self, parameters, context, feedback, result, text, index)
         _report_search(result, text, feedback)
         return {self.OUTPUT: dest}
+
+
+def _results_sink(name: str) -> QgsProcessingParameterFeatureSink:
+    """The footprint layer a search algorithm writes its hits to."""
+    return QgsProcessingParameterFeatureSink(
+        name, tr("Search results"), QgsProcessing.SourceType.TypeVectorPolygon
+    )
 
 
 def _write_hits(alg: QgsProcessingAlgorithm, parameters: dict, context: QgsProcessingContext,
@@ -389,13 +390,7 @@ class RunSavedSearch(_Base):
                 maxValue=10000,
             )
         )
-        self.addParameter(
-            QgsProcessingParameterFeatureSink(
-                self.OUTPUT,
-                tr("Search results"),
-                QgsProcessing.SourceType.TypeVectorPolygon,
-            )
-        )
+        self.addParameter(_results_sink(self.OUTPUT))
 
     def processAlgorithm(  # noqa: N802 - QGIS API
         self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback

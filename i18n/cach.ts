@@ -1008,97 +1008,97 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>RuntimeClient</name>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="252"/>
+        <location filename="../cach_qgis/runtime_requests.py" line="98"/>
         <source>Cancelled before it started.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="295"/>
+        <location filename="../cach_qgis/runtime_requests.py" line="145"/>
         <source>&apos;{op}&apos; timed out after {timeout_s:.0f} s.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="302"/>
+        <location filename="../cach_qgis/runtime_requests.py" line="152"/>
         <source>&apos;{op}&apos; did not stop.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="349"/>
-        <source>No CACH runtime found. Create one in Raster ▸ CACH ▸ Runtime settings… ▸ Create runtime…, or set the Python of an existing one there.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/runtime_client.py" line="376"/>
+        <location filename="../cach_qgis/runtime_process.py" line="77"/>
         <source>starting runtime: {python} {join} (cwd {cwd})</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="447"/>
+        <location filename="../cach_qgis/runtime_process.py" line="141"/>
         <source>runtime not running: &apos;{op}&apos; was not sent</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="459"/>
+        <location filename="../cach_qgis/runtime_requests.py" line="201"/>
         <source>The CACH runtime is not running; run it again.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="470"/>
-        <source>Cannot run the CACH runtime '{python}': {reason}. Choose another one in Raster ▸ CACH ▸ Runtime settings…</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/runtime_client.py" line="490"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="34"/>
         <source>runtime: {line}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="507"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="54"/>
         <source>runtime wrote a non-protocol line: {err}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="529"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="78"/>
         <source>runtime: {error_details}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="552"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="101"/>
         <source>runtime model loaded: {value}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="556"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="109"/>
         <source>runtime model load failed: {error_details}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="562"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="115"/>
         <source>The CACH model could not be loaded. {error_text}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="569"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="122"/>
         <source>runtime event {event}: {value}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="579"/>
+        <location filename="../cach_qgis/runtime_client.py" line="117"/>
         <source>runtime ready: version {version}, protocol {protocol}, device {device}, pid {pid}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="668"/>
+        <location filename="../cach_qgis/runtime_process.py" line="248"/>
         <source>The CACH runtime was stopped.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="610"/>
+        <location filename="../cach_qgis/runtime_process.py" line="49"/>
+        <source>No CACH runtime found. Create one in Raster ▸ CACH ▸ Runtime settings… ▸ Create runtime…, or set the Python of an existing one there.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_process.py" line="160"/>
+        <source>Cannot run the CACH runtime '{python}': {reason}. Choose another one in Raster ▸ CACH ▸ Runtime settings…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_process.py" line="184"/>
         <source>The CACH runtime could not start: it {how}{tail}. Repair it in Raster ▸ CACH ▸ Runtime settings… (Create runtime…).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="620"/>
+        <location filename="../cach_qgis/runtime_process.py" line="195"/>
         <source>The CACH runtime stopped unexpectedly ({how}{tail}). Run it again; the runtime restarts by itself.</source>
         <translation type="unfinished"></translation>
     </message>

@@ -18,6 +18,9 @@ ALLOWED_RUNTIME = {
     "cach_for_qgis.model_runtime",
     "cach_for_qgis.model_runtime.protocol",
     "cach_for_qgis.model_runtime.errors",
+} | {
+    f"cach_for_qgis.model_runtime.protocol.{name}"
+    for name in ("defaults", "codes", "requests", "envelope", "results", "footprints")
 }
 HEAVY = (
     "torch",

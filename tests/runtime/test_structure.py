@@ -54,13 +54,30 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("module", ["protocol.py", "errors.py"])
+#: the protocol package's own modules, which its modules may import relatively (``.name``)
+PROTOCOL_MODULES = sorted(p.name for p in (RUNTIME / "protocol").glob("*.py"))
+
+
+@pytest.mark.parametrize(
+    "module", [f"protocol/{name}" for name in PROTOCOL_MODULES] + ["errors.py"]
+)
 def test_protocol_imports_only_the_standard_library(module):
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     imported = _imports(RUNTIME / module)
     relative = {n for n in imported if n.startswith(".")}
     assert imported - relative <= stdlib, imported - relative - stdlib
-    assert relative <= {".errors"}, "the protocol imports only its sibling errors.py, relatively"
+    # ``_imports`` keeps a relative import's dots and first name: ``..errors`` is the sibling
+    # errors.py, ``.`` (``from . import x``) or ``.codes`` a module of the protocol package
+    own = {"."} | {"." + Path(name).stem for name in PROTOCOL_MODULES}
+    allowed = {"..errors"} | own if module.startswith("protocol/") else set()
+    assert relative <= allowed, "the protocol imports only its own modules and errors.py"
+
+
+def test_the_protocol_is_a_package_of_small_modules():
+    assert "__init__.py" in PROTOCOL_MODULES and len(PROTOCOL_MODULES) > 1
+    for name in PROTOCOL_MODULES:
+        lines = (RUNTIME / "protocol" / name).read_text(encoding="utf-8").count("\n")
+        assert lines < 600, f"protocol/{name} has {lines} lines"
 
 
 def test_importing_the_protocol_has_no_side_effects():

@@ -53,7 +53,9 @@ class AdaptConfig:
     k: int = 10
 
 
-def _check(heads: NumpyHeads, proj: np.ndarray, tanh_ref: np.ndarray) -> None:
+def check_inputs(heads: NumpyHeads, proj: np.ndarray, tanh_ref: np.ndarray) -> None:
+    """Stored projections and reference outputs an adaptation can use (any heads object with
+    ``proj_dim``, ``image_dim`` and ``bits``: the torch reference checks with this too)."""
     width = heads.proj_dim or heads.image_dim
     if proj.ndim != 2 or proj.shape[1] != width:
         raise DataError(f"stored projections must be [N, {width}], got shape {proj.shape}")
@@ -167,7 +169,7 @@ def adapt_image_head(
     new = (heads if isinstance(heads, NumpyHeads) else from_torch(heads)).copy()
     p_all = np.asarray(proj, dtype=np.float32)
     r_all = np.asarray(tanh_ref, dtype=np.float32)
-    _check(new, p_all, r_all)
+    check_inputs(new, p_all, r_all)
     params = {k: v for k, v in new.weights.items() if k.startswith(HEAD + ".")}
     opt = Adam(params, cfg.lr)
     batches = batch_order(len(p_all), min(cfg.batch_size, len(p_all)), seed)

@@ -23,26 +23,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from model_runtime.errors import CancelledError, DataError
+from model_runtime.errors import CancelledError
 from model_runtime.hashing import losses as L
-from model_runtime.hashing.adapt import AdaptConfig, batch_order
+from model_runtime.hashing.adapt import AdaptConfig, batch_order, check_inputs
 from model_runtime.hashing.model import HashHeads
 
 LOG = logging.getLogger(__name__)
-
-
-def _check(heads: HashHeads, proj: np.ndarray, tanh_ref: np.ndarray) -> None:
-    width = heads.proj_dim or heads.image_dim
-    if proj.ndim != 2 or proj.shape[1] != width:
-        raise DataError(f"stored projections must be [N, {width}], got shape {proj.shape}")
-    if tanh_ref.shape != (len(proj), heads.bits):
-        raise DataError(
-            f"reference outputs must be [{len(proj)}, {heads.bits}], got shape {tanh_ref.shape}"
-        )
-    if len(proj) < 8:
-        raise DataError(f"adaptation needs at least 8 tiles, got {len(proj)}")
-    if not (np.isfinite(proj).all() and np.isfinite(tanh_ref).all()):
-        raise DataError("stored projections or reference outputs hold NaN or infinite values")
 
 
 def structure_target(p: torch.Tensor, neighbour: float, k: int) -> torch.Tensor:
@@ -85,7 +71,7 @@ def adapt_image_head_torch(
     steps = cfg.steps if steps is None else int(steps)
     p_all = np.asarray(proj, dtype=np.float32)
     r_all = np.asarray(tanh_ref, dtype=np.float32)
-    _check(heads, p_all, r_all)
+    check_inputs(heads, p_all, r_all)
     new = copy.deepcopy(heads).eval()  # eval: no dropout; only the image head is optimised
     for param in new.parameters():
         param.requires_grad_(False)

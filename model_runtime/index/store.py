@@ -8,6 +8,9 @@ user_version`` and step-by-step migrations. Every write is one transaction (WAL 
 killed process leaves a work unit either committed or absent, never half of it. The ``units``
 table is the resume bookkeeping: a unit key there is finished, whichever executor (local
 threads, Ray shards merged later) produced it.
+
+The schema, its migrations and how the file is opened live in ``database.py``; the typed rows
+and the tile insert in ``rows.py``. This module holds the queries and re-exports both's names.
 """
 
 from __future__ import annotations
@@ -17,233 +20,47 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from model_runtime.errors import DiskFullError, IndexStateError
-from model_runtime.fsutil import is_disk_full
+from model_runtime.index.database import (
+    DB_NAME,
+    MIGRATIONS,
+    READABLE_FROM,
+    VERSION,
+    connect,
+    db_path,
+    disk_full,
+    fill_roots,
+    is_writable,
+    now,
+    old_roots,
+    readonly_error,
+    readonly_failure,
+)
+from model_runtime.index.rows import (
+    SourceMeta,
+    SourceRow,
+    TileRow,
+    TileRows,
+    bbox_of,
+    chunks,
+    f16,
+    insert_tiles,
+)
+
+#: what callers import from here (the store's rows and file live in ``rows`` and ``database``)
+__all__ = [
+    "DB_NAME", "MIGRATIONS", "MODEL_KEYS", "READABLE_FROM", "VERSION", "SourceMeta", "SourceRow",
+    "Store", "TileRow", "TileRows", "bbox_of", "check_model", "db_path", "is_writable",
+    "readonly_error",
+]
 
 LOG = logging.getLogger(__name__)
-
-DB_NAME = "index.sqlite"
-VERSION = 3
-#: the oldest schema a read-only index (that cannot be migrated) is still searched at
-READABLE_FROM = 2
-SQLITE_FULL = 13
-
-#: migration to version N = statements run on a store at version N-1
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        """CREATE TABLE sources (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            path TEXT NOT NULL UNIQUE,
-            size INTEGER NOT NULL,
-            mtime REAL NOT NULL,
-            sha1 TEXT NOT NULL,
-            status TEXT NOT NULL,
-            crs TEXT,
-            width INTEGER,
-            height INTEGER,
-            info TEXT,
-            tiles INTEGER NOT NULL DEFAULT 0,
-            indexed_at TEXT NOT NULL)""",
-        """CREATE TABLE tiles (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
-            col INTEGER NOT NULL,
-            row INTEGER NOT NULL,
-            width INTEGER NOT NULL,
-            height INTEGER NOT NULL,
-            scale INTEGER NOT NULL,
-            valid REAL NOT NULL,
-            footprint TEXT,
-            footprint_src TEXT NOT NULL,
-            code BLOB NOT NULL,
-            feats BLOB)""",
-        "CREATE INDEX tiles_source ON tiles(source_id)",
-        # EPSG:4326 bounding boxes of georeferenced tiles, for bbox filters and locate()
-        "CREATE VIRTUAL TABLE tiles_bbox USING rtree(id, minx, maxx, miny, maxy)",
-    ),
-    2: (
-        # a source's identity beside size: the local mtime in ns, or an object store's ETag;
-        # NULL on rows of version 1, which compare by (size, mtime) once and then get one
-        "ALTER TABLE sources ADD COLUMN version TEXT",
-        # how many work units the source was planned into; status 'partial' until all are in
-        "ALTER TABLE sources ADD COLUMN units_total INTEGER NOT NULL DEFAULT 0",
-        # float16 projection of the frozen image features (heads with proj_dim > 0)
-        "ALTER TABLE tiles ADD COLUMN proj BLOB",
-        """CREATE TABLE units (
-            key TEXT PRIMARY KEY,
-            source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
-            start INTEGER NOT NULL,
-            stop INTEGER NOT NULL,
-            tiles INTEGER NOT NULL,
-            committed_at TEXT NOT NULL)""",
-        "CREATE INDEX units_source ON units(source_id)",
-    ),
-    3: (
-        # the folders (or object-storage prefixes) the index holds (docs/indexing.md, "What an
-        # index holds"); filled from what an older index holds by _fill_roots
-        "CREATE TABLE roots (path TEXT PRIMARY KEY, added_at TEXT NOT NULL)",
-    ),
-}
-
-
-@dataclass(frozen=True)
-class SourceRow:
-    """One indexed raster. ``status`` is 'done' once all its units are committed, 'partial'
-    while some are missing (a killed or cancelled run resumes them)."""
-
-    id: int
-    path: str
-    size: int
-    mtime: float
-    sha1: str  # a cheap content signature (size + first and last bytes), never a full hash
-    status: str
-    crs: str | None
-    width: int
-    height: int
-    info: dict
-    tiles: int
-    version: str | None = None
-    units_total: int = 0
-
-
-@dataclass(frozen=True)
-class TileRow:
-    """One tile as stored, joined with its source's path and CRS."""
-
-    id: int
-    source: str
-    window: tuple[int, int, int, int]
-    scale: int
-    crs: str | None
-    valid: float
-    footprint: dict | None
-    footprint_src: dict | None
-    bbox: tuple[float, float, float, float] | None = None  # EPSG:4326 (minx, miny, maxx, maxy)
-
-
-@dataclass(frozen=True)
-class SourceMeta:
-    """What the writer records about a source when its first unit commits."""
-
-    uri: str
-    size: int
-    version: str
-    mtime: float
-    signature: str
-    crs: str | None
-    width: int
-    height: int
-    info: dict
-
-
-@dataclass
-class TileRows:
-    """Rows of one work unit, ready to insert (arrays aligned with ``windows``)."""
-
-    windows: list[tuple[int, int, int, int, int]]  # col, row, width, height, scale
-    valid: list[float]
-    footprints: list[dict | None]
-    footprints_src: list[dict]
-    codes: np.ndarray  # uint8 [n, bits // 8]
-    tanh: np.ndarray | None  # float16 [n, bits]
-    proj: np.ndarray | None  # float16 [n, proj_dim]
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-
-def bbox_of(geometry: dict | None) -> tuple[float, float, float, float] | None:
-    """(minx, miny, maxx, maxy) of a GeoJSON polygon, None for None."""
-    if geometry is None:
-        return None
-    xs = [p[0] for ring in geometry["coordinates"] for p in ring]
-    ys = [p[1] for ring in geometry["coordinates"] for p in ring]
-    return min(xs), min(ys), max(xs), max(ys)
-
-
-def _readonly_failure(err: sqlite3.DatabaseError, index_dir: Path) -> bool:
-    """A write refused (SQLITE_READONLY) or an open that failed because the folder is
-    read-only: a permission problem, never damage."""
-    if getattr(err, "sqlite_errorcode", 0) & 0xFF == 8 or "readonly database" in str(err):
-        return True  # SQLITE_READONLY and its extended codes
-    return "unable to open" in str(err) and not is_writable(index_dir)
-
-
-def _disk_full(err: BaseException) -> bool:
-    return getattr(err, "sqlite_errorcode", None) == SQLITE_FULL or is_disk_full(err)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def is_writable(index_dir: Path) -> bool:
-    """Whether this process can write the index folder and its database (False on a read-only
-    mount, EROFS, as well as without permission; root is refused only by the former)."""
-    db = index_dir / DB_NAME
-    return os.access(index_dir, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
-
-
-def readonly_error(index_dir: str | os.PathLike, what: str) -> IndexStateError:
-    """The coded error of a write (``what``: index, adapt...) asked of a read-only index."""
-    return IndexStateError(
-        f"The index at {index_dir} is read-only (a read-only mount or no write permission), so "
-        f"it cannot {what}. It can still be searched. To change it, copy the folder somewhere "
-        "writable or ask for write access.",
-        code="index_readonly", path=str(index_dir),
-    )
-
-
-def _bind(value: object) -> object:
-    """A str SQLite can store as TEXT, or the bytes of a path that is not UTF-8 (a file name's
-    undecodable bytes, held by Python as surrogate escapes) as a BLOB."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return os.fsencode(value)
-    return value
-
-
-def _params(params: object) -> object:
-    if isinstance(params, dict):
-        return {k: _bind(v) for k, v in params.items()}
-    return tuple(_bind(v) for v in params)  # type: ignore[union-attr]
-
-
-def db_path(value: object) -> str:
-    """A path read from the store: a BLOB path (:func:`_bind`) is the same str again."""
-    return os.fsdecode(value) if isinstance(value, bytes) else value  # type: ignore[return-value]
-
-
-class _Connection(sqlite3.Connection):
-    """Binds every parameter through :func:`_bind`: a file whose name is not UTF-8 can be
-    indexed (SQLite TEXT must be UTF-8); reads turn such paths back with :func:`db_path`."""
-
-    def execute(self, sql, parameters=(), /):  # type: ignore[override]
-        return super().execute(sql, _params(parameters))
-
-    def executemany(self, sql, seq_of_parameters, /):  # type: ignore[override]
-        return super().executemany(sql, (_params(p) for p in seq_of_parameters))
-
-
-def _connect_readonly(path: Path) -> sqlite3.Connection:
-    """Open a database SQLite may not write. A WAL database needs its -shm file: when the last
-    writer closed it cleanly there is none and none can be made, so the file is opened as
-    immutable (nothing can change it on a read-only mount)."""
-    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
-    mode = "mode=ro" if wal.exists() and shm.exists() else "immutable=1"
-    return sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, isolation_level=None,
-                           check_same_thread=False, timeout=30, factory=_Connection)
 
 
 class Store:
@@ -261,16 +78,7 @@ class Store:
         self._lock = threading.RLock()
         self.conn: sqlite3.Connection | None = None
         with self.reading("opening"):
-            if self.readonly:
-                self.conn = _connect_readonly(self.path)
-            else:
-                self.conn = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=30,
-                    factory=_Connection,
-                )
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn = connect(self.path, self.readonly)
             self._migrate()
 
     # -- errors ------------------------------------------------------------------------------
@@ -280,9 +88,9 @@ class Store:
         try:
             yield
         except sqlite3.DatabaseError as err:
-            if _readonly_failure(err, self.dir):
+            if readonly_failure(err, self.dir):
                 raise readonly_error(self.dir, "be changed") from err
-            if _disk_full(err):
+            if disk_full(err):
                 raise DiskFullError(f"The disk is full ({what} {self.path}): nothing half-written "
                                     "was kept. Free space and index the same folders again to "
                                     "resume.") from err
@@ -315,7 +123,7 @@ class Store:
                 for statement in MIGRATIONS[version]:
                     self.conn.execute(statement)
                 if version == 3:
-                    _fill_roots(self.conn)
+                    fill_roots(self.conn)
                 self.conn.execute(f"PRAGMA user_version = {version}")
             LOG.debug("%s migrated to schema %d", self.path, version)
 
@@ -368,14 +176,14 @@ class Store:
         # any change of tiles makes the index incomplete until the builder says otherwise
         gen = conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
         self.set_meta(conn, generation=(json.loads(gen[0]) if gen else 0) + 1, complete=False,
-                      updated=_now())
+                      updated=now())
 
     # -- roots -------------------------------------------------------------------------------
     def roots(self) -> list[str]:
         """The index's root folders (or prefixes), in the order they were added."""
         if self.version < 3:  # read-only at schema 2: derived as migration 3 would
             with self._lock, self.reading():
-                return _old_roots(self.conn)
+                return old_roots(self.conn)
         return [db_path(r[0]) for r in self._rows("SELECT path FROM roots ORDER BY rowid")]
 
     def add_roots(self, conn: sqlite3.Connection, roots: Sequence[str]) -> list[str]:
@@ -383,7 +191,7 @@ class Store:
         added = []
         for root in roots:
             cur = conn.execute("INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)",
-                               (root, _now()))
+                               (root, now()))
             added += [root] if cur.rowcount else []
         return added
 
@@ -440,7 +248,7 @@ class Store:
             "tiles, indexed_at, version, units_total) "
             "VALUES (?, ?, ?, ?, 'partial', ?, ?, ?, ?, 0, ?, ?, ?)",
             (meta.uri, meta.size, meta.mtime, meta.signature, meta.crs, meta.width, meta.height,
-             json.dumps(meta.info), _now(), meta.version, units_total),
+             json.dumps(meta.info), now(), meta.version, units_total),
         )
         return int(cur.lastrowid)
 
@@ -451,40 +259,17 @@ class Store:
         resumed run racing a merge) is left as it is: returns None, never duplicates tiles."""
         if conn.execute("SELECT 1 FROM units WHERE key=?", (key,)).fetchone():
             return None
-        ids = self._insert_tiles(conn, source_id, rows)
+        ids = insert_tiles(conn, source_id, rows)
         conn.execute("INSERT INTO units(key, source_id, start, stop, tiles, committed_at) "
                      "VALUES (?, ?, ?, ?, ?, ?)", (key, source_id, span[0], span[1], len(ids),
-                                                   _now()))
+                                                   now()))
         conn.execute(
             "UPDATE sources SET tiles = tiles + :n, status = CASE WHEN (SELECT COUNT(*) FROM units "
             "WHERE source_id = :id) >= units_total THEN 'done' ELSE 'partial' END, "
             "indexed_at = :now WHERE id = :id",
-            {"id": source_id, "n": len(ids), "now": _now()},
+            {"id": source_id, "n": len(ids), "now": now()},
         )
         self._bump(conn)
-        return ids
-
-    def _insert_tiles(self, conn: sqlite3.Connection, source_id: int, rows: TileRows) -> list[int]:
-        codes = np.ascontiguousarray(rows.codes, dtype=np.uint8)
-        tanh = None if rows.tanh is None else np.ascontiguousarray(rows.tanh, np.float16)
-        proj = None if rows.proj is None else np.ascontiguousarray(rows.proj, np.float16)
-        ids = []
-        for i, (col, row, width, height, scale) in enumerate(rows.windows):
-            footprint = rows.footprints[i]
-            cur = conn.execute(
-                "INSERT INTO tiles(source_id, col, row, width, height, scale, valid, footprint, "
-                "footprint_src, code, feats, proj) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (source_id, col, row, width, height, scale, float(rows.valid[i]),
-                 None if footprint is None else json.dumps(footprint),
-                 json.dumps(rows.footprints_src[i]), codes[i].tobytes(),
-                 None if tanh is None else tanh[i].tobytes(),
-                 None if proj is None else proj[i].tobytes()),
-            )
-            ids.append(int(cur.lastrowid))
-            box = bbox_of(footprint)
-            if box is not None:
-                conn.execute("INSERT INTO tiles_bbox(id, minx, maxx, miny, maxy) "
-                             "VALUES (?, ?, ?, ?, ?)", (ids[-1], box[0], box[2], box[1], box[3]))
         return ids
 
     def _delete_source(self, conn: sqlite3.Connection, path: str) -> bool:
@@ -549,7 +334,7 @@ class Store:
         the cheap form used to rank and collapse search candidates."""
         out: dict[int, TileRow] = {}
         geo = "t.footprint, t.footprint_src" if geometry else "NULL, NULL"
-        for chunk in _chunks([int(i) for i in ids]):
+        for chunk in chunks([int(i) for i in ids]):
             for r in self._rows(
                 "SELECT t.id, s.path, t.col, t.row, t.width, t.height, t.scale, s.crs, "
                 f"t.valid, {geo}, b.minx, b.miny, b.maxx, b.maxy FROM tiles t "
@@ -569,12 +354,12 @@ class Store:
                                                                 np.ndarray | None]]:
         """(packed code, float32 tanh outputs or None, float32 projection or None) per tile."""
         out = {}
-        for chunk in _chunks([int(i) for i in ids]):
+        for chunk in chunks([int(i) for i in ids]):
             for tid, code, feats, proj in self._rows(
                 f"SELECT id, code, feats, proj FROM tiles WHERE id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ):
-                out[tid] = (code, _f16(feats), _f16(proj))
+                out[tid] = (code, f16(feats), f16(proj))
         return out
 
     def ids_in_bbox(self, minx: float, miny: float, maxx: float, maxy: float) -> np.ndarray:
@@ -602,36 +387,6 @@ class Store:
         if orphans:
             problems.append(f"{orphans} bbox rows without a tile")
         return problems
-
-
-def _old_roots(conn: sqlite3.Connection) -> list[str]:
-    """The roots of an index written before they were stored: its older ``meta.roots``
-    (remembered by earlier runs), plus the folder of any source under none of them."""
-    from model_runtime.index.roots import derive_roots
-
-    row = conn.execute("SELECT value FROM meta WHERE key='roots'").fetchone()
-    try:
-        known = [str(r) for r in json.loads(row[0]) or []] if row else []
-    except (TypeError, ValueError):
-        known = []
-    uris = [db_path(r[0]) for r in conn.execute("SELECT path FROM sources")]
-    return derive_roots(uris, known)
-
-
-def _fill_roots(conn: sqlite3.Connection) -> None:
-    """Migration 3: store the roots of an older index (:func:`_old_roots`)."""
-    conn.executemany("INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)",
-                     [(root, _now()) for root in _old_roots(conn)])
-    conn.execute("DELETE FROM meta WHERE key='roots'")  # the table is the one record now
-
-
-def _chunks(ids: list[int], size: int = 500) -> Iterator[list[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
-def _f16(blob: bytes | None) -> np.ndarray | None:
-    return None if blob is None else np.frombuffer(blob, dtype=np.float16).astype(np.float32)
 
 
 #: the keys of ``model_info`` that must match between an index and the model searching it

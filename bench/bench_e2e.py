@@ -50,8 +50,8 @@ def pct(samples: list[float]) -> str:
 def bench_index(rt: Runtime, rasters: Path, repeat: int) -> None:
     import torch
 
-    from model_runtime.sources import list_sources
-    from model_runtime.tiling import TilingOptions, iter_tiles
+    from model_runtime.raster.sources import list_sources
+    from model_runtime.raster.tiling import TilingOptions, iter_tiles
 
     options = TilingOptions()
     files = [ref.uri for ref in list_sources([rasters])[0]]

@@ -99,7 +99,7 @@ def inputs(n_texts: int) -> dict:
     from model_runtime.data.datasets import load_ucm
     from model_runtime.model.pixels import load_pixels
     from model_runtime.paths import SAMPLES_DIR
-    from model_runtime.tiling import TilingOptions, iter_tiles
+    from model_runtime.raster.tiling import TilingOptions, iter_tiles
 
     items = [it for it in load_ucm().items if it.split("official") == "test"]
     tiles = [rgb for p in sorted(SAMPLES_DIR.glob("*.tif")) for rgb, _ in iter_tiles(p, TilingOptions())]

@@ -110,7 +110,7 @@ def expand(paths: list[Path]) -> list[Path]:
 
 
 def tiles_of(paths: list[Path], options) -> list[np.ndarray]:
-    from model_runtime.tiling import iter_tiles
+    from model_runtime.raster.tiling import iter_tiles
 
     return [rgb for p in expand(paths) for rgb, _ in iter_tiles(p, options)]
 
@@ -129,7 +129,7 @@ def decode_seconds(paths: list[Path], options) -> float:
     from PIL import Image
     from rasterio.windows import Window
 
-    from model_runtime import tiling
+    from model_runtime.raster import tiling
 
     start = time.perf_counter()
     for path in expand(paths):
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.scenes, args.mosaic, args.repeat = 210, 2048, 1
     configure_process()
-    from model_runtime.tiling import TilingOptions
+    from model_runtime.raster.tiling import TilingOptions
 
     variants = args.variants.split(",")
     with tempfile.TemporaryDirectory(prefix="cach-bench-speed-") as tmp:

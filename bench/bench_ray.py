@@ -65,8 +65,8 @@ def run_bare(paths: list[str], tile_size: int, batch: int) -> dict:
     import numpy as np
 
     from model_runtime.model import load_model
-    from model_runtime.sources import list_sources
-    from model_runtime.tiling import TilingOptions, iter_tiles
+    from model_runtime.raster.sources import list_sources
+    from model_runtime.raster.tiling import TilingOptions, iter_tiles
 
     model = load_model()
     refs, _ = list_sources(paths)
@@ -87,7 +87,7 @@ def run_index(executor: str, paths: list[str], tile_size: int, batch: int, cores
     from model_runtime.index.ray_executor import RaySettings, build_index_ray
     from model_runtime.model import load_model, resolve_heads
     from model_runtime.protocol import DEFAULT_BACKBONE
-    from model_runtime.tiling import TilingOptions
+    from model_runtime.raster.tiling import TilingOptions
 
     opts = BuildOptions(tiling=TilingOptions(tile_size=tile_size), batch_size=batch)
     clock, folder = Clock(), tempfile.mkdtemp(prefix="cach-bench-ray-")
@@ -112,8 +112,8 @@ def merge_rate(units: int = 20, per_unit: int = 2048, bits: int = 64) -> dict:
     from model_runtime.index.store import SourceMeta, Store, TileRows
     from model_runtime.index.units import UnitResult, WorkUnit
     from model_runtime.index.writer import IndexWriter
-    from model_runtime.sources import SourceRef
-    from model_runtime.tiling import TilingOptions
+    from model_runtime.raster.sources import SourceRef
+    from model_runtime.raster.tiling import TilingOptions
 
     rng = np.random.default_rng(0)
     poly = {"type": "Polygon", "coordinates": [[[12.4012345, 41.9012345], [12.4112345, 41.9012345],

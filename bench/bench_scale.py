@@ -96,8 +96,8 @@ def ucm_views(images: list[Path], views: int, size: int, seed: int) -> Iterator[
 
 def raster_tiles(group0: int) -> Iterator[tuple]:
     """(uint8 tile, group) for every tile of the shared rasters; group = group0 + file number."""
-    from model_runtime.sources import list_sources
-    from model_runtime.tiling import TilingOptions, iter_tiles
+    from model_runtime.raster.sources import list_sources
+    from model_runtime.raster.tiling import TilingOptions, iter_tiles
 
     opts = TilingOptions(**RASTER_TILING)
     refs, _ = list_sources([p for p in RASTER_DIRS if p.exists()])

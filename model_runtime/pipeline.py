@@ -54,7 +54,7 @@ def _check_paths_exist(paths: Sequence[str | os.PathLike]) -> None:
     """A local path that does not exist is a typo, not an empty archive: refuse the run before
     anything (an index folder included) is created. Remote URIs are checked when listed."""
     from model_runtime.errors import DataError
-    from model_runtime.sources import is_remote_uri
+    from model_runtime.raster.sources import is_remote_uri
 
     missing = [str(p) for p in paths if not is_remote_uri(str(p)) and not os.path.lexists(p)]
     if missing:
@@ -65,7 +65,7 @@ def _check_paths_exist(paths: Sequence[str | os.PathLike]) -> None:
 
 def tiling_options(options: Any = None):
     """``TilingOptions`` from None, a dict of CLI/protocol fields, or TilingOptions itself."""
-    from model_runtime.tiling import TilingOptions
+    from model_runtime.raster.tiling import TilingOptions
 
     if options is None:
         return TilingOptions()

@@ -48,7 +48,7 @@ from model_runtime.index.units import (
 )
 from model_runtime.index.writer import CODES_PREFIX, IndexWriter
 from model_runtime.protocol import CONFIRM_ABOVE_TILES, Estimate, IndexSummary, Skipped
-from model_runtime.tiling import TilingOptions, opened, tiles_of
+from model_runtime.raster.tiling import TilingOptions, opened, tiles_of
 
 LOG = logging.getLogger(__name__)
 

@@ -164,7 +164,7 @@ def contact_sheet(
     pass ``lambda h: index.read_tile_pixels(h.tile_id)`` to show what the encoder saw."""
     from PIL import Image, ImageDraw
 
-    from model_runtime.tiling import read_window
+    from model_runtime.raster.tiling import read_window
 
     if not hits:
         raise DataError("No hits to draw a contact sheet of.")

@@ -20,13 +20,13 @@ import numpy as np
 from model_runtime.codes import pack, unpack_signs
 from model_runtime.errors import ConfigError, DataError, DiskFullError, IndexStateError
 from model_runtime.fsutil import file_signature
-from model_runtime.geo import bbox_to_4326, check_point
 from model_runtime.index.binary import BinaryIndex
 from model_runtime.index.store import Store, TileRow, bbox_of, check_model
 from model_runtime.index.writer import codes_path
 from model_runtime.protocol import Hit
-from model_runtime.sources import is_remote_uri
-from model_runtime.tiling import TilingOptions, read_window
+from model_runtime.raster.geo import bbox_to_4326, check_point
+from model_runtime.raster.sources import is_remote_uri
+from model_runtime.raster.tiling import TilingOptions, read_window
 
 LOG = logging.getLogger(__name__)
 

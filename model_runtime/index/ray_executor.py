@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_runtime import remote
 from model_runtime.errors import CancelledError, ConfigError, IndexStateError
 from model_runtime.index.build import BuildOptions, clear_index, start_run
 from model_runtime.index.lock import IndexLock
@@ -61,6 +60,7 @@ from model_runtime.index.store import Store
 from model_runtime.index.units import WorkUnit, encode_unit, failure, plan_source
 from model_runtime.index.writer import IndexWriter
 from model_runtime.protocol import IndexSummary, Skipped
+from model_runtime.raster import remote
 from model_runtime.settings import current
 
 LOG = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model_runtime.errors import ConfigError, ConfirmationNeeded
-from model_runtime.sources import is_remote_uri
-from model_runtime.tiling import TilingOptions
+from model_runtime.raster.sources import is_remote_uri
+from model_runtime.raster.tiling import TilingOptions
 
 #: the tiling fields a user can ask for (CLI flags, protocol params, the plugin's dialog)
 TILING_FIELDS = ("tile_size", "tile_metres", "overlap", "scales", "bands")

@@ -18,8 +18,8 @@ from model_runtime.errors import CachError
 from model_runtime.index.roots import root_of
 from model_runtime.index.store import SourceRow, Store
 from model_runtime.protocol import Skipped
-from model_runtime.sources import check_source, list_sources, real_roots, source_signature
-from model_runtime.tiling import TilingOptions, count_windows
+from model_runtime.raster.sources import check_source, list_sources, real_roots, source_signature
+from model_runtime.raster.tiling import TilingOptions, count_windows
 
 LOG = logging.getLogger(__name__)
 

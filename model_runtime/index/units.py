@@ -27,11 +27,11 @@ from model_runtime.codes import pack
 from model_runtime.errors import CachError, CancelledError
 from model_runtime.index.store import SourceMeta, TileRows
 from model_runtime.protocol import Skipped
-from model_runtime.tiling import RasterInfo, Tile, TilingOptions, iter_tiles, raster_info
+from model_runtime.raster.tiling import RasterInfo, Tile, TilingOptions, iter_tiles, raster_info
 
 if TYPE_CHECKING:
     from model_runtime.model import HashModel
-    from model_runtime.sources import SourceRef
+    from model_runtime.raster.sources import SourceRef
 
 LOG = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def plan_from(source: Any, info: RasterInfo, options: TilingOptions,
 
 
 def _signature(source: Any) -> str:
-    from model_runtime.sources import quick_signature
+    from model_runtime.raster.sources import quick_signature
 
     try:
         return quick_signature(source)

@@ -152,7 +152,7 @@ def read_query_image(path: str | os.PathLike) -> np.ndarray:
     picture = _read_picture(path)
     if picture is not None:
         return picture
-    from model_runtime.tiling import TilingOptions, raster_info, read_window
+    from model_runtime.raster.tiling import TilingOptions, raster_info, read_window
 
     try:
         opts = TilingOptions()  # read decimated to the model's size, however large

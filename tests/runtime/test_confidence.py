@@ -221,7 +221,7 @@ def test_uncalibrated_bit_length_is_a_config_error():
 def test_calibration_search_replica_matches_index_search(sample_folder, tmp_path, encoder):
     """research/calibration.py scores with arrays what Index.search returns (same ids, scores)."""
     from model_runtime.index import BuildOptions, build_index, open_index
-    from model_runtime.tiling import TilingOptions
+    from model_runtime.raster.tiling import TilingOptions
     from research.calibration import product_search
 
     build_index(tmp_path / "idx", [str(sample_folder)], encoder,

@@ -45,7 +45,7 @@ def inputs() -> dict:
     """UCM test images (224 px, as features are made), the sample rasters' tiles and a third of
     the test captions (126: the text graph is checked more cheaply than all 377)."""
     from model_runtime.model.pixels import load_pixels
-    from model_runtime.tiling import TilingOptions, iter_tiles
+    from model_runtime.raster.tiling import TilingOptions, iter_tiles
 
     items = _ucm_test()
     tiles = [rgb for path in sorted(SAMPLES_DIR.glob("*.tif"))

@@ -1,5 +1,6 @@
-"""Coordinate checks (model_runtime.geo): nothing a user or a raster sends can hang or crash a CRS
-transform; every bad value is a data error with a message, an unknown CRS a config error."""
+"""Coordinate checks (model_runtime.raster.geo): nothing a user or a raster sends can hang or
+crash a CRS transform; every bad value is a data error with a message, an unknown CRS a config
+error."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_bounds
 
-from model_runtime import geo, tiling
 from model_runtime.errors import ConfigError, DataError
-from model_runtime.geo import bbox_to_4326, check_point, footprints
+from model_runtime.raster import geo, tiling
+from model_runtime.raster.geo import bbox_to_4326, check_point, footprints
 
 
 def _within(seconds: float, fn, *args):

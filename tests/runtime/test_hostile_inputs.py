@@ -102,8 +102,8 @@ def test_encoder_threads_beyond_the_cap_are_a_configuration_error(monkeypatch, v
 @pytest.mark.parametrize("url", ["notaurl", "ftp://host", "http://", "http://h:99999", "s3.example.org",
                                  "http://host name"])
 def test_an_endpoint_that_is_not_an_http_url_is_a_configuration_error(url):
-    from model_runtime import remote
     from model_runtime.errors import ConfigError
+    from model_runtime.raster import remote
 
     with pytest.raises(ConfigError) as info:
         remote.endpoint_url({"AWS_ENDPOINT_URL": url})
@@ -135,7 +135,7 @@ class _FakeS3:
 
 
 def test_a_key_that_climbs_out_of_its_prefix_is_listed_as_skipped(monkeypatch):
-    from model_runtime import remote
+    from model_runtime.raster import remote
 
     keys = ["ortho/a.tif", "ortho/../../escape.tif", "ortho/./b.tif", "ortho//c.tif",
             "ortho/.hidden.tif", "ortho/readme.txt"]
@@ -189,7 +189,7 @@ def test_a_full_disk_while_adding_files_leaves_the_last_good_state_searchable(
     from model_runtime.errors import DiskFullError
     from model_runtime.index import BuildOptions, binary, build_index, open_index
     from model_runtime.index.store import Store
-    from model_runtime.tiling import TilingOptions
+    from model_runtime.raster.tiling import TilingOptions
 
     files = sorted(sample_folder.rglob("*.tif"))
     assert len(files) >= 2

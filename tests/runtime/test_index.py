@@ -37,8 +37,8 @@ from model_runtime.index import (
 )
 from model_runtime.index.store import Store
 from model_runtime.protocol import Hit
+from model_runtime.raster.tiling import TilingOptions
 from model_runtime.services.queries import combine
-from model_runtime.tiling import TilingOptions
 
 OPTS = TilingOptions(tile_size=128)
 HERE = Path(__file__).resolve().parent
@@ -536,7 +536,7 @@ SLOW_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {here!r})
     from conftest import FakeEncoder
     from model_runtime.index import BuildOptions, build_index
-    from model_runtime.tiling import TilingOptions
+    from model_runtime.raster.tiling import TilingOptions
 
     class Slow(FakeEncoder):
         def _encode_batch(self, batch):

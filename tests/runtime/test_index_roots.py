@@ -15,7 +15,7 @@ from model_runtime.errors import ConfigError, ConfirmationNeeded
 from model_runtime.index.build import BuildOptions, build_index
 from model_runtime.index.roots import derive_roots, holdings, plan_run, resolve_tiling
 from model_runtime.index.store import DB_NAME, Store
-from model_runtime.tiling import TilingOptions
+from model_runtime.raster.tiling import TilingOptions
 
 T96 = TilingOptions(tile_size=96)
 

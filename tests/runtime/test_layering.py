@@ -22,7 +22,7 @@ def _modules_after(code: str) -> set[str]:
 def test_runtime_never_imports_qt_or_qgis():
     loaded = _modules_after(
         "import model_runtime.pipeline, model_runtime.worker, model_runtime.cli, "
-        "model_runtime.index, model_runtime.tiling, model_runtime.encoders, "
+        "model_runtime.index, model_runtime.raster.tiling, model_runtime.encoders, "
         "model_runtime.hashing.train, model_runtime.captions\n"
         "from model_runtime.encoders import load_encoder; load_encoder(device='cpu')"
     )

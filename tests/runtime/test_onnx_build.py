@@ -217,7 +217,7 @@ def _inputs(tokenizer) -> dict:
 
     from model_runtime.hashing.protocols import caption_index, duch_items
     from model_runtime.model.pixels import load_pixels
-    from model_runtime.tiling import TilingOptions, iter_tiles
+    from model_runtime.raster.tiling import TilingOptions, iter_tiles
 
     data = _ucm()
     items = data.items

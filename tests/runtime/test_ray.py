@@ -31,7 +31,7 @@ from conftest import FakeEncoder  # noqa: E402
 from model_runtime.index.build import BuildOptions, build_index  # noqa: E402
 from model_runtime.index.query import open_index  # noqa: E402
 from model_runtime.index.ray_executor import RaySettings, build_index_ray  # noqa: E402
-from model_runtime.tiling import TilingOptions  # noqa: E402
+from model_runtime.raster.tiling import TilingOptions  # noqa: E402
 
 ROOT = raycluster.ROOT
 TILING = TilingOptions(tile_size=128)
@@ -123,7 +123,7 @@ import json, sys, time
 from conftest import FakeEncoder
 from model_runtime.index.build import BuildOptions
 from model_runtime.index.ray_executor import RaySettings, build_index_ray
-from model_runtime.tiling import TilingOptions
+from model_runtime.raster.tiling import TilingOptions
 
 args = json.loads(sys.argv[1])
 
@@ -341,7 +341,7 @@ def test_s3_prefix_same_codes_as_disk(sample_folder, tmp_path, joined, monkeypat
     pytest.importorskip("boto3", reason="pip install -r requirements/s3.txt")
     import s3server
 
-    from model_runtime import remote
+    from model_runtime.raster import remote
 
     server = s3server.start(tmp_path)
     try:

@@ -27,8 +27,8 @@ from model_runtime.index.shards import (
 from model_runtime.index.store import Store
 from model_runtime.index.units import encode_unit, plan_source, unit_key
 from model_runtime.index.writer import IndexWriter
-from model_runtime.sources import list_sources
-from model_runtime.tiling import TilingOptions
+from model_runtime.raster.sources import list_sources
+from model_runtime.raster.tiling import TilingOptions
 
 TILING = TilingOptions(tile_size=128)
 

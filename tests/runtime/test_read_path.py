@@ -10,9 +10,9 @@ import rasterio
 from PIL import Image
 from rasterio.windows import Window
 
-from model_runtime import tiling
 from model_runtime.paths import SAMPLES_DIR, data_root
-from model_runtime.tiling import TilingOptions, iter_tiles, raster_info, read_window
+from model_runtime.raster import tiling
+from model_runtime.raster.tiling import TilingOptions, iter_tiles, raster_info, read_window
 
 
 def reference_tile(path, info, window, out) -> np.ndarray:

@@ -17,8 +17,8 @@ pytest.importorskip("boto3", reason="pip install -r requirements/s3.txt")
 
 import s3server  # noqa: E402  (tests/runtime is on sys.path)
 
-from model_runtime import remote  # noqa: E402
 from model_runtime.errors import ConfigError, DataError  # noqa: E402
+from model_runtime.raster import remote  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 COG = "rasterio/cogeo.tif"
@@ -137,7 +137,7 @@ def test_windowed_cog_read_equals_disk(aws, geotiff_dir):
     import rasterio
     from rasterio.windows import Window
 
-    from model_runtime.tiling import TilingOptions, read_window
+    from model_runtime.raster.tiling import TilingOptions, read_window
 
     uri = f"s3://{s3server.BUCKET}/archive/cogeo.tif"
     local = geotiff_dir / COG
@@ -154,7 +154,7 @@ WORKER = """
 import json, sys, threading
 import numpy as np, rasterio
 from rasterio.windows import Window
-from model_runtime import remote
+from model_runtime.raster import remote
 env, path = json.loads(sys.argv[1]), sys.argv[2]
 remote.apply_environment(env)
 out = {}
@@ -184,7 +184,7 @@ def test_worker_environment_in_a_fresh_process(aws, geotiff_dir):
 
 def test_without_boto3_one_clear_message():
     code = ("import sys; sys.modules['boto3'] = None\n"
-            "from model_runtime import remote\n"
+            "from model_runtime.raster import remote\n"
             "try:\n    remote.list_objects('s3://bucket/x')\n"
             "except Exception as e:\n    print(type(e).__name__, e.code, e)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -202,8 +202,8 @@ def test_sources_list_check_and_read_through_the_store(aws, server, geotiff_dir)
     import rasterio
     from rasterio.windows import Window
 
-    from model_runtime import sources
-    from model_runtime.tiling import TilingOptions, read_window
+    from model_runtime.raster import sources
+    from model_runtime.raster.tiling import TilingOptions, read_window
 
     refs, skipped = sources.list_sources([f"s3://{s3server.BUCKET}/archive"])
     assert not skipped and [r.name for r in refs] == ["cogeo.tif", "naip.tif"]
@@ -231,7 +231,7 @@ def test_sources_list_check_and_read_through_the_store(aws, server, geotiff_dir)
 
 
 def test_vrt_in_object_storage_is_refused(aws, server):
-    from model_runtime import sources
+    from model_runtime.raster import sources
 
     s3 = server.client()
     s3.put_object(Bucket=s3server.BUCKET, Key="vrts/pull.tif",
@@ -243,7 +243,7 @@ def test_vrt_in_object_storage_is_refused(aws, server):
 
 
 def test_empty_prefix_is_named(aws):
-    from model_runtime import sources
+    from model_runtime.raster import sources
 
     refs, skipped = sources.list_sources([f"s3://{s3server.BUCKET}/nothing-here"])
     assert refs == [] and skipped[0].code == "file_not_found"

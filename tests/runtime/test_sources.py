@@ -1,4 +1,4 @@
-"""Source handling for indexing (model_runtime.sources) on real files, links, pipes and VRTs,
+"""Source handling for indexing (model_runtime.raster.sources) on real files, links, pipes and VRTs,
 with a loopback listener that must never receive a request (tests/runtime/hostile.py)."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from hostile import Listener, build_hostile_folder, vrt_xml, write_geotiff
 from PIL import Image
 from rasterio.env import get_gdal_config
 
-from model_runtime import sources, tiling
 from model_runtime.errors import CachError, ConfigError, DataError
 from model_runtime.protocol import Skipped
-from model_runtime.sources import (
+from model_runtime.raster import sources, tiling
+from model_runtime.raster.sources import (
     NO_NETWORK_GDAL,
     SourceRef,
     check_source,

@@ -198,7 +198,7 @@ def test_import_graph_sees_lazy_and_relative_imports(tmp_path):
     known = {"model_runtime.errors", "model_runtime.index.query", "model_runtime.index.store"}
     assert _imported_modules("model_runtime.index.x", module, known) == known
     graph = _import_graph()
-    assert "model_runtime.sources" in graph["model_runtime.tiling"]
+    assert "model_runtime.raster.sources" in graph["model_runtime.raster.tiling"]
     assert "model_runtime.services.captions" in graph["model_runtime.commands.caption_bank"]
 
 

@@ -14,7 +14,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from model_runtime.errors import CancelledError, ConfigError, DataError
-from model_runtime.tiling import (
+from model_runtime.raster.tiling import (
     TilingOptions,
     iter_tiles,
     plan_windows,

@@ -184,7 +184,7 @@ class RemoteStore(Protocol):
 
 _STORES: dict[str, RemoteStore] = {}
 #: scheme -> module that registers its store when imported (loaded on the first such path)
-STORE_MODULES = {"s3": "model_runtime.remote"}
+STORE_MODULES = {"s3": "model_runtime.raster.remote"}
 
 
 def register_remote_store(scheme: str, store: RemoteStore) -> None:

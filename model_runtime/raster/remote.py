@@ -411,7 +411,7 @@ class S3Store:
 
     def list_sources(self, uri: str) -> tuple[list, list]:
         from model_runtime.protocol import Skipped
-        from model_runtime.sources import SourceRef
+        from model_runtime.raster.sources import SourceRef
 
         refused: list[tuple[str, str]] = []
         objects = list_objects(uri, refused=refused)
@@ -438,7 +438,7 @@ class S3Store:
 
 
 def _register() -> None:
-    from model_runtime.sources import register_remote_store
+    from model_runtime.raster.sources import register_remote_store
 
     register_remote_store("s3", S3Store())
 

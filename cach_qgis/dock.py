@@ -49,7 +49,7 @@ from ..model_runtime.protocol import CaptionResult, Hit, SearchResult
 from . import layers, settings, wording
 from .layers import FOOTPRINT_CRS, ResultLayers
 from .maptool import crs_id
-from .marks import Marks
+from .session import Marks
 from .marks_panel import MarksBox
 from .runtime_client import PendingRequest, RuntimeClient, WorkerError, log
 from .thumbnails import thumbnail

@@ -1,6 +1,6 @@
 """The search panel's marks box: the tiles the analyst marked right or wrong, listed with their
 mark, and the buttons that use them (Refine, Undo mark, Clear marks, Save refined search…, Run
-saved search…). The state lives in ``marks.Marks``; the dock connects the buttons."""
+saved search…). The state lives in ``session.Marks``; the dock connects the buttons."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from . import wording
-from .marks import Marks
+from .session import Marks
 
 TILE_ROLE = Qt.ItemDataRole.UserRole + 2
 RIGHT_COLOUR = "#1a7f37"

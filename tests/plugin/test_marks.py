@@ -1,36 +1,15 @@
-"""The analyst's marks (cach_qgis/marks.py): plain Python, no QGIS objects needed."""
+"""How the analyst's marks are worded: plain Python, no QGIS objects needed (the marks
+themselves: tests/runtime/test_session.py)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 from cach_for_qgis.cach_qgis import wording
-from cach_for_qgis.cach_qgis.marks import Marks
 
 
 def hit(tile_id: int, rank: int = 1) -> SimpleNamespace:
     return SimpleNamespace(tile_id=tile_id, rank=rank, name=f"t{tile_id}")
-
-
-def test_marks_params_undo_and_clear():
-    marks = Marks()
-    assert not marks and marks.params() == {} and marks.undo() is None
-    marks.mark(hit(7), True)
-    marks.mark(hit(3), True)
-    marks.mark(hit(9), False)
-    assert marks.params() == {"positive": [3, 7], "negative": [9]}
-    assert [m.tile_id for m in marks.items()] == [7, 3, 9]
-    # marking a tile again replaces its mark and makes it the latest
-    marks.mark(hit(7), False)
-    assert marks.params() == {"positive": [3], "negative": [7, 9]}
-    assert marks.state(7) is False and marks.state(3) is True and marks.state(4) is None
-    assert [m.tile_id for m in marks.items()] == [3, 9, 7]
-    # undo: the latest by default, or a given tile
-    assert marks.undo().tile_id == 7
-    assert marks.undo(3).right is True
-    assert marks.undo(3) is None
-    assert marks.params() == {"negative": [9]} and 9 in marks and len(marks) == 1
-    assert marks.clear() == 1 and not marks and marks.params() == {}
 
 
 def test_mark_rows_and_summary_say_right_or_wrong():

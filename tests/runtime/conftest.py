@@ -122,6 +122,7 @@ FAST = (
     "test_structure.py",
     "test_metrics.py",
     "test_speed_estimate.py",
+    "test_session.py",
 )
 _HERE = Path(__file__).resolve().parent
 

@@ -2,8 +2,9 @@
 
 One JSON object per line (``docs/protocol.md``). A client sends a :class:`Request`; the worker
 answers each with exactly one :class:`Response` and, for long operations, zero or more
-:class:`Event` lines before it. Results are typed values (:class:`Hit`, :class:`SearchResult`,
-:class:`CaptionResult`, :class:`IndexSummary`, ...) with ``to_json()`` / ``from_json()``.
+:class:`Event` lines before it. Requests and results are typed values (:class:`SearchRequest`,
+...; :class:`Hit`, :class:`SearchResult`, :class:`IndexSummary`, ...) read and written by one
+field-driven codec.
 
 This package is the contract that both sides import: the runtime (worker, CLI ``--json``) and the
 QGIS plugin, which loads it inside QGIS's own Python as ``cach_for_qgis.model_runtime.protocol``.
@@ -11,7 +12,8 @@ So it uses the standard library only, imports its one sibling (``errors``) relat
 no side effects on import. A test holds all three.
 
 Modules by job: ``defaults`` (product defaults and limits), ``codes`` (error codes and types),
-``requests`` (request schemas and validation), ``envelope`` (Request, Response, Event, ErrorInfo
+``codec`` (dataclasses to JSON and back), ``kinds`` (the kinds of request value and their
+checks), ``requests`` (one typed request per op), ``envelope`` (Request, Response, Event, ErrorInfo
 and the line codec), ``results`` (typed results), ``footprints`` (the footprint layer schema).
 This ``__init__`` re-exports every name, so ``from model_runtime.protocol import X`` keeps working.
 """
@@ -63,16 +65,30 @@ from .footprints import (  # noqa: F401
     display_text,
     footprint_row,
 )
-from .requests import (  # noqa: F401
+from .kinds import (  # noqa: F401
     _KIND_TEXT,
-    _SCHEMAS,
-    _bad_value_message,
-    _check_value,
     _is_finite,
     _is_int,
     _is_path,
     _is_text,
-    _shown,
+    bad_value_message,
+    check_value,
+    shown,
+)
+from .requests import (  # noqa: F401
+    REQUESTS,
+    TILING_FIELDS,
+    AdaptRequest,
+    CancelRequest,
+    CaptionRequest,
+    IndexRequest,
+    LoadRequest,
+    LocateRequest,
+    OpRequest,
+    SearchRequest,
+    ShutdownRequest,
+    StatusRequest,
+    decode_request,
     validate_params,
 )
 from .results import (  # noqa: F401
@@ -86,9 +102,6 @@ from .results import (  # noqa: F401
     ReadyInfo,
     SearchResult,
     Skipped,
-    _opt_float,
-    _opt_int,
-    _timing,
 )
 
 __all__ = [  # the public names; private ones stay importable for existing callers
@@ -112,6 +125,19 @@ __all__ = [  # the public names; private ones stay importable for existing calle
     "ERROR_CODES",
     "error_type_of",
     "validate_params",
+    "decode_request",
+    "OpRequest",
+    "SearchRequest",
+    "CaptionRequest",
+    "LocateRequest",
+    "IndexRequest",
+    "AdaptRequest",
+    "LoadRequest",
+    "CancelRequest",
+    "StatusRequest",
+    "ShutdownRequest",
+    "REQUESTS",
+    "TILING_FIELDS",
     "Request",
     "ErrorInfo",
     "Response",

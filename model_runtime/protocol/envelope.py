@@ -9,7 +9,8 @@ from typing import Any
 from ..errors import CachError, ProtocolError, missing_extra
 from .codes import ERROR_CODES, ERROR_TYPES, error_type_of
 from .defaults import IMMEDIATE_OPS, MAX_REQUEST_BYTES, OPS, RequestId
-from .requests import _is_int, _is_text, _shown, validate_params
+from .kinds import _is_int, _is_text, shown
+from .requests import OpRequest, decode_request
 
 
 # --- messages ------------------------------------------------------------------------------------
@@ -20,6 +21,13 @@ class Request:
     id: RequestId
     op: str
     params: dict[str, Any] = field(default_factory=dict)
+    #: the typed request of ``op`` decoded from ``params`` (set by :func:`parse_request`)
+    call: OpRequest | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, request_id: RequestId, call: OpRequest) -> Request:
+        """The envelope of a typed request."""
+        return cls(request_id, call.OP, call.to_params(), call)
 
     @property
     def immediate(self) -> bool:
@@ -202,7 +210,7 @@ def parse_request(line: str | bytes) -> Request:
         raise ProtocolError("request needs an 'op' string", request_id)
     if op not in OPS:
         raise ProtocolError(
-            f"unknown op '{_shown(op)}'; known ops: {', '.join(sorted(OPS))}", request_id,
+            f"unknown op '{shown(op)}'; known ops: {', '.join(sorted(OPS))}", request_id,
             "unknown_op",
         )
     params = obj.get("params", {})
@@ -210,8 +218,7 @@ def parse_request(line: str | bytes) -> Request:
         params = {}
     if not isinstance(params, dict):
         raise ProtocolError("request 'params' must be a JSON object", request_id)
-    validate_params(op, params, request_id)
-    return Request(request_id, op, params)
+    return Request(request_id, op, params, decode_request(op, params, request_id))
 
 
 def line_too_long_message(size: int | None = None) -> str:

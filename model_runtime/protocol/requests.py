@@ -1,207 +1,237 @@
-"""Request schemas and parameter validation (``validate_params``)."""
+"""Typed requests: one frozen dataclass per op, validated from its fields' metadata.
+
+A client builds a :class:`SearchRequest` (or another op's request) and sends ``to_params()``;
+the worker reads a line's params back with :func:`decode_request`, which checks every field
+against its ``kind`` (``kinds.py``) and the request's own rules (``check``), and hands the typed
+request to the pipeline. The CLI, the dock, the dialogs and Processing build the same objects,
+so a parameter is declared once, here, with its default.
+"""
 
 from __future__ import annotations
 
-import math
-from typing import Any
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from ..errors import ProtocolError
-from .defaults import _SHOWN_CHARS, DEFAULT_WEIGHTS, MAX_K, MAX_TILE_ID, RequestId
-
-# --- parameter validation ------------------------------------------------------------------------
-# A schema entry: (kind, required). Kinds are checked by _check_value below.
-_SCHEMAS: dict[str, dict[str, tuple[str, bool]]] = {
-    "status": {},
-    "shutdown": {},
-    "cancel": {"target": ("id", True)},
-    "load": {"bits": ("bits", False), "backbone": ("str", False), "heads": ("path", False)},
-    "search": {
-        "index": ("path", True),
-        "text": ("str", False),
-        "tile": ("tile_id", False),
-        "image": ("path", False),
-        "positive": ("tile_ids", False),
-        "negative": ("tile_ids", False),
-        "weights": ("weights", False),
-        "k": ("k", False),
-        "bbox": ("bbox", False),
-        "bbox_crs": ("str", False),
-        "collapse": ("bool", False),
-        # marked tiles fit a model (docs/search.md "Refining with marks"); false: weighted sum
-        "learn": ("bool", False),
-        "save": ("path", False),  # keep the refined search in this file
-        "saved": ("path", False),  # run a saved refined search (no other query parts)
-    },
-    "caption": {
-        "index": ("path", False),
-        "tile": ("tile_id", False),
-        "image": ("path", False),
-        "k": ("k", False),
-        "similar": ("count", False),
-    },
-    "locate": {
-        "index": ("path", True),
-        "x": ("finite", True),
-        "y": ("finite", True),
-        "crs": ("str", False),
-    },
-    "index": {
-        "index": ("path", True),
-        "paths": ("path_list", False),  # required unless "remove" (validate_params)
-        "tile_size": ("int", False),
-        "tile_metres": ("finite", False),
-        "overlap": ("finite", False),
-        "scales": ("int_list", False),
-        "bands": ("int_list", False),
-        "dry_run": ("bool", False),
-        "rebuild": ("bool", False),
-        "bits": ("bits", False),
-        "confirm": ("bool", False),
-        "allow_outside_sources": ("bool", False),
-        "remove": ("str_list", False),
-    },
-    "adapt": {"index": ("path", True), "steps": ("steps", False)},
-}
-
-_KIND_TEXT = {
-    "str": "a string of valid Unicode text",
-    "path": "a path: a non-empty string of valid Unicode text without NUL bytes",
-    "path_list": "a list of paths (non-empty strings without NUL bytes)",
-    "steps": f"an integer from 1 to {MAX_K}",
-    "id": "a string or an integer",
-    "bool": "true or false",
-    "int": "an integer",
-    "bits": "a multiple of 8 from 8 to 1024",
-    "k": f"an integer from 1 to {MAX_K}",
-    "count": f"an integer from 0 to {MAX_K}",
-    "tile_id": f"a tile id (an integer from 0 to {MAX_TILE_ID})",
-    "tile_ids": "a list of tile ids",
-    "finite": "a finite number",
-    "bbox": "[minx, miny, maxx, maxy]: four finite numbers with min <= max",
-    "weights": f"an object of finite numbers keyed by {sorted(DEFAULT_WEIGHTS)}",
-    "str_list": "a list of strings",
-    "int_list": "a list of integers",
-}
+from .codec import decode, encode
+from .defaults import DEFAULT_CAPTIONS, DEFAULT_K, DEFAULT_SIMILAR, RequestId
+from .kinds import bad_value_message, check_value, shown
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def param(kind: str, default: Any = None, *, required: bool = False) -> Any:
+    """A request field holding a value of ``kind``; ``required`` fields have no default."""
+    meta = {"kind": kind, "required": required}
+    if required:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
 
 
-def _is_finite(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+@dataclass(frozen=True)
+class OpRequest:
+    """What every typed request shares: its op, its wire form and its validation."""
+
+    OP: ClassVar[str] = ""
+
+    def to_params(self) -> dict[str, Any]:
+        """The ``params`` object of a request line: fields left at their default are omitted."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        wire = encode(self)
+        return {k: v for k, v in wire.items()
+                if v is not None and not _same(v, defaults.get(k, dataclasses.MISSING))}
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], request_id: RequestId = None) -> Any:
+        """The request of untrusted ``params``; :class:`ProtocolError` (``bad_param``) names the
+        first field that is unknown, missing or of the wrong kind."""
+        _check_fields(cls, params, request_id)
+        request = decode(cls, params)
+        request.check(request_id)
+        return request
+
+    def check(self, request_id: RequestId = None) -> None:
+        """Rules across fields (one query part at least, ...); none by default."""
+
+    def _refuse(self, message: str, request_id: RequestId) -> None:
+        raise ProtocolError(f"op '{self.OP}' {message}", request_id, "bad_param")
 
 
-def _is_text(value: Any) -> bool:
-    """A string that is valid Unicode (JSON allows lone surrogates, which nothing can write)."""
-    if not isinstance(value, str):
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+def _same(value: Any, default: Any) -> bool:
+    if isinstance(default, tuple):
+        return list(value) == list(default) if isinstance(value, list) else value == default
+    return value == default
 
 
-def _is_path(value: Any) -> bool:
-    """Text a file system can take as a path: NUL ends a C string, so no OS path holds one."""
-    return _is_text(value) and bool(value) and "\x00" not in value
+def _check_fields(cls: type[OpRequest], params: dict[str, Any], request_id: RequestId) -> None:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        names = ", ".join(shown(name) for name in unknown[:5])
+        raise ProtocolError(f"op '{cls.OP}': unknown param(s) {names}", request_id, "bad_param")
+    for name, f in known.items():
+        value = params.get(name)
+        if value is None:
+            if f.metadata["required"]:
+                raise ProtocolError(f"op '{cls.OP}' needs param '{name}'", request_id,
+                                    "bad_param")
+            continue
+        if not check_value(f.metadata["kind"], value):
+            raise ProtocolError(bad_value_message(cls.OP, name, f.metadata["kind"], value),
+                                request_id, "bad_param")
 
 
-def _check_value(kind: str, value: Any) -> bool:
-    if kind == "str":
-        return _is_text(value)
-    if kind == "path":
-        return _is_path(value)
-    if kind == "path_list":
-        return isinstance(value, list) and bool(value) and all(_is_path(v) for v in value)
-    if kind == "steps":
-        return _is_int(value) and 1 <= value <= MAX_K
-    if kind == "id":
-        return _is_int(value) or _is_text(value)
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "int":
-        return _is_int(value) and abs(value) <= MAX_TILE_ID
-    if kind == "bits":
-        return _is_int(value) and 8 <= value <= 1024 and value % 8 == 0
-    if kind == "k":
-        return _is_int(value) and 1 <= value <= MAX_K
-    if kind == "count":
-        return _is_int(value) and 0 <= value <= MAX_K
-    if kind == "tile_id":
-        return _is_int(value) and 0 <= value <= MAX_TILE_ID
-    if kind == "tile_ids":
-        return isinstance(value, list) and all(_check_value("tile_id", v) for v in value)
-    if kind == "finite":
-        return _is_finite(value)
-    if kind == "bbox":
-        return (
-            isinstance(value, list)
-            and len(value) == 4
-            and all(_is_finite(v) for v in value)
-            and value[0] <= value[2]
-            and value[1] <= value[3]
-        )
-    if kind == "weights":
-        return isinstance(value, dict) and all(
-            k in DEFAULT_WEIGHTS and _is_finite(v) for k, v in value.items()
-        )
-    if kind == "str_list":
-        return isinstance(value, list) and bool(value) and all(_is_text(v) for v in value)
-    if kind == "int_list":
-        return isinstance(value, list) and all(_check_value("int", v) for v in value)
-    raise AssertionError(f"unknown schema kind {kind}")
+@dataclass(frozen=True)
+class SearchRequest(OpRequest):
+    """Top-k tiles of an index for a typed text, an image file, a tile and/or marked tiles
+    (combined); ``saved`` runs a refined search kept by ``save`` (docs/search.md)."""
+
+    OP: ClassVar[str] = "search"
+    index: str = param("path", required=True)
+    text: str | None = param("str")
+    tile: int | None = param("tile_id")
+    image: str | None = param("path")
+    positive: tuple[int, ...] = param("tile_ids", ())
+    negative: tuple[int, ...] = param("tile_ids", ())
+    weights: dict[str, float] | None = param("weights")
+    k: int = param("k", DEFAULT_K)
+    bbox: tuple[float, float, float, float] | None = param("bbox")
+    bbox_crs: str = param("str", "EPSG:4326")
+    collapse: bool = param("bool", True)
+    #: marked tiles fit a model (docs/search.md "Refining with marks"); False: weighted sum
+    learn: bool = param("bool", True)
+    save: str | None = param("path")  # keep the refined search in this file
+    saved: str | None = param("path")  # run a saved refined search (no other query parts)
+
+    @property
+    def marked(self) -> bool:
+        return bool(self.positive or self.negative)
+
+    @property
+    def typed(self) -> bool:
+        """True when the query has a text, an image or a tile part."""
+        return bool(self.text) or bool(self.image) or self.tile is not None
+
+    @property
+    def excluded(self) -> list[int]:
+        """Tiles left out of the results: the query tile and the marked ones."""
+        return [*([self.tile] if self.tile is not None else []), *self.positive, *self.negative]
+
+    def check(self, request_id: RequestId = None) -> None:
+        if not (self.typed or self.positive or self.saved is not None):
+            self._refuse("needs a query: 'text', 'tile', 'image', 'positive' or 'saved'",
+                         request_id)
 
 
-def _shown(value: Any) -> str:
-    """``repr(value)`` cut to a length an error message may quote (never the whole request)."""
-    if _is_int(value) and value.bit_length() > 256:
-        return f"an integer of {value.bit_length()} bits"
-    shown = repr(value) if not isinstance(value, str) or not _is_text(value) else value
-    if len(shown) > _SHOWN_CHARS:
-        shown = shown[: _SHOWN_CHARS - 3] + "..."
-    return shown
+@dataclass(frozen=True)
+class CaptionRequest(OpRequest):
+    """Bank captions of a tile (of ``index``) or of an image file, and similar tiles."""
+
+    OP: ClassVar[str] = "caption"
+    index: str | None = param("path")
+    tile: int | None = param("tile_id")
+    image: str | None = param("path")
+    k: int = param("k", DEFAULT_CAPTIONS)
+    similar: int = param("count", DEFAULT_SIMILAR)
+
+    def check(self, request_id: RequestId = None) -> None:
+        if self.tile is None and self.image is None:
+            self._refuse("needs 'tile' (with 'index') or 'image'", request_id)
+        if self.tile is not None and not self.index:
+            self._refuse("with 'tile' needs 'index'", request_id)
 
 
-def _bad_value_message(op: str, name: str, kind: str, value: Any) -> str:
-    if kind == "k" and _is_int(value) and value < 1:
-        return f"k must be at least 1, got {_shown(value)}"  # the CLI's words for the mistake
-    shown = repr(value)
-    if len(shown) > _SHOWN_CHARS:
-        shown = shown[: _SHOWN_CHARS - 3] + "..."
-    return f"op '{op}': param '{name}' must be {_KIND_TEXT[kind]}, got {shown}"
+@dataclass(frozen=True)
+class LocateRequest(OpRequest):
+    """The indexed tile under a map point ``x``, ``y`` in ``crs``."""
+
+    OP: ClassVar[str] = "locate"
+    index: str = param("path", required=True)
+    x: float = param("finite", required=True)
+    y: float = param("finite", required=True)
+    crs: str = param("str", "EPSG:4326")
+
+
+#: the fields of an IndexRequest that ask for a tiling (docs/indexing.md)
+TILING_FIELDS = ("tile_size", "tile_metres", "overlap", "scales", "bands")
+
+
+@dataclass(frozen=True)
+class IndexRequest(OpRequest):
+    """Index files and folders into ``index`` (incremental), or ``remove`` roots from it."""
+
+    OP: ClassVar[str] = "index"
+    index: str = param("path", required=True)
+    paths: tuple[str, ...] = param("path_list", ())
+    tile_size: int | None = param("int")
+    tile_metres: float | None = param("finite")
+    overlap: float | None = param("finite")
+    scales: tuple[int, ...] | None = param("int_list")
+    bands: tuple[int, ...] | None = param("int_list")
+    dry_run: bool = param("bool", False)
+    rebuild: bool = param("bool", False)
+    bits: int | None = param("bits")
+    confirm: bool = param("bool", False)
+    allow_outside_sources: bool = param("bool", False)
+    remove: tuple[str, ...] = param("str_list", ())
+
+    def tiling(self) -> dict[str, Any]:
+        """The tiling options this run asks for (those given)."""
+        wire = encode(self)
+        return {name: wire[name] for name in TILING_FIELDS if wire[name] is not None}
+
+    def check(self, request_id: RequestId = None) -> None:
+        if not self.paths and not self.remove:
+            self._refuse("needs 'paths' (files or folders to index) or 'remove'", request_id)
+
+
+@dataclass(frozen=True)
+class AdaptRequest(OpRequest):
+    """Fine-tune the image head to an index's own tiles and re-hash it."""
+
+    OP: ClassVar[str] = "adapt"
+    index: str = param("path", required=True)
+    steps: int | None = param("steps")
+
+
+@dataclass(frozen=True)
+class LoadRequest(OpRequest):
+    """Load a model now (``heads`` swaps in another heads file)."""
+
+    OP: ClassVar[str] = "load"
+    bits: int | None = param("bits")
+    backbone: str | None = param("str")
+    heads: str | None = param("path")
+
+
+@dataclass(frozen=True)
+class CancelRequest(OpRequest):
+    """Cancel the request ``target`` (queued or running)."""
+
+    OP: ClassVar[str] = "cancel"
+    target: RequestId = param("id", required=True)
+
+
+@dataclass(frozen=True)
+class StatusRequest(OpRequest):
+    OP: ClassVar[str] = "status"
+
+
+@dataclass(frozen=True)
+class ShutdownRequest(OpRequest):
+    OP: ClassVar[str] = "shutdown"
+
+
+#: op -> its request class
+REQUESTS: dict[str, type[OpRequest]] = {cls.OP: cls for cls in (
+    SearchRequest, CaptionRequest, LocateRequest, IndexRequest, AdaptRequest, LoadRequest,
+    CancelRequest, StatusRequest, ShutdownRequest)}
+
+
+def decode_request(op: str, params: dict[str, Any], request_id: RequestId = None) -> OpRequest:
+    """The typed request of ``op`` with untrusted ``params`` (raises :class:`ProtocolError`)."""
+    return REQUESTS[op].from_params(params, request_id)
 
 
 def validate_params(op: str, params: dict[str, Any], request_id: RequestId = None) -> None:
-    """Check ``params`` against the op's schema; raise :class:`ProtocolError` naming the field."""
-    schema = _SCHEMAS[op]
-    unknown = sorted(set(params) - set(schema))
-    if unknown:
-        shown = ", ".join(_shown(name) for name in unknown[:5])
-        raise ProtocolError(f"op '{op}': unknown param(s) {shown}", request_id, "bad_param")
-    for name, (kind, required) in schema.items():
-        value = params.get(name)
-        if value is None:
-            if required:
-                raise ProtocolError(f"op '{op}' needs param '{name}'", request_id, "bad_param")
-            continue
-        if not _check_value(kind, value):
-            raise ProtocolError(_bad_value_message(op, name, kind, value), request_id, "bad_param")
-    if op == "search":
-        given = [q for q in ("text", "tile", "image") if params.get(q) is not None]
-        if not given and not params.get("positive") and params.get("saved") is None:
-            raise ProtocolError(
-                "op 'search' needs a query: 'text', 'tile', 'image', 'positive' or 'saved'",
-                request_id,
-                "bad_param",
-            )
-    if op == "index" and not params.get("paths") and not params.get("remove"):
-        raise ProtocolError("op 'index' needs 'paths' (files or folders to index) or 'remove'",
-                            request_id, "bad_param")
-    if op == "caption" and params.get("tile") is None and params.get("image") is None:
-        raise ProtocolError(
-            "op 'caption' needs 'tile' (with 'index') or 'image'", request_id, "bad_param"
-        )
-    if op == "caption" and params.get("tile") is not None and not params.get("index"):
-        raise ProtocolError("op 'caption' with 'tile' needs 'index'", request_id, "bad_param")
+    """Check ``params`` of ``op``; raise :class:`ProtocolError` naming the field."""
+    decode_request(op, params, request_id)

@@ -24,13 +24,16 @@ from model_runtime.errors import CancelledError, ConfigError
 from model_runtime.protocol import (
     DEFAULT_BACKBONE,
     DEFAULT_BITS,
-    DEFAULT_CAPTIONS,
-    DEFAULT_K,
-    DEFAULT_SIMILAR,
+    AdaptRequest,
+    CaptionRequest,
     CaptionResult,
     Estimate,
     Hit,
+    IndexRequest,
     IndexSummary,
+    LoadRequest,
+    LocateRequest,
+    SearchRequest,
     SearchResult,
 )
 from model_runtime.services.captions import CaptionService
@@ -54,13 +57,52 @@ def _check_paths_exist(paths: Sequence[str | os.PathLike]) -> None:
     """A local path that does not exist is a typo, not an empty archive: refuse the run before
     anything (an index folder included) is created. Remote URIs are checked when listed."""
     from model_runtime.errors import DataError
-    from model_runtime.raster.sources import is_remote_uri
+    from model_runtime.raster.refs import is_remote_uri
 
     missing = [str(p) for p in paths if not is_remote_uri(str(p)) and not os.path.lexists(p)]
     if missing:
         raise DataError(f"{', '.join(missing)}: no such file or folder. Nothing was indexed; "
                         "check the path and run it again.", code="file_not_found",
                         path=missing[0])
+
+
+def _check_search(req: SearchRequest) -> None:
+    """The rules of saving and running saved searches (the CLI's words)."""
+    if req.saved is not None and (req.typed or req.marked or req.save):
+        raise ConfigError("A saved search runs as it was saved: give it without text, tile, "
+                          "image, marks or --save.")
+    if req.save is not None and not (req.learn and req.marked):
+        raise ConfigError("Only a refined search can be saved: mark tiles right or wrong "
+                          "(--positive/--negative) first.")
+
+
+def _echo(req: SearchRequest) -> dict[str, Any]:
+    """The query as a result repeats it: the parts given, ``k`` and ``collapse`` always."""
+    echo = {"text": req.text, "tile": req.tile, "image": req.image,
+            "positive": list(req.positive), "negative": list(req.negative),
+            "weights": req.weights, "k": req.k, "bbox": list(req.bbox) if req.bbox else None,
+            "bbox_crs": req.bbox_crs if req.bbox else None, "collapse": req.collapse}
+    return {key: v for key, v in echo.items() if v not in (None, [], {})}
+
+
+def _query_parts(req: SearchRequest, tiles: dict, text_vec, image_vec) -> QueryParts:
+    """The query's parts with the tiles' vectors (tanh or projection) looked up in ``tiles``."""
+    return QueryParts(text_vec, image_vec, None if req.tile is None else tiles[req.tile],
+                      [tiles[t] for t in req.positive], [tiles[t] for t in req.negative])
+
+
+def _prior(parts: QueryParts, proj_parts: QueryParts | None, weights):
+    """The typed part of a refined query, as the learner's prior: an image or tile example in
+    the projection when it has one, else the typed parts' tanh vector."""
+    from model_runtime.feedback import Prior
+
+    typed = QueryParts(parts.text, parts.image, parts.tile)
+    if parts.text is None and proj_parts is not None and (
+            proj_parts.image is not None or proj_parts.tile is not None):
+        return Prior(proj=query_vector(QueryParts(None, proj_parts.image, proj_parts.tile)))
+    if not typed.empty():
+        return Prior(tanh=query_vector(typed, weights))
+    return Prior()
 
 
 def tiling_options(options: Any = None):
@@ -101,16 +143,18 @@ class Pipeline:
     def device_name(self) -> str:
         return self.models.device_name
 
-    def load(self, bits: int | None = None, backbone: str | None = None,
-             heads: str | None = None) -> dict[str, Any]:
+    def load(self, req: LoadRequest | None = None) -> dict[str, Any]:
         """Load the default model now (the worker does this right after ``ready``). A failed
         load leaves what was loaded before in place."""
-        if backbone and backbone != self.backbone:
+        req = req or LoadRequest()
+        if req.backbone and req.backbone != self.backbone:
             raise ConfigError(f"This worker runs backbone '{self.backbone}'; start another for "
-                              f"'{backbone}'.")
+                              f"'{req.backbone}'.")
         start = time.perf_counter()
-        service = IndexService(self.backbone, bits or self.bits, heads) if heads else self.indexes
-        ref = service.default_heads(bits)
+        heads = req.heads
+        service = (IndexService(self.backbone, req.bits or self.bits, heads) if heads
+                   else self.indexes)
+        ref = service.default_heads(req.bits)
         model = self.models.get(ref)
         model.warm_up()
         import model_runtime.index  # noqa: F401  (rasterio, faiss, sqlite: imports paid now)
@@ -137,12 +181,9 @@ class Pipeline:
         return self.models.get(heads)
 
     # --- indexing ------------------------------------------------------------------------------
-    def index(self, index_dir: str | os.PathLike, paths: Sequence[str | os.PathLike],
-              options: Any = None, dry_run: bool = False, bits: int | None = None,
-              rebuild: bool = False, confirm: bool = False, allow_outside_sources: bool = False,
-              progress: Progress | None = None, cancel: threading.Event | None = None,
-              readers: int | None = None, executor: str = "local",
-              ray_address: str | None = None, remove: Sequence[str] = ()
+    def index(self, req: IndexRequest, progress: Progress | None = None,
+              cancel: threading.Event | None = None, *, readers: int | None = None,
+              executor: str = "local", ray_address: str | None = None
               ) -> IndexSummary | Estimate:
         """Index rasters into ``index_dir`` (incremental, resumable), following the rules of
         docs/indexing.md, "What an index holds": the index's own tiling unless ``options`` ask
@@ -150,34 +191,36 @@ class Pipeline:
         ``ConfirmationNeeded``, code ``confirm_retile``), new folders added as roots, ``remove``
         roots dropped with their tiles. With ``dry_run`` nothing is loaded or written: returns an
         ``Estimate``. Above 100,000 new tiles the run needs ``confirm`` too. ``executor="ray"``
-        runs the same work units on a Ray cluster (``index/ray_executor.py``)."""
-        if remove and not dry_run:
-            removed = self.remove_roots(index_dir, remove)
+        runs the same work units on a Ray cluster (``index/ray_executor.py``); ``readers``
+        sets the local run's reader threads."""
+        index_dir, paths = req.index, list(req.paths)
+        if req.remove and not req.dry_run:
+            removed = self.remove_roots(index_dir, req.remove)
             if not paths:
                 return removed
         _check_paths_exist(paths)
-        plan = self._plan_index(index_dir, paths, options, confirm or dry_run, rebuild)
-        opts = self._build_options(plan, rebuild, confirm, allow_outside_sources, readers)
-        heads = self.indexes.heads_for_build(index_dir, bits, rebuild)
-        if dry_run:
+        plan = self._plan_index(index_dir, paths, req.tiling(), req.confirm or req.dry_run,
+                                req.rebuild)
+        opts = self._build_options(plan, req, readers)
+        heads = self.indexes.heads_for_build(index_dir, req.bits, req.rebuild)
+        if req.dry_run:
             return self._dry_run(index_dir, plan, opts, heads)
         check_cancel(cancel)
         summary = self._build(index_dir, plan.paths, heads, opts, progress, cancel, executor,
                               ray_address)
         summary = replace(summary, roots_added=tuple(plan.roots_added),
                           roots=summary.roots or tuple(plan.roots_held + plan.roots_added))
-        if remove:
+        if req.remove:
             summary = replace(summary, removed=summary.removed + removed.removed,
                               roots_removed=removed.roots_removed)
         return summary
 
     @staticmethod
-    def _build_options(plan, rebuild: bool, confirm: bool, allow_outside_sources: bool,
-                       readers: int | None):
+    def _build_options(plan, req: IndexRequest, readers: int | None):
         from model_runtime.index.build import BuildOptions
 
-        return BuildOptions(tiling=plan.tiling, rebuild=rebuild, confirm=confirm,
-                            allow_outside_sources=allow_outside_sources,
+        return BuildOptions(tiling=plan.tiling, rebuild=req.rebuild, confirm=req.confirm,
+                            allow_outside_sources=req.allow_outside_sources,
                             **({"readers": readers} if readers else {}))
 
     def _build(self, index_dir, paths, heads, opts, progress, cancel, executor,
@@ -281,97 +324,66 @@ class Pipeline:
         return replace(est, seconds=work + RUN_OVERHEAD_S + setup, setup_seconds=round(setup, 1))
 
     # --- search --------------------------------------------------------------------------------
-    def search(self, index_dir: str | os.PathLike, text: str | None = None,
-               tile: int | None = None, image: str | os.PathLike | None = None,
-               positive: Sequence[int] = (), negative: Sequence[int] = (),
-               weights: dict[str, float] | None = None, k: int = DEFAULT_K,
-               bbox: Sequence[float] | None = None, bbox_crs: str = "EPSG:4326",
-               collapse: bool = True, cancel: threading.Event | None = None,
-               learn: bool = True, save: str | os.PathLike | None = None,
-               saved: str | os.PathLike | None = None) -> SearchResult:
+    def search(self, req: SearchRequest, cancel: threading.Event | None = None) -> SearchResult:
         """Top-k tiles for text, an image file, a tile id and/or example tiles (combined).
 
         Query and example tiles are left out of the results. Scores are in [0, 1]; text
         queries also get a calibrated ``weak_match`` and per-hit ``confidence``. Tiles marked
-        ``positive``/``negative`` are learnt from (``feedback.py``; ``learn=False``: today's
+        ``positive``/``negative`` are learnt from (``feedback.py``; ``learn=False``: the
         weighted sum of vectors); ``save`` keeps the refined search as a file, ``saved`` runs
         such a file on this index (``saved_search.py``)."""
         from model_runtime.index.query import Query, rerank_scale
 
         start = time.perf_counter()
         timing: dict[str, float] = {}
-        index, heads = self.indexes.open(index_dir)
+        index, heads = self.indexes.open(req.index)
         timing["open"] = (time.perf_counter() - start) * 1000
-        if saved is not None:
-            if text or tile is not None or image or positive or negative or save:
-                raise ConfigError("A saved search runs as it was saved: give it without text, "
-                                  "tile, image, marks or --save.")
-            return self._search_saved(index, heads, saved, k, bbox, bbox_crs, collapse,
-                                      start, timing)
-        if save is not None and not (learn and (positive or negative)):
-            raise ConfigError("Only a refined search can be saved: mark tiles right or wrong "
-                              "(--positive/--negative) first.")
-        model = self._model(heads, timing) if (text or image) else None
-        parts, proj_parts = self._parts(index, model, text, tile, image, positive, negative,
-                                        timing)
+        _check_search(req)
+        if req.saved is not None:
+            return self._search_saved(index, heads, req, start, timing)
+        model = self._model(heads, timing) if (req.text or req.image) else None
+        parts, proj_parts = self._parts(index, model, req, timing)
         check_cancel(cancel)
-        tanh = query_vector(parts, weights)
-        echo = {"text": text, "tile": tile, "image": str(image) if image else None,
-                "positive": list(positive), "negative": list(negative), "weights": weights,
-                "k": k, "bbox": list(bbox) if bbox else None,
-                "bbox_crs": bbox_crs if bbox else None, "collapse": collapse}
-        if learn and (positive or negative):
-            return self._search_refined(index, heads, parts, proj_parts, tanh, echo, save,
-                                        start, timing)
+        tanh = query_vector(parts, req.weights)
+        if req.learn and req.marked:
+            return self._search_refined(index, heads, req, parts, proj_parts, tanh, start,
+                                        timing)
         proj = None
-        if text is None and proj_parts is not None:
-            proj = query_vector(proj_parts, weights)
-        exclude = [int(t) for t in ([tile] if tile is not None else []) + list(positive)
-                   + list(negative)]
+        if req.text is None and proj_parts is not None:
+            proj = query_vector(proj_parts, req.weights)
         t0 = time.perf_counter()
         scale = rerank_scale(str(heads.path)) if proj is not None else None
-        hits = index.search(Query(pack(tanh), tanh, proj, scale), k=k, bbox=bbox,
-                            bbox_crs=bbox_crs,
-                            collapse=collapse, exclude_ids=exclude,
-                            near_ids=[tile] if tile is not None else [])
+        hits = index.search(Query(pack(tanh), tanh, proj, scale), k=req.k, bbox=req.bbox,
+                            bbox_crs=req.bbox_crs, collapse=req.collapse,
+                            exclude_ids=req.excluded,
+                            near_ids=[req.tile] if req.tile is not None else [])
         timing["search"] = (time.perf_counter() - t0) * 1000
-        weak, hits = self._assess(index, model, text, tanh, hits, timing)
+        weak, hits = self._assess(index, model, req.text, tanh, hits, timing)
         timing["total"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)
-        return SearchResult(
-            results=hits, query={key: v for key, v in echo.items() if v not in (None, [], {})},
-            model=heads.info().to_json(), index=self._index_info(index, heads),
-            timing_ms=timing, weak_match=weak)
+        return SearchResult(results=hits, query=_echo(req), model=heads.info().to_json(),
+                            index=self._index_info(index, heads), timing_ms=timing,
+                            weak_match=weak)
 
-    def _search_refined(self, index, heads, parts, proj_parts, tanh, echo, save, start,
+    def _search_refined(self, index, heads, req: SearchRequest, parts, proj_parts, tanh, start,
                         timing) -> SearchResult:
         """Marks given: fit the learner on them (the typed query as prior), score every tile."""
         from model_runtime.codes import pack as pack_code
-        from model_runtime.feedback import Prior
         from model_runtime.services import refine
 
         t0 = time.perf_counter()
-        typed = QueryParts(parts.text, parts.image, parts.tile)
-        prior = Prior()
-        if parts.text is None and proj_parts is not None and (
-                proj_parts.image is not None or proj_parts.tile is not None):
-            prior = Prior(proj=query_vector(QueryParts(None, proj_parts.image, proj_parts.tile)))
-        elif not typed.empty():
-            prior = Prior(tanh=query_vector(typed, echo.get("weights")))
-        refiner = refine.fit_marks(index, prior, echo["positive"], echo["negative"],
-                                   portable=save is not None)
+        refiner = refine.fit_marks(index, _prior(parts, proj_parts, req.weights),
+                                   list(req.positive), list(req.negative),
+                                   portable=req.save is not None)
         timing["fit"] = (time.perf_counter() - t0) * 1000
-        echo = {key: v for key, v in echo.items() if v not in (None, [], {})}
-        if save is not None:
+        echo = _echo(req)
+        if req.save is not None:
             from model_runtime import saved_search
 
-            path = saved_search.save(save, refine.saved_of(refiner, heads, index, echo))
+            path = saved_search.save(req.save, refine.saved_of(refiner, heads, index, echo))
             echo["saved_to"] = str(path)
-        exclude = [*([echo["tile"]] if "tile" in echo else []), *echo.get("positive", []),
-                   *echo.get("negative", [])]
         t0 = time.perf_counter()
-        hits = refine.scored_hits(index, refiner.full, echo["k"], echo.get("bbox"),
-                                  echo.get("bbox_crs") or "EPSG:4326", echo["collapse"],
-                                  exclude, pack_code(tanh))
+        hits = refine.scored_hits(index, refiner.full, req.k, req.bbox, req.bbox_crs,
+                                  req.collapse, req.excluded, pack_code(tanh))
         timing["search"] = (time.perf_counter() - t0) * 1000
         timing["total"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)
         echo["learner"] = refine.METHOD
@@ -379,26 +391,26 @@ class Pipeline:
                             index=self._index_info(index, heads), timing_ms=timing,
                             weak_match=None)
 
-    def _search_saved(self, index, heads, path, k, bbox, bbox_crs, collapse, start,
-                      timing) -> SearchResult:
+    def _search_saved(self, index, heads, req: SearchRequest, start, timing) -> SearchResult:
         """Run a saved refined search on this index (the scorer its model allows)."""
         from model_runtime import saved_search
         from model_runtime.services import refine
 
-        doc = saved_search.load(path)
+        doc = saved_search.load(req.saved)
         blocks = index.feature_blocks()
         proj_dim = 0 if blocks.proj is None else int(blocks.proj.shape[1])
         which, scorer = doc.scorer_for(heads.backbone, int(heads.bits), heads.sha,
                                        refine.proj_sha(heads), proj_dim)
         t0 = time.perf_counter()
         code = None if scorer.w_tanh is None else pack(scorer.w_tanh)  # the model's direction
-        hits = refine.scored_hits(index, scorer, k, bbox, bbox_crs, collapse, (), code)
+        hits = refine.scored_hits(index, scorer, req.k, req.bbox, req.bbox_crs, req.collapse,
+                                  (), code)
         timing["search"] = (time.perf_counter() - t0) * 1000
         timing["total"] = (time.perf_counter() - start) * 1000
-        echo = {"saved": str(path), "scorer": which, "k": k, "collapse": collapse,
+        echo = {"saved": str(req.saved), "scorer": which, "k": req.k, "collapse": req.collapse,
                 "learner": refine.METHOD,
                 **{key: doc.query[key] for key in ("text", "image", "tile") if key in doc.query},
-                **({"bbox": list(bbox), "bbox_crs": bbox_crs} if bbox else {})}
+                **({"bbox": list(req.bbox), "bbox_crs": req.bbox_crs} if req.bbox else {})}
         return SearchResult(results=hits, query=echo, model=heads.info().to_json(),
                             index=self._index_info(index, heads), timing_ms=timing,
                             weak_match=None)
@@ -408,31 +420,27 @@ class Pipeline:
                 "pending_files": index.pending_files, "roots": index.store.roots(),
                 "outdated_model": self.indexes.is_outdated(heads, Path(index.path))}
 
-    def _parts(self, index, model, text, tile, image, positive, negative, timing):
+    def _parts(self, index, model, req: SearchRequest, timing):
         """The query's parts as tanh vectors, and as projections when every part has one."""
         t0 = time.perf_counter()
         text_vec = image_vec = image_proj = None
-        if text:
-            text_vec = model.encode_texts([text])[0]
+        if req.text:
+            text_vec = model.encode_texts([req.text])[0]
             timing["encode_text"] = (time.perf_counter() - t0) * 1000
-        if image:
+        if req.image:
             t0 = time.perf_counter()
-            out = model.encode_images([read_query_image(image)])
+            out = model.encode_images([read_query_image(req.image)])
             image_vec, image_proj = out.tanh[0], None if out.proj is None else out.proj[0]
             timing["encode_image"] = (time.perf_counter() - t0) * 1000
-        ids = [int(t) for t in ([tile] if tile is not None else []) + list(positive)
-               + list(negative)]
+        ids = req.excluded
         vec = {t: index.tile_vector(t) for t in ids}
         prj = {t: index.tile_proj(t) for t in ids}
-        parts = QueryParts(text_vec, image_vec, None if tile is None else vec[int(tile)],
-                           [vec[int(t)] for t in positive], [vec[int(t)] for t in negative])
-        proj_parts = None
+        parts = _query_parts(req, vec, text_vec, image_vec)
         have_proj = all(p is not None for p in prj.values()) and (image_proj is not None
-                                                                   or not image)
-        if have_proj and (image or ids):
-            proj_parts = QueryParts(None, image_proj, None if tile is None else prj[int(tile)],
-                                    [prj[int(t)] for t in positive],
-                                    [prj[int(t)] for t in negative])
+                                                                   or not req.image)
+        proj_parts = None
+        if have_proj and (req.image or ids):
+            proj_parts = _query_parts(req, prj, None, image_proj)
         return parts, proj_parts
 
     def _assess(self, index, model, text, tanh, hits: list[Hit], timing):
@@ -446,16 +454,13 @@ class Pipeline:
         timing["assess"] = (time.perf_counter() - t0) * 1000
         return weak, hits
 
-    def locate(self, index_dir: str | os.PathLike, x: float, y: float,
-               crs: str = "EPSG:4326") -> Hit | None:
+    def locate(self, req: LocateRequest) -> Hit | None:
         """The indexed tile under a map point (a ``Hit`` or None)."""
-        index, _ = self.indexes.open(index_dir)
-        return index.locate(float(x), float(y), crs)
+        index, _ = self.indexes.open(req.index)
+        return index.locate(float(req.x), float(req.y), req.crs)
 
     # --- captions ------------------------------------------------------------------------------
-    def caption(self, index_dir: str | os.PathLike | None = None, tile: int | None = None,
-                image: str | os.PathLike | None = None, k: int = DEFAULT_CAPTIONS,
-                similar: int = DEFAULT_SIMILAR, progress: Progress | None = None,
+    def caption(self, req: CaptionRequest, progress: Progress | None = None,
                 cancel: threading.Event | None = None) -> CaptionResult:
         """Bank captions nearest to a tile's or an image's code; with an index, also the
         ``similar`` nearest other tiles."""
@@ -463,9 +468,9 @@ class Pipeline:
 
         start = time.perf_counter()
         timing: dict[str, float] = {}
-        index = None
-        if index_dir is not None:
-            index, heads = self.indexes.open(index_dir)
+        index, tile, image = None, req.tile, req.image
+        if req.index is not None:
+            index, heads = self.indexes.open(req.index)
         elif tile is not None:
             raise ConfigError("Captioning a tile needs its index.")
         else:
@@ -481,13 +486,13 @@ class Pipeline:
         timing["encode"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)
         check_cancel(cancel)
         t0 = time.perf_counter()
-        captions = self.captions.describe(model, pack(vector)[0], k, progress)
+        captions = self.captions.describe(model, pack(vector)[0], req.k, progress)
         timing["captions"] = (time.perf_counter() - t0) * 1000
         hits = []
-        if index is not None and similar > 0:
+        if index is not None and req.similar > 0:
             exclude = [int(tile)] if tile is not None else []
             scale = rerank_scale(str(heads.path)) if proj is not None else None
-            hits = index.search(Query(pack(vector), vector, proj, scale), k=similar,
+            hits = index.search(Query(pack(vector), vector, proj, scale), k=req.similar,
                                 exclude_ids=exclude,
                                 near_ids=exclude)  # other places than the clicked one
         timing["total"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)
@@ -495,16 +500,16 @@ class Pipeline:
         return CaptionResult(captions, hits, heads.info().to_json(), info, timing)
 
     # --- adaptation ----------------------------------------------------------------------------
-    def adapt(self, index_dir: str | os.PathLike, steps: int | None = None,
-              progress: Progress | None = None, cancel: threading.Event | None = None
-              ) -> dict[str, Any]:
+    def adapt(self, req: AdaptRequest, progress: Progress | None = None,
+              cancel: threading.Event | None = None) -> dict[str, Any]:
         """Fine-tune the image head to this index's own tiles (no labels) and re-hash the index
         without the encoder; the new heads are stored in the index."""
         from model_runtime.index.adapt import adapt_index
 
+        index_dir = req.index
         index, heads = self.indexes.open(index_dir)
         self.indexes.forget(index_dir)
-        result = adapt_index(Path(index_dir), heads, steps, progress, cancel)
+        result = adapt_index(Path(index_dir), heads, req.steps, progress, cancel)
         result["graph_seconds"] = self._build_adapted_model(index_dir, progress)
         result["seconds"] = round(result["seconds"] + result["graph_seconds"], 2)
         return result

@@ -39,6 +39,7 @@ from model_runtime.protocol import (
     ProtocolError,
     Request,
     Response,
+    decode_request,
     line_too_long_message,
     parse_request,
 )
@@ -124,7 +125,8 @@ class JobProcess:
     def send(self, request: Request) -> None:
         self.start()
         self.cancel.clear()
-        self._conn.send(("job", request.id, request.op, dict(request.params)))
+        call = request.call or decode_request(request.op, request.params, request.id)
+        self._conn.send(("job", request.id, call))
 
     def poll(self, timeout: float) -> tuple | None:
         """The next message of the job process, None on timeout; raises JobProcessDied."""

@@ -1,7 +1,7 @@
 """The worker's job process: runs long requests on a :class:`~model_runtime.pipeline.Pipeline`.
 
-Started by ``worker.py`` with multiprocessing (spawn). It receives ``("job", id, op, params)``
-on a pipe and sends back ``("event", id, name, data)`` and exactly one ``("done", id, ok,
+Started by ``worker.py`` with multiprocessing (spawn). It receives ``("job", id, request)``
+(a typed request of ``model_runtime.protocol``) on a pipe and sends back ``("event", id, name, data)`` and exactly one ``("done", id, ok,
 payload)`` per job, where payload is the result JSON or an ``ErrorInfo`` dict. It is the only
 process that imports the model stack; the front process can kill and restart it when a job is
 stuck, so no request can wedge the worker.
@@ -14,10 +14,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from model_runtime.errors import CancelledError, missing_extra
-from model_runtime.protocol import DEFAULT_CAPTIONS, DEFAULT_K, DEFAULT_SIMILAR, ErrorInfo
+from model_runtime.protocol import (
+    AdaptRequest,
+    CaptionRequest,
+    ErrorInfo,
+    IndexRequest,
+    LoadRequest,
+    LocateRequest,
+    SearchRequest,
+)
+
+if TYPE_CHECKING:
+    from model_runtime.pipeline import Pipeline
 
 LOG = logging.getLogger(__name__)
 
@@ -50,49 +61,37 @@ def _progress(send: _Sender, request_id: Any) -> Callable[[dict], None]:
     return progress
 
 
-def _search(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> dict:
-    return rt.search(p["index"], text=p.get("text"), tile=p.get("tile"), image=p.get("image"),
-                     positive=p.get("positive") or (), negative=p.get("negative") or (),
-                     weights=p.get("weights"), k=p.get("k") or DEFAULT_K, bbox=p.get("bbox"),
-                     bbox_crs=p.get("bbox_crs") or "EPSG:4326",
-                     collapse=True if p.get("collapse") is None else p["collapse"],
-                     cancel=cancel, learn=True if p.get("learn") is None else p["learn"],
-                     save=p.get("save"), saved=p.get("saved")).to_json()
+def _search(rt: Pipeline, req: SearchRequest, cancel: threading.Event,
+            progress: Callable) -> dict:
+    return rt.search(req, cancel).to_json()
 
 
-def _caption(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> dict:
-    similar = DEFAULT_SIMILAR if p.get("similar") is None else p["similar"]
-    return rt.caption(index_dir=p.get("index"), tile=p.get("tile"), image=p.get("image"),
-                      k=p.get("k") or DEFAULT_CAPTIONS, similar=similar, progress=progress,
-                      cancel=cancel).to_json()
+def _caption(rt: Pipeline, req: CaptionRequest, cancel: threading.Event,
+             progress: Callable) -> dict:
+    return rt.caption(req, progress, cancel).to_json()
 
 
-def _locate(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> dict:
-    hit = rt.locate(p["index"], p["x"], p["y"], crs=p.get("crs") or "EPSG:4326")
+def _locate(rt: Pipeline, req: LocateRequest, cancel: threading.Event,
+            progress: Callable) -> dict:
+    hit = rt.locate(req)
     return {"tile": None if hit is None else hit.to_json()}
 
 
-_INDEX_FLAGS = ("dry_run", "rebuild", "confirm", "allow_outside_sources")
+def _index(rt: Pipeline, req: IndexRequest, cancel: threading.Event,
+           progress: Callable) -> dict:
+    return rt.index(req, progress, cancel).to_json()
 
 
-def _index(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> dict:
-    p = dict(p)
-    index_dir, paths, bits = p.pop("index"), p.pop("paths", None) or [], p.pop("bits", None)
-    remove = list(p.pop("remove", None) or [])  # roots to forget (docs/indexing.md)
-    flags = {k: bool(p.pop(k, False)) for k in _INDEX_FLAGS}
-    options = {k: v for k, v in p.items() if v is not None}
-    return rt.index(index_dir, paths, options, bits=bits, progress=progress, cancel=cancel,
-                    remove=remove, **flags).to_json()
+def _load(rt: Pipeline, req: LoadRequest, cancel: threading.Event, progress: Callable) -> dict:
+    return rt.load(req)
 
 
-def _load(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> dict:
-    return rt.load(**{k: v for k, v in p.items() if not k.startswith("_")})
+def _adapt(rt: Pipeline, req: AdaptRequest, cancel: threading.Event,
+           progress: Callable) -> dict:
+    return rt.adapt(req, progress, cancel)
 
 
-def _adapt(rt: Any, p: dict, cancel: threading.Event, progress: Callable) -> dict:
-    return rt.adapt(p["index"], steps=p.get("steps"), progress=progress, cancel=cancel)
-
-
+#: op -> the pipeline call that answers its typed request
 HANDLERS: dict[str, Callable[..., dict]] = {
     "search": _search, "caption": _caption, "locate": _locate, "index": _index,
     "load": _load, "adapt": _adapt,
@@ -102,11 +101,12 @@ HANDLERS: dict[str, Callable[..., dict]] = {
 def _run_job(rt: Any, send: _Sender, job: tuple, cancel: Any) -> None:
     """Run one job; the status after it (models now loaded) is sent before its ``done``, which
     ends the front's wait, so a ``status`` right after the answer already shows it."""
-    _, request_id, op, params = job
+    _, request_id, req = job
+    op = req.OP
     try:
         if cancel.is_set():
             raise CancelledError("Cancelled.")
-        outcome = (True, HANDLERS[op](rt, params, cancel, _progress(send, request_id)))
+        outcome = (True, HANDLERS[op](rt, req, cancel, _progress(send, request_id)))
     except BaseException as err:  # every outcome is one answer; the loop survives everything
         err = missing_extra(err) or err  # torch absent (the lean runtime): a coded answer
         if not getattr(err, "kind", None):

@@ -38,8 +38,9 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from model_runtime.commands import bar_disable
+    from model_runtime.commands import bar_disable, request_from_args
     from model_runtime.pipeline import Pipeline
+    from model_runtime.protocol import AdaptRequest
 
     bar = tqdm(total=None, unit="step", desc="adapt", file=sys.stderr, dynamic_ncols=True,
                disable=bar_disable(args))
@@ -49,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
         bar.update(int(info.get("done") or 0) - bar.n)
 
     try:
-        summary = Pipeline(**runtime_kwargs(args)).adapt(args.index, steps=args.steps,
-                                                         progress=progress)
+        summary = Pipeline(**runtime_kwargs(args)).adapt(request_from_args(AdaptRequest, args),
+                                                         progress)
     finally:
         bar.close()
     if args.json:

@@ -30,15 +30,15 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from model_runtime.commands import request_from_args
     from model_runtime.errors import ConfigError
     from model_runtime.pipeline import Runtime
+    from model_runtime.protocol import CaptionRequest
 
     if args.tile is not None and not args.index:
         raise ConfigError("--tile needs --index DIR.")
     runtime = Runtime(**runtime_kwargs(args))
-    result = runtime.caption(
-        index_dir=args.index, tile=args.tile, image=args.image, k=args.k, similar=args.similar
-    ).to_json()
+    result = runtime.caption(request_from_args(CaptionRequest, args)).to_json()
     if args.json:
         print(json.dumps(result))
         return 0

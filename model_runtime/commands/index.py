@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
 from model_runtime.worker import add_model_arguments, runtime_kwargs
 
@@ -67,11 +68,6 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_model_arguments(p)
     return p
-
-
-def _options(args: argparse.Namespace) -> dict:
-    fields = ("tile_size", "tile_metres", "overlap", "scales", "bands")
-    return {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
 
 
 def _print_estimate(est: dict) -> None:
@@ -185,14 +181,15 @@ def _confirm_exit(err, as_json: bool = False) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from model_runtime.commands import request_from_args
     from model_runtime.errors import ConfirmationNeeded
     from model_runtime.pipeline import Pipeline
+    from model_runtime.protocol import IndexRequest
 
     pipeline = Pipeline(**runtime_kwargs(args))
-    common = {"bits": args.bits, "allow_outside_sources": args.allow_outside_sources}
+    req = request_from_args(IndexRequest, args, confirm=args.yes, remove=args.remove or None)
     if args.dry_run:
-        est = pipeline.index(args.index, args.paths, _options(args), dry_run=True,
-                             rebuild=args.rebuild, **common).to_json()
+        est = pipeline.index(req).to_json()
         print(json.dumps(est)) if args.json else _print_estimate(est)
         if not args.json:
             _print_first_build(pipeline, args)
@@ -200,17 +197,15 @@ def run(args: argparse.Namespace) -> int:
     from model_runtime.commands import bar_disable
 
     bar = _Bar(bar_disable(args))
-    kwargs = {"rebuild": args.rebuild, "progress": bar, "executor": args.executor,
-              "ray_address": args.ray_address, "remove": args.remove, **common}
+    run_on = {"executor": args.executor, "ray_address": args.ray_address}
     try:
         try:
-            summary = pipeline.index(args.index, args.paths, _options(args), confirm=args.yes,
-                                     **kwargs).to_json()
+            summary = pipeline.index(req, bar, **run_on).to_json()
         except ConfirmationNeeded as err:
             if not _ask_retile(err, args):
                 return _confirm_exit(err, args.json)
-            summary = pipeline.index(args.index, args.paths, _options(args), confirm=True,
-                                     **{**kwargs, "remove": []}).to_json()
+            req = replace(req, confirm=True, remove=())
+            summary = pipeline.index(req, bar, **run_on).to_json()
     finally:
         bar.close()
     print(json.dumps(summary)) if args.json else _print_summary(summary, args.index)

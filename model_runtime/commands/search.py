@@ -138,29 +138,17 @@ def write_outputs(
 
 
 def run(args: argparse.Namespace) -> int:
+    from model_runtime.commands import request_from_args
     from model_runtime.errors import ConfigError
     from model_runtime.pipeline import Runtime
+    from model_runtime.protocol import SearchRequest
 
     if (args.text is None and args.tile is None and args.image is None and not args.positive
             and not args.saved):
         raise ConfigError("Give a query: --text, --tile, --image, --positive or --saved.")
     runtime = Runtime(**runtime_kwargs(args))
-    result = runtime.search(
-        args.index,
-        text=args.text,
-        tile=args.tile,
-        image=args.image,
-        positive=args.positive,
-        negative=args.negative,
-        weights=dict(args.weight) or None,
-        k=args.k,
-        bbox=args.bbox,
-        bbox_crs=args.bbox_crs,
-        collapse=args.collapse,
-        learn=args.learn,
-        save=args.save,
-        saved=args.saved,
-    )
+    req = request_from_args(SearchRequest, args, weights=dict(args.weight) or None)
+    result = runtime.search(req)
     written = write_outputs(runtime, args.index, result.results, result.query, result.model, args)
     out = result.to_json()
     if args.json:

@@ -123,6 +123,8 @@ FAST = (
     "test_metrics.py",
     "test_speed_estimate.py",
     "test_session.py",
+    "test_requests.py",
+    "test_sizes.py",
 )
 _HERE = Path(__file__).resolve().parent
 

@@ -112,7 +112,7 @@ def merge_rate(units: int = 20, per_unit: int = 2048, bits: int = 64) -> dict:
     from model_runtime.index.store import SourceMeta, Store, TileRows
     from model_runtime.index.units import UnitResult, WorkUnit
     from model_runtime.index.writer import IndexWriter
-    from model_runtime.raster.sources import SourceRef
+    from model_runtime.raster.refs import SourceRef
     from model_runtime.raster.tiling import TilingOptions
 
     rng = np.random.default_rng(0)

@@ -25,7 +25,7 @@ from model_runtime.index.store import Store, TileRow, bbox_of, check_model
 from model_runtime.index.writer import codes_path
 from model_runtime.protocol import Hit
 from model_runtime.raster.geo import bbox_to_4326, check_point
-from model_runtime.raster.sources import is_remote_uri
+from model_runtime.raster.refs import is_remote_uri
 from model_runtime.raster.tiling import TilingOptions, read_window
 
 LOG = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model_runtime.errors import ConfigError, ConfirmationNeeded
-from model_runtime.raster.sources import is_remote_uri
+from model_runtime.raster.refs import is_remote_uri
 from model_runtime.raster.tiling import TilingOptions
 
 #: the tiling fields a user can ask for (CLI flags, protocol params, the plugin's dialog)

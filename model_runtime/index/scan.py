@@ -18,7 +18,9 @@ from model_runtime.errors import CachError
 from model_runtime.index.roots import root_of
 from model_runtime.index.store import SourceRow, Store
 from model_runtime.protocol import Skipped
-from model_runtime.raster.sources import check_source, list_sources, real_roots, source_signature
+from model_runtime.raster.checks import check_source
+from model_runtime.raster.refs import source_signature
+from model_runtime.raster.sources import list_sources, real_roots
 from model_runtime.raster.tiling import TilingOptions, count_windows
 
 LOG = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ class Todo:
     """A source this run must (re-)encode. ``done`` holds keys of units already committed
     (a resumed source); ``status`` is ``added``, ``updated`` or ``resumed``."""
 
-    source: Any  # sources.SourceRef
+    source: Any  # refs.SourceRef
     status: str
     done: frozenset[str] = frozenset()
     signature: str = ""

@@ -31,7 +31,7 @@ from model_runtime.raster.tiling import RasterInfo, Tile, TilingOptions, iter_ti
 
 if TYPE_CHECKING:
     from model_runtime.model import HashModel
-    from model_runtime.raster.sources import SourceRef
+    from model_runtime.raster.refs import SourceRef
 
 LOG = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def plan_from(source: Any, info: RasterInfo, options: TilingOptions,
 
 
 def _signature(source: Any) -> str:
-    from model_runtime.raster.sources import quick_signature
+    from model_runtime.raster.refs import quick_signature
 
     try:
         return quick_signature(source)

@@ -13,10 +13,11 @@ reading them, and read cloud-optimised GeoTIFFs by windowed reads through GDAL's
   stored in an index. GDAL reads its own variables; :func:`gdal_env_for` maps them
   (``docs/ray.md`` has the table).
 
-``sources.py`` reaches all of this through :class:`S3Store` (registered for ``s3`` when this
-module is imported, which ``sources`` does on the first ``s3://`` path): listing, 1 KiB ranged
-reads for its format checks, and opening (a :func:`gdal_session` held in the reading thread
-while the dataset is open; GDAL may fetch that one object only). Ray workers get the
+Listing, checking and opening reach all of this through :class:`S3Store`, which
+``raster/stores.py`` makes on the first ``s3://`` path (its ``STORE_FACTORIES``; this module
+imports nothing of that registry): listing, 1 KiB ranged reads for the format checks, and opening
+(a :func:`gdal_session` held in the reading thread while the dataset is open; GDAL may fetch that
+one object only). Ray workers get the
 environment explicitly (:func:`worker_environment`, :func:`apply_environment`).
 
 boto3 is an optional extra (``requirements/s3.txt``); without it an ``s3://`` path gives one
@@ -34,6 +35,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from model_runtime.errors import ConfigError, DataError
+from model_runtime.protocol import Skipped
+from model_runtime.raster.refs import SourceRef
 
 S3_PREFIXES = ("s3://", "/vsis3/")
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".png", ".jpg", ".jpeg", ".img")
@@ -350,7 +353,6 @@ def list_objects(path: str, suffixes: tuple[str, ...] = RASTER_SUFFIXES,
     return sorted(found, key=lambda o: o.uri)
 
 
-
 # --------------------------------------------------------------------------- the s3 store
 
 
@@ -405,14 +407,11 @@ class RemoteDataset:
 
 
 class S3Store:
-    """The ``s3://`` store of ``sources.py`` (registered when this module is imported):
-    listing by key + size + ETag, ranged reads for format checks, and opening for windowed
-    reads. The network is used only for the paths a user named."""
+    """The ``s3://`` store (a ``RemoteStore`` of ``raster/stores.py``): listing by key + size +
+    ETag, ranged reads for format checks, and opening for windowed reads. The network is used
+    only for the paths a user named."""
 
-    def list_sources(self, uri: str) -> tuple[list, list]:
-        from model_runtime.protocol import Skipped
-        from model_runtime.raster.sources import SourceRef
-
+    def list_sources(self, uri: str) -> tuple[list[SourceRef], list[Skipped]]:
         refused: list[tuple[str, str]] = []
         objects = list_objects(uri, refused=refused)
         skipped = [Skipped(u, f"{u}: not indexed: {why}", "source_refused") for u, why in refused]
@@ -422,7 +421,7 @@ class S3Store:
                                 "file_not_found")]
         return [SourceRef(o.uri, o.size, o.etag, o.mtime) for o in objects], skipped
 
-    def read_range(self, ref: Any, start: int, length: int) -> bytes:
+    def read_range(self, ref: SourceRef, start: int, length: int) -> bytes:
         from botocore import exceptions as bex
 
         bucket, key = split(ref.uri)
@@ -433,14 +432,5 @@ class S3Store:
         except (bex.BotoCoreError, bex.ClientError) as err:
             raise explain(err, to_uri(ref.uri)) from err
 
-    def open(self, ref: Any, driver: str | None = None) -> RemoteDataset:
+    def open(self, ref: SourceRef, driver: str | None = None) -> RemoteDataset:
         return RemoteDataset(ref.uri, driver)
-
-
-def _register() -> None:
-    from model_runtime.raster.sources import register_remote_store
-
-    register_remote_store("s3", S3Store())
-
-
-_register()

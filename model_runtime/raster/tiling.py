@@ -26,8 +26,8 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from model_runtime.errors import CancelledError, ConfigError, DataError
+from model_runtime.raster.gdal_open import open_raster
 from model_runtime.raster.geo import footprints  # moved to geo; re-exported here
-from model_runtime.raster.sources import open_raster
 
 LOG = logging.getLogger(__name__)
 

@@ -192,7 +192,6 @@ def test_without_boto3_one_clear_message():
     assert "ConfigError extra_missing" in res.stdout and "requirements/s3.txt" in res.stdout
 
 
-
 def test_sources_list_check_and_read_through_the_store(aws, server, geotiff_dir):
     """What indexing does with a named s3:// prefix: sources.list_sources lists it (ETag as
     version), check_source reads 1 KiB, open_raster reads windows equal to the file on disk;
@@ -202,21 +201,21 @@ def test_sources_list_check_and_read_through_the_store(aws, server, geotiff_dir)
     import rasterio
     from rasterio.windows import Window
 
-    from model_runtime.raster import sources
+    from model_runtime.raster import checks, gdal_open, refs, sources
     from model_runtime.raster.tiling import TilingOptions, read_window
 
-    refs, skipped = sources.list_sources([f"s3://{s3server.BUCKET}/archive"])
-    assert not skipped and [r.name for r in refs] == ["cogeo.tif", "naip.tif"]
-    cog = refs[0]
+    found, skipped = sources.list_sources([f"s3://{s3server.BUCKET}/archive"])
+    assert not skipped and [r.name for r in found] == ["cogeo.tif", "naip.tif"]
+    cog = found[0]
     assert cog.is_remote and cog.version == hashlib.md5((geotiff_dir / COG).read_bytes()
                                                         ).hexdigest()
     assert cog.gdal_path == f"/vsis3/{s3server.BUCKET}/archive/cogeo.tif"
-    assert sources.check_source(cog, []) == []
-    assert sources.quick_signature(cog) == f"etag:{cog.version}"
+    assert checks.check_source(cog, []) == []
+    assert refs.quick_signature(cog) == f"etag:{cog.version}"
     out: dict = {}
 
     def read() -> None:  # a reader thread, as the local executor's
-        with sources.open_raster(cog.gdal_path) as src:
+        with gdal_open.open_raster(cog.gdal_path) as src:
             out["px"] = src.read(window=Window(100, 50, 64, 64))
 
     thread = threading.Thread(target=read)
@@ -231,14 +230,14 @@ def test_sources_list_check_and_read_through_the_store(aws, server, geotiff_dir)
 
 
 def test_vrt_in_object_storage_is_refused(aws, server):
-    from model_runtime.raster import sources
+    from model_runtime.raster import checks, sources
 
     s3 = server.client()
     s3.put_object(Bucket=s3server.BUCKET, Key="vrts/pull.tif",
                   Body=b'<VRTDataset rasterXSize="1" rasterYSize="1"></VRTDataset>')
     refs, _ = sources.list_sources([f"s3://{s3server.BUCKET}/vrts"])
     with pytest.raises(DataError) as info:
-        sources.check_source(refs[0], [])
+        checks.check_source(refs[0], [])
     assert info.value.code == "source_refused"
 
 

@@ -1,5 +1,6 @@
-"""Source handling for indexing (model_runtime.raster.sources) on real files, links, pipes and VRTs,
-with a loopback listener that must never receive a request (tests/runtime/hostile.py)."""
+"""Source handling for indexing (model_runtime.raster: listing, checks, guarded opens) on real
+files, links, pipes and VRTs, with a loopback listener that must never receive a request
+(tests/runtime/hostile.py)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,11 @@ from rasterio.env import get_gdal_config
 
 from model_runtime.errors import CachError, ConfigError, DataError
 from model_runtime.protocol import Skipped
-from model_runtime.raster import sources, tiling
-from model_runtime.raster.sources import (
-    NO_NETWORK_GDAL,
-    SourceRef,
-    check_source,
-    list_sources,
-    open_raster,
-    quick_signature,
-)
+from model_runtime.raster import checks, gdal_open, refs, remote, stores, tiling
+from model_runtime.raster.checks import check_source
+from model_runtime.raster.gdal_open import NO_NETWORK_GDAL, open_raster
+from model_runtime.raster.refs import SourceRef, quick_signature
+from model_runtime.raster.sources import RASTER_EXTENSIONS, list_sources
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +104,16 @@ def test_a_link_to_a_file_outside_the_named_folders_needs_permission(hostile):
 
 
 def test_remote_paths_are_never_stat_ed_and_need_a_store():
-    assert sources.is_remote_uri("s3://bucket/key.tif") and sources.is_remote_uri("/vsis3/b/k")
-    assert not sources.is_remote_uri("/data/s3:/x.tif") and not sources.is_remote_uri("C:\\x.tif")
+    assert refs.is_remote_uri("s3://bucket/key.tif") and refs.is_remote_uri("/vsis3/b/k")
+    assert not refs.is_remote_uri("/data/s3:/x.tif") and not refs.is_remote_uri("C:\\x.tif")
     assert SourceRef("s3://bucket/a/b.tif", 1, "etag").gdal_path == "/vsis3/bucket/a/b.tif"
     with pytest.raises(ConfigError) as err:
         list_sources(["gs://bucket/prefix"])
     assert err.value.code == "extra_missing" and "gs://bucket/prefix" in str(err.value)
+
+
+def test_object_storage_lists_the_same_extensions_as_a_folder():
+    assert sorted(remote.RASTER_SUFFIXES) == sorted(RASTER_EXTENSIONS)
 
 
 class _MemoryStore:
@@ -136,7 +137,7 @@ class _MemoryStore:
 def test_a_registered_store_lists_checks_and_opens_remote_sources(tmp_path):
     tif = write_geotiff(tmp_path / "x.tif", size=64).read_bytes()
     store = _MemoryStore({"mem://b/x.tif": tif, "mem://b/y.vrt": vrt_xml("z.tif").encode()})
-    sources.register_remote_store("mem", store)
+    stores.register_remote_store("mem", store)
     try:
         refs, skipped = list_sources(["mem://b/"])
         assert [r.uri for r in refs] == ["mem://b/x.tif", "mem://b/y.vrt"] and skipped == []
@@ -147,7 +148,7 @@ def test_a_registered_store_lists_checks_and_opens_remote_sources(tmp_path):
             check_source(refs[1], [])
         assert err.value.code == "source_refused"
     finally:
-        sources._STORES.pop("mem")
+        stores._STORES.pop("mem")
 
 
 # --- checking ------------------------------------------------------------------------------------
@@ -209,7 +210,7 @@ def test_a_relative_name_not_relative_to_the_vrt_is_read_from_the_working_direct
 def test_vrt_nesting_is_bounded(tmp_path):
     write_geotiff(tmp_path / "v0.tif", size=64)
     previous = "v0.tif"
-    for i in range(1, sources.MAX_VRT_DEPTH + 2):
+    for i in range(1, checks.MAX_VRT_DEPTH + 2):
         (tmp_path / f"v{i}.vrt").write_text(vrt_xml(previous, relative=True, size=64))
         previous = f"v{i}.vrt"
     with pytest.raises(DataError, match="nested more than") as err:
@@ -319,7 +320,7 @@ def test_gdal_cannot_reach_the_network_inside_the_guard(hostile, quiet, in_threa
     errors = []
 
     def read_traps():
-        with sources.no_network():
+        with gdal_open.no_network():
             traps = {"remote.vrt": None, "ovr_trap.tif": None, "pam_trap.tif": None,
                      "internal_trap.tif": None, "wms.tif": "WMS"}  # WMS: plain HTTP, no /vsicurl/
             for name, driver in traps.items():
@@ -367,7 +368,7 @@ def test_quick_signature_follows_the_ends_of_the_content_not_the_mtime(tmp_path)
     path.write_bytes(data)
     before = quick_signature(path)
     os.utime(path, (time.time() + 100, time.time() + 100))
-    assert quick_signature(sources.local_ref(path)) == before  # touched, unchanged
+    assert quick_signature(refs.local_ref(path)) == before  # touched, unchanged
     data[10] ^= 0xFF
     path.write_bytes(data)
     assert quick_signature(path) != before
@@ -377,7 +378,7 @@ def test_quick_signature_follows_the_ends_of_the_content_not_the_mtime(tmp_path)
     assert quick_signature(path) != before
     path.write_bytes(bytes(data) + b"x")
     assert quick_signature(path) != before
-    assert sources.source_signature is quick_signature
+    assert refs.source_signature is quick_signature
 
 
 def test_a_vrt_approval_is_forgotten_when_the_vrt_changes(tmp_path):
@@ -385,10 +386,10 @@ def test_a_vrt_approval_is_forgotten_when_the_vrt_changes(tmp_path):
     vrt = tmp_path / "m.vrt"
     vrt.write_text(vrt_xml("a.tif", relative=True, size=64))
     check_source(vrt, [tmp_path])
-    assert sources._approved(str(vrt))
+    assert checks.approved(str(vrt))
     vrt.write_text(vrt_xml("/vsicurl/http://127.0.0.1:9/x.tif", size=64))
     os.utime(vrt, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
-    assert not sources._approved(str(vrt))
+    assert not checks.approved(str(vrt))
     with pytest.raises(DataError, match="network"):
         open_raster(vrt)
 

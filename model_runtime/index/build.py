@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from model_runtime.errors import CancelledError, ConfirmationNeeded, DiskFullError
+from model_runtime.index.ledger import RunLedger
 from model_runtime.index.lock import IndexLock, refuse_system_folder
 from model_runtime.index.roots import holdings, normalize_root, plan_run
 from model_runtime.index.scan import Scan, Todo, apply_scan, scan_sources
@@ -166,30 +167,24 @@ def _build(store: Store, paths: Sequence[str], model: Any, options: BuildOptions
     writer = IndexWriter(store, model.info.to_json())  # model identity: nothing loads yet
     scan = start_run(store, writer, paths, options, model.heads, report, images_per_s,
                      load=getattr(model, "load", None))
-    run = LocalRun(scan, model, writer, options, report, cancel)
+    ledger = RunLedger(scan, writer)
+    run = LocalRun(scan, model, ledger, options, report, cancel)
     try:
         run.execute()
     except CancelledError:
-        writer.finalize(pending_files=run.pending_files())
+        writer.finalize(pending_files=ledger.pending_files())
         raise
     except DiskFullError:  # what was committed stays searchable, as after a cancel
-        writer.keep_searchable(max(1, run.pending_files()))
+        writer.keep_searchable(max(1, ledger.pending_files()))
         raise
-    report("finalize", run.encoded, run.encoded, "writing the code index")
+    report("finalize", ledger.encoded, ledger.encoded, "writing the code index")
     try:
         tiles = writer.finalize()
     except DiskFullError:
         writer.keep_searchable(0)
         raise
-    report("done", run.encoded, run.encoded, f"{tiles} tiles")
-    return IndexSummary(
-        added=run.counts["added"], updated=run.counts["updated"] + run.counts["resumed"],
-        removed=scan.removed + run.dropped, unchanged=scan.unchanged,
-        skipped=tuple(scan.skipped + run.skipped), tiles=tiles, encoded=run.encoded,
-        seconds=time.perf_counter() - started, vrt_sources=scan.vrt_sources,
-        timing={**run.timing, "commit_s": writer.commit_s},
-        roots_added=tuple(scan.roots_added), roots=tuple(store.roots()),
-    )
+    report("done", ledger.encoded, ledger.encoded, f"{tiles} tiles")
+    return ledger.summary(tiles, time.perf_counter() - started, run.timing)
 
 
 class _UnitTiles:
@@ -240,11 +235,12 @@ class _Work:
 
 
 class LocalRun:
-    """One run of the local executor over a scan's sources."""
+    """One run of the local executor over a scan's sources; what it did goes to ``ledger``."""
 
-    def __init__(self, scan: Scan, model: Any, writer: IndexWriter, options: BuildOptions,
+    def __init__(self, scan: Scan, model: Any, ledger: RunLedger, options: BuildOptions,
                  report: Callable[..., None], cancel: threading.Event | None) -> None:
-        self.scan, self.model, self.writer, self.options = scan, model, writer, options
+        self.scan, self.model, self.ledger, self.options = scan, model, ledger, options
+        self.writer = ledger.writer
         self.report, self.cancel = report, cancel
         self.total = max(scan.new_tiles, 1)
         self.stop = threading.Event()
@@ -253,16 +249,9 @@ class LocalRun:
                                                             options.batch_size or 0))
         self.work = _Work(scan.todo)
         self.units: dict[str, _UnitTiles] = {}
-        self.left: dict[str, int] = {}  # source uri -> units not yet committed
-        self.status = {t.source.uri: t.status for t in scan.todo}
-        self.failed: set[str] = set()
         self.batch: list[tuple[str, np.ndarray, Any]] = []
         #: batches handed to the encoder, oldest first: (its tiles, future of its outputs)
         self.inflight: deque[tuple[list, Future]] = deque()
-        self.counts = {"added": 0, "updated": 0, "resumed": 0}
-        self.skipped: list[Skipped] = []
-        self.dropped = 0
-        self.encoded = 0
         #: encode_s: wall time with a batch in the encoder; wait_s: waiting for tiles;
         #: encoder_wait_s: waiting for the oldest batch's result
         self.timing = {"encode_s": 0.0, "wait_s": 0.0, "encoder_wait_s": 0.0}
@@ -276,9 +265,6 @@ class LocalRun:
         if self._batch_size is None:
             self._batch_size = int(getattr(self.model, "preferred_batch", 32) or 32)
         return self._batch_size
-
-    def pending_files(self) -> int:
-        return max(0, len(self.scan.todo) - sum(self.counts.values()) - len(self.failed))
 
     # -- readers ---------------------------------------------------------------------------
     def _put(self, item: tuple) -> bool:
@@ -351,9 +337,7 @@ class LocalRun:
             finished = 0
             while finished < count:
                 if self.cancel is not None and self.cancel.is_set():
-                    raise CancelledError(
-                        f"Indexing cancelled; {sum(self.counts.values())} file(s) were finished "
-                        "and are searchable. Index the same folders again to resume.")
+                    raise self.ledger.cancelled()
                 item = self._next()
                 if item is not None:
                     finished += self._handle(item)
@@ -393,32 +377,18 @@ class LocalRun:
                 self.units[item[1]].ended = True
                 self._commit_ready()
         elif kind == "source":
-            self._source_planned(item[1], item[2])
+            self.ledger.planned(item[1], item[2])
         elif kind == "error":
             self._source_failed(item[1], item[2])
         elif kind == "crash":
             raise item[1]
         return int(kind == "finished")
 
-    def _source_planned(self, uri: str, units: int) -> None:
-        self.left[uri] = units
-        if units == 0:  # every unit was committed by an earlier run
-            self._source_done(uri)
-
-    def _source_done(self, uri: str) -> None:
-        self.left.pop(uri, None)
-        self.counts[self.status.get(uri, "added")] += 1
-
     def _source_failed(self, uri: str, why: Skipped) -> None:
-        if uri in self.failed:
-            return
-        self.failed.add(uri)
-        for key in [k for k, u in self.units.items() if u.unit.source.uri == uri]:
-            del self.units[key]
-        self.left.pop(uri, None)
-        self.skipped.append(why)
-        self.dropped += self.writer.drop_source(uri)
-        LOG.warning("skipped %s", why.reason)
+        """Skip the source and forget its units being gathered (their tiles are not kept)."""
+        if self.ledger.fail(uri, why):
+            for key in [k for k, u in self.units.items() if u.unit.source.uri == uri]:
+                del self.units[key]
 
     def _encode(self) -> None:
         """Hand the gathered batch to the encoder; keeps at most ``lanes + 1`` in flight."""
@@ -466,17 +436,13 @@ class LocalRun:
             acc.tanh.append(out.tanh[i])
             if out.proj is not None:
                 acc.proj.append(out.proj[i])
-        self.encoded += len(items)
-        name = os.path.basename(items[-1][2].source)
-        self.report("encode", self.encoded, max(self.total, self.encoded), name)
+        self.ledger.encoded += len(items)
+        encoded, name = self.ledger.encoded, os.path.basename(items[-1][2].source)
+        self.report("encode", encoded, max(self.total, encoded), name)
 
     def _commit_ready(self) -> None:
         ready = [k for k, u in self.units.items() if u.ended and u.queued == 0]
         for key in ready:
             acc = self.units.pop(key)
-            uri = acc.unit.source.uri
             self.writer.commit(acc.result(self.model.bits))
-            if uri in self.left:
-                self.left[uri] -= 1
-                if self.left[uri] == 0:
-                    self._source_done(uri)
+            self.ledger.committed(acc.unit.source.uri)

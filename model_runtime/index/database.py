@@ -1,7 +1,7 @@
 """The SQLite file of an index: its schema (``PRAGMA user_version`` and step-by-step
 migrations), how it is opened (read-write with a WAL journal, or read-only), how paths are bound,
-and how SQLite failures are told apart (read-only, disk full). :class:`~model_runtime.index.store.Store`
-runs its queries on what :func:`connect` opens.
+and how SQLite failures are told apart (read-only, disk full). ``store.Store`` runs its queries
+on what :func:`connect` opens.
 """
 
 from __future__ import annotations

@@ -47,9 +47,10 @@ from typing import Any
 
 from model_runtime.errors import CancelledError, ConfigError, IndexStateError
 from model_runtime.index.build import BuildOptions, clear_index, start_run
+from model_runtime.index.ledger import RunLedger
 from model_runtime.index.lock import IndexLock
 from model_runtime.index.ray_local import joining, local_cluster
-from model_runtime.index.scan import Scan, Todo
+from model_runtime.index.scan import Todo
 from model_runtime.index.shards import (
     ShardSet,
     decode_shard,
@@ -366,13 +367,9 @@ class RayRun:
         self.writer = IndexWriter(store, self.info)
         self.tiling = options.tiling.to_json()
         self.shards = ShardSet(index_dir, run_identity(self.info, self.tiling))
-        self.left: dict[str, int] = {}
-        self.status: dict[str, str] = {}
-        self.failed: set[str] = set()
+        self.ledger: RunLedger | None = None  # made once the scan is known
         self.seen: set[str] = set()
-        self.counts = {"added": 0, "updated": 0, "resumed": 0}
-        self.skipped: list[Skipped] = []
-        self.dropped = self.encoded = self.total = self.live = 0
+        self.total = self.live = 0
         self.timing = {"merge_s": 0.0, "plan_s": 0.0, "cluster_s": 0.0}
 
     def report(self, stage: str, done: int, total: int | None, message: str = "") -> None:
@@ -382,23 +379,16 @@ class RayRun:
     def execute(self, paths: list[str], started: float, images_per_s: float) -> IndexSummary:
         scan = start_run(self.store, self.writer, paths, self.options, self.heads, self.report,
                          images_per_s)
+        ledger = self.ledger = RunLedger(scan, self.writer)
         try:
             self.run_units(self.plan(scan.todo))
         except CancelledError:
-            self.writer.finalize(pending_files=self.pending_files(scan))
+            self.writer.finalize(pending_files=ledger.pending_files())
             raise
         tiles = self.writer.finalize()
         self.shards.clear()
-        self.report("done", self.encoded, self.encoded, f"{tiles} tiles")
-        return IndexSummary(
-            added=self.counts["added"], updated=self.counts["updated"] + self.counts["resumed"],
-            removed=scan.removed + self.dropped, unchanged=scan.unchanged,
-            skipped=tuple(scan.skipped + self.skipped), tiles=tiles, encoded=self.encoded,
-            seconds=time.perf_counter() - started, vrt_sources=scan.vrt_sources,
-            timing={**self.timing, "commit_s": self.writer.commit_s})
-
-    def pending_files(self, scan: Scan) -> int:
-        return max(0, len(scan.todo) - sum(self.counts.values()) - len(self.failed))
+        self.report("done", ledger.encoded, ledger.encoded, f"{tiles} tiles")
+        return ledger.summary(tiles, time.perf_counter() - started, self.timing)
 
     # -- planning (here: one header read per source, a few at a time) ----------------------
     def _plan_one(self, todo: Todo) -> tuple[Todo, list[WorkUnit], Skipped | None]:
@@ -415,43 +405,26 @@ class RayRun:
         t0, payloads = time.perf_counter(), []
         with ThreadPoolExecutor(max_workers=8) as pool:
             for item, units, error in pool.map(self._plan_one, todo):
-                uri = item.source.uri
-                self.status[uri] = item.status
                 if error is not None:
-                    self._failed(uri, error)
+                    self.ledger.fail(item.source.uri, error)
                     continue
-                self.left[uri] = len(units)
-                if not units:  # every unit was committed by an earlier run
-                    self._source_done(uri)
+                self.ledger.planned(item.source.uri, len(units))
                 payloads += [pickle.dumps((u, item.signature, item.extra)) for u in units]
                 self.total += sum(u.stop - u.start for u in units)
         self.timing["plan_s"] = time.perf_counter() - t0
         return payloads
 
     # -- results ----------------------------------------------------------------------------
-    def _source_done(self, uri: str) -> None:
-        self.left.pop(uri, None)
-        self.counts[self.status.get(uri, "added")] += 1
-
-    def _failed(self, uri: str, why: Skipped) -> None:
-        if uri in self.failed:
-            return
-        self.failed.add(uri)
-        self.left.pop(uri, None)
-        self.skipped.append(why)
-        self.dropped += self.writer.drop_source(uri)
-        LOG.warning("skipped %s", why.reason)
-
     def handle(self, row: dict) -> None:
         """One unit back from the cluster: a shard to write and merge, or a file's failure."""
         import json
 
-        key, uri = str(row["key"]), str(row["uri"])
-        if key in self.seen or uri in self.failed:
+        key, uri, ledger = str(row["key"]), str(row["uri"]), self.ledger
+        if key in self.seen or uri in ledger.failed:
             return  # a retried task delivered it twice, or its source already failed
         self.seen.add(key)
         if row["error"]:
-            self._failed(uri, Skipped.from_json(json.loads(str(row["error"]))))
+            ledger.fail(uri, Skipped.from_json(json.loads(str(row["error"]))))
             return
         t0 = time.perf_counter()
         data, tiles = bytes(row["shard"]), int(row["tiles"])
@@ -459,13 +432,10 @@ class RayRun:
         self.writer.commit(decode_shard(data))
         self.shards.remove(key)
         self.timing["merge_s"] += time.perf_counter() - t0
-        self.encoded += tiles
-        if uri in self.left:
-            self.left[uri] -= 1
-            if self.left[uri] == 0:
-                self._source_done(uri)
-        self.report("encode", max(self.encoded, self.live),
-                    max(self.total, self.encoded, self.live), os.path.basename(uri))
+        ledger.encoded += tiles
+        ledger.committed(uri)
+        self.report("encode", max(ledger.encoded, self.live),
+                    max(self.total, ledger.encoded, self.live), os.path.basename(uri))
 
 
     # -- the cluster ------------------------------------------------------------------------
@@ -505,9 +475,7 @@ class RayRun:
         try:
             while True:
                 if self.cancel is not None and self.cancel.is_set():
-                    raise CancelledError(
-                        f"Indexing cancelled; {sum(self.counts.values())} file(s) were finished "
-                        "and are searchable. Index the same folders again to resume.")
+                    raise self.ledger.cancelled()
                 try:
                     kind, item = results.get(timeout=1.0)
                 except queue.Empty:
@@ -536,7 +504,8 @@ class RayRun:
         if not snap:
             return 0.0
         self.live = max(self.live, sum(v[1] for v in snap.values()))
-        self.report("encode", max(self.encoded, self.live), max(self.total, self.live), "")
+        done = max(self.ledger.encoded, self.live)
+        self.report("encode", done, max(self.total, self.live), "")
         return time.monotonic() - min(v[0] for v in snap.values())
 
     def _stalled(self, ray: Any, board: Any, idle: float) -> IndexStateError:

@@ -26,9 +26,9 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..model_runtime.protocol import Estimate
+from ..model_runtime.protocol import Estimate, IndexRequest, LoadRequest
 from . import guide, settings, wording
-from .dock import error_html
+from .message_bar import error_html
 from .runtime_client import PendingRequest, RuntimeClient, WorkerError
 from .runtime_setup import KINDS, RuntimeInstaller, describe_runtime, is_executable, size_text
 from .tasks import IndexTask
@@ -224,7 +224,7 @@ class IndexDialog(QDialog):
             )
             return None
         self.holds_label.setText(self.tr("Reading what the index in {0} holds…").format(index))
-        req = self.client.request("index", {"index": index, "paths": [folder], "dry_run": True})
+        req = self.client.send(IndexRequest(index, paths=(folder,), dry_run=True))
         req.succeeded.connect(lambda raw: self._show_holdings(index, Estimate.from_json(raw)))
         req.failed.connect(
             lambda err: self.holds_label.setText(
@@ -254,41 +254,35 @@ class IndexDialog(QDialog):
         bands = tiling.get("bands") or []
         self.bands.setText(",".join(str(b) for b in bands))
 
-    def params(self, dry_run: bool = False) -> dict[str, Any]:
-        """The ``index`` request's params; raises ValueError on bad input."""
+    def index_request(self, dry_run: bool = False) -> IndexRequest:
+        """The ``index`` request the form describes; raises ValueError on bad input."""
         folder, index = self.folder.filePath().strip(), self.index.filePath().strip()
         if not folder:
             raise ValueError("Choose the folder of rasters to index.")
         if not index:
             raise ValueError("Choose where the index is stored.")
-        params: dict[str, Any] = {
-            "index": index,
-            "paths": [folder],
-            "tile_size": self.tile_size.value(),
-            "overlap": round(self.overlap.value(), 3),
-            "dry_run": dry_run,
-        }
-        if self.tile_metres.value() > 0:
-            params["tile_metres"] = self.tile_metres.value()
-        if self.multi_scale.isChecked():
-            params["scales"] = [1, 2]
-        if self.rebuild.isChecked():
-            params["rebuild"] = True
-        bands = parse_bands(self.bands.text())
-        if bands:
-            params["bands"] = bands
-        return params
+        return IndexRequest(
+            index,
+            paths=(folder,),
+            tile_size=self.tile_size.value(),
+            tile_metres=self.tile_metres.value() if self.tile_metres.value() > 0 else None,
+            overlap=round(self.overlap.value(), 3),
+            scales=(1, 2) if self.multi_scale.isChecked() else None,
+            bands=tuple(parse_bands(self.bands.text()) or ()) or None,
+            dry_run=dry_run,
+            rebuild=self.rebuild.isChecked(),
+        )
 
     def estimate(self) -> PendingRequest | None:
         """Dry run: files, tiles, bytes and seconds, shown under the form."""
         try:
-            params = self.params(dry_run=True)
+            call = self.index_request(dry_run=True)
         except ValueError as err:
             self.estimate_label.setText(str(err))
             return None
         self.estimate_label.setText(self.tr("Estimating…"))
         self.estimate_button.setEnabled(False)
-        req = self.client.request("index", params)
+        req = self.client.send(call)
         req.succeeded.connect(
             lambda r: self.estimate_label.setText(wording.estimate_text(Estimate.from_json(r)))
         )
@@ -306,11 +300,11 @@ class IndexDialog(QDialog):
     def start(self) -> None:
         """Start the indexing task and close."""
         try:
-            params = self.params()
+            call = self.index_request()
         except ValueError as err:
             self.estimate_label.setText(str(err))
             return
-        task = IndexTask(self.client, params)
+        task = IndexTask(self.client, call)
         self.task = task
         QgsApplication.taskManager().addTask(task)
         self.taskStarted.emit(task)
@@ -508,7 +502,7 @@ class RuntimeDialog(QDialog):
         the one the model runs on (cpu or cuda), never the "auto" preference."""
         self._apply_python()
         self.device.setText(self.tr("starting…"))
-        req = self.client.request("load")
+        req = self.client.send(LoadRequest())
 
         def ok(result: dict) -> None:
             version = self.client.info.version if self.client.info else "?"

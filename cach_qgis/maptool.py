@@ -12,8 +12,9 @@ from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QCursor
 from qgis.PyQt.QtWidgets import QMenu
 
-from ..model_runtime.protocol import DEFAULT_CAPTIONS, DEFAULT_K, CaptionResult, Hit
+from ..model_runtime.protocol import DEFAULT_K, CaptionRequest, CaptionResult, Hit, LocateRequest
 from . import wording
+from .extent import crs_id
 from .layers import FOOTPRINT_CRS, footprint_geometry, outline_band
 from .runtime_client import PendingRequest, RuntimeClient, WorkerError
 
@@ -89,9 +90,7 @@ class TileTool(QgsMapTool):
     def _locate(self, index: str, point: QgsPointXY) -> PendingRequest:
         """Ask the worker which tile of ``index`` holds ``point`` (canvas CRS)."""
         crs = self.canvas().mapSettings().destinationCrs()
-        return self.client.request(
-            "locate", {"index": index, "x": point.x(), "y": point.y(), "crs": crs_id(crs)}
-        )
+        return self.client.send(LocateRequest(index, point.x(), point.y(), crs_id(crs)))
 
     def _on_mark_located(self, result: dict, right: bool) -> None:
         hit = self._located_hit(result)
@@ -141,8 +140,7 @@ class TileTool(QgsMapTool):
             self.busy.emit(False)
             return
         self.located.emit(hit)
-        params = {"index": index, "tile": hit.tile_id, "k": DEFAULT_CAPTIONS, "similar": self.k()}
-        caption = self.client.request("caption", params)
+        caption = self.client.send(CaptionRequest(index, tile=hit.tile_id, similar=self.k()))
         caption.succeeded.connect(lambda r, c=caption: self._on_captioned(c, hit, r))
         caption.failed.connect(lambda err, c=caption: self._on_failed(c, err))
         self._request = caption
@@ -169,8 +167,3 @@ class TileTool(QgsMapTool):
     def deactivate(self) -> None:
         self.band.reset(QgsWkbTypes.GeometryType.PolygonGeometry)
         super().deactivate()
-
-
-def crs_id(crs: QgsCoordinateReferenceSystem) -> str:
-    """An id the runtime's PROJ understands: the authority id, else WKT."""
-    return crs.authid() or crs.toWkt()

@@ -1,4 +1,5 @@
-"""The QGIS plugin object: actions, dock, map tool, Processing provider, tasks, worker lifetime.
+"""The QGIS plugin object: actions, dock, map tool, Processing provider, worker lifetime; the
+index and adapt tasks run through ``index_jobs.IndexJobs``.
 
 Unload is robust step by step: each step runs even when an earlier one failed, tasks are touched
 only while their C++ object lives (the task manager deletes finished tasks), and the worker is
@@ -15,20 +16,14 @@ from qgis.PyQt.QtCore import QCoreApplication, Qt, QTranslator
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QPushButton, QToolBar
 
-from ..model_runtime.protocol import Estimate, IndexSummary
-from . import guide, layers, settings, wording
-from .dialogs import (
-    IndexDialog,
-    QuestionDialog,
-    RuntimeDialog,
-    adapt_dialog,
-    confirm_retile_dialog,
-    confirm_run_dialog,
-)
-from .dock import LEVELS, SearchDock
+from . import guide, layers, message_bar, settings, wording
+from .dialogs import IndexDialog, QuestionDialog, RuntimeDialog, adapt_dialog
+from .dock import SearchDock
+from .index_jobs import IndexJobs
 from .maptool import TileTool
+from .message_bar import LEVELS
 from .runtime_client import WorkerError, log, shared_client, shutdown_shared_client
-from .tasks import AdaptTask, IndexTask, WorkerTask, is_active, is_alive
+from .tasks import is_alive
 from .wording import tr
 
 MENU = "&CACH"
@@ -55,7 +50,7 @@ class CachPlugin:
         self.toolbar: QToolBar | None = None
         self.actions: list[QAction] = []
         self.provider = None
-        self.tasks: list[WorkerTask] = []
+        self.jobs: IndexJobs | None = None
         self.dialogs: list[Any] = []  # open non-modal dialogs (kept alive)
         self.reindex_offers: dict[str, Any] = {}  # index path -> message bar item
         self.translator = install_translator()
@@ -82,6 +77,9 @@ class CachPlugin:
         self.client = shared_client()
         self.client.notice.connect(self._notice)
         self.dock = SearchDock(self.iface, self.client, self.iface.mainWindow())
+        self.jobs = IndexJobs(self.client, self.iface.mainWindow(), self._message, self._keep)
+        self.jobs.indexReady.connect(self.dock.set_index_path)
+        self.jobs.adapted.connect(lambda index: self.reindex_offers.pop(index, None))
         self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.hide()
         self.dock.outdatedIndex.connect(self.offer_reindex)
@@ -92,7 +90,8 @@ class CachPlugin:
 
     def _init_tool(self) -> None:
         canvas = self.iface.mapCanvas()
-        self.tool = TileTool(canvas, self.client, self.dock.index_path, self.dock.k_spin.value)
+        session = self.dock.session
+        self.tool = TileTool(canvas, self.client, self.dock.index_path, lambda: session.k)
         self.tool.captioned.connect(
             lambda hit, result: self.dock.show_captions(
                 hit, result, getattr(self.tool, "clicked_at", None)
@@ -144,7 +143,7 @@ class CachPlugin:
     def unload(self) -> None:
         """Remove everything initGui added and stop the worker; every step runs."""
         for name, step in (
-            ("tasks", self._stop_tasks),
+            ("tasks", lambda: self.jobs.stop() if self.jobs is not None else None),
             ("dialogs", self._close_dialogs),
             ("map tool", self._remove_tool),
             ("actions", self._remove_actions),
@@ -155,17 +154,6 @@ class CachPlugin:
         ):
             _run_step(name, step)
         log(self.tr("plugin unloaded"))
-
-    def _stop_tasks(self) -> None:
-        """Cancel running tasks and detach them from the plugin; never touch deleted ones."""
-        tasks, self.tasks = self.tasks, []
-        for task in tasks:
-            if not is_alive(task):
-                continue
-            for signal in (task.succeeded, task.failed, task.ended):
-                _disconnect(signal)
-            if is_active(task):
-                task.cancel()
 
     def _close_dialogs(self) -> None:
         dialogs, self.dialogs = self.dialogs, []
@@ -225,7 +213,7 @@ class CachPlugin:
             if checked:
                 self.dock.start_runtime()  # also on showEvent; here for a window not yet shown
                 self.dock.raise_()
-                self.dock.query_edit.setFocus()
+                self.dock.bar.query_edit.setFocus()
 
     def _activate_tool(self, checked: bool) -> None:
         canvas = self.iface.mapCanvas()
@@ -253,7 +241,7 @@ class CachPlugin:
 
     def show_index_dialog(self) -> IndexDialog:
         dialog = IndexDialog(self.client, self.iface.mainWindow())
-        dialog.taskStarted.connect(self.track_task)
+        dialog.taskStarted.connect(self.jobs.track)
         self._keep(dialog)
         dialog.show()
         return dialog
@@ -276,119 +264,13 @@ class CachPlugin:
             )
             return None
         dialog = adapt_dialog(index, self.iface.mainWindow())
-        dialog.accepted.connect(lambda: self.adapt_index(index))
+        dialog.accepted.connect(lambda: self.jobs.adapt_index(index))
         self._keep(dialog)
         dialog.open()
         return dialog
 
     def _keep(self, dialog: Any) -> None:
         self.dialogs = [d for d in self.dialogs if is_alive(d) and d.isVisible()] + [dialog]
-
-    # --- tasks -----------------------------------------------------------------------------------
-    def start_index(self, params: dict[str, Any]) -> IndexTask:
-        """Start an indexing task (e.g. a large run resent with ``confirm``)."""
-        task = IndexTask(self.client, params)
-        QgsApplication.taskManager().addTask(task)
-        self.track_task(task)
-        return task
-
-    def adapt_index(self, index: str, steps: int | None = None) -> AdaptTask:
-        """Start "Adapt to this archive" as a task with progress and Cancel."""
-        task = AdaptTask(self.client, index, steps)
-        task.succeeded.connect(lambda result: self._adapted(index, result))
-        task.failed.connect(lambda error: self._task_failed("Adapting", error))
-        QgsApplication.taskManager().addTask(task)
-        self.track_task(task)
-        self._message(
-            self.tr(
-                "Adapting the model to this archive; progress and Cancel are in the task manager "
-                "(status bar)."
-            ),
-            Qgis.MessageLevel.Info,
-        )
-        return task
-
-    def track_task(self, task: WorkerTask) -> None:
-        """Keep the task's Python side alive until it ends, and report its end."""
-        self.tasks.append(task)
-        task.ended.connect(lambda: self._forget(task))
-        if isinstance(task, IndexTask):
-            params = dict(task.params)
-            task.indexed.connect(self._indexed)
-            task.failed.connect(lambda error: self._index_failed(params, error))
-
-    def _forget(self, task: WorkerTask) -> None:
-        self.tasks = [t for t in self.tasks if t is not task]
-
-    def _indexed(self, index: str, summary: IndexSummary) -> None:
-        text, level = wording.summary_text(summary)
-        if not summary.indexed_nothing and self.dock is not None:
-            self.dock.set_index_path(index)
-        self._message(text, LEVELS[level], details=wording.skipped_details(summary.skipped))
-
-    def _index_failed(self, params: dict[str, Any], error: WorkerError) -> None:
-        if error.code == "confirm_large_run":
-            self.confirm_large_run(params, Estimate.from_json(error.details.get("estimate") or {}))
-        elif error.code == "confirm_retile":
-            self.confirm_retile(params, dict(error.details))
-        elif error.cancelled:
-            self.check_cancelled_run(params)
-        else:
-            self._task_failed("Indexing", error)
-
-    def check_cancelled_run(self, params: dict[str, Any]) -> Any:
-        """A cancel can arrive after the last tile was written (short runs): ask the runtime
-        (a dry run) what is still to do, and report what really happened."""
-        probe = {k: v for k, v in params.items() if k not in ("rebuild", "confirm")}
-        req = self.client.request("index", {**probe, "dry_run": True})
-        index = str(params.get("index", ""))
-        req.succeeded.connect(lambda raw: self._cancel_outcome(index, Estimate.from_json(raw)))
-        req.failed.connect(
-            lambda _err: self._message(wording.index_cancelled_text(), Qgis.MessageLevel.Info)
-        )
-        return req
-
-    def _cancel_outcome(self, index: str, estimate: Estimate) -> None:
-        text, complete = wording.cancel_outcome_text(estimate)
-        if complete and self.dock is not None:
-            self.dock.set_index_path(index)
-        self._message(text, Qgis.MessageLevel.Success if complete else Qgis.MessageLevel.Info)
-
-    def confirm_retile(self, params: dict[str, Any], details: dict[str, Any]) -> QuestionDialog:
-        """Another tiling than the index's: "Re-tile all" resends the run with ``confirm``."""
-        dialog = confirm_retile_dialog(details, self.iface.mainWindow())
-        dialog.accepted.connect(lambda: self.start_index({**params, "confirm": True}))
-        self._keep(dialog)
-        dialog.open()
-        return dialog
-
-    def confirm_large_run(self, params: dict[str, Any], estimate: Estimate) -> QuestionDialog:
-        """Show the estimate; "Index anyway" resends the run with ``confirm``."""
-        dialog = confirm_run_dialog(estimate, self.iface.mainWindow())
-        dialog.accepted.connect(lambda: self.start_index({**params, "confirm": True}))
-        self._keep(dialog)
-        dialog.open()
-        return dialog
-
-    def _adapted(self, index: str, result: dict[str, Any]) -> None:
-        self.reindex_offers.pop(index, None)
-        self._message(wording.adapt_done_text(result), Qgis.MessageLevel.Success)
-
-    def _task_failed(self, what: str, error: WorkerError) -> None:
-        if error.cancelled:
-            self._message(
-                self.tr("{what} cancelled; nothing was changed.").format(what=what),
-                Qgis.MessageLevel.Info,
-            )
-            return
-        level = LEVELS[wording.error_level(error.info)]
-        self._message(
-            self.tr("{what} failed. {error_text}").format(
-                what=what, error_text=wording.error_text(error.info)
-            ),
-            level,
-            details=wording.error_details(error.info),
-        )
 
     # --- re-index offer --------------------------------------------------------------------------
     def offer_reindex(self, index: str, info: dict[str, Any]) -> None:
@@ -425,12 +307,7 @@ class CachPlugin:
     def _message(
         self, text: str, level: Qgis.MessageLevel, duration: int = 10, details: str = ""
     ) -> None:
-        log(f"{text} {details}".strip(), level)
-        bar = self.iface.messageBar()
-        if details:
-            bar.pushMessage(self.tr("CACH"), text, details, level=level, duration=duration)
-        else:
-            bar.pushMessage(self.tr("CACH"), text, level=level, duration=duration)
+        message_bar.push(self.iface, text, level, duration, details)
 
 
 def install_translator() -> QTranslator | None:
@@ -462,11 +339,8 @@ def _error_name(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _disconnect(signal: Any, slot: Any = None) -> None:
+def _disconnect(signal: Any, slot: Any) -> None:
     try:
-        if slot is None:
-            signal.disconnect()
-        else:
-            signal.disconnect(slot)
+        signal.disconnect(slot)
     except (TypeError, RuntimeError):
         pass

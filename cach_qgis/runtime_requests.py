@@ -1,6 +1,7 @@
 """The request side of :class:`~.runtime_client.RuntimeClient`: the registry of requests in
 flight (ids, the outbox held until the worker is ready, cancel) and the blocking adapter
-(:meth:`call`) that QgsTask and Processing code use from background threads."""
+(:meth:`call`) that QgsTask and Processing code use from background threads. Requests are the
+protocol's typed requests (:class:`SearchRequest`, ...), sent as their ``to_params()``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from qgis.PyQt.QtCore import QCoreApplication, QEventLoop, QObject, QThread, QTimer, pyqtSignal
 
-from ..model_runtime.protocol import Progress, Request
+from ..model_runtime.protocol import OpRequest, Progress, Request
 from .runtime_errors import WorkerError, cancelled, unavailable
 
 
@@ -24,12 +25,20 @@ class PendingRequest(QObject):
     failed = pyqtSignal(object)  # WorkerError
     finished = pyqtSignal()
 
-    def __init__(self, client: RequestRegistry, request_id: int, op: str, params: dict[str, Any]):
+    def __init__(
+        self,
+        client: RequestRegistry,
+        request_id: int,
+        op: str,
+        params: dict[str, Any],
+        call: OpRequest | None = None,
+    ) -> None:
         super().__init__()
         self._client = client
         self.id = request_id
         self.op = op
-        self.params = params
+        self.params = params  # as sent
+        self.call = call  # the typed request it was sent from, if any
         self.done = False
         self.result: dict[str, Any] | None = None
         self.error: WorkerError | None = None
@@ -73,9 +82,16 @@ class RequestRegistry:
     Uses the client's state, ``_pending``, ``_outbox``, ``_next_id``, ``_start``, ``_write`` and
     its ``_submit``/``_cancel_job`` signals."""
 
-    def request(self, op: str, params: dict[str, Any] | None = None) -> PendingRequest:
-        """Send a request (starting the worker if needed); never blocks."""
-        req = PendingRequest(self, self._next_id, op, dict(params or {}))
+    def send(self, call: OpRequest) -> PendingRequest:
+        """Send a typed request (its ``to_params()``, starting the worker if needed); never
+        blocks."""
+        return self.request(call.OP, call.to_params(), call)
+
+    def request(
+        self, op: str, params: dict[str, Any] | None = None, call: OpRequest | None = None
+    ) -> PendingRequest:
+        """Send a request by op and params (starting the worker if needed); never blocks."""
+        req = PendingRequest(self, self._next_id, op, dict(params or {}), call)
         self._next_id += 1
         self._pending[req.id] = req
         if self._state == self.READY:
@@ -105,7 +121,7 @@ class RequestRegistry:
 
     def call(
         self,
-        op: str,
+        op: str | OpRequest,
         params: dict[str, Any] | None = None,
         progress: Callable[[Progress], None] | None = None,
         is_cancelled: Callable[[], bool] | None = None,
@@ -115,8 +131,11 @@ class RequestRegistry:
 
         From another thread the request is handed to the client's thread and this thread waits,
         polling ``is_cancelled`` (a cancel sends the protocol ``cancel``). On the client's own
-        thread a local event loop runs instead, so the process's signals still arrive.
+        thread a local event loop runs instead, so the process's signals still arrive. ``op``
+        may be a typed request, which then brings its own params.
         """
+        if isinstance(op, OpRequest):
+            op, params = op.OP, op.to_params()
         job = _CallJob(op, dict(params or {}))
         deadline = time.monotonic() + timeout_s if timeout_s else None
         cancel_sent = False

@@ -6,7 +6,7 @@ or wrong, the last result, and which request is current. The latest query wins: 
 search is sent, or a result arrives by another route (a click on the map), the answer to an
 earlier request is stale and the session ignores it.
 
-The session builds what a search sends (:meth:`SearchSession.search_params`) and says what
+The session builds what a search sends (a :class:`SearchRequest`) and says what
 happened as short codes (:class:`Note`). The words for those codes live in the views and in
 ``wording``, which translate them. Standard library and the protocol only, so plain pytest
 tests it without QGIS.
@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from ..model_runtime.protocol import DEFAULT_K, Hit, RequestId, SearchResult
+from ..model_runtime.protocol import DEFAULT_K, Hit, RequestId, SearchRequest, SearchResult
 
 
 class Note(str, Enum):
@@ -217,20 +217,23 @@ class SearchSession:
             return Note.RUNTIME_DOWN if runtime_down else Note.NO_INDEX
         return None
 
-    def search_params(
+    def search_request(
         self, query: Query, bbox: Bbox | None = None, save: str = ""
-    ) -> dict[str, Any]:
+    ) -> SearchRequest:
         """The ``search`` request for ``query`` on the chosen index: the marks refine it (a
         saved search carries its own), ``bbox`` limits it to an extent, ``save`` keeps the
         refined search in that file."""
-        params: dict[str, Any] = {"index": self.index, "k": self.k, **query.params()}
-        if query.kind != "saved":
-            params.update(self.marks.params())
-        if save:
-            params["save"] = save
-        if bbox is not None:
-            params["bbox"], params["bbox_crs"] = list(bbox[0]), bbox[1]
-        return params
+        marks = query.kind != "saved"
+        area = {"bbox": tuple(bbox[0]), "bbox_crs": bbox[1]} if bbox is not None else {}
+        return SearchRequest(
+            index=self.index,
+            k=self.k,
+            positive=tuple(self.marks.positive()) if marks else (),
+            negative=tuple(self.marks.negative()) if marks else (),
+            save=save or None,
+            **query.params(),
+            **area,
+        )
 
     def begin(self, request_id: RequestId, query: Query) -> None:
         """``request_id`` now carries the current query; any earlier request is stale."""

@@ -12,7 +12,7 @@ from qgis.core import QgsTask
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import pyqtSignal
 
-from ..model_runtime.protocol import IndexSummary, Progress
+from ..model_runtime.protocol import AdaptRequest, IndexRequest, IndexSummary, OpRequest, Progress
 from .runtime_client import RuntimeClient, WorkerError, cancelled, log
 from .wording import tr
 
@@ -42,20 +42,19 @@ def is_active(task: QgsTask | None) -> bool:
 
 
 class WorkerTask(QgsTask):
-    """Runs one request through :meth:`RuntimeClient.call` in the task manager's thread."""
+    """Runs one typed request through :meth:`RuntimeClient.call` in the task manager's thread."""
 
     succeeded = pyqtSignal(object)  # result dict
     failed = pyqtSignal(object)  # WorkerError (type "cancelled" after Cancel)
     progressEvent = pyqtSignal(object)  # Progress, delivered on the UI thread
     ended = pyqtSignal()  # after succeeded/failed, on the UI thread
 
-    def __init__(
-        self, client: RuntimeClient, op: str, params: dict[str, Any], description: str
-    ) -> None:
+    def __init__(self, client: RuntimeClient, call: OpRequest, description: str) -> None:
         super().__init__(description, QgsTask.Flag.CanCancel)
         self.client = client
-        self.op = op
-        self.params = dict(params)
+        self.call = call
+        self.op = call.OP
+        self.params = call.to_params()  # as sent
         self.result: dict[str, Any] | None = None
         self.error: WorkerError | None = None
         self.progress_events: list[Progress] = []
@@ -64,7 +63,7 @@ class WorkerTask(QgsTask):
         """Task-manager thread: wait on the worker, forward progress, honour Cancel."""
         try:
             self.result = self.client.call(
-                self.op, self.params, progress=self._on_progress, is_cancelled=self.isCanceled
+                self.call, progress=self._on_progress, is_cancelled=self.isCanceled
             )
         except WorkerError as err:
             self.error = err
@@ -102,32 +101,22 @@ class IndexTask(WorkerTask):
 
     indexed = pyqtSignal(str, object)  # index dir, IndexSummary
 
-    def __init__(self, client: RuntimeClient, params: dict[str, Any]) -> None:
-        name = str(params.get("index", ""))
-        super().__init__(
-            client,
-            "index",
-            params,
-            tr("CACH: indexing into {name}").format(name=name),
-        )
+    def __init__(self, client: RuntimeClient, call: IndexRequest) -> None:
+        super().__init__(client, call, tr("CACH: indexing into {name}").format(name=call.index))
         self.summary: IndexSummary | None = None
         self.succeeded.connect(self._on_succeeded)
 
     def _on_succeeded(self, result: dict[str, Any]) -> None:
         self.summary = IndexSummary.from_json(result)
-        self.indexed.emit(str(self.params.get("index", "")), self.summary)
+        self.indexed.emit(self.call.index, self.summary)
 
 
 class AdaptTask(WorkerTask):
     """Fine-tune the index's image head to its own archive and re-hash it (``adapt`` op)."""
 
     def __init__(self, client: RuntimeClient, index: str, steps: int | None = None) -> None:
-        params: dict[str, Any] = {"index": index}
-        if steps:
-            params["steps"] = steps
         super().__init__(
             client,
-            "adapt",
-            params,
+            AdaptRequest(index, steps or None),
             tr("CACH: adapting the model to {index}").format(index=index),
         )

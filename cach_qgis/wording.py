@@ -374,6 +374,36 @@ def saved_search_text(path: str) -> str:
     return text.format(path=path)
 
 
+def footprints_saved_text(path: str, no_geometry: list[int]) -> str:
+    """The message after footprints were written: where, and which rows have no geometry."""
+    text = tr("Footprints saved to {path}.").format(path=path)
+    if no_geometry:
+        ranks = ", ".join(f"#{r}" for r in no_geometry)
+        rows = tr("{n} rows have no geometry ({ranks}): {why} (see their 'note' field).")
+        text += " " + rows.format(n=len(no_geometry), ranks=ranks, why=NOT_GEOREFERENCED)
+    return text
+
+
+#: the search session's notes (``session.Note``) the panel words in its status line
+_NOTES: dict[str, str] = {
+    "no_query": QT_TR_NOOP("Type what you are looking for, or mark example tiles."),
+    "no_index": QT_TR_NOOP("Choose an index folder first, or make one with {INDEX_MENU}"),
+    "searching": QT_TR_NOOP("Searching…"),
+    "cancelled": QT_TR_NOOP("Search cancelled."),
+    "index_changed": QT_TR_NOOP("Index changed: press Search to search this index."),
+    "no_selection": QT_TR_NOOP("Select a result first."),
+    "no_result": QT_TR_NOOP("Run a search first."),
+    "no_marks": QT_TR_NOOP("Mark tiles right or wrong first, then save."),
+}
+
+
+def note_text(note: str) -> str:
+    """The words for a session note (a ``session.Note`` or its code); "" for a note that the
+    panel shows otherwise (a weak match, an outdated index)."""
+    text = _NOTES.get(getattr(note, "value", note), "")
+    return tr(text).format(**_MENUS) if text else ""
+
+
 def hit_tooltip(hit: Hit) -> str:
     """Everything about one result: where it is, how well it matches, and why it is not on the
     map when it is not."""

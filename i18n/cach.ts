@@ -4,52 +4,52 @@
 <context>
     <name>@default</name>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="353"/>
+        <location filename="../cach_qgis/dialogs.py" line="347"/>
         <source>Add to the index in {0}, which holds no tiles yet.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="355"/>
+        <location filename="../cach_qgis/dialogs.py" line="349"/>
         <source>Add to this index ({0}), which holds {1:,} tiles of these folders: {2}.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="359"/>
+        <location filename="../cach_qgis/dialogs.py" line="353"/>
         <source>{0} is new to it and is added.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="361"/>
+        <location filename="../cach_qgis/dialogs.py" line="355"/>
         <source>{0} is one of them: only new or changed files are indexed.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="365"/>
+        <location filename="../cach_qgis/dialogs.py" line="359"/>
         <source>The tiling chosen is not the index&apos;s: all {0:,} tiles would be tiled again.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="389"/>
+        <location filename="../cach_qgis/dialogs.py" line="383"/>
         <source>CACH: a very large indexing run</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="389"/>
+        <location filename="../cach_qgis/dialogs.py" line="383"/>
         <source>Index anyway</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="399"/>
+        <location filename="../cach_qgis/dialogs.py" line="393"/>
         <source>CACH: adapt to this archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="399"/>
+        <location filename="../cach_qgis/dialogs.py" line="393"/>
         <source>Adapt</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="105"/>
+        <location filename="../cach_qgis/dock.py" line="68"/>
         <source>CACH search</source>
         <translation type="unfinished"></translation>
     </message>
@@ -59,137 +59,137 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="455"/>
+        <location filename="../cach_qgis/plugin.py" line="332"/>
         <source>unload: {name} failed: {error}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="76"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="80"/>
         <source>Raster search</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="109"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="113"/>
         <source>Index raster folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="112"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="116"/>
         <source>Cuts every raster of a folder into tiles, hashes them with the CACH model and stores them in an index folder. Re-running updates only changed files. Dry run only estimates files, tiles, bytes and time.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="119"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="123"/>
         <source>Raster folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="373"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="374"/>
         <source>Index folder</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="149"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="153"/>
         <source>Bands (e.g. 1,2,3; empty = automatic)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="156"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="160"/>
         <source>Also tiles twice as large</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="159"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="163"/>
         <source>Rebuild the index from scratch</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="162"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="166"/>
         <source>Dry run (estimate)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="165"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="169"/>
         <source>Index even a very large run (over {CONFIRM_ABOVE_TILES:,} new tiles), or one whose tiling re-tiles every folder of an existing index</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="246"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="254"/>
         <source>Text search</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="249"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="257"/>
         <source>Finds the tiles of a CACH index that best match a description, e.g. &apos;a baseball field next to a parking lot&apos;. Output: footprints with rank, score, source, window, query, model and index.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="263"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="271"/>
         <source>What are you looking for</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="383"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="384"/>
         <source>Number of results</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="274"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="282"/>
         <source>Only within extent</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="310"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="311"/>
         <source>Search results</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="362"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="363"/>
         <source>Run a saved search</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="365"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="366"/>
         <source>Runs a refined search kept as a file (tiles marked right or wrong, saved with &apos;cach search --save&apos;) on an index, e.g. next month&apos;s imagery. It works on an index made with the same model, also after &apos;cach adapt&apos;; another model is refused. Output: footprints with rank, score, confidence, source and window.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="380"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="381"/>
         <source>Saved search (.json)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/tasks.py" line="92"/>
+        <location filename="../cach_qgis/tasks.py" line="91"/>
         <source>{description} was cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/tasks.py" line="107"/>
+        <location filename="../cach_qgis/tasks.py" line="105"/>
         <source>CACH: indexing into {name}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/tasks.py" line="128"/>
+        <location filename="../cach_qgis/tasks.py" line="118"/>
         <source>CACH: adapting the model to {index}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="475"/>
+        <location filename="../cach_qgis/wording.py" line="505"/>
         <source>Indexing cancelled. Files already indexed are kept; index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="486"/>
+        <location filename="../cach_qgis/wording.py" line="516"/>
         <source>Indexing finished before the cancel took effect: every file is indexed, the index is complete and is now chosen in the search panel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="491"/>
+        <location filename="../cach_qgis/wording.py" line="521"/>
         <source>Indexing cancelled: what was indexed is kept and searchable; {todo} tiles of {files} files are still to do. Index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="374"/>
+        <location filename="../cach_qgis/dialogs.py" line="368"/>
         <source>The tiling you chose is not this index&apos;s own. Indexing with it tiles all {0:,} tiles of the index&apos;s {1} folder(s) again: {2}. Re-tile them all, or cancel and keep the index&apos;s tiling.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -511,97 +511,97 @@ It keeps running in the background (task manager in the status bar) and can be c
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="382"/>
+        <location filename="../cach_qgis/wording.py" line="412"/>
         <source>window (col, row, width, height): {window}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="384"/>
+        <location filename="../cach_qgis/wording.py" line="414"/>
         <source>tile {id}, score {score}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="386"/>
+        <location filename="../cach_qgis/wording.py" line="416"/>
         <source>, Hamming distance {n}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="388"/>
+        <location filename="../cach_qgis/wording.py" line="418"/>
         <source>{confidence}: the estimated chance that this tile shows what you asked for</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="394"/>
+        <location filename="../cach_qgis/wording.py" line="424"/>
         <source>{note}. Select it to view the image.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="401"/>
+        <location filename="../cach_qgis/wording.py" line="431"/>
         <source>{n} tiles {what}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="403"/>
+        <location filename="../cach_qgis/wording.py" line="433"/>
         <source> in {ms} ms</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="405"/>
+        <location filename="../cach_qgis/wording.py" line="435"/>
         <source>; {n} not georeferenced (in the list only)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="420"/>
+        <location filename="../cach_qgis/wording.py" line="450"/>
         <source>Model: {method} hashing, {backbone} encoders, {bits}-bit codes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="427"/>
+        <location filename="../cach_qgis/wording.py" line="457"/>
         <source>Heads: {heads}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="432"/>
+        <location filename="../cach_qgis/wording.py" line="462"/>
         <source>Runs on: {runs}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="434"/>
+        <location filename="../cach_qgis/wording.py" line="464"/>
         <source>Index: {path}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="436"/>
+        <location filename="../cach_qgis/wording.py" line="466"/>
         <source>, {n} tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="438"/>
+        <location filename="../cach_qgis/wording.py" line="468"/>
         <source>, adapted to its archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="444"/>
+        <location filename="../cach_qgis/wording.py" line="474"/>
         <source>The index {name} was made with an earlier model. Re-index it to search with the new one (better on scene types the old model never saw).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="466"/>
+        <location filename="../cach_qgis/wording.py" line="496"/>
         <source>Adapted the model to this archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="468"/>
+        <location filename="../cach_qgis/wording.py" line="498"/>
         <source> and re-hashed its {n} tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="470"/>
+        <location filename="../cach_qgis/wording.py" line="500"/>
         <source> in {time}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="471"/>
+        <location filename="../cach_qgis/wording.py" line="501"/>
         <source>. Searches of this index now use it.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -651,12 +651,12 @@ It keeps running in the background (task manager in the status bar) and can be c
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="127"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="131"/>
         <source>Tile size (pixels; empty = the index&apos;s own, 256 for a new index)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/processing/algorithms.py" line="138"/>
+        <location filename="../cach_qgis/processing/algorithms.py" line="142"/>
         <source>Overlap (fraction of a tile; empty = the index&apos;s own, 0 for a new index)</source>
         <translation type="unfinished"></translation>
     </message>
@@ -701,22 +701,112 @@ It keeps running in the background (task manager in the status bar) and can be c
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="451"/>
+        <location filename="../cach_qgis/wording.py" line="481"/>
         <source>Adapt the model to the imagery of {name}?
 
 CACH fine-tunes the image side of its model on this index&apos;s own tiles (no labels needed) and re-hashes the index. What it improves: text searches (by about 0.03 mAP on two archives of scene types the model never saw) and, on large archives, which tiles an image search considers first. It does not change the order of similar-image results, which are ranked by the image features already. It runs in the background (task manager in the status bar) and can be cancelled there. Only this index changes; other indexes keep the shipped model.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="45"/>
+        <source>for the saved search {name}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/dock.py" line="52"/>
+        <source>for {label}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/message_bar.py" line="44"/>
+        <source>CACH</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/search_files.py" line="15"/>
+        <source>Save footprints</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/search_files.py" line="15"/>
+        <source>GeoPackage (*.gpkg)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/search_files.py" line="26"/>
+        <source>Save refined search</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/search_files.py" line="37"/>
+        <source>CACH saved search (*.json)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/search_files.py" line="37"/>
+        <source>Run saved search</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="379"/>
+        <source>Footprints saved to {path}.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="382"/>
+        <source>{n} rows have no geometry ({ranks}): {why} (see their &apos;note&apos; field).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="389"/>
+        <source>Type what you are looking for, or mark example tiles.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="390"/>
+        <source>Choose an index folder first, or make one with {INDEX_MENU}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="391"/>
+        <source>Searching…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="392"/>
+        <source>Search cancelled.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="393"/>
+        <source>Index changed: press Search to search this index.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="394"/>
+        <source>Select a result first.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="395"/>
+        <source>Run a search first.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="396"/>
+        <source>Mark tiles right or wrong first, then save.</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
     <name>CACH</name>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="379"/>
+        <location filename="../cach_qgis/dialogs.py" line="373"/>
         <source>CACH: re-tile the whole index</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="379"/>
+        <location filename="../cach_qgis/dialogs.py" line="373"/>
         <source>Re-tile all</source>
         <translation type="unfinished"></translation>
     </message>
@@ -724,62 +814,47 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>CachPlugin</name>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="74"/>
+        <location filename="../cach_qgis/plugin.py" line="69"/>
         <source>a Processing provider &apos;cach&apos; is already registered</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="91"/>
+        <location filename="../cach_qgis/plugin.py" line="89"/>
         <source>plugin loaded</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="433"/>
+        <location filename="../cach_qgis/plugin.py" line="281"/>
         <source>CACH</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="123"/>
+        <location filename="../cach_qgis/plugin.py" line="122"/>
         <source>Clear CACH results</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="126"/>
+        <location filename="../cach_qgis/plugin.py" line="125"/>
         <source>CACH user guide</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="157"/>
+        <location filename="../cach_qgis/plugin.py" line="156"/>
         <source>plugin unloaded</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="245"/>
+        <location filename="../cach_qgis/plugin.py" line="233"/>
         <source>Removed the CACH results from the layer tree ({n} layers).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="271"/>
+        <location filename="../cach_qgis/plugin.py" line="259"/>
         <source>Choose an index in the CACH search panel first; adapting works on that index.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/plugin.py" line="302"/>
-        <source>Adapting the model to this archive; progress and Cancel are in the task manager (status bar).</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/plugin.py" line="379"/>
-        <source>{what} cancelled; nothing was changed.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/plugin.py" line="385"/>
-        <source>{what} failed. {error_text}</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/plugin.py" line="400"/>
+        <location filename="../cach_qgis/plugin.py" line="282"/>
         <source>Re-index with the new model</source>
         <translation type="unfinished"></translation>
     </message>
@@ -937,13 +1012,41 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="289"/>
+        <location filename="../cach_qgis/dialogs.py" line="283"/>
         <source>Estimating…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="295"/>
+        <location filename="../cach_qgis/dialogs.py" line="289"/>
         <source>Cannot estimate: {error_text}</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>IndexJobs</name>
+    <message>
+        <location filename="../cach_qgis/index_jobs.py" line="60"/>
+        <source>Adapting</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/index_jobs.py" line="63"/>
+        <source>Adapting the model to this archive; progress and Cancel are in the task manager (status bar).</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/index_jobs.py" line="115"/>
+        <source>Indexing</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/index_jobs.py" line="147"/>
+        <source>{what} cancelled; nothing was changed.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/index_jobs.py" line="153"/>
+        <source>{what} failed. {error_text}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -1006,19 +1109,226 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
     </message>
 </context>
 <context>
+    <name>QueryBar</name>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="47"/>
+        <source>Folder of the index to search (made with {INDEX_MENU})</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="52"/>
+        <source>index folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="58"/>
+        <source>Choose an index folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="61"/>
+        <source>Index</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="68"/>
+        <source>type what you are looking for</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="70"/>
+        <source>Describe the scene in words, e.g. &quot;a baseball field next to a parking lot&quot;</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="73"/>
+        <source>Search</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="74"/>
+        <source>Search now (a search still running is replaced)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="75"/>
+        <source>Cancel</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="76"/>
+        <source>Stop the running search</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="88"/>
+        <source>top </source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="89"/>
+        <source>How many tiles a search returns</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="94"/>
+        <source> tiles on map</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="95"/>
+        <source>How many of a query&apos;s best tiles are added to the map as raster layers (0: footprints only)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="102"/>
+        <source>current map extent only</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="103"/>
+        <source>Only tiles inside what the map shows now (its extent and CRS are sent)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/query_bar.py" line="116"/>
+        <source>CACH index folder</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>ResultActions</name>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="145"/>
+        <source>+ More like this</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="146"/>
+        <source>Use the selected tile as an example of what you want (Refine)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="149"/>
+        <source>− Less like this</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="150"/>
+        <source>Use the selected tile as an example of what you do not want</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="153"/>
+        <source>Save footprints…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="154"/>
+        <source>Write the result&apos;s footprints to a GeoPackage</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="155"/>
+        <source>Clear results</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="156"/>
+        <source>Remove the &quot;CACH results&quot; group and all its layers from the layer tree</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>ResultsList</name>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="50"/>
+        <source>Select a tile to zoom to it; right-click for more (similar tiles, + and −)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="123"/>
+        <source>Zoom to tile</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="125"/>
+        <source>View tile enlarged</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="126"/>
+        <source>Mark right: more like this (+)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="129"/>
+        <source>Mark wrong: less like this (−)</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="133"/>
+        <source>Undo this mark</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="134"/>
+        <source>Search tiles similar to this one</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
+    <name>RuntimeBox</name>
+    <message>
+        <location filename="../cach_qgis/runtime_box.py" line="53"/>
+        <source>Runtime settings…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_box.py" line="54"/>
+        <source>Create the CACH runtime, or choose the Python of an existing one</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_box.py" line="67"/>
+        <source>Runtime ready on &lt;b&gt;{device}&lt;/b&gt;</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_box.py" line="67"/>
+        <source>Runtime ready; loading the model…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_box.py" line="73"/>
+        <source>Starting the CACH runtime…</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_box.py" line="75"/>
+        <source>The CACH runtime is not running.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/runtime_box.py" line="77"/>
+        <source>The runtime starts when this panel opens.</source>
+        <translation type="unfinished"></translation>
+    </message>
+</context>
+<context>
     <name>RuntimeClient</name>
     <message>
-        <location filename="../cach_qgis/runtime_requests.py" line="98"/>
+        <location filename="../cach_qgis/runtime_requests.py" line="114"/>
         <source>Cancelled before it started.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_requests.py" line="145"/>
+        <location filename="../cach_qgis/runtime_requests.py" line="164"/>
         <source>&apos;{op}&apos; timed out after {timeout_s:.0f} s.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_requests.py" line="152"/>
+        <location filename="../cach_qgis/runtime_requests.py" line="171"/>
         <source>&apos;{op}&apos; did not stop.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1033,7 +1343,7 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_requests.py" line="201"/>
+        <location filename="../cach_qgis/runtime_requests.py" line="220"/>
         <source>The CACH runtime is not running; run it again.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1106,72 +1416,72 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>RuntimeDialog</name>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="415"/>
+        <location filename="../cach_qgis/dialogs.py" line="409"/>
         <source>CACH: Runtime settings</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="425"/>
+        <location filename="../cach_qgis/dialogs.py" line="419"/>
         <source>Detect</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="427"/>
+        <location filename="../cach_qgis/dialogs.py" line="421"/>
         <source>Test runtime</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="429"/>
+        <location filename="../cach_qgis/dialogs.py" line="423"/>
         <source>Create runtime…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="430"/>
+        <location filename="../cach_qgis/dialogs.py" line="424"/>
         <source>Create a virtual environment in {data_dir} with the pinned requirements (QGIS&apos;s own Python is not touched).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="467"/>
+        <location filename="../cach_qgis/dialogs.py" line="461"/>
         <source>Runtime Python</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="469"/>
+        <location filename="../cach_qgis/dialogs.py" line="463"/>
         <source>Device</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="470"/>
+        <location filename="../cach_qgis/dialogs.py" line="464"/>
         <source>Runtime to create</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="443"/>
+        <location filename="../cach_qgis/dialogs.py" line="437"/>
         <source>The Python interpreter of the CACH runtime</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="444"/>
+        <location filename="../cach_qgis/dialogs.py" line="438"/>
         <source>Look for a runtime made by the setup script or from QGIS</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="445"/>
+        <location filename="../cach_qgis/dialogs.py" line="439"/>
         <source>Start the runtime, load its model and show its device</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="510"/>
+        <location filename="../cach_qgis/dialogs.py" line="504"/>
         <source>starting…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="516"/>
+        <location filename="../cach_qgis/dialogs.py" line="510"/>
         <source>{device} — runtime {version}, backbone {backbone}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dialogs.py" line="458"/>
+        <location filename="../cach_qgis/dialogs.py" line="452"/>
         <source>Which runtime Create runtime… makes; its size is shown below before anything downloads</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1187,310 +1497,45 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>SearchDock</name>
     <message>
-        <location filename="../cach_qgis/dock.py" line="157"/>
+        <location filename="../cach_qgis/dock.py" line="95"/>
         <source>Click a tile on the map with the CACH tile tool to see its captions.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="173"/>
-        <source>Runtime settings…</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="174"/>
-        <source>Create the CACH runtime, or choose the Python of an existing one</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="186"/>
-        <source>Folder of the index to search (made with {INDEX_MENU})</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="191"/>
-        <source>index folder</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="198"/>
-        <source>Choose an index folder</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="201"/>
-        <source>Index</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="208"/>
-        <source>type what you are looking for</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="210"/>
-        <source>Describe the scene in words, e.g. &quot;a baseball field next to a parking lot&quot;</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="214"/>
-        <source>Search</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="215"/>
-        <source>Search now (a search still running is replaced)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="217"/>
-        <source>Cancel</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="219"/>
-        <source>Stop the running search</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="231"/>
-        <source>top </source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="232"/>
-        <source>How many tiles a search returns</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="236"/>
-        <source> tiles on map</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="237"/>
-        <source>How many of a query&apos;s best tiles are added to the map as raster layers (0: footprints only)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="244"/>
-        <source>current map extent only</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="245"/>
-        <source>Only tiles inside what the map shows now (its extent and CRS are sent)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="268"/>
-        <source>Select a tile to zoom to it; right-click for more (similar tiles, + and −)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="278"/>
-        <source>+ More like this</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="279"/>
-        <source>Use the selected tile as an example of what you want (Refine)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="281"/>
-        <source>− Less like this</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="282"/>
-        <source>Use the selected tile as an example of what you do not want</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="284"/>
-        <source>Save footprints…</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="285"/>
-        <source>Write the result&apos;s footprints to a GeoPackage</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="287"/>
-        <source>Clear results</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="288"/>
-        <source>Remove the &quot;CACH results&quot; group and all its layers from the layer tree</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="305"/>
+        <location filename="../cach_qgis/dock.py" line="144"/>
         <source>search panel shown: starting the runtime</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="311"/>
-        <source>Runtime ready on &lt;b&gt;{device}&lt;/b&gt;</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="311"/>
-        <source>Runtime ready; loading the model…</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="319"/>
-        <source>The CACH runtime is not running.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="321"/>
-        <source>The runtime starts when this panel opens.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="340"/>
-        <source>CACH index folder</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="351"/>
-        <source>Index changed: press Search to search this index.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="394"/>
-        <source>CACH</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="404"/>
-        <source>Type what you are looking for, or mark example tiles.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="430"/>
-        <source>Choose an index folder first, or make one with {INDEX_MENU}</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="451"/>
-        <source>Searching…</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="490"/>
-        <source>Search cancelled.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="681"/>
-        <source>Select a result first.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="728"/>
-        <source>Zoom to tile</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="730"/>
-        <source>View tile enlarged</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="735"/>
-        <source>Search tiles similar to this one</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="743"/>
-        <source>Run a search first.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="745"/>
-        <source>Save footprints</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="745"/>
-        <source>GeoPackage (*.gpkg)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="762"/>
+        <location filename="../cach_qgis/dock.py" line="380"/>
         <source>The footprints could not be saved ({err}). Choose another file or folder.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="731"/>
-        <source>Mark right: more like this (+)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="732"/>
-        <source>Mark wrong: less like this (−)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="734"/>
-        <source>Undo this mark</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="783"/>
-        <source>Mark tiles right or wrong first, then save.</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="785"/>
-        <source>Save refined search</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="807"/>
-        <source>CACH saved search (*.json)</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="807"/>
-        <source>Run saved search</source>
-        <translation type="unfinished"></translation>
-    </message>
-    <message>
-        <location filename="../cach_qgis/dock.py" line="819"/>
-        <source>for the saved search {name}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
     <name>TileTool</name>
     <message>
-        <location filename="../cach_qgis/maptool.py" line="82"/>
+        <location filename="../cach_qgis/maptool.py" line="83"/>
         <source>Choose an index in the CACH search panel first, or make one with {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/maptool.py" line="105"/>
+        <location filename="../cach_qgis/maptool.py" line="104"/>
         <source>No indexed tile here. Click on a raster you indexed, or index it with {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/maptool.py" line="57"/>
+        <location filename="../cach_qgis/maptool.py" line="58"/>
         <source>Mark this tile right (more like this)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/maptool.py" line="60"/>
+        <location filename="../cach_qgis/maptool.py" line="61"/>
         <source>Mark this tile wrong (less like this)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/maptool.py" line="64"/>
+        <location filename="../cach_qgis/maptool.py" line="65"/>
         <source>Captions and similar tiles</source>
         <translation type="unfinished"></translation>
     </message>

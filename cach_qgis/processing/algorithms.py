@@ -30,18 +30,22 @@ from ...model_runtime.protocol import (
     DEFAULT_K,
     NOT_GEOREFERENCED_NOTE,
     Estimate,
+    IndexRequest,
     IndexSummary,
+    OpRequest,
     Progress,
+    SearchRequest,
     SearchResult,
 )
 from .. import guide, wording
+from ..extent import rect_bbox
 from ..layers import FOOTPRINT_CRS, hit_feature, hit_fields
 from ..runtime_client import WorkerError, shared_client
 from ..wording import tr
 
 
-def _call(op: str, params: dict[str, Any], feedback: QgsProcessingFeedback) -> dict[str, Any]:
-    """One worker request with progress and cancel wired to the feedback object."""
+def _call(call: OpRequest, feedback: QgsProcessingFeedback) -> dict[str, Any]:
+    """One typed worker request with progress and cancel wired to the feedback object."""
 
     def progress(event: Progress) -> None:
         if event.percent is not None:
@@ -50,7 +54,7 @@ def _call(op: str, params: dict[str, Any], feedback: QgsProcessingFeedback) -> d
             feedback.setProgressText(f"{event.stage} {event.message}".strip())
 
     try:
-        return shared_client().call(op, params, progress=progress, is_cancelled=feedback.isCanceled)
+        return shared_client().call(call, progress=progress, is_cancelled=feedback.isCanceled)
     except WorkerError as err:
         if err.cancelled:
             feedback.reportError("Cancelled.")
@@ -178,37 +182,41 @@ class IndexRasterFolder(_Base):
     def processAlgorithm(  # noqa: N802 - QGIS API
         self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict[str, Any]:
+        call = self._request(parameters, context)
+        result = _call(call, feedback)
+        text = _report_index(result, call.dry_run, feedback) if result else "cancelled"
+        return {
+            self.INDEX: call.index,
+            "TILES": int(result.get("tiles") or 0),
+            "SUMMARY": text,
+        }
+
+    def _request(self, parameters: dict, context: QgsProcessingContext) -> IndexRequest:
+        """The ``index`` request of the parameters. Tiling only when given: else the index's
+        own (nothing is re-tiled), or the defaults for a new index."""
         from ..dialogs import parse_bands
 
-        params: dict[str, Any] = {
-            "index": self.parameterAsString(parameters, self.INDEX, context),
-            "paths": [self.parameterAsFile(parameters, self.INPUT, context)],
-            "dry_run": self.parameterAsBool(parameters, self.DRY_RUN, context),
-        }
-        # tiling only when given: else the index's own (no re-tiling), defaults for a new one
-        if _given(parameters, self.TILE_SIZE):
-            params["tile_size"] = self.parameterAsInt(parameters, self.TILE_SIZE, context)
-        if _given(parameters, self.OVERLAP):
-            params["overlap"] = self.parameterAsDouble(parameters, self.OVERLAP, context)
         try:
             bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context) or "")
         except ValueError as err:
             raise QgsProcessingException(str(err)) from err
-        if bands:
-            params["bands"] = bands
-        if self.parameterAsBool(parameters, self.MULTI_SCALE, context):
-            params["scales"] = [1, 2]
-        if self.parameterAsBool(parameters, self.REBUILD, context):
-            params["rebuild"] = True
-        if self.parameterAsBool(parameters, self.CONFIRM, context):
-            params["confirm"] = True
-        result = _call("index", params, feedback)
-        text = _report_index(result, bool(params["dry_run"]), feedback) if result else "cancelled"
-        return {
-            self.INDEX: params["index"],
-            "TILES": int(result.get("tiles") or 0),
-            "SUMMARY": text,
-        }
+        tile_size = overlap = None
+        if _given(parameters, self.TILE_SIZE):
+            tile_size = self.parameterAsInt(parameters, self.TILE_SIZE, context)
+        if _given(parameters, self.OVERLAP):
+            overlap = self.parameterAsDouble(parameters, self.OVERLAP, context)
+        multi_scale = self.parameterAsBool(parameters, self.MULTI_SCALE, context)
+        return IndexRequest(
+            self.parameterAsString(parameters, self.INDEX, context),
+            paths=(self.parameterAsFile(parameters, self.INPUT, context),),
+            tile_size=tile_size,
+            overlap=overlap,
+            bands=tuple(bands) if bands else None,
+            scales=(1, 2) if multi_scale else None,
+            dry_run=self.parameterAsBool(parameters, self.DRY_RUN, context),
+            rebuild=self.parameterAsBool(parameters, self.REBUILD, context),
+            confirm=self.parameterAsBool(parameters, self.CONFIRM, context),
+        )
 
 
 def _given(parameters: dict, name: str) -> bool:
@@ -283,23 +291,16 @@ class TextSearch(_Base):
         text = self.parameterAsString(parameters, self.TEXT, context).strip()
         if not text:
             raise QgsProcessingException("Type what you are looking for.")
-        params: dict[str, Any] = {
-            "index": index,
-            "text": text,
-            "k": self.parameterAsInt(parameters, self.K, context),
-        }
+        area: dict[str, Any] = {}
         if parameters.get(self.EXTENT):
             crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
             rect = self.parameterAsExtent(parameters, self.EXTENT, context, crs)
             if not rect.isEmpty():
-                params["bbox"] = [
-                    rect.xMinimum(),
-                    rect.yMinimum(),
-                    rect.xMaximum(),
-                    rect.yMaximum(),
-                ]
-                params["bbox_crs"] = crs.authid() or crs.toWkt()
-        result = SearchResult.from_json(_call("search", params, feedback))
+                bbox, area["bbox_crs"] = rect_bbox(rect, crs)
+                area["bbox"] = tuple(bbox)
+        k = self.parameterAsInt(parameters, self.K, context)
+        call = SearchRequest(index, text=text, k=k, **area)
+        result = SearchResult.from_json(_call(call, feedback))
         dest = _write_hits(self, parameters, context, feedback, result, text, index)
         _report_search(result, text, feedback)
         return {self.OUTPUT: dest}
@@ -397,12 +398,8 @@ class RunSavedSearch(_Base):
     ) -> dict[str, Any]:
         index = self.parameterAsFile(parameters, self.INDEX, context)
         saved = self.parameterAsFile(parameters, self.SAVED, context)
-        params = {
-            "index": index,
-            "saved": saved,
-            "k": self.parameterAsInt(parameters, self.K, context),
-        }
-        result = SearchResult.from_json(_call("search", params, feedback))
+        k = self.parameterAsInt(parameters, self.K, context)
+        result = SearchResult.from_json(_call(SearchRequest(index, saved=saved, k=k), feedback))
         label = str(result.query.get("text") or f"saved search {saved}")
         dest = _write_hits(self, parameters, context, feedback, result, label, index)
         _report_search(result, label, feedback)

@@ -117,18 +117,18 @@ def test_the_panel_configures_results_and_has_tooltips(qgis_iface, no_exception_
     from cach_for_qgis.cach_qgis.dock import SearchDock
 
     dock = SearchDock(qgis_iface, fake_client())
-    dock.tiles_spin.setValue(7)
+    dock.bar.tiles_spin.setValue(7)
     assert settings.max_tile_layers() == 7
     for widget in (
-        dock.index_combo,
-        dock.query_edit,
-        dock.k_spin,
-        dock.tiles_spin,
-        dock.extent_check,
-        dock.search_button,
-        dock.refine_button,
+        dock.bar.index_combo,
+        dock.bar.query_edit,
+        dock.bar.k_spin,
+        dock.bar.tiles_spin,
+        dock.bar.extent_check,
+        dock.bar.search_button,
+        dock.marks_box.refine_button,
         dock.results,
-        dock.clear_button,
+        dock.actions.clear_button,
     ):
         assert widget.toolTip().strip(), widget
     settings.set_max_tile_layers(settings.DEFAULT_MAX_TILE_LAYERS)

@@ -200,7 +200,7 @@ def test_the_translation_template_is_up_to_date():
 
 
 TRANSLATED = {
-    "SearchDock": {"Clear results": "Ergebnisse leeren"},
+    "ResultActions": {"Clear results": "Ergebnisse leeren"},
     "CachPlugin": {"Clear CACH results": "CACH-Ergebnisse leeren"},
     "@default": {
         "CACH results": "CACH-Ergebnisse",
@@ -264,7 +264,7 @@ def test_a_translation_reaches_the_panel_the_layer_tree_and_the_messages(
     try:
         assert translator is not None, "the plugin did not load i18n/cach_de.qm"
         dock = SearchDock(qgis_iface, fake_client())
-        assert dock.clear_button.text() == "Ergebnisse leeren"
+        assert dock.actions.clear_button.text() == "Ergebnisse leeren"
         assert layers.results_root_name() == "CACH-Ergebnisse"
         summary = IndexSummary.from_json({"tiles": 12, "added": 1})
         assert wording.summary_text(summary)[0].startswith("Index bereit: 12 Kacheln")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cach_for_qgis.cach_qgis import layers
-from cach_for_qgis.model_runtime.protocol import NOT_GEOREFERENCED_NOTE
+from cach_for_qgis.model_runtime.protocol import NOT_GEOREFERENCED_NOTE, IndexRequest
 from conftest import SAMPLES, UCM_IMAGES, link_folder, wait_until
 from qgis.core import Qgis, QgsProject
 
@@ -50,8 +50,8 @@ def dock(qgis_iface, shared, archive_index, qgis_new_project):  # noqa: ANN001
 
 
 def search(dock, text: str, k: int = 10):  # noqa: ANN001
-    dock.query_edit.setText(text)
-    dock.k_spin.setValue(k)
+    dock.bar.query_edit.setText(text)
+    dock.bar.k_spin.setValue(k)
     req = dock.search()
     wait_until(lambda: req.done, 300, f"search {text!r}")
     assert req.error is None, req.error
@@ -60,24 +60,24 @@ def search(dock, text: str, k: int = 10):  # noqa: ANN001
 
 def test_jpeg_hits_never_on_the_map_and_marked(dock, message_bar, no_exception_dialogs):
     search(dock, "a forest with dense trees", k=60)
-    hits = dock.hits()
+    hits = dock.results.hits()
     jpeg = [h for h in hits if h.source.endswith(".jpg")]
     assert jpeg, "the archive's photos should be among the results"
     assert all(not h.georeferenced for h in jpeg)
     # no layer anywhere has a photo as its source (no fake 0..256 coordinates)
     sources = [layer.source() for layer in QgsProject.instance().mapLayers().values()]
     assert not any(s.endswith(".jpg") or "forest" in Path(s).name for s in sources), sources
-    rows = {f["tile_id"]: f for f in dock.result_layers.footprints.getFeatures()}
+    rows = {f["tile_id"]: f for f in dock.result_map.layers.footprints.getFeatures()}
     for hit in jpeg:
         assert not rows[hit.tile_id].hasGeometry()
         assert rows[hit.tile_id]["note"] == NOT_GEOREFERENCED_NOTE
-    extent = dock.result_layers.footprints.extent()
+    extent = dock.result_map.layers.footprints.extent()
     assert -180 <= extent.xMinimum() and extent.xMaximum() <= 180
     row = hits.index(jpeg[0])
     assert "not georeferenced" in dock.results.item(row).text()
     before = dock.iface.mapCanvas().extent()
     dock.results.setCurrentRow(row)
-    assert dock.viewer is not None and dock.viewer.isVisible()
+    assert dock.result_map.viewer is not None and dock.result_map.viewer.isVisible()
     assert dock.iface.mapCanvas().extent() == before
 
 
@@ -94,10 +94,10 @@ def test_weak_match_message_when_the_scene_type_is_absent(dock, no_exception_dia
 
 
 def test_two_quick_searches_the_second_is_on_the_map(dock, no_exception_dialogs):
-    dock.k_spin.setValue(60)  # the GeoTIFF's tiles too: photos alone add no layer group
-    dock.query_edit.setText(f"a dense forest {time.time_ns()}")
+    dock.bar.k_spin.setValue(60)  # the GeoTIFF's tiles too: photos alone add no layer group
+    dock.bar.query_edit.setText(f"a dense forest {time.time_ns()}")
     first = dock.search()
-    dock.query_edit.setText("farmland with crops")
+    dock.bar.query_edit.setText("farmland with crops")
     second = dock.search()
     wait_until(lambda: first.done and second.done, 300, "both searches")
     assert second.error is None, second.error
@@ -106,8 +106,8 @@ def test_two_quick_searches_the_second_is_on_the_map(dock, no_exception_dialogs)
     root = layers.results_root()  # the parent group "CACH results"
     assert root.children()[0].name() == "CACH: “farmland with crops”"
     assert not any("dense forest" in g.name() for g in root.findGroups())
-    assert dock.result.query.get("text") == "farmland with crops"
-    assert dock.query_edit.text() == "farmland with crops"
+    assert dock.session.result.query.get("text") == "farmland with crops"
+    assert dock.bar.query_edit.text() == "farmland with crops"
 
 
 def test_non_index_folder_clears_old_results(dock, tmp_path, message_bar, no_exception_dialogs):
@@ -115,11 +115,11 @@ def test_non_index_folder_clears_old_results(dock, tmp_path, message_bar, no_exc
     assert dock.results.count() > 0
     dock.set_index_path(str(tmp_path))  # an ordinary folder
     assert dock.results.count() == 0
-    dock.query_edit.setText("farmland")
+    dock.bar.query_edit.setText("farmland")
     req = dock.search()
     wait_until(lambda: req.done, 120, "the failed search")
     assert req.error is not None and req.error.type == "index", req.error
-    assert dock.results.count() == 0 and dock.result is None
+    assert dock.results.count() == 0 and dock.session.result is None
     text = dock.status_label.text()
     assert "Index raster folder" in text and "cach index" not in text
     assert not message_bar.get_messages(Qgis.Critical)
@@ -136,7 +136,7 @@ def test_indexing_an_empty_folder_warns(
     try:
         empty = tmp_path / "empty"
         empty.mkdir()
-        task = plugin.start_index({"index": str(tmp_path / "idx"), "paths": [str(empty)]})
+        task = plugin.jobs.start_index(IndexRequest(str(tmp_path / "idx"), paths=(str(empty),)))
         ended = []
         task.ended.connect(lambda: ended.append(True))
         wait_until(lambda: ended, 300, "the index task")
@@ -173,7 +173,7 @@ def test_a_very_large_run_waits_for_confirmation(
     plugin = cach_for_qgis.classFactory(qgis_iface)
     plugin.initGui()
     try:
-        task = plugin.start_index({"index": str(tmp_path / "idx"), "paths": [str(folder)]})
+        task = plugin.jobs.start_index(IndexRequest(str(tmp_path / "idx"), paths=(str(folder),)))
         wait_until(
             lambda: any(isinstance(d, QuestionDialog) for d in plugin.dialogs),
             300,
@@ -183,7 +183,7 @@ def test_a_very_large_run_waits_for_confirmation(
         dialog = plugin.dialogs[-1]
         assert "new tiles" in dialog.text.text() and "Index anyway" in dialog.text.text()
         dialog.reject()  # nothing is started
-        assert not plugin.tasks
+        assert not plugin.jobs.tasks
     finally:
         own_shared_client._SHARED = None
         plugin.unload()

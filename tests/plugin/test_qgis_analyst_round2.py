@@ -3,6 +3,8 @@ tree after many queries, similar tiles from a map click, confidence in the list)
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from conftest import link_folder, wait_until
 from qgis.core import Qgis, QgsProject
@@ -35,17 +37,17 @@ def test_no_runtime_is_shown_in_the_panel_with_the_button_that_fixes_it(
         plugin.search_action.trigger()  # the analyst opens the panel
         dock = plugin.dock
         wait_until(lambda: bool(dock.client.last_error), 10, "the failed start")
-        assert dock.runtime_problem.isVisibleTo(dock), "the problem must be in the panel"
-        assert "No CACH runtime found" in dock.runtime_problem_label.text()
-        assert "starts when this panel opens" not in dock.runtime_label.text()
-        assert dock.runtime_button.isVisibleTo(dock)
+        assert dock.runtime_box.problem.isVisibleTo(dock), "the problem must be in the panel"
+        assert "No CACH runtime found" in dock.runtime_box.problem_label.text()
+        assert "starts when this panel opens" not in dock.runtime_box.label.text()
+        assert dock.runtime_box.button.isVisibleTo(dock)
         # Search with no index names the runtime, not "choose an index folder"
-        dock.index_combo.setCurrentText("")
-        dock.query_edit.setText("forest")
+        dock.bar.index_combo.setCurrentText("")
+        dock.bar.query_edit.setText("forest")
         dock.search()
         texts = message_bar.get_messages(Qgis.Warning) + message_bar.get_messages(Qgis.Info)
         assert texts and not any("Choose an index folder" in t for t in texts), texts
-        dock.runtime_button.click()
+        dock.runtime_box.button.click()
         shown = [d for d in plugin.dialogs if isinstance(d, dialogs.RuntimeDialog)]
         assert shown and shown[0].isVisible(), "the button opens the Runtime dialog"
     finally:
@@ -63,13 +65,14 @@ def test_a_cancel_that_came_after_the_last_tile_reports_a_complete_index(
     already written every tile (short runs): the plugin reports the complete index and selects
     it, instead of "index the folder again to finish"."""
     from cach_for_qgis.cach_qgis.runtime_client import cancelled
+    from cach_for_qgis.model_runtime.protocol import IndexRequest
 
     folder = link_folder(rasters[:1], tmp_path / "rasters")
     index = str(tmp_path / "index")
-    params = {"index": index, "paths": [str(folder)]}
-    plugin.client.call("index", params, timeout_s=600)  # every tile written
+    call = IndexRequest(index, paths=(str(folder),))
+    plugin.client.call(call, timeout_s=600)  # every tile written
     plugin.dock.set_index_path("")
-    plugin._index_failed(params, cancelled("Cancelled."))  # what the task reports
+    plugin.jobs.index_failed(call, cancelled("Cancelled."))  # what the task reports
     wait_until(lambda: _messages(message_bar), 120, "the outcome message")
     texts = _messages(message_bar)
     assert any("complete" in t for t in texts), texts
@@ -83,11 +86,13 @@ def test_cancel_early_in_a_short_run_reports_what_happened(
     """Cancel pressed at the first tiles of a short run: the batches in flight may still finish
     every tile. Whatever happened, the message says it (checked against a dry run of the same
     run afterwards), and a complete index is selected."""
+    from cach_for_qgis.model_runtime.protocol import IndexRequest
+
     folder = link_folder(rasters[:2], tmp_path / "rasters")
     index = str(tmp_path / "index")
-    params = {"index": index, "paths": [str(folder)]}
+    call = IndexRequest(index, paths=(str(folder),))
     plugin.dock.set_index_path("")
-    task = plugin.start_index(params)
+    task = plugin.jobs.start_index(call)
 
     def on_progress(progress) -> None:  # noqa: ANN001
         if progress.stage != "scan" and progress.done > 0:
@@ -99,7 +104,7 @@ def test_cancel_early_in_a_short_run_reports_what_happened(
     wait_until(lambda: ended, 600, "the indexing task")
     wait_until(lambda: _messages(message_bar), 120, "the outcome message")
     texts = _messages(message_bar)
-    todo = plugin.client.call("index", {**params, "dry_run": True}, timeout_s=120)["new_tiles"]
+    todo = plugin.client.call(replace(call, dry_run=True), timeout_s=120)["new_tiles"]
     if todo == 0:
         assert any("complete" in t or "Index ready" in t for t in texts), texts
         assert not any("again to finish" in t for t in texts), texts
@@ -121,10 +126,10 @@ def photo_index(shared, tmp_path_factory) -> str:  # noqa: ANN001
 
 
 def _search(dock, text: str, k: int = 5):  # noqa: ANN001
-    dock.query_edit.setText(text)
-    dock.k_spin.setValue(k)
+    dock.bar.query_edit.setText(text)
+    dock.bar.k_spin.setValue(k)
     req = dock.search()
-    wait_until(lambda: req.done and dock.layers_pending() == 0, 300, f"search {text!r}")
+    wait_until(lambda: req.done and dock.result_map.pending() == 0, 300, f"search {text!r}")
     assert req.error is None, req.error
     return req
 
@@ -158,7 +163,7 @@ def test_the_layer_tree_after_several_queries(
     before = set(project.mapLayers())
     dock.set_index_path(photo_index)
     _search(dock, "a forest")
-    assert dock.results.count() > 0 and not any(h.georeferenced for h in dock.hits())
+    assert dock.results.count() > 0 and not any(h.georeferenced for h in dock.results.hits())
     assert set(project.mapLayers()) == before, "no empty layer for photos with no place"
     assert len(layers.results_root().findGroups(False)) == len(queries)
 
@@ -196,7 +201,7 @@ def test_similar_tiles_from_a_map_click_are_other_places(
     index, raster = overlap_index
     dock = plugin.dock
     dock.set_index_path(index)
-    dock.k_spin.setValue(5)
+    dock.bar.k_spin.setValue(5)
     canvas = plugin.iface.mapCanvas()
     canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
     extent = layers.raster_extent_4326(raster)
@@ -216,7 +221,7 @@ def test_similar_tiles_from_a_map_click_are_other_places(
     assert result.similar, "similar tiles expected"
     same_place = [
         h.tile_id
-        for h in dock.hits()
+        for h in dock.results.hits()
         if h.source == clicked.source and _overlap(h.window, clicked.window)
     ]
     assert not same_place, f"tiles overlapping the clicked one {clicked.window}: {same_place}"
@@ -281,15 +286,15 @@ def test_first_search_after_adapt_is_fast_and_its_time_is_real(
     shutil.copytree(sample_index, index)
     dock = plugin.dock
     dock.set_index_path(index)
-    task = plugin.adapt_index(index, steps=5)
+    task = plugin.jobs.adapt_index(index, steps=5)
     wait_until(lambda: task.result is not None or task.error is not None, 600, "adapt")
     assert task.error is None, task.error
     assert "graphs" in {p.stage for p in task.progress_events}, "graph build is its own step"
     assert task.result.get("graph_seconds") is not None
-    dock.query_edit.setText("a parking lot")
+    dock.bar.query_edit.setText("a parking lot")
     start = time.monotonic()
     req = dock.search()
-    wait_until(lambda: req.done and dock.result is not None, 300, "the first search")
+    wait_until(lambda: req.done and dock.session.result is not None, 300, "the first search")
     waited_ms = (time.monotonic() - start) * 1000
     assert req.error is None, req.error
     assert "load" not in req.result.get("timing_ms", {}), req.result.get("timing_ms")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cach_for_qgis.cach_qgis import layers
-from cach_for_qgis.model_runtime.protocol import NOT_GEOREFERENCED_NOTE, Hit
+from cach_for_qgis.model_runtime.protocol import NOT_GEOREFERENCED_NOTE, Hit, IndexRequest
 from conftest import SAMPLES, fake_client, wait_until
 from osgeo import gdal
 from qgis.core import (
@@ -116,7 +116,7 @@ def make_plugin(qgis_iface, own_shared_client, monkeypatch, tmp_path, qgis_new_p
 
 
 def search(dock, text: str):  # noqa: ANN001
-    dock.query_edit.setText(text)
+    dock.bar.query_edit.setText(text)
     req = dock.search()
     wait_until(lambda: req.done, 30, f"search {text!r}")
     return req
@@ -128,7 +128,7 @@ def test_jpeg_hit_stays_off_the_map_and_is_shown_as_not_georeferenced(
     plugin = make_plugin({"hits": scenario_hits(tmp_path)})
     dock = plugin.dock
     search(dock, "a farm field")
-    footprints: QgsVectorLayer = dock.result_layers.footprints
+    footprints: QgsVectorLayer = dock.result_map.layers.footprints
     rows = {f["rank"]: f for f in footprints.getFeatures()}
     assert len(rows) == 3
     assert not rows[2].hasGeometry() and rows[2]["georeferenced"] is False
@@ -136,8 +136,8 @@ def test_jpeg_hit_stays_off_the_map_and_is_shown_as_not_georeferenced(
     assert rows[1].hasGeometry() and rows[1]["georeferenced"] is True
     # no layer anywhere shows the JPEG with made-up coordinates
     sources = [layer.source() for layer in QgsProject.instance().mapLayers().values()]
-    wait_until(lambda: dock.layers_pending() == 0, 30, "the tile layers")
-    assert len(dock.result_layers.tiles) == 2
+    wait_until(lambda: dock.result_map.pending() == 0, 30, "the tile layers")
+    assert len(dock.result_map.layers.tiles) == 2
     assert not any("photo" in s for s in sources), sources
     assert footprints.extent().xMaximum() < 180 and footprints.extent().yMinimum() > -90
     # the list marks it and shows the calibrated confidence of each tile
@@ -150,10 +150,10 @@ def test_jpeg_hit_stays_off_the_map_and_is_shown_as_not_georeferenced(
     canvas = dock.iface.mapCanvas()
     before = canvas.extent()
     dock.results.setCurrentRow(1)
-    assert dock.viewer is not None and dock.viewer.isVisible()
-    assert "not georeferenced" in dock.viewer.note.text().lower()
-    assert dock.viewer.open_button.text() == "Open image"
-    assert not dock.viewer.image.pixmap().isNull()
+    assert dock.result_map.viewer is not None and dock.result_map.viewer.isVisible()
+    assert "not georeferenced" in dock.result_map.viewer.note.text().lower()
+    assert dock.result_map.viewer.open_button.text() == "Open image"
+    assert not dock.result_map.viewer.image.pixmap().isNull()
     assert canvas.extent() == before
 
     # an export says which rows have no geometry and why
@@ -169,11 +169,11 @@ def test_selected_tile_is_outlined_not_filled(make_plugin, tmp_path, no_exceptio
     plugin = make_plugin({"hits": scenario_hits(tmp_path)})
     search(plugin.dock, "a farm field")
     plugin.dock.results.setCurrentRow(0)
-    band = plugin.dock._highlight
-    assert band is not None and not plugin.dock.highlight_geometry().isEmpty()
+    band = plugin.dock.result_map.band
+    assert band is not None and not plugin.dock.result_map.highlight_geometry().isEmpty()
     assert band.fillColor().alpha() == 0 and band.strokeColor().alpha() > 0
     # footprints are outlines only: no fill washes the imagery out
-    for item in plugin.dock.result_layers.footprints.renderer().legendSymbolItems():
+    for item in plugin.dock.result_map.layers.footprints.renderer().legendSymbolItems():
         for layer in item.symbol().symbolLayers():
             assert layer.fillColor().alpha() == 0 or layer.brushStyle() == 0
 
@@ -191,10 +191,10 @@ def test_weak_match_is_said_in_plain_words(make_plugin, tmp_path, no_exception_d
 def test_latest_query_wins(make_plugin, tmp_path, no_exception_dialogs):
     plugin = make_plugin({"hits": scenario_hits(tmp_path), "delays": {"slow": 2.0}})
     dock = plugin.dock
-    dock.query_edit.setText("slow harbour")
+    dock.bar.query_edit.setText("slow harbour")
     first = dock.search()
-    assert dock.search_button.isEnabled(), "Search stays enabled while a search runs"
-    dock.query_edit.setText("fields")
+    assert dock.bar.search_button.isEnabled(), "Search stays enabled while a search runs"
+    dock.bar.query_edit.setText("fields")
     second = dock.search()
     wait_until(lambda: first.done and second.done, 30, "both searches")
     assert first.error is not None and first.error.cancelled
@@ -204,7 +204,7 @@ def test_latest_query_wins(make_plugin, tmp_path, no_exception_dialogs):
     root = layers.results_root()  # the parent group "CACH results"
     assert root.children()[0].name() == "CACH: “fields”"
     assert not any("slow harbour" in g.name() for g in root.findGroups())
-    assert dock.result.query["text"] == "fields"
+    assert dock.session.result.query["text"] == "fields"
 
 
 def test_choosing_another_index_clears_old_results(
@@ -216,7 +216,7 @@ def test_choosing_another_index_clears_old_results(
     search(dock, "a farm field")
     assert dock.results.count() == 3
     dock.set_index_path(not_an_index)
-    assert dock.results.count() == 0 and dock.result is None
+    assert dock.results.count() == 0 and dock.session.result is None
     assert "Index changed" in dock.status_label.text()
     req = search(dock, "a farm field")
     assert req.error is not None and req.error.code == "index_missing"
@@ -236,7 +236,7 @@ def test_indexing_that_indexes_nothing_is_a_warning(
         for name in ("a.txt", "b.doc", "c.pdf")
     ]
     plugin = make_plugin({"summary": {"tiles": 0, "skipped": skipped}})
-    task = plugin.start_index({"index": str(tmp_path / "idx"), "paths": [str(tmp_path)]})
+    task = plugin.jobs.start_index(IndexRequest(str(tmp_path / "idx"), paths=(str(tmp_path),)))
     wait_until(lambda: task.summary is not None, 30, "the index task")
     warnings = message_bar.get_messages(Qgis.Warning)
     assert any("Nothing was indexed: 3 files skipped: a.txt (not a raster)" in m for m in warnings)
@@ -247,13 +247,13 @@ def test_large_run_waits_for_confirmation(make_plugin, tmp_path, message_bar, no
     from cach_for_qgis.cach_qgis.dialogs import QuestionDialog
 
     plugin = make_plugin({"new_tiles": 250_000})
-    task = plugin.start_index({"index": str(tmp_path / "idx"), "paths": [str(tmp_path)]})
+    task = plugin.jobs.start_index(IndexRequest(str(tmp_path / "idx"), paths=(str(tmp_path),)))
     wait_until(lambda: any(isinstance(d, QuestionDialog) for d in plugin.dialogs), 30, "dialog")
     dialog = plugin.dialogs[-1]
     assert dialog.isVisible() and "250,000 new tiles" in dialog.text.text()
     assert task.error is not None and task.error.code == "confirm_large_run"
     dialog.accept()  # "Index anyway": the same run again, with confirm
-    resent = plugin.tasks[-1]
+    resent = plugin.jobs.tasks[-1]
     assert resent is not task and resent.params["confirm"] is True
     wait_until(lambda: resent.summary is not None, 30, "the confirmed run")
     assert resent.summary.tiles == 250_000
@@ -267,7 +267,7 @@ def test_adapt_to_this_archive_runs_as_a_task(
     dialog = plugin.show_adapt_dialog()
     assert "Adapt the model" in dialog.text.text()
     dialog.accept()
-    task = plugin.tasks[-1]
+    task = plugin.jobs.tasks[-1]
     assert task.op == "adapt" and task.params["index"] == plugin.dock.index_path()
     wait_until(lambda: task.result is not None or task.error is not None, 30, "adapt")
     assert [p.done for p in task.progress_events] == [1, 2, 3, 4]
@@ -275,7 +275,7 @@ def test_adapt_to_this_archive_runs_as_a_task(
     assert "Adapted the model to this archive" in message_bar.get_messages(Qgis.Success)[-1]
 
     # Cancel in the task manager stops it; the user is told nothing changed
-    slow = plugin.adapt_index(plugin.dock.index_path(), steps=50)
+    slow = plugin.jobs.adapt_index(plugin.dock.index_path(), steps=50)
     slow.progressEvent.connect(lambda _p: slow.cancel())
     wait_until(lambda: slow.error is not None, 30, "the cancelled adapt")
     assert slow.error.cancelled
@@ -314,7 +314,7 @@ def test_map_tool_route_names_the_model(make_plugin, tmp_path, no_exception_dial
     tool.identify(QgsPointXY(0, 0))
     wait_until(lambda: got, 30, "captions")
     dock = plugin.dock
-    assert dock.result_layers.group.name() == "CACH: similar to tile 11"
+    assert dock.result_map.layers.group.name() == "CACH: similar to tile 11"
     assert "?" not in dock.status_label.text()
     assert "Model: CACH hashing, fake encoders, 64-bit codes" in dock.status_label.toolTip()
-    assert all(f["model"] for f in dock.result_layers.footprints.getFeatures())
+    assert all(f["model"] for f in dock.result_map.layers.footprints.getFeatures())

@@ -72,11 +72,11 @@ def test_another_tiling_asks_before_retiling_every_folder(shared, rasters, tmp_p
     wait_until(lambda: dialog.holdings is not None, 300, "what the index holds")
     assert "is one of them" in dialog.holds_label.text()
     dialog.tile_size.setValue(96)  # not the index's tiling
-    params = dialog.params()
+    call = dialog.index_request()
     from cach_for_qgis.cach_qgis.runtime_client import WorkerError
 
     try:
-        shared.call("index", params, timeout_s=600)
+        shared.call(call, timeout_s=600)
         raise AssertionError("another tiling must not be indexed without confirmation")
     except WorkerError as err:
         assert err.code == "confirm_retile"

@@ -37,8 +37,10 @@ def wait_done(dock, req, what: str):  # noqa: ANN001
     assert req is not None
     wait_until(lambda: req.done, 300, what)
     assert req.error is None, req.error
-    wait_until(lambda: dock.result is not None and dock.layers_pending() == 0, 30, "layers")
-    return dock.result
+    wait_until(
+        lambda: dock.session.result is not None and dock.result_map.pending() == 0, 30, "layers"
+    )
+    return dock.session.result
 
 
 def mark_on_map(dock, qgis_iface, shared, hit, right: bool):  # noqa: ANN001
@@ -72,8 +74,8 @@ def test_marks_refine_undo_save_and_run_saved(
     tmp_path,
     message_bar,  # noqa: ANN001
 ):
-    dock.query_edit.setText("a river")
-    dock.k_spin.setValue(8)
+    dock.bar.query_edit.setText("a river")
+    dock.bar.k_spin.setValue(8)
     first = wait_done(dock, dock.search(), "first search")
     hits = [h for h in first.results]
     assert len(hits) >= 4
@@ -100,14 +102,14 @@ def test_marks_refine_undo_save_and_run_saved(
     assert req.params["negative"] == [hits[1].tile_id]
     refined = wait_done(dock, req, "refined search")
     assert refined.query["learner"] == "logistic-prior" and refined.results
-    assert "(+2/−1)" in dock.result_layers.group.name()
+    assert "(+2/−1)" in dock.result_map.layers.group.name()
 
     # undo one mark: the one selected in the list, else the latest
     dock.marks_box.list.setCurrentRow(1)  # the wrong mark
     dock.marks_box.undo_button.click()
-    assert dock.marks.params() == {"positive": sorted([hits[0].tile_id, on_map.tile_id])}
+    assert dock.session.marks.params() == {"positive": sorted([hits[0].tile_id, on_map.tile_id])}
     dock.marks_box.list.clearSelection()
-    assert dock.undo_mark() and dock.marks.params() == {"positive": [hits[0].tile_id]}
+    assert dock.undo_mark() and dock.session.marks.params() == {"positive": [hits[0].tile_id]}
     dock.mark(hits[2] if hits[2].tile_id != hits[0].tile_id else hits[3], positive=True)
     assert len(dock.marks_box.rows()) == 2
 
@@ -123,7 +125,7 @@ def test_marks_refine_undo_save_and_run_saved(
 
     # clear all marks
     dock.marks_box.clear_button.click()
-    assert not dock.marks and dock.marks_box.rows() == []
+    assert not dock.session.marks and dock.marks_box.rows() == []
     assert not dock.marks_box.save_button.isEnabled()
 
     # run it again on the same index, then on a second index, through the dock
@@ -135,8 +137,8 @@ def test_marks_refine_undo_save_and_run_saved(
     other = wait_done(dock, dock.run_saved_search(str(path)), "saved search, second index")
     assert other.results and other.query.get("scorer") == "full"
     assert all("/second" in h.source for h in other.results)  # the second index's tiles
-    assert "river.json" in dock.result_layers.group.name()
-    assert "(+" not in dock.result_layers.group.name()
+    assert "river.json" in dock.result_map.layers.group.name()
+    assert "(+" not in dock.result_map.layers.group.name()
     assert "saved search" in dock.status_label.text()
     assert not message_bar.get_messages(Qgis.Critical)
 
@@ -171,7 +173,7 @@ def test_plugin_wires_the_map_tools_marks_into_the_panel(
     try:
         plugin.tool.marked.emit(fake_hit(5), True)
         plugin.tool.marked.emit(fake_hit(9), False)
-        assert plugin.dock.marks.params() == {"positive": [5], "negative": [9]}
+        assert plugin.dock.session.marks.params() == {"positive": [5], "negative": [9]}
         rows = plugin.dock.marks_box.rows()
         assert "wrong" in rows[0] and "tile 9" in rows[0] and "right" in rows[1]
     finally:
@@ -182,4 +184,4 @@ def test_marks_are_cleared_when_the_index_changes(dock, second_index):  # noqa: 
     dock.mark(fake_hit(1), True)
     assert len(dock.marks_box.rows()) == 1
     dock.set_index_path(second_index)
-    assert not dock.marks and dock.marks_box.rows() == []
+    assert not dock.session.marks and dock.marks_box.rows() == []

@@ -20,7 +20,9 @@ ALLOWED_RUNTIME = {
     "cach_for_qgis.model_runtime.errors",
 } | {
     f"cach_for_qgis.model_runtime.protocol.{name}"
-    for name in ("defaults", "codes", "requests", "envelope", "results", "footprints")
+    for name in (
+        "defaults", "codes", "kinds", "codec", "requests", "envelope", "results", "footprints"
+    )
 }
 HEAVY = (
     "torch",
@@ -135,7 +137,7 @@ def test_worker_starts_when_the_panel_is_first_shown(qgis_iface, no_exception_di
     dock.show()
     assert client.state == "starting", "showing the panel must start the worker"
     wait_until(lambda: client.state == "ready", 30, "ready")
-    assert "ready" in dock.runtime_label.text().lower()
+    assert "ready" in dock.runtime_box.label.text().lower()
     dock.hide()
     dock.show()  # showing it again does not start a second worker
     pid = client.pid()
@@ -148,7 +150,7 @@ def _dock(qgis_iface, client):
     from cach_for_qgis.cach_qgis.dock import SearchDock
 
     dock = SearchDock(qgis_iface, client)
-    dock.index_combo.setCurrentText("/tmp/no-index-needed")
+    dock.bar.index_combo.setCurrentText("/tmp/no-index-needed")
     return dock
 
 
@@ -157,15 +159,15 @@ def test_missing_runtime_shows_message_bar_error(qgis_iface, message_bar, no_exc
 
     client = RuntimeClient(python="/nonexistent/cach-runtime/bin/python")
     dock = _dock(qgis_iface, client)
-    dock.query_edit.setText("a baseball field next to a parking lot")
+    dock.bar.query_edit.setText("a baseball field next to a parking lot")
     req = dock.search()
     wait_until(lambda: req.done, 30, "the failed request")
     assert req.error is not None and req.error.code == "worker_unavailable"
     errors = message_bar.get_messages(Qgis.Critical)
     assert any("Cannot run the CACH runtime" in m and "Runtime settings" in m for m in errors)
-    assert dock.search_button.isEnabled()
-    assert "Cannot run the CACH runtime" in dock.runtime_problem_label.text()
-    assert dock.runtime_problem.isVisibleTo(dock)
+    assert dock.bar.search_button.isEnabled()
+    assert "Cannot run the CACH runtime" in dock.runtime_box.problem_label.text()
+    assert dock.runtime_box.problem.isVisibleTo(dock)
     client.shutdown()
 
 
@@ -180,7 +182,7 @@ def test_broken_runtime_shows_message_bar_error(qgis_iface, message_bar, no_exce
     ]
     client = RuntimeClient(python=sys.executable, args=broken)
     dock = _dock(qgis_iface, client)
-    dock.query_edit.setText("farmland")
+    dock.bar.query_edit.setText("farmland")
     req = dock.search()
     wait_until(lambda: req.done, 30, "the failed request")
     errors = message_bar.get_messages(Qgis.Critical)
@@ -196,7 +198,7 @@ def test_crashed_worker_is_restarted_and_user_told(qgis_iface, message_bar, no_e
     first_pid = client.pid()
 
     dock = _dock(qgis_iface, client)
-    dock.query_edit.setText("crash")
+    dock.bar.query_edit.setText("crash")
     req = dock.search()
     wait_until(lambda: req.done, 30, "the crashed request")
     assert req.error is not None and req.error.code == "worker_unavailable"
@@ -212,17 +214,18 @@ def test_crashed_worker_is_restarted_and_user_told(qgis_iface, message_bar, no_e
 def _unload_after_index_task(plugin, folder: Path, index: Path, message_bar) -> None:
     """Index ``folder`` through the plugin, let the task manager delete the finished task,
     then unload: no exception, the worker gone."""
+    from cach_for_qgis.model_runtime.protocol import IndexRequest
     from qgis.PyQt import sip
 
     plugin.initGui()
     plugin.search_action.trigger()
-    task = plugin.start_index({"index": str(index), "paths": [str(folder)]})
+    task = plugin.jobs.start_index(IndexRequest(str(index), paths=(str(folder),)))
     ended = []
     task.ended.connect(lambda: ended.append(True))
     wait_until(lambda: ended, 900, "the indexing task")
     assert task.summary is not None and task.summary.tiles > 0, task.error
     wait_until(lambda: sip.isdeleted(task), 30, "the task manager to delete the finished task")
-    assert plugin.tasks == []
+    assert plugin.jobs.tasks == []
     pid = plugin.client.pid()
     assert pid
     plugin.unload()

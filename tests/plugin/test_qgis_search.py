@@ -55,13 +55,13 @@ def inside_some(rect: QgsRectangle, extents: list[QgsRectangle]) -> bool:
 def run_search(dock, text: str, k: int):  # noqa: ANN001
     shown = []
     dock.resultsShown.connect(shown.append)
-    dock.query_edit.setText(text)
-    dock.k_spin.setValue(k)
+    dock.bar.query_edit.setText(text)
+    dock.bar.k_spin.setValue(k)
     req = dock.search()
     wait_until(lambda: shown or req.done and req.error, 300, "search results")
     assert req.error is None, req.error
     wait_until(lambda: shown, 30, "result layers")
-    wait_until(lambda: dock.layers_pending() == 0, 30, "the tile layers")
+    wait_until(lambda: dock.result_map.pending() == 0, 30, "the tile layers")
     return req, shown[-1]
 
 
@@ -97,7 +97,7 @@ def test_text_search_adds_group_with_k_footprints(dock, rasters, tmp_path, messa
         assert tile.isValid() and tile.source().endswith(".vrt")
         assert tile.width() <= 4096
     assert dock.results.count() == k
-    wait_until(lambda: dock.thumbnails_pending() == 0, 30, "thumbnails")
+    wait_until(lambda: dock.results.thumbnails_pending() == 0, 30, "thumbnails")
     assert not dock.results.item(0).icon().isNull()
 
     # selecting a result zooms to it
@@ -135,7 +135,7 @@ def test_text_search_adds_group_with_k_footprints(dock, rasters, tmp_path, messa
 
     # the device in use (from the worker's ready/loaded events) is reported in the panel
     assert dock.client.device in ("cpu", "mps") or dock.client.device.startswith("cuda")
-    assert dock.client.device in dock.runtime_label.text()
+    assert dock.client.device in dock.runtime_box.label.text()
 
 
 def test_refine_with_examples_and_extent(dock, message_bar):
@@ -148,25 +148,25 @@ def test_refine_with_examples_and_extent(dock, message_bar):
     assert req.params["negative"] == [hits[0].tile_id]
     wait_until(lambda: req.done, 300, "refined search")
     assert req.error is None, req.error
-    assert "(+1/−1)" in dock.result_layers.group.name()
+    assert "(+1/−1)" in dock.result_map.layers.group.name()
 
     # "current map extent only" sends the canvas extent and CRS
     canvas = dock.iface.mapCanvas()
     canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
-    canvas.setExtent(dock.result_layers.footprints.extent())
+    canvas.setExtent(dock.result_map.layers.footprints.extent())
     dock.clear_examples()
-    dock.extent_check.setChecked(True)
+    dock.bar.extent_check.setChecked(True)
     req = dock.search()
-    assert req.params["bbox_crs"] == "EPSG:4326" and len(req.params["bbox"]) == 4
+    assert req.call.bbox_crs == "EPSG:4326" and len(req.params["bbox"]) == 4
     wait_until(lambda: req.done, 300, "extent search")
     assert req.error is None, req.error
-    dock.extent_check.setChecked(False)
+    dock.bar.extent_check.setChecked(False)
 
 
 def test_ui_thread_not_blocked_by_search(dock):
     # a query text not used before, so the worker has to encode it (no cached answer)
-    dock.query_edit.setText(f"a baseball field next to a parking lot {time.time_ns()}")
-    dock.k_spin.setValue(10)
+    dock.bar.query_edit.setText(f"a baseball field next to a parking lot {time.time_ns()}")
+    dock.bar.k_spin.setValue(10)
     with TickMonitor() as ticks:
         start = time.monotonic()
         req = dock.search()
@@ -224,24 +224,25 @@ def test_map_tool_click_returns_captions_and_similar(dock, qgis_iface, shared, m
     assert captions.similar
     assert dock.captions.toPlainText().strip()
     # one naming scheme for similar tiles, whether from the map tool or the context menu
-    assert dock.result_layers.group.name() == f"CACH: similar to tile {hit.tile_id}"
+    assert dock.result_map.layers.group.name() == f"CACH: similar to tile {hit.tile_id}"
     assert "model ?" not in dock.status_label.text() and "?" not in dock.status_label.text()
     assert "Model:" in dock.status_label.toolTip()
     dock.search_similar(hit)
     wait_until(lambda: dock.request.done, 300, "similar search")
-    assert dock.result_layers.group.name() == f"CACH: similar to tile {hit.tile_id}"
+    assert dock.result_map.layers.group.name() == f"CACH: similar to tile {hit.tile_id}"
     canvas.unsetMapTool(tool)
     assert not message_bar.get_messages(Qgis.Critical)
 
 
 def test_index_task_progress_complete_and_cancel(shared, rasters, tmp_path, message_bar):
     from cach_for_qgis.cach_qgis.tasks import IndexTask
+    from cach_for_qgis.model_runtime.protocol import IndexRequest
 
     small = link_folder(rasters[:1], tmp_path / "a")
     index = str(tmp_path / "index")
     manager = QgsApplication.taskManager()
 
-    task = IndexTask(shared, {"index": index, "paths": [str(small)], "tile_size": 128})
+    task = IndexTask(shared, IndexRequest(index, paths=(str(small),), tile_size=128))
     outcome = []
     task.indexed.connect(lambda path, summary: outcome.append(summary))
     task.failed.connect(outcome.append)
@@ -263,7 +264,7 @@ def test_index_task_progress_complete_and_cancel(shared, rasters, tmp_path, mess
     shutil.copytree(small, more)
     link_folder(rasters, more)
     link_folder(rasters, more / "again")  # enough work to still be running when cancelled
-    task2 = IndexTask(shared, {"index": index, "paths": [str(more)], "tile_size": 128})
+    task2 = IndexTask(shared, IndexRequest(index, paths=(str(more),), tile_size=128))
     outcome2 = []
     task2.indexed.connect(lambda path, summary: outcome2.append(summary))
     task2.failed.connect(outcome2.append)
@@ -363,7 +364,7 @@ def test_index_dialog_estimate_then_index(shared, rasters, tmp_path, qgis_iface,
     dialog.taskStarted.connect(started.append)
     dialog.start()
     task = started[0]
-    assert task.params["bands"] == [1, 2, 3] and task.params["dry_run"] is False
+    assert task.params["bands"] == [1, 2, 3] and task.call.dry_run is False
     done = []
     task.indexed.connect(lambda path, summary: done.append(summary))
     task.failed.connect(done.append)

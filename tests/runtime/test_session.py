@@ -90,15 +90,14 @@ def test_a_query_is_words_a_tile_an_image_a_saved_search_or_the_marks():
     assert Query().kind == "marks" and Query().params() == {}
 
 
-def test_search_params_carry_the_index_k_marks_extent_and_save():
+def test_the_search_request_carries_the_index_k_marks_extent_and_save():
     s = SearchSession(" /idx ", k=12)
     assert s.index == "/idx"
     s.mark(hit(5), True)
     s.mark(hit(9), False)
-    params = s.search_params(
-        Query(text="a harbour"), ([0.0, 1.0, 2.0, 3.0], "EPSG:3857"), "/s.json"
-    )
-    assert params == {
+    req = s.search_request(Query(text="a harbour"), ([0.0, 1.0, 2.0, 3.0], "EPSG:3857"), "/s.json")
+    assert isinstance(req, protocol.SearchRequest)
+    assert req.to_params() == {
         "index": "/idx",
         "k": 12,
         "text": "a harbour",
@@ -108,9 +107,18 @@ def test_search_params_carry_the_index_k_marks_extent_and_save():
         "bbox": [0.0, 1.0, 2.0, 3.0],
         "bbox_crs": "EPSG:3857",
     }
+    assert protocol.SearchRequest.from_params(req.to_params()) == req  # valid on the wire
     # a saved search carries its own marks and nothing else of the session's
-    assert s.search_params(Query(saved="/s.json")) == {"index": "/idx", "k": 12, "saved": "/s.json"}
-    assert s.search_params(Query(tile=3))["tile"] == 3
+    saved = s.search_request(Query(saved="/s.json"))
+    assert saved.to_params() == {"index": "/idx", "k": 12, "saved": "/s.json"}
+    assert s.search_request(Query(tile=3)).tile == 3
+    s.k = protocol.DEFAULT_K  # defaults stay off the wire
+    assert s.search_request(Query(text="x")).to_params() == {
+        "index": "/idx",
+        "text": "x",
+        "positive": [5],
+        "negative": [9],
+    }
 
 
 def test_what_blocks_a_search_is_said_as_a_code():

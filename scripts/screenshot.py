@@ -70,8 +70,8 @@ def start() -> None:
                 node.setExpanded(False)
     dock = plugin.dock
     plugin.search_action.trigger()
-    dock.query_edit.setText(QUERY)
-    dock.k_spin.setValue(K)
+    dock.bar.query_edit.setText(QUERY)
+    dock.bar.k_spin.setValue(K)
     dock.resultsShown.connect(lambda result: QTimer.singleShot(200, lambda: guarded(zoom, result)))
     dock.searchFailed.connect(lambda err: (say(f"search failed: {err}"), finish(4)))
     say(f"searching {QUERY!r} in {dock.index_path()}")
@@ -81,7 +81,7 @@ def start() -> None:
 
 
 def zoom(result) -> None:  # noqa: ANN001
-    weak = plugins["cach_for_qgis"].dock.result.weak_match
+    weak = plugins["cach_for_qgis"].dock.session.result.weak_match
     say(f"{result.footprints.featureCount()} results (weak_match={weak}); zooming to the best")
     if EXPECT_WEAK and bool(weak) != (EXPECT_WEAK == "1"):
         say(f"expected weak_match={EXPECT_WEAK == '1'}, got {weak}: not the picture meant")
@@ -90,7 +90,7 @@ def zoom(result) -> None:  # noqa: ANN001
     plugin = plugins["cach_for_qgis"]
     dock = plugin.dock
     canvas = iface.mapCanvas()
-    hits = dock.result.results if dock.result else []
+    hits = dock.session.result.results if dock.session.result else []
     best = next((h for h in hits if h.georeferenced), None)
     if best is not None and best.crs:  # show the best tile's raster unrotated
         canvas.setDestinationCrs(QgsCoordinateReferenceSystem(best.crs))
@@ -103,10 +103,10 @@ def zoom(result) -> None:  # noqa: ANN001
 
 
 def wait_for_thumbnails(dock, tries: int) -> None:  # noqa: ANN001
-    if (dock.thumbnails_pending() or dock.layers_pending()) and tries < 100:
+    if (dock.results.thumbnails_pending() or dock.result_map.pending()) and tries < 100:
         QTimer.singleShot(100, lambda: guarded(wait_for_thumbnails, dock, tries + 1))
         return
-    group = dock.result_layers.group
+    group = dock.result_map.layers.group
     group.setExpanded(True)
     for child in group.children():
         if child.name() == "Tiles":

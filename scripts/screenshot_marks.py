@@ -53,25 +53,25 @@ def start() -> None:
                 node.setExpanded(False)
     dock = plugin.dock
     plugin.search_action.trigger()
-    dock.query_edit.setText(QUERY)
-    dock.k_spin.setValue(8)
+    dock.bar.query_edit.setText(QUERY)
+    dock.bar.k_spin.setValue(8)
     dock.resultsShown.connect(lambda _r: QTimer.singleShot(300, lambda: guarded(shown, dock)))
     dock.searchFailed.connect(lambda err: (say(f"search failed: {err}"), finish(4)))
     dock.search()
 
 
 def shown(dock) -> None:  # noqa: ANN001
-    hits = dock.result.results
+    hits = dock.session.result.results
     if not STATE["refined"]:
         STATE["refined"] = True
         dock.mark(hits[0], True)
         dock.mark(hits[1], True)
         dock.mark(hits[2], False)
-        say(f"marked {dock.marks.params()}; refining")
+        say(f"marked {dock.session.marks.params()}; refining")
         dock.refine()
         return
-    if dock.result.query.get("learner") != "logistic-prior" or len(dock.marks_box.rows()) != 3:
-        say(f"the refined search did not use the marks: {dock.result.query}")
+    if dock.session.result.query.get("learner") != "logistic-prior" or len(dock.marks_box.rows()) != 3:
+        say(f"the refined search did not use the marks: {dock.session.result.query}")
         finish(8)
         return
     best = next((h for h in hits if h.georeferenced), None)
@@ -86,7 +86,7 @@ def shown(dock) -> None:  # noqa: ANN001
 
 def wait(dock) -> None:  # noqa: ANN001
     STATE["polls"] += 1
-    busy = dock.thumbnails_pending() or dock.layers_pending() or iface.mapCanvas().isDrawing()
+    busy = dock.results.thumbnails_pending() or dock.result_map.pending() or iface.mapCanvas().isDrawing()
     if busy and STATE["polls"] < 100:
         QTimer.singleShot(200, lambda: guarded(wait, dock))
         return

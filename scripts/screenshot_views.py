@@ -55,7 +55,7 @@ def no_runtime(plugin) -> None:  # noqa: ANN001
     dock = plugin.dock
 
     def shoot() -> None:
-        if not dock.runtime_problem.isVisible():
+        if not dock.runtime_box.problem.isVisible():
             say("the runtime problem is not shown")
             finish(8)
             return
@@ -72,7 +72,7 @@ def layer_tree(plugin) -> None:  # noqa: ANN001
             QgsProject.instance().layerTreeRoot().findLayer(layer.id()).setExpanded(False)
     plugin.search_action.trigger()
     dock = plugin.dock
-    dock.k_spin.setValue(6)
+    dock.bar.k_spin.setValue(6)
     dock.resultsShown.connect(lambda _r: QTimer.singleShot(300, lambda: guarded(next_query)))
     dock.searchFailed.connect(lambda err: (say(f"search failed: {err}"), finish(4)))
     next_query()
@@ -80,7 +80,7 @@ def layer_tree(plugin) -> None:  # noqa: ANN001
 
 def next_query() -> None:
     dock = plugins["cach_for_qgis"].dock
-    if dock.layers_pending() or dock.thumbnails_pending():
+    if dock.result_map.pending() or dock.results.thumbnails_pending():
         QTimer.singleShot(200, lambda: guarded(next_query))
         return
     if not STATE["queries"]:
@@ -97,7 +97,7 @@ def next_query() -> None:
         return
     text = STATE["queries"].pop(0)
     say(f"searching {text!r}")
-    dock.query_edit.setText(text)
+    dock.bar.query_edit.setText(text)
     dock.search()
 
 
@@ -125,7 +125,7 @@ def show_tree_and_newest(dock) -> None:  # noqa: ANN001
     if tree is not None:
         window.resizeDocks([tree], [440], Qt.Orientation.Horizontal)
     canvas = iface.mapCanvas()
-    hits = dock.result.results
+    hits = dock.session.result.results
     best = next(h for h in hits if h.georeferenced)
     canvas.setDestinationCrs(QgsCoordinateReferenceSystem(best.crs))
     dock.results.setCurrentRow(hits.index(best))  # zooms to the best tile

@@ -3,10 +3,12 @@
 The session holds what is searched (index, query, marks, last result) and which request is
 current; the panel's parts show it and write to it: the runtime lines (``runtime_box``), the
 query rows (``query_bar``), the result list and its buttons (``results_view``), the marks box
-(``marks_panel``) and the map side (``result_map``). The latest query wins: a new search
-cancels the one still running, and only the current request's answer reaches the map and the
-list. Results of another index are cleared as soon as the index changes. The worker starts when
-the panel is first shown, so the model is loaded by the time the first query is typed.
+(``marks_panel``) and the map side (``result_map``). The latest query wins: a new search, or a
+turned page, cancels the one still running, and only the current request's answer reaches the
+map and the list. Pages repeat the shown query at another offset; a new query (Refine too)
+starts again at the first page. Results of another index are cleared as soon as the index
+changes. The worker starts when the panel is first shown, so the model is loaded by the time
+the first query is typed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
-from ..model_runtime.protocol import CaptionResult, Hit, SearchResult
+from ..model_runtime.protocol import CaptionResult, Hit, SearchRequest, SearchResult
 from . import layers, message_bar, search_files, settings, wording
 from .extent import canvas_bbox
 from .layers import ResultLayers
@@ -123,6 +125,8 @@ class SearchDock(QgsDockWidget):
         results.markRequested.connect(self.mark)
         results.undoRequested.connect(self.undo_mark)
         results.similarRequested.connect(self.search_similar)
+        self.actions.previous_button.clicked.connect(lambda: self.turn_page(-1))
+        self.actions.next_button.clicked.connect(lambda: self.turn_page(1))
         self.actions.more_button.clicked.connect(lambda: self.mark(results.current_hit(), True))
         self.actions.less_button.clicked.connect(lambda: self.mark(results.current_hit(), False))
         self.actions.save_button.clicked.connect(lambda: self.save_footprints())
@@ -169,6 +173,7 @@ class SearchDock(QgsDockWidget):
         self.session.clear_result()
         self.results.clear_hits()
         self.weak_label.setVisible(False)
+        self.actions.show_pages(False, False)
         self.status_label.setToolTip("")
         self.result_map.reset_highlight()
 
@@ -217,27 +222,40 @@ class SearchDock(QgsDockWidget):
         path = path or search_files.save_search_path(self)
         return self._send(Query(text=self.bar.query_edit.text().strip()), path) if path else None
 
-    def _send(self, query: Query, save: str = "") -> PendingRequest | None:
-        """Send ``query`` as the current search (the latest query wins); None when it cannot
-        be sent (the status line or the message bar says why)."""
-        stopped = self.client.state == RuntimeClient.STOPPED and bool(self.client.last_error)
-        blocked = self.session.blocked(query, runtime_down=stopped)
-        if blocked is Note.NO_QUERY:
-            self.status_label.setText(wording.note_text(blocked))
-            return None
-        if blocked is not None:
-            # the runtime is the first thing to fix: say so, not "choose an index"
-            text = self.client.last_error if blocked is Note.RUNTIME_DOWN else ""
-            self.message(text or wording.note_text(blocked), Qgis.MessageLevel.Warning)
-            return None
-        in_extent = self.bar.extent_check.isChecked()
-        bbox = canvas_bbox(self.iface.mapCanvas() if self.iface else None) if in_extent else None
-        call = self.session.search_request(query, bbox, save)
+    def turn_page(self, step: int) -> PendingRequest | None:
+        """Show the page ``step`` pages after the shown one (before it when negative): the
+        same query, marks and extent; None when there is no such page. Marks made on any
+        page are kept."""
+        call = self.session.page_request(step)
+        return self._send(self.session.page.query, call=call) if call is not None else None
+
+    def _send(
+        self, query: Query, save: str = "", call: SearchRequest | None = None
+    ) -> PendingRequest | None:
+        """Send ``query`` as the current search (the latest query wins): as ``call`` when
+        given (a page of the shown query), else as the session makes it from the panel. None
+        when it cannot be sent (the status line or the message bar says why)."""
+        if call is None:
+            stopped = self.client.state == RuntimeClient.STOPPED and bool(self.client.last_error)
+            blocked = self.session.blocked(query, runtime_down=stopped)
+            if blocked is Note.NO_QUERY:
+                self.status_label.setText(wording.note_text(blocked))
+                return None
+            if blocked is not None:
+                # the runtime is the first thing to fix: say so, not "choose an index"
+                text = self.client.last_error if blocked is Note.RUNTIME_DOWN else ""
+                self.message(text or wording.note_text(blocked), Qgis.MessageLevel.Warning)
+                return None
+            in_extent = self.bar.extent_check.isChecked()
+            canvas = self.iface.mapCanvas() if self.iface else None
+            call = self.session.search_request(
+                query, canvas_bbox(canvas) if in_extent else None, save
+            )
         self.cancel()
         settings.set_index_path(self.session.index)
         settings.set_top_k(self.session.k)
         req = self.client.send(call)
-        self.session.begin(req.id, query)
+        self.session.begin(req.id, query, call)
         req.succeeded.connect(lambda raw, req=req: self._on_results(req, raw))
         req.failed.connect(lambda error, req=req: self._on_failed(req, error))
         self.request = req
@@ -274,10 +292,9 @@ class SearchDock(QgsDockWidget):
         if notes is None or query is None:
             return  # a replaced search
         label, what = query_words(query)
-        saved = query.kind == "saved"  # a saved search: the marks it was made with are in its file
-        marks = self.session.marks
+        call = req.call  # a saved search sends no marks: its file holds the ones it was made with
         title = layers.group_title(
-            label, 0 if saved else len(marks.positive()), 0 if saved else len(marks.negative())
+            label, len(call.positive), len(call.negative), self.session.shown_ranks()
         )
         self.show_result(result, query.key, title, query.text or label, what, notes)
         if req.params.get("save"):
@@ -302,9 +319,11 @@ class SearchDock(QgsDockWidget):
         shown_layers = self.result_map.show(shown, key, title, query, index)
         self.results.show_hits(shown.results)
         off_map = sum(1 for h in shown.results if not h.georeferenced)
+        ranks = self.session.shown_ranks()
         self.status_label.setText(
-            wording.results_status(len(shown.results), off_map, shown.timing_ms, what)
+            wording.results_status(len(shown.results), off_map, shown.timing_ms, what, ranks)
         )
+        self.actions.show_pages(self.session.has_previous_page(), self.session.has_next_page())
         self.status_label.setToolTip(wording.model_details(shown.model, shown.index))
         weak = Note.WEAK_MATCH in notes
         self.weak_label.setText(wording.weak_match_text(query) if weak else "")

@@ -68,11 +68,16 @@ _QVARIANT = {
 }
 
 
-def group_title(label: str, positive: int = 0, negative: int = 0) -> str:
-    """The one naming scheme of result groups, whatever the route (panel, map tool, menu)."""
+def group_title(
+    label: str, positive: int = 0, negative: int = 0, ranks: tuple[int, int] | None = None
+) -> str:
+    """The one naming scheme of result groups, whatever the route (panel, map tool, menu);
+    ``ranks``: the (first, last) rank of a page after the first."""
     title = tr("CACH: {label}").format(label=label) if label else tr("CACH: examples")
     if positive or negative:
         title += f" (+{positive}/−{negative})"
+    if ranks is not None:
+        title += tr(", results {first}–{last}").format(first=ranks[0], last=ranks[1])
     return title
 
 

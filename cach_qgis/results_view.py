@@ -1,7 +1,7 @@
 """The search panel's result list: one row per hit with its thumbnail and mark, a right-click
-menu, and the row of buttons under it (+ More like this, − Less like this, Save footprints…,
-Clear results). The rows show the session's marks; what a row or button asks for leaves as a
-signal, which the panel acts on."""
+menu, and the buttons under it (‹ Previous and Next › turn the page; + More like this,
+− Less like this, Save footprints…, Clear results). The rows show the session's marks; what a
+row or button asks for leaves as a signal or a button's click, which the panel acts on."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from qgis.PyQt.QtWidgets import (
     QListWidgetItem,
     QMenu,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -138,10 +139,18 @@ class ResultsList(QListWidget):
 
 
 class ResultActions(QWidget):
-    """The buttons under the list: mark the selected row, save the footprints, clear."""
+    """The buttons under the list: turn the page, mark the selected row, save the footprints,
+    clear."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.previous_button = QPushButton(self.tr("‹ Previous"))
+        self.previous_button.setToolTip(self.tr("The page of better-ranked tiles before these"))
+        self.next_button = QPushButton(self.tr("Next ›"))
+        self.next_button.setToolTip(
+            self.tr("The next page: as many tiles again, ranked after these")
+        )
+        self.show_pages(False, False)
         self.more_button = QPushButton(self.tr("+ More like this"))
         self.more_button.setToolTip(
             self.tr("Use the selected tile as an example of what you want (Refine)")
@@ -156,7 +165,20 @@ class ResultActions(QWidget):
         self.clear_button.setToolTip(
             self.tr('Remove the "CACH results" group and all its layers from the layer tree')
         )
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
+        pages = QHBoxLayout()
+        pages.addWidget(self.previous_button)
+        pages.addStretch(1)
+        pages.addWidget(self.next_button)
+        row = QHBoxLayout()
         for button in (self.more_button, self.less_button, self.save_button, self.clear_button):
             row.addWidget(button)
+        rows = QVBoxLayout(self)
+        rows.setContentsMargins(0, 0, 0, 0)
+        rows.addLayout(pages)
+        rows.addLayout(row)
+
+    def show_pages(self, previous: bool, following: bool) -> None:
+        """Enable ‹ Previous when a page comes before the shown one, Next › when one may
+        follow."""
+        self.previous_button.setEnabled(previous)
+        self.next_button.setEnabled(following)

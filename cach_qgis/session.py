@@ -177,8 +177,24 @@ def monotone_confidence(hits: list[Hit]) -> list[Hit]:
 Bbox = tuple[list[float], str]  # [minx, miny, maxx, maxy] and the CRS id they are in
 
 
+@dataclass(frozen=True)
+class Page:
+    """A page of results: the query and the request that asked for it (its ``offset``: how
+    many of the best tiles come before the page, ``k``: the page's size)."""
+
+    query: Query
+    request: SearchRequest
+
+    def turned(self, step: int) -> SearchRequest:
+        """The same request ``step`` pages on (back when negative), never before the first
+        page; nothing is saved again."""
+        offset = max(0, self.request.offset + step * self.request.k)
+        return replace(self.request, offset=offset, save=None)
+
+
 class SearchSession:
-    """One analyst's searching: index, query, marks, last result and the current request."""
+    """One analyst's searching: index, query, marks, last result, its page and the current
+    request."""
 
     def __init__(self, index: str = "", k: int = DEFAULT_K) -> None:
         self.index = index.strip()
@@ -190,6 +206,8 @@ class SearchSession:
         self.result_index = ""  # the index the shown result came from
         self.current: RequestId = None  # the request whose answer will be shown
         self._current_index = ""  # the index the current request searches
+        self._current_page: Page | None = None  # what the current request asks for
+        self.page: Page | None = None  # the shown result's page; None: not from a search
 
     # --- index -----------------------------------------------------------------------------------
     def set_index(self, path: str) -> list[Note]:
@@ -235,9 +253,13 @@ class SearchSession:
             **area,
         )
 
-    def begin(self, request_id: RequestId, query: Query) -> None:
-        """``request_id`` now carries the current query; any earlier request is stale."""
+    def begin(
+        self, request_id: RequestId, query: Query, request: SearchRequest | None = None
+    ) -> None:
+        """``request_id`` now carries the current query (sent as ``request``); any earlier
+        request is stale."""
         self.current, self.query, self._current_index = request_id, query, self.index
+        self._current_page = Page(query, request) if request is not None else None
 
     def is_current(self, request_id: RequestId) -> bool:
         return request_id is not None and request_id == self.current
@@ -246,7 +268,10 @@ class SearchSession:
         """Keep ``result`` if it answers the current request (notes on it); None: stale."""
         if not self.is_current(request_id):
             return None
-        return self.show(result, self._current_index)
+        page = self._current_page
+        notes = self.show(result, self._current_index)
+        self.page = page
+        return notes
 
     def failed(self, request_id: RequestId, cancelled: bool) -> Note | None:
         """The current request failed or was cancelled; None for a stale request. A failure
@@ -262,7 +287,7 @@ class SearchSession:
     def show(self, result: SearchResult, index: str | None = None) -> list[Note]:
         """Make ``result`` the one shown (a newer result: no request is current any more);
         returns the notes it calls for."""
-        self.current = None
+        self.current, self.page = None, None
         self.result = replace(result, results=monotone_confidence(result.results))
         self.result_index = self.index if index is None else index
         notes = []
@@ -275,7 +300,33 @@ class SearchSession:
         return notes
 
     def clear_result(self) -> None:
-        self.result, self.result_index = None, ""
+        self.result, self.result_index, self.page = None, "", None
+
+    # --- pages -----------------------------------------------------------------------------------
+    def has_previous_page(self) -> bool:
+        """The shown result is a page after the first."""
+        return self.page is not None and self.page.request.offset > 0
+
+    def has_next_page(self) -> bool:
+        """The shown page is full (``k`` tiles), so more tiles may follow."""
+        if self.page is None or self.result is None:
+            return False
+        return len(self.result.results) >= self.page.request.k
+
+    def page_request(self, step: int) -> SearchRequest | None:
+        """The request for the page ``step`` pages after the shown one (before it when
+        negative): the same query, marks, extent and ``k`` at an offset ``step * k`` away.
+        None when there is no such page."""
+        if step > 0 and self.has_next_page() or step < 0 and self.has_previous_page():
+            return self.page.turned(step)
+        return None
+
+    def shown_ranks(self) -> tuple[int, int] | None:
+        """(first, last) overall rank of the shown page when it is not the first page."""
+        if not self.has_previous_page() or not self.result.results:
+            return None
+        first = self.page.request.offset + 1
+        return first, first + len(self.result.results) - 1
 
     # --- marks -----------------------------------------------------------------------------------
     def mark(self, hit: Hit, right: bool) -> Mark:

@@ -425,10 +425,23 @@ def hit_tooltip(hit: Hit) -> str:
     return "\n".join(lines)
 
 
-def results_status(n_hits: int, n_not_georef: int, timing_ms: dict[str, Any], what: str) -> str:
-    """The status line under the results: how many tiles, how fast, what is off the map."""
+def results_status(
+    n_hits: int,
+    n_not_georef: int,
+    timing_ms: dict[str, Any],
+    what: str,
+    ranks: tuple[int, int] | None = None,
+) -> str:
+    """The status line under the results: how many tiles (or, on a page after the first,
+    which ``ranks``), how fast, what is off the map."""
     total = timing_ms.get("total") if timing_ms else None
-    text = tr("{n} tiles {what}").format(n=n_hits, what=what).rstrip()
+    if ranks is not None:
+        text = tr("Results {first}–{last} {what}").format(
+            first=ranks[0], last=ranks[1], what=what
+        )
+    else:
+        text = tr("{n} tiles {what}").format(n=n_hits, what=what)
+    text = text.rstrip()
     if total is not None:
         text += tr(" in {ms} ms").format(ms=f"{float(total):.0f}")
     if n_not_georef:

@@ -49,7 +49,7 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="68"/>
+        <location filename="../cach_qgis/dock.py" line="70"/>
         <source>CACH search</source>
         <translation type="unfinished"></translation>
     </message>
@@ -174,17 +174,17 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="505"/>
+        <location filename="../cach_qgis/wording.py" line="518"/>
         <source>Indexing cancelled. Files already indexed are kept; index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="516"/>
+        <location filename="../cach_qgis/wording.py" line="529"/>
         <source>Indexing finished before the cancel took effect: every file is indexed, the index is complete and is now chosen in the search panel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="521"/>
+        <location filename="../cach_qgis/wording.py" line="534"/>
         <source>Indexing cancelled: what was indexed is kept and searchable; {todo} tiles of {files} files are still to do. Index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -536,72 +536,72 @@ It keeps running in the background (task manager in the status bar) and can be c
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="431"/>
+        <location filename="../cach_qgis/wording.py" line="443"/>
         <source>{n} tiles {what}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="433"/>
+        <location filename="../cach_qgis/wording.py" line="446"/>
         <source> in {ms} ms</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="435"/>
+        <location filename="../cach_qgis/wording.py" line="448"/>
         <source>; {n} not georeferenced (in the list only)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="450"/>
+        <location filename="../cach_qgis/wording.py" line="463"/>
         <source>Model: {method} hashing, {backbone} encoders, {bits}-bit codes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="457"/>
+        <location filename="../cach_qgis/wording.py" line="470"/>
         <source>Heads: {heads}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="462"/>
+        <location filename="../cach_qgis/wording.py" line="475"/>
         <source>Runs on: {runs}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="464"/>
+        <location filename="../cach_qgis/wording.py" line="477"/>
         <source>Index: {path}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="466"/>
+        <location filename="../cach_qgis/wording.py" line="479"/>
         <source>, {n} tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="468"/>
+        <location filename="../cach_qgis/wording.py" line="481"/>
         <source>, adapted to its archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="474"/>
+        <location filename="../cach_qgis/wording.py" line="487"/>
         <source>The index {name} was made with an earlier model. Re-index it to search with the new one (better on scene types the old model never saw).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="496"/>
+        <location filename="../cach_qgis/wording.py" line="509"/>
         <source>Adapted the model to this archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="498"/>
+        <location filename="../cach_qgis/wording.py" line="511"/>
         <source> and re-hashed its {n} tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="500"/>
+        <location filename="../cach_qgis/wording.py" line="513"/>
         <source> in {time}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="501"/>
+        <location filename="../cach_qgis/wording.py" line="514"/>
         <source>. Searches of this index now use it.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -616,37 +616,37 @@ It keeps running in the background (task manager in the status bar) and can be c
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/layers.py" line="73"/>
+        <location filename="../cach_qgis/layers.py" line="76"/>
         <source>CACH: {label}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/layers.py" line="73"/>
+        <location filename="../cach_qgis/layers.py" line="76"/>
         <source>CACH: examples</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/layers.py" line="84"/>
+        <location filename="../cach_qgis/layers.py" line="89"/>
         <source>similar to tile {id}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/layers.py" line="148"/>
+        <location filename="../cach_qgis/layers.py" line="153"/>
         <source>rank {n}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/layers.py" line="148"/>
+        <location filename="../cach_qgis/layers.py" line="153"/>
         <source>rank {first}–{last}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/layers.py" line="340"/>
+        <location filename="../cach_qgis/layers.py" line="345"/>
         <source>CACH results</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/layers.py" line="345"/>
+        <location filename="../cach_qgis/layers.py" line="350"/>
         <source>{title} footprints</source>
         <translation type="unfinished"></translation>
     </message>
@@ -701,19 +701,19 @@ It keeps running in the background (task manager in the status bar) and can be c
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="481"/>
+        <location filename="../cach_qgis/wording.py" line="494"/>
         <source>Adapt the model to the imagery of {name}?
 
 CACH fine-tunes the image side of its model on this index&apos;s own tiles (no labels needed) and re-hashes the index. What it improves: text searches (by about 0.03 mAP on two archives of scene types the model never saw) and, on large archives, which tiles an image search considers first. It does not change the order of similar-image results, which are ranked by the image features already. It runs in the background (task manager in the status bar) and can be cancelled there. Only this index changes; other indexes keep the shipped model.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="45"/>
+        <location filename="../cach_qgis/dock.py" line="47"/>
         <source>for the saved search {name}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="52"/>
+        <location filename="../cach_qgis/dock.py" line="54"/>
         <source>for {label}</source>
         <translation type="unfinished"></translation>
     </message>
@@ -795,6 +795,16 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
     <message>
         <location filename="../cach_qgis/wording.py" line="396"/>
         <source>Mark tiles right or wrong first, then save.</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/layers.py" line="80"/>
+        <source>, results {first}–{last}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="439"/>
+        <source>Results {first}–{last} {what}</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -1199,80 +1209,100 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>ResultActions</name>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="145"/>
+        <location filename="../cach_qgis/results_view.py" line="154"/>
         <source>+ More like this</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="146"/>
+        <location filename="../cach_qgis/results_view.py" line="155"/>
         <source>Use the selected tile as an example of what you want (Refine)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="149"/>
+        <location filename="../cach_qgis/results_view.py" line="158"/>
         <source>− Less like this</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="150"/>
+        <location filename="../cach_qgis/results_view.py" line="159"/>
         <source>Use the selected tile as an example of what you do not want</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="153"/>
+        <location filename="../cach_qgis/results_view.py" line="162"/>
         <source>Save footprints…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="154"/>
+        <location filename="../cach_qgis/results_view.py" line="163"/>
         <source>Write the result&apos;s footprints to a GeoPackage</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="155"/>
+        <location filename="../cach_qgis/results_view.py" line="164"/>
         <source>Clear results</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="156"/>
+        <location filename="../cach_qgis/results_view.py" line="165"/>
         <source>Remove the &quot;CACH results&quot; group and all its layers from the layer tree</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="147"/>
+        <source>‹ Previous</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="148"/>
+        <source>The page of better-ranked tiles before these</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="149"/>
+        <source>Next ›</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/results_view.py" line="150"/>
+        <source>The next page: as many tiles again, ranked after these</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
 <context>
     <name>ResultsList</name>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="50"/>
+        <location filename="../cach_qgis/results_view.py" line="51"/>
         <source>Select a tile to zoom to it; right-click for more (similar tiles, + and −)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="123"/>
+        <location filename="../cach_qgis/results_view.py" line="124"/>
         <source>Zoom to tile</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="125"/>
+        <location filename="../cach_qgis/results_view.py" line="126"/>
         <source>View tile enlarged</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="126"/>
+        <location filename="../cach_qgis/results_view.py" line="127"/>
         <source>Mark right: more like this (+)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="129"/>
+        <location filename="../cach_qgis/results_view.py" line="130"/>
         <source>Mark wrong: less like this (−)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="133"/>
+        <location filename="../cach_qgis/results_view.py" line="134"/>
         <source>Undo this mark</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="134"/>
+        <location filename="../cach_qgis/results_view.py" line="135"/>
         <source>Search tiles similar to this one</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1497,17 +1527,17 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>SearchDock</name>
     <message>
-        <location filename="../cach_qgis/dock.py" line="95"/>
+        <location filename="../cach_qgis/dock.py" line="97"/>
         <source>Click a tile on the map with the CACH tile tool to see its captions.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="144"/>
+        <location filename="../cach_qgis/dock.py" line="148"/>
         <source>search panel shown: starting the runtime</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="380"/>
+        <location filename="../cach_qgis/dock.py" line="399"/>
         <source>The footprints could not be saved ({err}). Choose another file or folder.</source>
         <translation type="unfinished"></translation>
     </message>

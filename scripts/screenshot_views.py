@@ -8,6 +8,8 @@ CACH_SCREENSHOT_VIEW chooses one:
   index-add    the Index dialog adding a new folder ($CACH_SCREENSHOT_FOLDER, default: a copy
                of one sample in flight_2021/ next to the index) to the existing demo index, with
                what the index holds from the real worker's dry run
+  page2        the search panel on the second page of "a forest with trees" (top 6: ranks
+               7-12, "‹ Previous" on) with a tile marked on that page
 CACH_SCREENSHOT_OUT is the PNG written. Each view checks that it shows what it is meant to, and
 exits non-zero otherwise.
 """
@@ -28,6 +30,7 @@ from screenshot_kit import finish, guarded, say  # noqa: E402
 OUT = Path(os.environ.get("CACH_SCREENSHOT_OUT", "docs/img/screenshot-view.png")).resolve()
 VIEW = os.environ.get("CACH_SCREENSHOT_VIEW", "layer-tree")
 QUERIES = ("a river", "a parking lot next to a road", "a forest with trees")
+PAGE = 6  # top k of the page2 view
 SAMPLES = Path(os.environ.get("CACH_DEMO_SAMPLES", "resources/samples")).resolve()
 STATE = {"done": False, "queries": list(QUERIES)}
 
@@ -192,6 +195,45 @@ def when_held(dialog, polls: int) -> None:  # noqa: ANN001
     QTimer.singleShot(500, lambda: guarded(save, dialog.grab(), "the Index dialog"))
 
 
+def page_two(plugin) -> None:  # noqa: ANN001
+    plugin.search_action.trigger()
+    dock = plugin.dock
+    dock.bar.k_spin.setValue(PAGE)
+    dock.bar.query_edit.setText(QUERIES[-1])
+    dock.resultsShown.connect(lambda _r: QTimer.singleShot(300, lambda: guarded(on_page, dock)))
+    dock.searchFailed.connect(lambda err: (say(f"search failed: {err}"), finish(4)))
+    dock.search()
+
+
+def on_page(dock) -> None:  # noqa: ANN001
+    """Page 1: press Next ›. Page 2: check it shows ranks 7-12, mark one tile, grab."""
+    if not dock.session.has_previous_page():
+        if not dock.actions.next_button.isEnabled():
+            say("Next › is off after the first page")
+            finish(8)
+            return
+        say("page 1 shown; pressing Next ›")
+        dock.actions.next_button.click()
+        return
+    hits = dock.results.hits()
+    want = f"Results {PAGE + 1}–{2 * PAGE}"
+    ranks = [h.rank for h in hits]
+    if ranks != list(range(PAGE + 1, 2 * PAGE + 1)) or want not in dock.status_label.text():
+        say(f"page 2 shows ranks {ranks}, status {dock.status_label.text()!r}")
+        finish(8)
+        return
+    dock.mark(hits[1], True)
+    dock.results.setCurrentRow(1)
+    QTimer.singleShot(500, lambda: guarded(when_thumbnails, dock, 0))
+
+
+def when_thumbnails(dock, polls: int) -> None:  # noqa: ANN001
+    if (dock.results.thumbnails_pending() or dock.result_map.pending()) and polls < 100:
+        QTimer.singleShot(200, lambda: guarded(when_thumbnails, dock, polls + 1))
+        return
+    save(dock.grab(), "the search panel on page 2")
+
+
 def start() -> None:
     plugin = plugins.get("cach_for_qgis")
     if plugin is None or plugin.dock is None:
@@ -202,7 +244,7 @@ def start() -> None:
     iface.mainWindow().resize(1600, 1000)
     iface.mainWindow().showMaximized()
     views = {"no-runtime": no_runtime, "layer-tree": layer_tree, "dialog-help": dialog_help,
-             "index-add": index_add}
+             "index-add": index_add, "page2": page_two}
     guarded(views[VIEW], plugin)
 
 

@@ -86,5 +86,7 @@ def test_model_details_stay_out_of_the_status_line():
     model = {"method": "cach", "backbone": "effnetlite0-minilm", "bits": 64, "heads": "h.st"}
     status = wording.results_status(8, 0, {"total": 33.0}, "for “x”")
     assert status == "8 tiles for “x” in 33 ms."
+    page2 = wording.results_status(8, 0, {"total": 33.0}, "for “x”", ranks=(9, 16))
+    assert page2 == "Results 9–16 for “x” in 33 ms."
     details = wording.model_details(model, {"path": "/i", "tiles": 73})
     assert "64-bit" in details and "73 tiles" in details and "h.st" in details

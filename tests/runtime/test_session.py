@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -233,3 +234,103 @@ def test_marks_belong_to_the_index_of_the_result_they_were_made_on():
     fresh = SearchSession("/c")  # nothing shown: the chosen index
     fresh.mark(hit(2), False)
     assert fresh.marks_index == "/c"
+
+
+# --- pages ---------------------------------------------------------------------------------------
+def page(s, request_id: int, request, *tile_ids: int):
+    """Send ``request`` as ``request_id`` (a text query, or a page of the shown query) and
+    answer it with the tiles ``tile_ids``, ranked from the request's offset."""
+    query = s.page.query if request.offset else Query(text=request.text)
+    s.begin(request_id, query, request)
+    hits = [hit(t, rank=request.offset + i + 1) for i, t in enumerate(tile_ids)]
+    return s.answered(request_id, result(*hits))
+
+
+def test_pages_turn_by_k_and_never_before_the_first():
+    s = SearchSession("/idx", k=3)
+    query = Query(text="fields")
+    first = s.search_request(query)
+    assert first.offset == 0 and "offset" not in first.to_params()  # a new query: page 1
+    s.begin(1, query, first)
+    s.answered(1, result(hit(1, 1), hit(2, 2), hit(3, 3)))
+    assert not s.has_previous_page() and s.has_next_page()
+    assert s.page_request(-1) is None and s.shown_ranks() is None
+    second = s.page_request(1)
+    assert second.offset == 3 and second.to_params()["offset"] == 3
+    assert protocol.SearchRequest.from_params(second.to_params()) == second  # valid on the wire
+    assert s.page_request(2).offset == 6
+    page(s, 2, second, 4, 5, 6)
+    assert s.has_previous_page() and s.shown_ranks() == (4, 6)
+    assert s.page_request(-1).offset == 0 and s.page_request(-5).offset == 0
+    page(s, 3, s.page_request(1), 7, 8)  # the last page: fewer than k tiles
+    assert s.shown_ranks() == (7, 8) and not s.has_next_page() and s.page_request(1) is None
+    assert s.page_request(-1).offset == 3
+
+
+def test_a_page_repeats_the_query_marks_extent_and_k_of_the_shown_result():
+    s = SearchSession("/idx", k=2)
+    s.mark(hit(5), True)
+    s.mark(hit(9), False)
+    query = Query(text="a harbour")
+    first = s.search_request(query, ([0.0, 1.0, 2.0, 3.0], "EPSG:3857"), "/s.json")
+    page(s, 1, first, 1, 2)
+    s.mark(hit(2), True)  # marks made on a page are kept; the pages stay the shown query's
+    s.k = 7
+    nxt = s.page_request(1)
+    assert nxt == protocol.SearchRequest(
+        index="/idx",
+        text="a harbour",
+        positive=(5,),
+        negative=(9,),
+        k=2,
+        offset=2,
+        bbox=(0.0, 1.0, 2.0, 3.0),
+        bbox_crs="EPSG:3857",
+    )  # the refined search is saved once, by the first page
+    page(s, 2, nxt, 3, 4)
+    assert s.page.query == query and s.marks.positive() == [2, 5]
+    for request_id, kind in enumerate((Query(tile=4), Query(image="/x"), Query(saved="/s")), 3):
+        s.begin(request_id, kind, s.search_request(kind))
+        s.answered(request_id, result(*[hit(t, t) for t in range(1, 8)]))
+        assert s.page_request(1) == replace(s.search_request(kind), offset=7)
+
+
+def test_a_new_query_starts_again_at_the_first_page():
+    s = SearchSession("/idx", k=2)
+    page(s, 1, s.search_request(Query(text="a")), 1, 2)
+    page(s, 2, s.page_request(1), 3, 4)
+    assert s.has_previous_page()
+    refined = s.search_request(Query(text="a"))  # Refine: the same words, a new query
+    assert refined.offset == 0
+    page(s, 3, refined, 5, 6)
+    assert not s.has_previous_page() and s.page.request.offset == 0
+    s.show(result(hit(8)))  # a result by another route (the map tool) has no pages
+    assert s.page is None and not s.has_next_page() and s.page_request(1) is None
+
+
+def test_a_stale_page_answer_is_ignored():
+    s = SearchSession("/idx", k=2)
+    page(s, 1, s.search_request(Query(text="a")), 1, 2)
+    s.begin(2, s.page.query, s.page_request(1))  # page 2 asked for ...
+    s.begin(3, Query(text="b"), s.search_request(Query(text="b")))  # ... then a new query
+    assert s.answered(2, result(hit(3, 3), hit(4, 4))) is None
+    assert [h.tile_id for h in s.result.results] == [1, 2] and s.page.query.text == "a"
+    assert s.answered(3, result(hit(7), hit(8))) == [] and s.page.query.text == "b"
+    # a page turned twice: only the latest page request is shown
+    s.begin(4, s.page.query, s.page_request(1))
+    s.begin(5, s.page.query, s.page_request(1))
+    assert s.answered(4, result(hit(9, 3))) is None and s.page.request.offset == 0
+    page(s, 5, s.page_request(1), 10, 11)
+    assert s.shown_ranks() == (3, 4)
+
+
+def test_a_failed_page_or_another_index_drops_the_pages_and_a_cancel_keeps_them():
+    s = SearchSession("/idx", k=2)
+    page(s, 1, s.search_request(Query(text="a")), 1, 2)
+    s.begin(2, s.page.query, s.page_request(1))
+    assert s.failed(2, cancelled=True) is Note.CANCELLED and s.has_next_page()
+    s.begin(3, s.page.query, s.page_request(1))
+    assert s.failed(3, cancelled=False) is Note.FAILED and s.page is None
+    page(s, 4, s.search_request(Query(text="a")), 1, 2)
+    s.set_index("/other")
+    assert s.page is None and s.page_request(1) is None

@@ -80,7 +80,8 @@ def _echo(req: SearchRequest) -> dict[str, Any]:
     """The query as a result repeats it: the parts given, ``k`` and ``collapse`` always."""
     echo = {"text": req.text, "tile": req.tile, "image": req.image,
             "positive": list(req.positive), "negative": list(req.negative),
-            "weights": req.weights, "k": req.k, "bbox": list(req.bbox) if req.bbox else None,
+            "weights": req.weights, "k": req.k, "offset": req.offset or None,
+            "bbox": list(req.bbox) if req.bbox else None,
             "bbox_crs": req.bbox_crs if req.bbox else None, "collapse": req.collapse}
     return {key: v for key, v in echo.items() if v not in (None, [], {})}
 
@@ -103,21 +104,6 @@ def _prior(parts: QueryParts, proj_parts: QueryParts | None, weights):
     if not typed.empty():
         return Prior(tanh=query_vector(typed, weights))
     return Prior()
-
-
-def tiling_options(options: Any = None):
-    """``TilingOptions`` from None, a dict of CLI/protocol fields, or TilingOptions itself."""
-    from model_runtime.raster.tiling import TilingOptions
-
-    if options is None:
-        return TilingOptions()
-    if isinstance(options, TilingOptions):
-        return options
-    data = {k: v for k, v in dict(options).items() if v is not None}
-    for key in ("scales", "bands"):
-        if isinstance(data.get(key), str):
-            data[key] = [int(v) for v in str(data[key]).replace(" ", "").split(",") if v]
-    return TilingOptions.from_json(data)
 
 
 class Pipeline:
@@ -185,9 +171,9 @@ class Pipeline:
               cancel: threading.Event | None = None, *, readers: int | None = None,
               executor: str = "local", ray_address: str | None = None
               ) -> IndexSummary | Estimate:
-        """Index rasters into ``index_dir`` (incremental, resumable), following the rules of
-        docs/indexing.md, "What an index holds": the index's own tiling unless ``options`` ask
-        for another (which re-tiles every root, only with ``confirm``: else
+        """Index ``req.paths`` into ``req.index`` (incremental, resumable), following the rules
+        of docs/indexing.md, "What an index holds": the index's own tiling unless the request's
+        tiling fields ask for another (which re-tiles every root, only with ``confirm``: else
         ``ConfirmationNeeded``, code ``confirm_retile``), new folders added as roots, ``remove``
         roots dropped with their tiles. With ``dry_run`` nothing is loaded or written: returns an
         ``Estimate``. Above 100,000 new tiles the run needs ``confirm`` too. ``executor="ray"``
@@ -353,14 +339,15 @@ class Pipeline:
             proj = query_vector(proj_parts, req.weights)
         t0 = time.perf_counter()
         scale = rerank_scale(str(heads.path)) if proj is not None else None
-        hits = index.search(Query(pack(tanh), tanh, proj, scale), k=req.k, bbox=req.bbox,
-                            bbox_crs=req.bbox_crs, collapse=req.collapse,
-                            exclude_ids=req.excluded,
+        hits = index.search(Query(pack(tanh), tanh, proj, scale), k=req.k + req.offset,
+                            bbox=req.bbox, bbox_crs=req.bbox_crs, collapse=req.collapse,
+                            exclude_ids=req.excluded, page=req.k,
                             near_ids=[req.tile] if req.tile is not None else [])
         timing["search"] = (time.perf_counter() - t0) * 1000
         weak, hits = self._assess(index, model, req.text, tanh, hits, timing)
         timing["total"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)
-        return SearchResult(results=hits, query=_echo(req), model=heads.info().to_json(),
+        return SearchResult(results=hits[req.offset:], query=_echo(req),
+                            model=heads.info().to_json(),
                             index=self._index_info(index, heads), timing_ms=timing,
                             weak_match=weak)
 
@@ -382,8 +369,9 @@ class Pipeline:
             path = saved_search.save(req.save, refine.saved_of(refiner, heads, index, echo))
             echo["saved_to"] = str(path)
         t0 = time.perf_counter()
-        hits = refine.scored_hits(index, refiner.full, req.k, req.bbox, req.bbox_crs,
-                                  req.collapse, req.excluded, pack_code(tanh))
+        hits = refine.scored_hits(index, refiner.full, req.k + req.offset, req.bbox,
+                                  req.bbox_crs, req.collapse, req.excluded,
+                                  pack_code(tanh), page=req.k)[req.offset:]
         timing["search"] = (time.perf_counter() - t0) * 1000
         timing["total"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)
         echo["learner"] = refine.METHOD
@@ -403,11 +391,12 @@ class Pipeline:
                                        refine.proj_sha(heads), proj_dim)
         t0 = time.perf_counter()
         code = None if scorer.w_tanh is None else pack(scorer.w_tanh)  # the model's direction
-        hits = refine.scored_hits(index, scorer, req.k, req.bbox, req.bbox_crs, req.collapse,
-                                  (), code)
+        hits = refine.scored_hits(index, scorer, req.k + req.offset, req.bbox, req.bbox_crs,
+                                  req.collapse, (), code, page=req.k)[req.offset:]
         timing["search"] = (time.perf_counter() - t0) * 1000
         timing["total"] = (time.perf_counter() - start) * 1000
-        echo = {"saved": str(req.saved), "scorer": which, "k": req.k, "collapse": req.collapse,
+        echo = {"saved": str(req.saved), "scorer": which, "k": req.k,
+                **({"offset": req.offset} if req.offset else {}), "collapse": req.collapse,
                 "learner": refine.METHOD,
                 **{key: doc.query[key] for key in ("text", "image", "tile") if key in doc.query},
                 **({"bbox": list(req.bbox), "bbox_crs": req.bbox_crs} if req.bbox else {})}

@@ -21,7 +21,8 @@ from model_runtime.codes import pack, unpack_signs
 from model_runtime.errors import ConfigError, DataError, DiskFullError, IndexStateError
 from model_runtime.fsutil import file_signature
 from model_runtime.index.binary import BinaryIndex
-from model_runtime.index.store import Store, TileRow, bbox_of, check_model
+from model_runtime.index.collapse import collapse_hits, same_place
+from model_runtime.index.store import Store, TileRow, check_model
 from model_runtime.index.writer import codes_path
 from model_runtime.protocol import Hit
 from model_runtime.raster.geo import bbox_to_4326, check_point
@@ -32,8 +33,6 @@ LOG = logging.getLogger(__name__)
 
 #: the Hamming candidates re-ranked per query: max(RERANK_POOL, 10 k) (docs/indexing.md)
 RERANK_POOL = 100
-#: overlapping tiles of one source with window IoU above this are collapsed into the best one
-COLLAPSE_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -73,16 +72,6 @@ def _hit(row: TileRow, rank: int, hamming: int, score: float) -> Hit:
                score=round(float(score), 4))
 
 
-def window_iou(a: Sequence[int], b: Sequence[int]) -> float:
-    """Intersection over union of two (col, row, width, height) windows."""
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
 def angular_score(cosine: np.ndarray) -> np.ndarray:
     """Cosine -> 1 - angle/pi in [0, 1]: the quantity 1 - hamming/bits estimates for sign codes,
     so re-ranked and plain Hamming scores read on the same scale."""
@@ -102,68 +91,6 @@ def point_in_polygon(x: float, y: float, geometry: dict) -> bool:
 def _ring_area(geometry: dict) -> float:
     ring = geometry["coordinates"][0]
     return abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(ring, ring[1:], strict=False)))
-
-
-def _box_iou(a: Sequence[float] | None, b: Sequence[float] | None) -> float:
-    if a is None or b is None:
-        return 0.0
-    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a, b
-    w, h = min(ax1, bx1) - max(ax0, bx0), min(ay1, by1) - max(ay0, by0)
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter)
-
-
-def is_duplicate(a: TileRow, a_code: bytes, b: TileRow, b_code: bytes) -> bool:
-    """Same source and (window IoU > 0.5 or identical code); or another source holding the
-    same place with the same code (a copy of the raster, e.g. recompressed)."""
-    if a.source == b.source:
-        return a_code == b_code or window_iou(a.window, b.window) > COLLAPSE_IOU
-    box_a = a.bbox or bbox_of(a.footprint)
-    box_b = b.bbox or bbox_of(b.footprint)
-    return a_code == b_code and _box_iou(box_a, box_b) > COLLAPSE_IOU
-
-
-def same_place(near: TileRow, near_code: bytes, row: TileRow, code: bytes) -> bool:
-    """``row`` shows the place of ``near`` again: a duplicate (``is_duplicate``), or a tile of
-    the same source whose window shares pixels with it (an overlapping neighbour, a tile of
-    another scale). A tile query drops these: the analyst asked for other places."""
-    if is_duplicate(near, near_code, row, code):
-        return True
-    return row.source == near.source and window_iou(row.window, near.window) > 0.0
-
-
-def collapse_hits(
-    candidates: list[tuple[TileRow, int, float, bytes]],
-    k: int,
-) -> list[tuple[TileRow, int, float, bytes]]:
-    """Keep the best of duplicate tiles (see ``is_duplicate``), and spread results across
-    sources: no source fills more than half of k while other sources still have candidates;
-    leftover slots are then filled in score order."""
-    kept: list[tuple[TileRow, int, float, bytes]] = []
-    deferred = []
-    per_source: dict[str, int] = {}
-    cap = max(1, math.ceil(k / 2))
-    for cand in candidates:
-        row, _, _, code = cand
-        dup = any(
-            is_duplicate(other, other_code, row, code)
-            for other, _, _, other_code in kept + deferred
-        )
-        if dup:
-            continue
-        if per_source.get(row.source, 0) >= cap:
-            deferred.append(cand)
-            continue
-        per_source[row.source] = per_source.get(row.source, 0) + 1
-        kept.append(cand)
-        if len(kept) >= k:
-            break
-    if len(kept) < k:
-        kept += deferred[: k - len(kept)]
-    kept.sort(key=lambda c: (-c[2], c[1], c[0].id))
-    return kept[:k]
 
 
 def unwhiten_scale(matrix: np.ndarray, temper: float = 1.0) -> np.ndarray:
@@ -242,8 +169,9 @@ class Index:
     def search(self, query: Query | np.ndarray, k: int = 20, bbox: Sequence[float] | None = None,
                bbox_crs: str = "EPSG:4326", collapse: bool = True,
                exclude_ids: Iterable[int] = (), rerank: bool | None = None,
-               near_ids: Iterable[int] = ()) -> list[Hit]:
-        """Top-k hits for a :class:`Query` (or a packed code / float vector).
+               near_ids: Iterable[int] = (), page: int | None = None) -> list[Hit]:
+        """Top-k hits for a :class:`Query` (or a packed code / float vector); with ``page``,
+        collapsed page by page (``collapse.collapse_hits``: the next page of a paged search).
 
         ``near_ids`` (the tile of a tile query): tiles showing its place again are dropped
         (``same_place``), so the hits are other places.
@@ -272,8 +200,8 @@ class Index:
                 pool = min(pool, available + len(exclude))
                 dist, ids = self._hamming(query.code, pool, subset)
                 keep = (ids >= 0) & ~np.isin(ids, list(exclude))
-                hits = self._rank(ids[keep], dist[keep], query if rerank else None, collapse, k,
-                                  near)
+                hits = self._rank(ids[keep], dist[keep], query if rerank else None, collapse,
+                                  (k, page), near)
                 if len(hits) >= k or pool >= available + len(exclude):
                     return hits
                 pool *= 4
@@ -315,8 +243,9 @@ class Index:
         rows, vectors = self.store.tiles(ids, geometry=False), self.store.vectors(ids)
         return [(rows[i], vectors[i][0]) for i in ids if i in rows and i in vectors]
 
-    def _rank(self, ids, dist, query: Query | None, collapse: bool, k: int,
+    def _rank(self, ids, dist, query: Query | None, collapse: bool, size: tuple[int, int | None],
               near: Sequence[tuple[TileRow, bytes]] = ()) -> list[Hit]:
+        k, page = size
         rows = self.store.tiles(ids, geometry=False)
         vectors = self.store.vectors(ids) if (query is not None or collapse) else {}
         scores = self._scores(ids, dist, query, vectors) if len(ids) else np.zeros(0)
@@ -325,7 +254,7 @@ class Index:
         cands = [c for c in cands if not any(same_place(n, nc, c[0], c[3]) for n, nc in near)]
         cands.sort(key=lambda c: (-c[2], c[1], c[0].id))
         if collapse:
-            cands = collapse_hits(cands, k)
+            cands = collapse_hits(cands, k, page)
         cands = cands[:k]
         full = self.store.tiles([c[0].id for c in cands])  # footprints for the hits only
         return [_hit(full[row.id], rank, d, s) for rank, (row, d, s, _) in enumerate(cands, 1)]
@@ -347,11 +276,13 @@ class Index:
     def search_scored(self, score: Callable[[FeatureBlocks], np.ndarray], k: int = 20,
                       bbox: Sequence[float] | None = None, bbox_crs: str = "EPSG:4326",
                       collapse: bool = True, exclude_ids: Iterable[int] = (),
-                      query_code: np.ndarray | None = None) -> tuple[list[Hit], np.ndarray]:
+                      query_code: np.ndarray | None = None, page: int | None = None
+                      ) -> tuple[list[Hit], np.ndarray]:
         """Top-k hits of a score computed for every tile (``score(blocks)`` -> float [N],
         higher first), with the same bbox filter, exclusions and collapse as :meth:`search`.
         Returns the hits (``score`` = sigmoid of the decision) and their raw decisions.
-        ``hamming`` is the distance to ``query_code`` (0 without one)."""
+        ``hamming`` is the distance to ``query_code`` (0 without one); ``page`` as in
+        :meth:`search`."""
         k = int(k)
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
@@ -367,13 +298,15 @@ class Index:
         pool = min(len(rows), max(4 * k + 32, k) if collapse else k)
         while True:
             top = rows[np.argpartition(-decision[rows], pool - 1)[:pool]] if pool else rows[:0]
-            hits, dec = self._rank_scored(blocks.ids[top], decision[top], collapse, k,
+            hits, dec = self._rank_scored(blocks.ids[top], decision[top], collapse, (k, page),
                                           query_code)
             if len(hits) >= k or pool >= len(rows):
                 return hits, dec
             pool = min(len(rows), pool * 4)
 
-    def _rank_scored(self, ids, decision, collapse: bool, k: int, query_code):
+    def _rank_scored(self, ids, decision, collapse: bool, size: tuple[int, int | None],
+                     query_code):
+        k, page = size
         rows = self.store.tiles(ids, geometry=False)
         vectors = self.store.vectors(ids)
         qbits = None if query_code is None else np.unpackbits(np.asarray(query_code, np.uint8))
@@ -387,7 +320,7 @@ class Index:
             cands.append((rows[int(i)], ham, float(d), code))
         cands.sort(key=lambda c: (-c[2], c[1], c[0].id))
         if collapse:
-            cands = collapse_hits(cands, k)
+            cands = collapse_hits(cands, k, page)
         cands = cands[:k]
         full = self.store.tiles([c[0].id for c in cands])
         hits = [_hit(full[row.id], rank, h, 1.0 / (1.0 + math.exp(-max(min(d, 40.0), -40.0))))

@@ -75,7 +75,7 @@ def decode(cls: type, obj: Any) -> Any:
     return cls(**kwargs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -124,7 +124,7 @@ def _in(tp: Any, raw: Any) -> Any:
 def _sequence_in(origin: type, args: tuple, raw: Any) -> Any:
     items = list(raw) if isinstance(raw, (list, tuple)) else []
     if origin is tuple and args and args[-1] is not Ellipsis:  # fixed length: tuple[int, int]
-        return tuple(_in(a, v) for a, v in zip(args, items))
+        return tuple(_in(a, v) for a, v in zip(args, items, strict=False))
     item = args[0] if args else Any
     if item is dict:
         items = [v for v in items if isinstance(v, dict)]

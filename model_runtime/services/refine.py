@@ -125,14 +125,15 @@ def fit_marks(index: Any, prior: Prior, positive: Sequence[int], negative: Seque
 
 
 def scored_hits(index: Any, scorer: LinearScorer, k: int, bbox, bbox_crs: str, collapse: bool,
-                exclude: Sequence[int], query_code: np.ndarray | None) -> list[Hit]:
+                exclude: Sequence[int], query_code: np.ndarray | None,
+                page: int | None = None) -> list[Hit]:
     """Top-k tiles of the whole index by ``scorer``, each with its calibrated confidence
-    (non-increasing down the ranking)."""
+    (non-increasing down the ranking); ``page`` as in ``Index.search``."""
     hits, decision = index.search_scored(
         lambda b: ranking_score(scorer, b.linear(scorer.bias, scorer.w_tanh, scorer.w_proj),
                                 b.proj),
         k=k, bbox=bbox, bbox_crs=bbox_crs, collapse=collapse, exclude_ids=exclude,
-        query_code=query_code)
+        query_code=query_code, page=page)
     calibrated = scorer.confidence if scorer.near is None else scorer.near.confidence
     conf = monotone(calibrated(decision))
     return [dataclasses.replace(h, confidence=round(float(c), 3))

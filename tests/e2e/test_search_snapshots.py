@@ -129,3 +129,22 @@ def test_the_comparison_catches_a_changed_ranking_but_not_a_last_digit() -> None
     assert _mismatches({"results": [hit]}, {"results": [{**hit, "tile_id": 13}]})
     assert _mismatches({"weak_match": False}, {"weak_match": None})
     assert _mismatches({"results": [hit]}, {"results": [hit, hit]})
+
+
+def test_the_next_page_continues_the_first(search_env) -> None:
+    """``--offset k`` is the next page of k: ranks k+1..2k, no tile of the first page, collapsed
+    page by page (each page spreads its own tiles across sources, so a tile held back from a
+    crowded first page may lead the second); without collapse it continues one longer ranking."""
+    env, index = search_env
+    query = ["search", "--index", index, "--text", "dense forest on a mountain", "--json"]
+    page1 = normalise(cach(*query, "-k", "3", env=env))["results"]
+    page2 = cach(*query, "-k", "3", "--offset", "3", env=env)
+    assert page2["query"]["offset"] == 3 and page2["query"]["k"] == 3
+    hits = normalise(page2)["results"]
+    assert [h["rank"] for h in hits] == [4, 5, 6]
+    assert not {h["tile_id"] for h in hits} & {h["tile_id"] for h in page1}
+    flat = [*query, "--no-collapse"]
+    whole = normalise(cach(*flat, "-k", "6", env=env))["results"]
+    later = normalise(cach(*flat, "-k", "3", "--offset", "3", env=env))["results"]
+    assert [(h["rank"], h["tile_id"]) for h in later] == \
+        [(h["rank"], h["tile_id"]) for h in whole[3:6]]

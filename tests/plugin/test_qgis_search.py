@@ -216,13 +216,8 @@ def test_next_and_previous_page(dock, message_bar):
     assert not message_bar.get_messages(Qgis.Critical)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime: with collapse on, page 2 (k, offset k) is cut from a ranking of k + offset "
-    "whose per-source cap (half of k + offset) differs from page 1's (half of k), so a tile can "
-    "show on both pages and another on neither (model_runtime/index/query.py collapse_hits)",
-)
 def test_the_next_page_shows_no_tile_of_the_first(dock):
+    """Pages are collapsed page by page (index/collapse.py): page 2 repeats no tile of page 1."""
     k = 4
     run_search(dock, "houses along a road", k)
     first = {h.tile_id for h in dock.results.hits()}

@@ -160,7 +160,7 @@ def test_collapse_drops_overlaps_and_copies_and_spreads_sources(
     names = [Path(h.source).name for h in raw[:2]]
     assert sorted(names) == ["RGB.byte.tif", "rgb_deflate.tif"]  # the copy ties with itself
     assert len(hits) == 20
-    from model_runtime.index.query import window_iou
+    from model_runtime.index.collapse import window_iou
 
     for i, a in enumerate(hits):
         for b in hits[i + 1 :]:

@@ -1,9 +1,10 @@
 """int8 image graphs: static post-training quantisation calibrated on UCM training images.
 
 ONNX Runtime's ``quantize_static`` rewrites ``image.onnx`` in QDQ form (int8 per-channel weights,
-uint8 activations with ranges observed on :data:`CALIBRATION_IMAGES` images of UCM's official
-training split, never its test split). ONNX Runtime runs the QDQ graph with int8 kernels;
-OpenVINO converts the same graph to its int8 form. Needs the UCM images (``$CACH_DATA``).
+uint8 activations with ranges observed on 128 images of UCM's official training split, never its
+test split, listed in ``resources/calibration/int8-ucm-train.txt``). ONNX Runtime runs the QDQ
+graph with int8 kernels; OpenVINO converts the same graph to its int8 form. Needs the UCM images
+(``$CACH_DATA``).
 """
 
 from __future__ import annotations
@@ -15,34 +16,36 @@ from pathlib import Path
 import numpy as np
 
 from model_runtime.config import BackboneConfig
-from model_runtime.errors import ConfigError, DataError
+from model_runtime.errors import ConfigError
 from model_runtime.fsutil import atomic_path
 from model_runtime.model.pixels import load_pixels
+from model_runtime.paths import RESOURCES, data_root
 
 LOG = logging.getLogger(__name__)
 
-CALIBRATION_IMAGES = 128
 CALIBRATION_BATCH = 16
 #: joins the graph-cache key of int8 graphs: change it whenever the recipe below changes
 RECIPE = "ucm-train-128/percentile-99.99/heads+conv0-fp32/v2"
 
 
-def calibration_pixels(config: BackboneConfig, n: int = CALIBRATION_IMAGES) -> np.ndarray:
-    """``n`` UCM training images (official split), spread evenly over the split."""
-    from model_runtime.data.datasets import load_ucm
+def calibration_files() -> list[Path]:
+    """The calibration images: the shipped list (``resources/calibration/``, written by
+    ``python -m model_runtime.data.calibration``: UCM training images) under the data root."""
+    listed = (RESOURCES / "calibration" / "int8-ucm-train.txt").read_text(encoding="utf-8")
+    root = data_root()
+    return [root / line for line in listed.splitlines() if line.strip()]
 
-    try:
-        dataset = load_ucm()
-    except DataError as err:
-        raise ConfigError(f"int8 needs UCM training images for calibration ({err}); set "
-                          "CACH_DATA or use fp32.", code="backend_unavailable") from err
-    train = [it.image for it in dataset.items if it.split("official") == "train" and it.image]
-    if not train:
-        raise ConfigError("int8 calibration found no UCM training images; use fp32.",
+
+def calibration_pixels(config: BackboneConfig) -> np.ndarray:
+    """The calibration images at the model's input size; ConfigError when they are absent."""
+    files = calibration_files()
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise ConfigError(f"int8 needs the UCM training images for calibration ({missing[0]} "
+                          "is missing); set CACH_DATA or use fp32.",
                           code="backend_unavailable")
-    picks = np.linspace(0, len(train) - 1, min(n, len(train))).round().astype(int)
     pre = config.preprocess
-    return load_pixels([train[i] for i in picks], pre.size, pre.interpolation)
+    return load_pixels(files, pre.size, pre.interpolation)
 
 
 class _Reader:

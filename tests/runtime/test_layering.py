@@ -40,11 +40,9 @@ def test_cli_help_does_not_load_torch():
 
 #: packages the inference package must not import, lazily inside functions included
 NOT_FROM_MODEL = ("model_runtime.hashing", "model_runtime.data", "model_runtime.research")
-#: (module, imported name) pairs still allowed, each with its reason
-MODEL_EXCEPTIONS = {
-    # int8 graphs are calibrated on UCM's official training images, read by the dataset loader
-    ("quantize.py", "model_runtime.data.datasets"),
-}
+#: (module, imported name) pairs still allowed, each with its reason: none (int8 calibration
+#: reads a shipped list of images, resources/calibration/, not the dataset loader)
+MODEL_EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 def imported_names(path: Path) -> set[str]:
@@ -84,3 +82,16 @@ def test_inference_package_imports_no_training_data_or_research():
     bad = sorted(f"{f.name} imports {name}" for f in files for name in imported_names(f)
                  if name.startswith(NOT_FROM_MODEL) and not _excepted(f.name, name))
     assert not bad, "model/ must not import hashing/, data/ or research/: " + "; ".join(bad)
+
+
+def test_the_shipped_calibration_list_is_the_one_the_dataset_gives():
+    """int8 calibration reads ``resources/calibration/`` (model/ never imports data/); the list
+    must stay the UCM training images ``python -m model_runtime.data.calibration`` picks."""
+    from model_runtime.data.calibration import calibration_files
+    from model_runtime.model.quantize import calibration_files as shipped
+    from model_runtime.paths import data_root
+
+    want = calibration_files()
+    got = [p.relative_to(data_root()).as_posix() for p in shipped()]
+    assert got == want and len(got) == 128
+    assert all("/images/" in f and f.startswith("ucm/") for f in got)

@@ -18,9 +18,6 @@ from model_runtime.model.torch_heads import HashHeads, Projection, _mlp
 
 __all__ = ["CrossDecoders", "HashHeads", "Projection", "codes", "signs"]
 
-SUPPORTED_BITS = (16, 32, 64, 128)
-
-
 class CrossDecoders(nn.Module):
     """Training-only decoders of the cross-autoencoder: hash -> the *other* modality's features.
 

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from tables import table  # noqa: E402  (bench/ runs as scripts)
 
 from model_runtime.pipeline import Runtime  # noqa: E402
+from model_runtime.protocol import IndexRequest, SearchRequest  # noqa: E402
 
 K = 20
 BATCH = 32
@@ -82,7 +83,7 @@ def bench_index(rt: Runtime, rasters: Path, repeat: int) -> None:
     runs = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="cach-bench-idx-") as tmp:
-            summary = rt.index(Path(tmp) / "index", [rasters])
+            summary = rt.index(IndexRequest(str(Path(tmp) / "index"), paths=(str(rasters),)))
             runs.append(summary)
     best = min(runs, key=lambda s: s.seconds)
     bare_rate = n / bare[0]
@@ -180,11 +181,11 @@ def bench_query(rt: Runtime, sizes: list[int], nq: int, use_float: bool, float_m
             synthetic_store(Path(tmp), n, rt, rng)
             build_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            rt.search(tmp, text=texts[0], k=K)  # opens the index (faiss file) once; warm-up
+            rt.search(SearchRequest(tmp, text=texts[0], k=K))  # opens the index once; warm-up
             open_s = time.perf_counter() - t0
             enc, search, total = [], [], []
             for text in texts[1 : nq + 1]:
-                res = rt.search(tmp, text=text, k=K)
+                res = rt.search(SearchRequest(tmp, text=text, k=K))
                 enc.append(res.timing_ms["encode_text"])
                 search.append(res.timing_ms["search"])
                 total.append(res.timing_ms["total"])

@@ -224,8 +224,10 @@ import json, sys, tempfile
 from model_runtime.env import configure_process
 configure_process()
 from model_runtime.pipeline import Pipeline
+from model_runtime.protocol import IndexRequest
 with tempfile.TemporaryDirectory() as tmp:
-    s = Pipeline(backend=sys.argv[1]).index(tmp, sys.argv[3:], readers=int(sys.argv[2]))
+    req = IndexRequest(tmp, paths=tuple(sys.argv[3:]))
+    s = Pipeline(backend=sys.argv[1]).index(req, readers=int(sys.argv[2]))
 print(json.dumps(s.to_json()))
 """
 

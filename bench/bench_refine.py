@@ -37,6 +37,7 @@ from tables import table  # noqa: E402  (bench/ runs as scripts)
 
 from model_runtime.codes import pack  # noqa: E402
 from model_runtime.pipeline import Pipeline  # noqa: E402
+from model_runtime.protocol import SearchRequest  # noqa: E402
 
 PER_SOURCE = 1000
 TEXTS = ["an aerial image of a harbour", "a residential area with houses", "a dense forest",
@@ -85,15 +86,16 @@ def pct(samples: list[float]) -> str:
 def run(folder: Path, n: int, queries: int) -> None:
     rng = np.random.default_rng(1)
     rt = Pipeline()
-    rt.search(folder, text=TEXTS[0], k=20)  # loads the model and opens the index (faiss file)
+    where = str(folder)
+    rt.search(SearchRequest(where, text=TEXTS[0], k=20))  # loads the model, opens the index
 
     def marks():
         ids = rng.choice(np.arange(1, n + 1), 20, replace=False).tolist()
-        return ids[:6], ids[6:]
+        return tuple(ids[:6]), tuple(ids[6:])
 
     pos, neg = marks()
     t0 = time.perf_counter()
-    first = rt.search(folder, text=TEXTS[0], positive=pos, negative=neg, k=20)
+    first = rt.search(SearchRequest(where, text=TEXTS[0], positive=pos, negative=neg, k=20))
     cold = time.perf_counter() - t0
     index, _ = rt.indexes.open(folder)
     blocks = index.feature_blocks()
@@ -101,10 +103,10 @@ def run(folder: Path, n: int, queries: int) -> None:
     for q in range(queries):
         text = TEXTS[q % len(TEXTS)]
         pos, neg = marks()
-        plain.append(rt.search(folder, text=text, k=20).timing_ms["total"])
-        summed.append(rt.search(folder, text=text, positive=pos, negative=neg, k=20,
-                                learn=False).timing_ms["total"])
-        res = rt.search(folder, text=text, positive=pos, negative=neg, k=20)
+        plain.append(rt.search(SearchRequest(where, text=text, k=20)).timing_ms["total"])
+        summed.append(rt.search(SearchRequest(where, text=text, positive=pos, negative=neg,
+                                              k=20, learn=False)).timing_ms["total"])
+        res = rt.search(SearchRequest(where, text=text, positive=pos, negative=neg, k=20))
         refined.append(res.timing_ms["total"])
         fit.append(res.timing_ms["fit"])
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

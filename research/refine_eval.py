@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from model_runtime.pipeline import Pipeline
+from model_runtime.protocol import SearchRequest
 
 MARKS = 20
 SCENE_WORDS = {"SeaLake": "sea or lake", "waterarea": "water area",
@@ -59,7 +60,7 @@ def one_class(rt: Pipeline, index_dir: str, labels: dict[int, str], cls: str,
     text = f"an aerial image of {scene(cls)}"
     total = sum(v == cls for v in labels.values())
     n = len(labels)
-    first = rt.search(index_dir, text=text, k=n, collapse=False)
+    first = rt.search(SearchRequest(index_dir, text=text, k=n, collapse=False))
     ranking = [h.tile_id for h in first.results]
     out = [average_precision([labels[t] == cls for t in ranking], total)]
     pos: list[int] = []
@@ -70,8 +71,9 @@ def one_class(rt: Pipeline, index_dir: str, labels: dict[int, str], cls: str,
         marked = set(pos) | set(neg)
         kept = [t for t in ranking if t not in marked]  # not searching again: the baseline
         out.append(average_precision([labels[t] == cls for t in kept], total - len(pos)))
-        res = rt.search(index_dir, text=text, positive=pos, negative=neg,
-                        k=max(1, n - len(pos) - len(neg)), collapse=False, learn=learn)
+        res = rt.search(SearchRequest(index_dir, text=text, positive=tuple(pos),
+                                      negative=tuple(neg), k=max(1, n - len(pos) - len(neg)),
+                                      collapse=False, learn=learn))
         ranking = [h.tile_id for h in res.results]
         out.append(average_precision([labels[t] == cls for t in ranking], total - len(pos)))
         if learn and reliability is not None:  # the first page after marking: conf vs truth

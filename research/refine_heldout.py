@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from model_runtime.pipeline import Pipeline
+from model_runtime.protocol import IndexRequest
 from research.refine_eval import labels_of, one_class, reliability_table
 
 BITS = 64
@@ -54,7 +55,8 @@ def heldout_heads() -> list[tuple[list[str], Path]]:
 def evaluate_set(names: list[str], heads: Path, images: str, index_dir: Path) -> dict:
     rt = Pipeline(heads=heads)
     if not (index_dir / "index.sqlite").exists():
-        rt.index(index_dir, [images], allow_outside_sources=True)
+        rt.index(IndexRequest(str(index_dir), paths=(str(images),),
+                              allow_outside_sources=True))
     labels = labels_of(rt, str(index_dir))
     table: dict[str, dict[str, list[float]]] = {}
     pairs: list = []

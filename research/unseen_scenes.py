@@ -234,12 +234,14 @@ def product_eval(index_dir: str, unwhiten: float = 1.0, texts: bool = True) -> d
 
     import model_runtime.index.query as Q
     from model_runtime.pipeline import Pipeline
+    from model_runtime.protocol import SearchRequest
     from research.calibration_scenes import PHRASES
     from research.hashing.unseen import CLASS_PHRASES, TEMPLATES
 
     phrases = {**CLASS_PHRASES, **PHRASES}
     pipe = Pipeline()
-    everything = pipe.search(index_dir, text="an aerial image", k=100_000, collapse=False)
+    everything = pipe.search(SearchRequest(index_dir, text="an aerial image", k=100_000,
+                                           collapse=False))
     cls = {h.tile_id: Path(h.source).parent.name for h in everything.results}
     n = len(cls)
     count = {c: sum(v == c for v in cls.values()) for c in set(cls.values())}
@@ -250,13 +252,14 @@ def product_eval(index_dir: str, unwhiten: float = 1.0, texts: bool = True) -> d
         for t, c in cls.items():
             if c == "objects":
                 continue
-            hits = pipe.search(index_dir, tile=t, k=n, collapse=False).results
+            hits = pipe.search(SearchRequest(index_dir, tile=t, k=n, collapse=False)).results
             i2i_ap.append(_ap([cls[h.tile_id] == c for h in hits], count[c] - 1))
     t2i_ap = []
     for c in sorted(count) if texts else ():
         for tpl in TEMPLATES:
             text = tpl.format(phrases.get(c, c.replace("_", " ")))
-            hits = pipe.search(index_dir, text=text, k=n, collapse=False).results
+            hits = pipe.search(SearchRequest(index_dir, text=text, k=n,
+                                             collapse=False)).results
             t2i_ap.append(_ap([cls[h.tile_id] == c for h in hits], count[c]))
     return {"i2i": float(np.mean(i2i_ap)), "t2i": float(np.mean(t2i_ap)) if t2i_ap else None,
             "tiles": n}

@@ -17,6 +17,7 @@ from model_runtime.hashing.model import HashHeads
 from model_runtime.index.store import Store
 from model_runtime.paths import SAMPLES_DIR
 from model_runtime.pipeline import Pipeline
+from model_runtime.protocol import AdaptRequest, IndexRequest, SearchRequest
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +52,12 @@ def test_adapt_rehashes_from_projections_and_the_index_keeps_working(
     monkeypatch.setenv("CACH_CACHE", str(tmp_path / "cache"))
     idx = tmp_path / "idx"
     built = Pipeline(heads=heads_with_projection, backend="torch", device="cpu")
-    assert built.index(idx, [samples]).tiles > 8
+    assert built.index(IndexRequest(str(idx), paths=(str(samples),))).tiles > 8
     before, rows = _stored(idx)
     assert all(proj is not None for _, proj in rows)
 
     events = []
-    summary = Pipeline(backend="torch", device="cpu").adapt(idx, steps=20,
+    summary = Pipeline(backend="torch", device="cpu").adapt(AdaptRequest(str(idx), steps=20),
                                                             progress=events.append)
     after, new_rows = _stored(idx)
     assert after["heads_sha"] == summary["heads_sha"] != before["heads_sha"]
@@ -72,7 +73,7 @@ def test_adapt_rehashes_from_projections_and_the_index_keeps_working(
 
     # a fresh runtime (no --heads) finds the index's own heads: search and captions work
     fresh = Pipeline(backend="torch", device="cpu")
-    result = fresh.search(idx, text="a field", k=3)
+    result = fresh.search(SearchRequest(str(idx), text="a field", k=3))
     assert result.model["heads_sha"] == summary["heads_sha"] and len(result.results) == 3
     assert not result.index["outdated_model"]
     # captions: the adapted heads keep their text head, so they reuse its caption-bank codes
@@ -84,10 +85,11 @@ def test_adapt_rehashes_from_projections_and_the_index_keeps_working(
     # an incremental run encodes new files with the adapted heads
     extra = sorted(SAMPLES_DIR.glob("*.tif"))[2]
     shutil.copy2(extra, samples / extra.name)
-    grown = fresh.index(idx, [samples])
+    grown = fresh.index(IndexRequest(str(idx), paths=(str(samples),)))
     assert grown.added == 1 and _stored(idx)[0]["heads_sha"] == summary["heads_sha"]
     # adapting again starts from the original heads again
-    again = fresh.adapt(idx, steps=10)
+    again = fresh.adapt(AdaptRequest(str(idx), steps=10))
     assert again["adapted_from"] == before["heads_sha"] and again["heads_sha"] != summary[
         "heads_sha"]
-    assert fresh.search(idx, text="a field", k=2).model["heads_sha"] == again["heads_sha"]
+    assert fresh.search(SearchRequest(str(idx), text="a field", k=2)).model[
+        "heads_sha"] == again["heads_sha"]

@@ -15,6 +15,7 @@ from model_runtime.index.store import Store
 from model_runtime.model.numpy_heads import load_numpy_heads, random_heads, save_numpy_heads
 from model_runtime.paths import SAMPLES_DIR
 from model_runtime.pipeline import Pipeline
+from model_runtime.protocol import AdaptRequest, IndexRequest, SearchRequest
 
 
 def test_adapt_runs_without_torch_and_the_index_keeps_working(tmp_path, monkeypatch):
@@ -26,10 +27,11 @@ def test_adapt_runs_without_torch_and_the_index_keeps_working(tmp_path, monkeypa
     for path in sorted(SAMPLES_DIR.glob("*.tif"))[:2]:
         shutil.copy2(path, samples / path.name)
     idx = tmp_path / "idx"
-    assert Pipeline(heads=heads, backend="onnx", device="cpu").index(idx, [samples]).tiles > 8
+    built = Pipeline(heads=heads, backend="onnx", device="cpu")
+    assert built.index(IndexRequest(str(idx), paths=(str(samples),))).tiles > 8
 
     fresh = Pipeline(backend="onnx", device="cpu")
-    summary = fresh.adapt(idx, steps=20)
+    summary = fresh.adapt(AdaptRequest(str(idx), steps=20))
     store = Store(idx)
     try:
         rows = store.conn.execute("SELECT code, proj FROM tiles ORDER BY id").fetchall()
@@ -40,7 +42,7 @@ def test_adapt_runs_without_torch_and_the_index_keeps_working(tmp_path, monkeypa
     proj = np.stack([np.frombuffer(p, np.float16).astype(np.float32) for _, p in rows])
     codes = np.stack([np.frombuffer(c, np.uint8) for c, _ in rows])
     assert np.array_equal(codes, pack(adapted.encode_image_proj_np(proj)))
-    result = fresh.search(idx, text="a field", k=3)
+    result = fresh.search(SearchRequest(str(idx), text="a field", k=3))
     assert result.model["heads_sha"] == summary["heads_sha"] and len(result.results) == 3
 
 

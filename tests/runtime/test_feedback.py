@@ -389,14 +389,16 @@ def _index(folder, seed: int, n_per_type: int = 60):
 
 def test_refined_search_learns_saves_and_runs_on_another_index(tmp_path):
     from model_runtime.pipeline import Pipeline
+    from model_runtime.protocol import SearchRequest
 
     kinds_a = _index(tmp_path / "a", seed=0)
     kinds_b = _index(tmp_path / "b", seed=1)
     of = {k: [t for t, v in kinds_a.items() if v == k] for k in range(3)}
     rt = Pipeline()
     pos, neg = of[1][:3], of[0][:2] + of[2][:2]
-    res = rt.search(tmp_path / "a", positive=pos, negative=neg, k=30, collapse=False,
-                    save=tmp_path / "s.json")
+    a, b, s = str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "s.json")
+    res = rt.search(SearchRequest(a, positive=tuple(pos), negative=tuple(neg), k=30,
+                                  collapse=False, save=s))
     assert res.query["learner"] == "logistic-prior" and res.query["saved_to"]
     got = [h.tile_id for h in res.results]
     assert not set(got) & set(pos + neg)
@@ -405,19 +407,20 @@ def test_refined_search_learns_saves_and_runs_on_another_index(tmp_path):
     assert all(c is not None for c in conf) and conf == sorted(conf, reverse=True)
     assert conf[0] > 0.5  # a tile the model is sure of is not shown at a few per cent
     # today's weighted sum is still there, without the learner
-    plain = rt.search(tmp_path / "a", positive=pos, negative=neg, k=5, learn=False)
+    plain = rt.search(SearchRequest(a, positive=tuple(pos), negative=tuple(neg), k=5,
+                                    learn=False))
     assert "learner" not in plain.query
     # the saved search on another index made with the same heads: the full scorer
-    again = rt.search(tmp_path / "b", saved=tmp_path / "s.json", k=30, collapse=False)
+    again = rt.search(SearchRequest(b, saved=s, k=30, collapse=False))
     assert again.query["scorer"] == "full"
     assert sum(kinds_b[h.tile_id] == 1 for h in again.results) >= 27
     saved = json.loads((tmp_path / "s.json").read_text())
     assert saved["model"]["heads_sha"] == res.model["heads_sha"]
     assert [m["tile_id"] for m in saved["query"]["marked"]] == pos + neg
     with pytest.raises(ConfigError):
-        rt.search(tmp_path / "b", saved=tmp_path / "s.json", text="a harbour")
+        rt.search(SearchRequest(b, saved=s, text="a harbour"))
     with pytest.raises(ConfigError):
-        rt.search(tmp_path / "b", text="a harbour", save=tmp_path / "t.json")
+        rt.search(SearchRequest(b, text="a harbour", save=str(tmp_path / "t.json")))
     rt.close()
 
 

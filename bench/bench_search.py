@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model_runtime.index.builder import finalize  # noqa: E402
+from model_runtime.index.writer import finalize  # noqa: E402
 from tables import table  # noqa: E402  (bench/ runs as scripts)
 
 from model_runtime.index.binary import pack  # noqa: E402

@@ -13,10 +13,10 @@ import collections
 from qgis.PyQt.QtCore import QCoreApplication, QObject, QProcess, Qt, QTimer, pyqtSignal
 
 from ..model_runtime import protocol
-from ..model_runtime.protocol import ModelInfo, ReadyInfo
+from ..model_runtime.protocol import Event, ModelInfo, ReadyInfo, Response
 from . import settings
 from .runtime_errors import LOG_TAG, WorkerError, cancelled, log, unavailable
-from .runtime_lines import LineReader
+from .runtime_lines import WorkerLines
 from .runtime_process import MAX_RESTARTS, RESTART_WINDOW_S, WORKER_ARGS, ProcessSupervisor
 from .runtime_requests import PendingRequest, RequestRegistry
 
@@ -37,12 +37,13 @@ __all__ = [
 ]
 
 
-class RuntimeClient(RequestRegistry, LineReader, ProcessSupervisor, QObject):
+class RuntimeClient(RequestRegistry, ProcessSupervisor, QObject):
     """Starts the worker on first need, speaks the protocol, restarts it after a crash.
 
-    Its jobs live in mixins by module: :mod:`.runtime_requests` (request registry, blocking
-    adapter), :mod:`.runtime_process` (QProcess supervision) and :mod:`.runtime_lines` (parsing
-    the worker's lines); this class holds the state, the signals and the ready handshake."""
+    Its jobs live apart: the mixins :mod:`.runtime_requests` (request registry, blocking
+    adapter) and :mod:`.runtime_process` (QProcess supervision), and the object ``lines``
+    (:class:`~.runtime_lines.WorkerLines`: reading and dispatching the worker's output); this
+    class holds the state, the signals and the ready handshake."""
 
     STOPPED, STARTING, READY = "stopped", "starting", "ready"
 
@@ -75,9 +76,7 @@ class RuntimeClient(RequestRegistry, LineReader, ProcessSupervisor, QObject):
         self._next_id = 1
         self._pending: dict[int, PendingRequest] = {}
         self._outbox: list[PendingRequest] = []
-        self._stdout = b""
-        self._stderr = b""
-        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.lines = WorkerLines(self)
         self._stopping = False
         self._restarts: collections.deque[float] = collections.deque()
         self._start_timer: QTimer | None = None
@@ -133,9 +132,13 @@ class RuntimeClient(RequestRegistry, LineReader, ProcessSupervisor, QObject):
             self.device = device
             self.deviceChanged.emit(device)
 
+    def handle_line(self, raw: bytes | str) -> Event | Response | None:
+        """Parse one worker line and dispatch it (``lines.dispatch``); returns the message, None
+        for a line that is not protocol. Each stdout line passes here."""
+        return self.lines.dispatch(raw)
+
 
 _SHARED: RuntimeClient | None = None
-
 
 def shared_client() -> RuntimeClient:
     """The one client that the dock, the map tool, tasks and Processing share."""

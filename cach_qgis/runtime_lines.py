@@ -1,9 +1,11 @@
-"""Line parsing for :class:`~.runtime_client.RuntimeClient`: the worker's stdout lines go
-through the protocol module and are dispatched to requests and client signals; stderr lines go to
-the QGIS message log."""
+"""The worker's output for :class:`~.runtime_client.RuntimeClient`: stdout lines go through the
+protocol module and are dispatched to the client's requests and signals; stderr lines go to the
+QGIS message log, the last ones kept to explain a crash. One :class:`WorkerLines` per client
+(``client.lines``), holding the partial lines between reads."""
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 from qgis.core import Qgis
@@ -15,19 +17,37 @@ from . import wording
 from .runtime_errors import WorkerError, log
 
 
-class LineReader:
-    """Mixin of :class:`~.runtime_client.RuntimeClient`: reads and dispatches worker output."""
+class WorkerLines:
+    """Reads one client's worker process output and dispatches each protocol line."""
 
-    def _on_stderr(self) -> None:
-        if self._proc is None:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.stdout = b""
+        self.stderr = b""
+        #: the worker's last stderr lines, to say why it stopped
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+
+    def reset(self) -> None:
+        """A new process: no partial lines, no tail."""
+        self.stdout = self.stderr = b""
+        self.stderr_tail.clear()
+
+    def tail_text(self) -> str:
+        """``": <last stderr line>"``, or "" when the worker wrote none."""
+        lines = [ln for ln in self.stderr_tail if ln.strip()]
+        return f": {lines[-1].strip()}" if lines else ""
+
+    def read_stderr(self) -> None:
+        proc = self.client._proc
+        if proc is None:
             return
-        self._stderr += bytes(self._proc.readAllStandardError())
-        *lines, self._stderr = self._stderr.split(b"\n")
+        self.stderr += bytes(proc.readAllStandardError())
+        *lines, self.stderr = self.stderr.split(b"\n")
         for raw in lines:
             line = raw.decode("utf-8", "replace").rstrip()
             if not line:
                 continue
-            self._stderr_tail.append(line)
+            self.stderr_tail.append(line)
             level = Qgis.MessageLevel.Info
             if line.startswith(("WARNING", "ERROR", "CRITICAL", "Traceback")):
                 level = Qgis.MessageLevel.Warning
@@ -36,16 +56,17 @@ class LineReader:
                 level,
             )
 
-    def _on_stdout(self) -> None:
-        if self._proc is None:
+    def read_stdout(self) -> None:
+        proc = self.client._proc
+        if proc is None:
             return
-        self._stdout += bytes(self._proc.readAllStandardOutput())
-        *lines, self._stdout = self._stdout.split(b"\n")
+        self.stdout += bytes(proc.readAllStandardOutput())
+        *lines, self.stdout = self.stdout.split(b"\n")
         for raw in lines:
             if raw.strip():
-                self.handle_line(raw)
+                self.client.handle_line(raw)  # the client's hook (the contract test records it)
 
-    def handle_line(self, raw: bytes | str) -> Event | Response | None:
+    def dispatch(self, raw: bytes | str) -> Event | Response | None:
         """Parse one worker line with the protocol module and dispatch it; returns the message
         (None for a line that is not protocol, which is logged and ignored)."""
         try:
@@ -59,18 +80,19 @@ class LineReader:
             )
             return None
         if isinstance(msg, Event):
-            self._handle_event(msg)
+            self._event(msg)
         else:
-            self._handle_response(msg)
+            self._response(msg)
         return msg
 
-    def _handle_event(self, event: Event) -> None:
+    def _event(self, event: Event) -> None:
+        pending = self.client._pending
         if event.id is None:
-            self._handle_worker_event(event.event, event.data)
-        elif event.event == "progress" and event.id in self._pending:
-            self._pending[event.id].progress.emit(Progress.from_json(event.data))
+            self._worker_event(event.event, event.data)
+        elif event.event == "progress" and event.id in pending:
+            pending[event.id].progress.emit(Progress.from_json(event.data))
 
-    def _handle_response(self, response: Response) -> None:
+    def _response(self, response: Response) -> None:
         rid = response.id
         if isinstance(rid, str) and rid.startswith("cancel-"):
             return  # answer to our cancel; the target request gets its own response
@@ -82,7 +104,7 @@ class LineReader:
                 Qgis.MessageLevel.Warning,
             )
             return
-        req = self._pending.pop(rid, None) if isinstance(rid, int) else None
+        req = self.client._pending.pop(rid, None) if isinstance(rid, int) else None
         if req is None:
             return
         if response.ok:
@@ -90,20 +112,21 @@ class LineReader:
         else:
             req._fail(WorkerError(response.error or ErrorInfo("internal", "no error given")))
 
-    def _handle_worker_event(self, event: str, data: dict[str, Any]) -> None:
+    def _worker_event(self, event: str, data: dict[str, Any]) -> None:
+        client = self.client
         if event == "ready":
-            self._on_ready(ReadyInfo.from_json(data))
+            client._on_ready(ReadyInfo.from_json(data))
         elif event == "loaded":
-            self.model = ModelInfo.from_json(data)
+            client.model = ModelInfo.from_json(data)
             device = data.get("device") or data.get("device_name")
             if device:
-                self._set_device(str(device))
+                client._set_device(str(device))
             log(
                 QCoreApplication.translate("RuntimeClient", "runtime model loaded: {value}").format(
                     value=protocol.dumps(data)[:300]
                 )
             )
-            self.modelLoaded.emit(self.model)
+            client.modelLoaded.emit(client.model)
         elif event == "load_failed":
             error = ErrorInfo.from_dict(data)
             log(
@@ -112,7 +135,7 @@ class LineReader:
                 ).format(error_details=wording.error_details(error)),
                 Qgis.MessageLevel.Warning,
             )
-            self.notice.emit(
+            client.notice.emit(
                 QCoreApplication.translate(
                     "RuntimeClient", "The CACH model could not be loaded. {error_text}"
                 ).format(error_text=wording.error_text(error)),

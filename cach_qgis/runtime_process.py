@@ -34,7 +34,7 @@ class ProcessSupervisor:
     """Mixin of :class:`~.runtime_client.RuntimeClient`: owns the worker QProcess.
 
     Uses the client's state, ``_set_state``, ``_fail_all``, the ``_pending``/``_outbox``
-    registry and the line handlers ``_on_stdout``/``_on_stderr``."""
+    registry and the output reader ``lines`` (:class:`~.runtime_lines.WorkerLines`)."""
 
     def start(self) -> None:
         """Start the worker now (normally it starts on the first request)."""
@@ -55,8 +55,7 @@ class ProcessSupervisor:
             )
             return
         self._stopping = False
-        self._stdout = self._stderr = b""
-        self._stderr_tail.clear()
+        self.lines.reset()
         proc = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         for name in _SCRUBBED_ENV:
@@ -68,8 +67,8 @@ class ProcessSupervisor:
         args = self._args + settings.worker_extra_args()
         proc.setProgram(python)
         proc.setArguments(args)
-        proc.readyReadStandardOutput.connect(self._on_stdout)
-        proc.readyReadStandardError.connect(self._on_stderr)
+        proc.readyReadStandardOutput.connect(self.lines.read_stdout)
+        proc.readyReadStandardError.connect(self.lines.read_stderr)
         proc.finished.connect(self._on_finished)
         proc.errorOccurred.connect(self._on_error)
         self._proc = proc
@@ -102,7 +101,7 @@ class ProcessSupervisor:
         if self._state == self.STARTING and self._proc is not None:
             message = (
                 f"The CACH runtime did not answer within {self._start_timeout_ms // 1000} s"
-                f"{self._tail_text()}."
+                f"{self.lines.tail_text()}."
             )
             self._discard_process()
             self._fail_start(message)
@@ -148,10 +147,6 @@ class ProcessSupervisor:
         proc.write((request.to_json() + "\n").encode("utf-8"))
         return True
 
-    def _tail_text(self) -> str:
-        lines = [ln for ln in self._stderr_tail if ln.strip()]
-        return f": {lines[-1].strip()}" if lines else ""
-
     def _on_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart and self._proc is not None:
             reason = self._proc.errorString()
@@ -168,8 +163,8 @@ class ProcessSupervisor:
     def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
         was_ready = self._state == self.READY
         stopping = self._stopping
-        self._on_stderr()
-        tail = self._tail_text()
+        self.lines.read_stderr()
+        tail = self.lines.tail_text()
         self._discard_process()
         self._set_state(self.STOPPED)
         if stopping:

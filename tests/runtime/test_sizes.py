@@ -31,15 +31,33 @@ def module_too_long(path: Path) -> int | None:
     return lines if lines > MAX_MODULE_LINES else None
 
 
-def crowded_classes(tree: ast.AST) -> list[tuple[str, int]]:
-    """Classes defining more than 30 methods in their own body."""
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef):
-            methods = [n for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-            if len(methods) > MAX_METHODS:
-                out.append((node.name, len(methods)))
-    return out
+def _own_methods(node: ast.ClassDef) -> set[str]:
+    return {n.name for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+
+
+def class_methods(trees: list[ast.AST]) -> dict[str, int]:
+    """Each class's methods, its own and those of the classes of these trees it inherits from
+    (mixins count: a class put together from mixins is still one class to read)."""
+    nodes = {n.name: n for tree in trees for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+
+    def methods(name: str, seen: frozenset[str]) -> set[str]:
+        node = nodes[name]
+        out = _own_methods(node)
+        for base in node.bases:
+            if isinstance(base, ast.Name) and base.id in nodes and base.id not in seen:
+                out |= methods(base.id, seen | {base.id})
+        return out
+
+    return {name: len(methods(name, frozenset({name}))) for name in nodes}
+
+
+def crowded_classes(tree: ast.AST, trees: list[ast.AST] | None = None,
+                    counts: dict[str, int] | None = None) -> list[tuple[str, int]]:
+    """Classes of ``tree`` with more than 30 methods, inherited ones from ``trees`` included
+    (``counts``: ``class_methods`` of them, when already known)."""
+    counts = counts or class_methods([tree, *(trees or [])])
+    return [(n.name, counts[n.name]) for n in ast.walk(tree)
+            if isinstance(n, ast.ClassDef) and counts[n.name] > MAX_METHODS]
 
 
 def long_functions(tree: ast.AST) -> list[tuple[str, int]]:
@@ -64,8 +82,10 @@ def test_no_module_over_600_lines():
 
 
 def test_no_class_over_30_methods():
+    trees = {p: _tree(p) for p in _modules()}
+    counts = class_methods(list(trees.values()))
     crowded = {f"{p.relative_to(ROOT).as_posix()}:{name}": n
-               for p in _modules() for name, n in crowded_classes(_tree(p))}
+               for p, tree in trees.items() for name, n in crowded_classes(tree, counts=counts)}
     assert crowded == {}, "classes over 30 methods: give a job its own class"
 
 
@@ -80,6 +100,13 @@ def test_the_class_rule_counts_methods(methods, crowded):
     body = "\n".join(f"    def m{i}(self): pass" for i in range(methods))
     tree = ast.parse(f"class C:\n{body}\n")
     assert bool(crowded_classes(tree)) is crowded
+
+
+def test_the_class_rule_counts_mixins():
+    mixin = ast.parse("class M:\n" + "".join(f"    def m{i}(self): pass\n" for i in range(20)))
+    tree = ast.parse("class C(M, Base):\n" + "".join(f"    def c{i}(self): pass\n"
+                                                      for i in range(11)))
+    assert crowded_classes(tree, [mixin]) == [("C", 31)]
 
 
 def test_the_function_rule_counts_lines():

@@ -723,12 +723,12 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/search_files.py" line="15"/>
+        <location filename="../cach_qgis/search_files.py" line="20"/>
         <source>Save footprints</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/search_files.py" line="15"/>
+        <location filename="../cach_qgis/search_files.py" line="20"/>
         <source>GeoPackage (*.gpkg)</source>
         <translation type="unfinished"></translation>
     </message>
@@ -738,12 +738,12 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/search_files.py" line="37"/>
+        <location filename="../cach_qgis/search_files.py" line="32"/>
         <source>CACH saved search (*.json)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/search_files.py" line="37"/>
+        <location filename="../cach_qgis/search_files.py" line="32"/>
         <source>Run saved search</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1363,12 +1363,12 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_process.py" line="77"/>
+        <location filename="../cach_qgis/runtime_process.py" line="76"/>
         <source>starting runtime: {python} {join} (cwd {cwd})</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_process.py" line="141"/>
+        <location filename="../cach_qgis/runtime_process.py" line="140"/>
         <source>runtime not running: &apos;{op}&apos; was not sent</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1378,47 +1378,47 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_lines.py" line="34"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="54"/>
         <source>runtime: {line}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_lines.py" line="54"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="75"/>
         <source>runtime wrote a non-protocol line: {err}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_lines.py" line="78"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="100"/>
         <source>runtime: {error_details}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_lines.py" line="101"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="124"/>
         <source>runtime model loaded: {value}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_lines.py" line="109"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="132"/>
         <source>runtime model load failed: {error_details}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_lines.py" line="115"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="138"/>
         <source>The CACH model could not be loaded. {error_text}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_lines.py" line="122"/>
+        <location filename="../cach_qgis/runtime_lines.py" line="145"/>
         <source>runtime event {event}: {value}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_client.py" line="117"/>
+        <location filename="../cach_qgis/runtime_client.py" line="116"/>
         <source>runtime ready: version {version}, protocol {protocol}, device {device}, pid {pid}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_process.py" line="248"/>
+        <location filename="../cach_qgis/runtime_process.py" line="243"/>
         <source>The CACH runtime was stopped.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1428,17 +1428,17 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_process.py" line="160"/>
+        <location filename="../cach_qgis/runtime_process.py" line="155"/>
         <source>Cannot run the CACH runtime '{python}': {reason}. Choose another one in Raster ▸ CACH ▸ Runtime settings…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_process.py" line="184"/>
+        <location filename="../cach_qgis/runtime_process.py" line="179"/>
         <source>The CACH runtime could not start: it {how}{tail}. Repair it in Raster ▸ CACH ▸ Runtime settings… (Create runtime…).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_process.py" line="195"/>
+        <location filename="../cach_qgis/runtime_process.py" line="190"/>
         <source>The CACH runtime stopped unexpectedly ({how}{tail}). Run it again; the runtime restarts by itself.</source>
         <translation type="unfinished"></translation>
     </message>

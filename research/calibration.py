@@ -734,11 +734,22 @@ def reliability_table(rows: Sequence[dict]) -> list[str]:
 def doc_body(results: dict[int, dict], meta: dict) -> str:
     """The weak-match section of docs/search.md (numbers from this run)."""
     default = 64 if 64 in results else max(results)
+    lines = [
+        *_rule_lines(results, meta, default),
+        *_protocol_lines(meta),
+        *_result_lines(results, default),
+        f"Heads: recipe {meta['recipe_text']}; shipped heads "
+        + ", ".join(f"{b} bits `{s[:12]}`" for b, s in meta["shipped_sha"].items())
+        + f". Run on {meta['date']}.",
+    ]
+    return "\n".join(lines)
+
+
+def _rule_lines(results: dict[int, dict], meta: dict, default: int) -> list[str]:
+    """The rule: what the confidence is and which features it reads."""
     r = results[default]
     rule = r["rule"]
-    met = {b: meets_goal(x["rates"]) for b, x in results.items()}
-    sets = "; ".join(", ".join(s) for s in meta["sets"])
-    lines = [
+    return [
         "## Weak matches: `weak_match` and per-hit `confidence`",
         "",
         "A text search always returns its k best tiles, even when the archive holds nothing like "
@@ -782,6 +793,13 @@ def doc_body(results: dict[int, dict], meta: dict) -> str:
         "images at 0.85, shipped 64-bit heads), so there the signal fires more often than the "
         "rates below; no labelled imagery from another source was available to measure it.",
         "",
+    ]
+
+
+def _protocol_lines(meta: dict) -> list[str]:
+    """How the held-out-class protocol ran."""
+    sets = "; ".join(", ".join(s) for s in meta["sets"])
+    return [
         "**Protocol** (`nice -n 10 .venv/bin/python -m research.calibration`: training the "
         f"{meta['n_heads']} held-out heads took {_minutes(meta['train_minutes'])}, the rest "
         f"{_minutes(meta['minutes'])}, on the 2 shared cores; trained heads are cached). "
@@ -801,6 +819,14 @@ def doc_body(results: dict[int, dict], meta: dict) -> str:
         f"the highest that fires on at most {PRESENT_TARGET:.0%} of the fitting sets' present-type "
         "searches that succeeded (at least 3 of the best 5 hits relevant).",
         "",
+    ]
+
+
+def _result_lines(results: dict[int, dict], default: int) -> list[str]:
+    """Firing rates, reliability and the feature sets compared."""
+    r = results[default]
+    met = {b: meets_goal(x["rates"]) for b, x in results.items()}
+    return [
         "### Firing rates on held-out sets (share of searches with `weak_match`)",
         "",
         *rates_table(results),
@@ -832,11 +858,7 @@ def doc_body(results: dict[int, dict], meta: dict) -> str:
         "",
         *shipped_notes(results),
         "",
-        f"Heads: recipe {meta['recipe_text']}; shipped heads "
-        + ", ".join(f"{b} bits `{s[:12]}`" for b, s in meta["shipped_sha"].items())
-        + f". Run on {meta['date']}.",
     ]
-    return "\n".join(lines)
 
 
 def goal_notes(results: dict[int, dict], default: int) -> list[str]:

@@ -1,13 +1,14 @@
 """A simulated analyst refining text searches with marks: today's weighted sum vs the learner.
 
-For each scene type of a labelled index (class = the tile's folder name): type "an aerial image
-of <scene>", search (the whole index ranked, no collapse), mark the best 20 right or wrong,
+For each scene type of a labelled index (class = the tile's folder name): type the scene in one
+of the :data:`PHRASINGS` ("an aerial image of <scene>" unless ``--phrasing`` says otherwise), search (the whole index ranked, no collapse), mark the best 20 right or wrong,
 search again with the marks (``positive``/``negative``), mark the next best 20, search again.
 Every search goes through ``Pipeline.search`` (the product path). The score of a search after
 marking is its **residual mAP**: the marked tiles are left out of the ranking (the search does
 that) and out of the relevant set.
 
-    nice -n 10 .venv/bin/python -m research.refine_eval --index /tmp/idx_eurosat [--write]
+    nice -n 10 .venv/bin/python -m research.refine_eval --index /tmp/idx_eurosat \
+        [--phrasing bare --phrasing satellite] [--out FILE]
 
 Build the indexes with ``cach index --index DIR ../shared/data/scenes/eurosat_rgb`` (likewise
 ``rsicb256_sample``; UC Merced: a folder of the 1,050 ``split_duch`` non-training images).
@@ -26,6 +27,10 @@ from model_runtime.pipeline import Pipeline
 from model_runtime.protocol import SearchRequest
 
 MARKS = 20
+#: how the analyst types a scene type, by ``--phrasing`` name
+PHRASINGS = {"aerial": "an aerial image of {scene}", "bare": "{scene}",
+             "satellite": "a satellite photo showing {scene} from above"}
+DEFAULT_PHRASING = "aerial"
 SCENE_WORDS = {"SeaLake": "sea or lake", "waterarea": "water area",
                "construction_land": "construction land", "cultivatedland": "cultivated land"}
 
@@ -54,10 +59,12 @@ def labels_of(rt: Pipeline, index_dir: str) -> dict[int, str]:
 
 
 def one_class(rt: Pipeline, index_dir: str, labels: dict[int, str], cls: str,
-              learn: bool, reliability: list | None = None) -> list[float]:
+              learn: bool, reliability: list | None = None,
+              phrasing: str = DEFAULT_PHRASING) -> list[float]:
     """[first mAP, then per round: the residual mAP of the previous ranking without the marked
-    tiles (not searching again), and of the search with the marks] for one scene type."""
-    text = f"an aerial image of {scene(cls)}"
+    tiles (not searching again), and of the search with the marks] for one scene type, typed
+    in the :data:`PHRASINGS` template named ``phrasing``."""
+    text = PHRASINGS[phrasing].format(scene=scene(cls))
     total = sum(v == cls for v in labels.values())
     n = len(labels)
     first = rt.search(SearchRequest(index_dir, text=text, k=n, collapse=False))
@@ -81,14 +88,16 @@ def one_class(rt: Pipeline, index_dir: str, labels: dict[int, str], cls: str,
     return out
 
 
-def evaluate(index_dir: str) -> dict:
+def evaluate(index_dir: str, phrasing: str = DEFAULT_PHRASING) -> dict:
+    """Both rankings (weighted sum, learner) for every scene type of the index, one phrasing."""
     rt = Pipeline()
     labels = labels_of(rt, index_dir)
     classes = sorted(set(labels.values()))
     table: dict[str, dict[str, list[float]]] = {}
     pairs: list = []
     for learn, name in ((False, "weighted sum"), (True, "learner")):
-        table[name] = {c: one_class(rt, index_dir, labels, c, learn, pairs) for c in classes}
+        table[name] = {c: one_class(rt, index_dir, labels, c, learn, pairs, phrasing)
+                       for c in classes}
     means = {name: np.nanmean(np.array(list(rows.values())), axis=0).round(3).tolist()
              for name, rows in table.items()}
     return {"index": index_dir, "tiles": len(labels), "classes": len(classes),
@@ -132,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", action="append", required=True)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    add_phrasing_option(parser)
     parser.add_argument("--choose", action="store_true",
                         help="compare the learner's settings (CHOICES) instead")
     args = parser.parse_args(argv)
@@ -139,24 +149,52 @@ def main(argv: list[str] | None = None) -> None:
         choose(args.index)
         return
     results = []
-    for index_dir in args.index:
-        res = evaluate(index_dir)
-        results.append(res)
-        first = res["mean"]["learner"][0]
-        goal = first + 0.25 * (1 - first)
-        print(f"{index_dir}: {res['classes']} classes, {res['tiles']} tiles; goal {goal:.3f}")
-        for name, (f, k1, r1, k2, r2) in res["mean"].items():
-            print(f"  {name:<13} first {f:.3f}  round 1 {r1:.3f} (first without marked "
-                  f"{k1:.3f})  round 2 {r2:.3f} (round 1 without marked {k2:.3f})")
-        for row in res["reliability"]:
-            print(f"  confidence {row['bin']}: {row['hits']} hits, mean {row['confidence']:.2f}"
-                  f", relevant {row['relevant']:.2f}")
+    for phrasing in phrasings(args):
+        for index_dir in args.index:
+            res = evaluate(index_dir, phrasing)
+            label = phrasing_label(index_dir, phrasing)
+            if phrasing != DEFAULT_PHRASING:
+                res["phrasing"] = PHRASINGS[phrasing]
+            results.append(res)
+            first = res["mean"]["learner"][0]
+            goal = first + 0.25 * (1 - first)
+            print(f"{label}: {res['classes']} classes, {res['tiles']} tiles; goal {goal:.3f}")
+            print_means(res["mean"])
+            print_reliability(res["reliability"])
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
 
 
-if __name__ == "__main__":
-    main()
+def add_phrasing_option(parser: argparse.ArgumentParser) -> None:
+    """``--phrasing NAME`` (repeatable): which :data:`PHRASINGS` the analyst types."""
+    parser.add_argument("--phrasing", action="append", choices=sorted(PHRASINGS),
+                        help=f"how the scene is typed (repeatable; default {DEFAULT_PHRASING}): "
+                        + "; ".join(f"{k}: {v!r}" for k, v in PHRASINGS.items()))
+
+
+def phrasings(args: argparse.Namespace) -> list[str]:
+    """The phrasings asked for, in order, each once; the default one when none is."""
+    return list(dict.fromkeys(args.phrasing or [DEFAULT_PHRASING]))
+
+
+def phrasing_label(name: str, phrasing: str) -> str:
+    """``name``, followed by the phrasing's template unless it is the default one."""
+    return name if phrasing == DEFAULT_PHRASING else f"{name} [{PHRASINGS[phrasing]!r}]"
+
+
+def print_means(means: dict[str, list[float]]) -> None:
+    """One line per ranking: first search, rounds 1 and 2, and not searching again."""
+    for name, (f, k1, r1, k2, r2) in means.items():
+        print(f"  {name:<13} first {f:.3f}  round 1 {r1:.3f} (first without marked "
+              f"{k1:.3f})  round 2 {r2:.3f} (round 1 without marked {k2:.3f})", flush=True)
+
+
+def print_reliability(rows: list[dict]) -> None:
+    """The confidence bins of :func:`reliability_table`, one line each."""
+    for row in rows:
+        print(f"  confidence {row['bin']}: {row['hits']} hits, mean {row['confidence']:.2f}"
+              f", relevant {row['relevant']:.2f}")
+
 
 
 # --- choosing the learner's settings (fast: features in RAM, no collapse, no store reads) -----
@@ -175,7 +213,7 @@ def simulate(rt: Pipeline, index_dir: str, options: list, rounds: int = 2) -> li
     for opts in options:
         rows = []
         for cls in sorted(set(labels.values())):
-            q = model.encode_texts([f"an aerial image of {scene(cls)}"])[0]
+            q = model.encode_texts([PHRASINGS[DEFAULT_PHRASING].format(scene=scene(cls))])[0]
             prior = Prior(tanh=q / np.linalg.norm(q))
             order = np.argsort(-(blocks.tanh @ prior.tanh), kind="stable")
             rel = cls_of == cls
@@ -197,3 +235,7 @@ def simulate(rt: Pipeline, index_dir: str, options: list, rounds: int = 2) -> li
             rows.append(out)
         results.append(np.nanmean(np.array(rows), axis=0))
     return results
+
+
+if __name__ == "__main__":
+    main()

@@ -7,11 +7,12 @@ them), the 1,050 images outside the training split are indexed with those heads 
 product (``Pipeline.index``), and the analyst searches for each held-out class: its images are
 scene types the heads never saw.
 
-    nice -n 10 .venv/bin/python -m research.refine_heldout --images DIR --work DIR
+    nice -n 10 .venv/bin/python -m research.refine_heldout --images DIR --work DIR \
+        [--phrasing bare --phrasing satellite] [--out FILE]
 
 ``--images``: a folder of the 1,050 non-training images in class folders (symbolic links are
-fine). Costs: UC Merced features with augmented views (once, cached), 4 heads trainings
-(cached), 4 index builds.
+fine). ``--phrasing`` (repeatable) as in ``research/refine_eval.py``. Costs: UC Merced
+features with augmented views (once, cached), 4 heads trainings (cached), 4 index builds.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ import numpy as np
 
 from model_runtime.pipeline import Pipeline
 from model_runtime.protocol import IndexRequest
-from research.refine_eval import labels_of, one_class, reliability_table
+from research.refine_eval import (
+    DEFAULT_PHRASING,
+    PHRASINGS,
+    add_phrasing_option,
+    labels_of,
+    one_class,
+    phrasings,
+    print_means,
+    reliability_table,
+)
 
 BITS = 64
 
@@ -52,7 +62,9 @@ def heldout_heads() -> list[tuple[list[str], Path]]:
     return out
 
 
-def evaluate_set(names: list[str], heads: Path, images: str, index_dir: Path) -> dict:
+def evaluate_set(names: list[str], heads: Path, images: str, index_dir: Path,
+                 phrasing: str = DEFAULT_PHRASING) -> dict:
+    """Both rankings for each held-out class, on ``images`` indexed with ``heads``."""
     rt = Pipeline(heads=heads)
     if not (index_dir / "index.sqlite").exists():
         rt.index(IndexRequest(str(index_dir), paths=(str(images),),
@@ -61,7 +73,8 @@ def evaluate_set(names: list[str], heads: Path, images: str, index_dir: Path) ->
     table: dict[str, dict[str, list[float]]] = {}
     pairs: list = []
     for learn, name in ((False, "weighted sum"), (True, "learner")):
-        table[name] = {c: one_class(rt, str(index_dir), labels, c, learn, pairs) for c in names}
+        table[name] = {c: one_class(rt, str(index_dir), labels, c, learn, pairs, phrasing)
+                       for c in names}
     rt.close()
     return {"classes": names, "heads": heads.name, "per_class": table,
             "mean": {n: np.nanmean(list(r.values()), axis=0).round(3).tolist()
@@ -74,16 +87,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", required=True)
     parser.add_argument("--work", required=True, help="folder for the 4 indexes")
     parser.add_argument("--out", default=None)
+    add_phrasing_option(parser)
     args = parser.parse_args(argv)
     results = []
-    for i, (names, heads) in enumerate(heldout_heads()):
-        res = evaluate_set(names, heads, args.images, Path(args.work) / f"set{i}")
-        results.append(res)
-        first = res["mean"]["learner"][0]
-        print(f"set {i} {names}: goal {first + 0.25 * (1 - first):.3f}", flush=True)
-        for name, (f, k1, r1, k2, r2) in res["mean"].items():
-            print(f"  {name:<13} first {f:.3f}  round 1 {r1:.3f} (first without marked "
-                  f"{k1:.3f})  round 2 {r2:.3f} (round 1 without marked {k2:.3f})", flush=True)
+    sets = heldout_heads()
+    for phrasing in phrasings(args):
+        for i, (names, heads) in enumerate(sets):
+            res = evaluate_set(names, heads, args.images, Path(args.work) / f"set{i}", phrasing)
+            label = f"set {i} {names}"
+            if phrasing != DEFAULT_PHRASING:
+                res["phrasing"] = PHRASINGS[phrasing]
+                label += f" [{PHRASINGS[phrasing]!r}]"
+            results.append(res)
+            first = res["mean"]["learner"][0]
+            print(f"{label}: goal {first + 0.25 * (1 - first):.3f}", flush=True)
+            print_means(res["mean"])
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
 

@@ -1,8 +1,9 @@
 """A simulated analyst refining text searches with marks: today's weighted sum vs the learner.
 
 For each scene type of a labelled index (class = the tile's folder name): type the scene in one
-of the :data:`PHRASINGS` ("an aerial image of <scene>" unless ``--phrasing`` says otherwise), search (the whole index ranked, no collapse), mark the best 20 right or wrong,
-search again with the marks (``positive``/``negative``), mark the next best 20, search again.
+of the :data:`PHRASINGS` ("an aerial image of <scene>" unless ``--phrasing`` says otherwise),
+search (the whole index ranked, no collapse), mark the best 20 right or wrong, search again
+with the marks (``positive``/``negative``), mark the next best 20, search again.
 Every search goes through ``Pipeline.search`` (the product path). The score of a search after
 marking is its **residual mAP**: the marked tiles are left out of the ranking (the search does
 that) and out of the relevant set.

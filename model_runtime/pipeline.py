@@ -24,6 +24,7 @@ from model_runtime.errors import CancelledError, ConfigError
 from model_runtime.protocol import (
     DEFAULT_BACKBONE,
     DEFAULT_BITS,
+    MAX_OFFSET,
     AdaptRequest,
     CaptionRequest,
     CaptionResult,
@@ -67,7 +68,10 @@ def _check_paths_exist(paths: Sequence[str | os.PathLike]) -> None:
 
 
 def _check_search(req: SearchRequest) -> None:
-    """The rules of saving and running saved searches (the CLI's words)."""
+    """The page asked for, and the rules of saving and running saved searches (the CLI's
+    words; the worker has checked the fields' kinds already)."""
+    if not 0 <= int(req.offset) <= MAX_OFFSET:
+        raise ConfigError(f"offset must be from 0 to {MAX_OFFSET:,}, got {req.offset}")
     if req.saved is not None and (req.typed or req.marked or req.save):
         raise ConfigError("A saved search runs as it was saved: give it without text, tile, "
                           "image, marks or --save.")

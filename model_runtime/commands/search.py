@@ -66,7 +66,7 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
         help="weight of a query part: text, image, tile, positive (1.0), negative (0.5)",
     )
     p.add_argument("--offset", type=int, default=0, metavar="N",
-                   help="skip the N best tiles: the next page of results (0)")
+                   help="skip the N best tiles (0-1000): the next page of results (0)")
     p.add_argument("-k", "--k", dest="k", type=int, default=DEFAULT_K,
                    help=f"number of results ({DEFAULT_K})")
     p.add_argument(

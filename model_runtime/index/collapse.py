@@ -9,6 +9,7 @@ k tiles is the same whatever k x n tiles were asked for, and no tile is on two p
 from __future__ import annotations
 
 import math
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from model_runtime.index.store import TileRow, bbox_of
@@ -59,6 +60,39 @@ def same_place(near: TileRow, near_code: bytes, row: TileRow, code: bytes) -> bo
     return row.source == near.source and window_iou(row.window, near.window) > 0.0
 
 
+class _Seen:
+    """Tiles kept so far, indexed so that a duplicate check (``is_duplicate``) looks only at the
+    tiles that could match: those with the same code, and the windows of the same source near
+    it (a grid per source; windows that share pixels lie within ``reach`` cells of each other)."""
+
+    def __init__(self) -> None:
+        self.by_code: dict[bytes, list[tuple[TileRow, bytes]]] = defaultdict(list)
+        self.cells: dict[tuple, list[tuple[TileRow, bytes]]] = defaultdict(list)
+        self.cell: dict[str, int] = {}  # source -> grid cell size (its first window's side)
+        self.side: dict[str, int] = {}  # source -> its largest window side so far
+
+    def add(self, row: TileRow, code: bytes) -> None:
+        self.by_code[code].append((row, code))
+        col, top, width, height = row.window
+        size = self.cell.setdefault(row.source, max(1, int(width), int(height)))
+        self.side[row.source] = max(self.side.get(row.source, 0), int(width), int(height))
+        self.cells[(row.source, col // size, top // size)].append((row, code))
+
+    def duplicates(self, row: TileRow, code: bytes) -> bool:
+        """True when a tile held here is a duplicate of ``row``."""
+        if any(is_duplicate(o, oc, row, code) for o, oc in self.by_code.get(code, ())):
+            return True
+        size = self.cell.get(row.source)
+        if size is None:
+            return False
+        col, top, width, height = row.window
+        reach = math.ceil(max(self.side[row.source], int(width), int(height)) / size)
+        cx, cy = col // size, top // size
+        return any(is_duplicate(o, oc, row, code)
+                   for dx in range(-reach, reach + 1) for dy in range(-reach, reach + 1)
+                   for o, oc in self.cells.get((row.source, cx + dx, cy + dy), ()))
+
+
 def collapse_hits(candidates: list[Candidate], k: int, page: int | None = None
                   ) -> list[Candidate]:
     """The first ``k`` hits of ``candidates`` (best first) made page by page, ``page`` tiles a
@@ -66,39 +100,71 @@ def collapse_hits(candidates: list[Candidate], k: int, page: int | None = None
     and of earlier pages') and spreads its tiles across sources (``_collapse_page``)."""
     page = max(1, int(page or k))
     ranking: list[Candidate] = []
+    earlier = _Seen()
     remaining = list(candidates)
     while len(ranking) < k and remaining:
-        chosen = _collapse_page(remaining, min(page, k - len(ranking)), ranking)
+        chosen = _collapse_page(remaining, min(page, k - len(ranking)), earlier)
         if not chosen:
             break
         ranking += chosen
+        for row, _, _, code in chosen:
+            earlier.add(row, code)
         taken = {id(c) for c in chosen}
         remaining = [c for c in remaining if id(c) not in taken]
     return ranking
 
 
-def _collapse_page(candidates: list[Candidate], k: int, earlier: Sequence[Candidate]
-                   ) -> list[Candidate]:
+def _collapse_page(candidates: list[Candidate], k: int, earlier: _Seen) -> list[Candidate]:
     """One page of ``k``: no duplicate of a tile kept (here or on an ``earlier`` page), no
     source over half of ``k`` while other sources still have candidates; leftover slots are
-    then filled in score order."""
+    then filled in score order. The scan stops once the page is full, or once it holds enough
+    tiles and no source that may still add one has candidates left (``_Open``)."""
     kept: list[Candidate] = []
     deferred: list[Candidate] = []
-    per_source: dict[str, int] = {}
+    here = _Seen()
     cap = max(1, math.ceil(k / 2))
+    open_sources = _Open(candidates, cap)
     for cand in candidates:
         row, _, _, code = cand
-        if any(is_duplicate(other, other_code, row, code)
-               for other, _, _, other_code in (*earlier, *kept, *deferred)):
+        open_sources.scanned(row.source)
+        if earlier.duplicates(row, code) or here.duplicates(row, code):
             continue
-        if per_source.get(row.source, 0) >= cap:
+        here.add(row, code)
+        if open_sources.full(row.source):
             deferred.append(cand)
-            continue
-        per_source[row.source] = per_source.get(row.source, 0) + 1
-        kept.append(cand)
-        if len(kept) >= k:
+        else:
+            open_sources.took(row.source)
+            kept.append(cand)
+        if len(kept) >= k or (len(kept) + len(deferred) >= k and not open_sources.any()):
             break
     if len(kept) < k:
         kept += deferred[: k - len(kept)]
     kept.sort(key=lambda c: (-c[2], c[1], c[0].id))
     return kept[:k]
+
+
+class _Open:
+    """Per source: tiles kept on the page (at most ``cap``) and candidates not yet scanned; a
+    source is open while it has both room and candidates. Counted, so ``any`` is O(1)."""
+
+    def __init__(self, candidates: list[Candidate], cap: int) -> None:
+        self.cap = cap
+        self.unscanned = Counter(c[0].source for c in candidates)
+        self.kept: Counter = Counter()
+        self.open = len(self.unscanned)
+
+    def scanned(self, source: str) -> None:
+        self.unscanned[source] -= 1
+        if self.unscanned[source] == 0 and self.kept[source] < self.cap:
+            self.open -= 1
+
+    def full(self, source: str) -> bool:
+        return self.kept[source] >= self.cap
+
+    def took(self, source: str) -> None:
+        self.kept[source] += 1
+        if self.kept[source] == self.cap and self.unscanned[source] > 0:
+            self.open -= 1
+
+    def any(self) -> bool:
+        return self.open > 0

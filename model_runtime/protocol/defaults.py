@@ -12,6 +12,8 @@ DEFAULT_K = 20
 DEFAULT_CAPTIONS = 5
 DEFAULT_SIMILAR = 5
 MAX_K = 10_000
+#: deepest page a search may ask for: ``offset`` skips at most this many tiles
+MAX_OFFSET = 1_000
 #: default weights of a combined query (each part is L2-normalised before weighting)
 DEFAULT_WEIGHTS = {"text": 1.0, "image": 1.0, "tile": 1.0, "positive": 1.0, "negative": 0.5}
 #: an index run that would encode more new tiles than this waits for an explicit confirmation

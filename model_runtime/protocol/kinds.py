@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .defaults import _SHOWN_CHARS, DEFAULT_WEIGHTS, MAX_K, MAX_TILE_ID
+from .defaults import _SHOWN_CHARS, DEFAULT_WEIGHTS, MAX_K, MAX_OFFSET, MAX_TILE_ID
 
 _KIND_TEXT = {
     "str": "a string of valid Unicode text",
@@ -19,6 +19,7 @@ _KIND_TEXT = {
     "bits": "a multiple of 8 from 8 to 1024",
     "k": f"an integer from 1 to {MAX_K}",
     "count": f"an integer from 0 to {MAX_K}",
+    "offset": f"an integer from 0 to {MAX_OFFSET}",
     "tile_id": f"a tile id (an integer from 0 to {MAX_TILE_ID})",
     "tile_ids": "a list of tile ids",
     "finite": "a finite number",
@@ -74,6 +75,8 @@ def check_value(kind: str, value: Any) -> bool:
         return _is_int(value) and 1 <= value <= MAX_K
     if kind == "count":
         return _is_int(value) and 0 <= value <= MAX_K
+    if kind == "offset":
+        return _is_int(value) and 0 <= value <= MAX_OFFSET
     if kind == "tile_id":
         return _is_int(value) and 0 <= value <= MAX_TILE_ID
     if kind == "tile_ids":

@@ -94,7 +94,7 @@ class SearchRequest(OpRequest):
     negative: tuple[int, ...] = param("tile_ids", ())
     weights: dict[str, float] | None = param("weights")
     k: int = param("k", DEFAULT_K)
-    offset: int = param("count", 0)  # skip this many of the best tiles: the next page
+    offset: int = param("offset", 0)  # skip this many of the best tiles: the next page
     bbox: tuple[float, float, float, float] | None = param("bbox")
     bbox_crs: str = param("str", "EPSG:4326")
     collapse: bool = param("bool", True)

@@ -81,6 +81,8 @@ def _json(obj) -> str:
     ("index", {"index": "/i"}, "needs 'paths'"),
     ("index", {"index": "/i", "paths": ["/a\x00b"]}, "param 'paths' must be a list of paths"),
     ("adapt", {"index": "/i", "steps": 0}, "param 'steps' must be"),
+    ("search", {"index": "/i", "text": "x", "offset": 1001},
+     "param 'offset' must be an integer from 0 to 1000"),
     ("load", {"bits": 12}, "param 'bits' must be a multiple of 8"),
 ])
 def test_bad_params_name_the_field(op, params, words):

@@ -32,12 +32,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model_runtime.index.writer import finalize  # noqa: E402
 from tables import table  # noqa: E402  (bench/ runs as scripts)
 
 from model_runtime.index.binary import pack  # noqa: E402
 from model_runtime.index.query import open_index  # noqa: E402
 from model_runtime.index.store import Store  # noqa: E402
+from model_runtime.index.writer import finalize  # noqa: E402
 from model_runtime.raster.tiling import TilingOptions  # noqa: E402
 
 K = 20

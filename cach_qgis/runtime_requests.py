@@ -67,8 +67,8 @@ class PendingRequest(QObject):
 class _CallJob:
     """State shared between a blocking :meth:`RuntimeClient.call` and the client's thread."""
 
-    def __init__(self, op: str, params: dict[str, Any]) -> None:
-        self.op, self.params = op, params
+    def __init__(self, op: str, params: dict[str, Any], call: OpRequest | None = None) -> None:
+        self.op, self.params, self.call = op, params, call
         self.events: queue.Queue[Progress] = queue.Queue()
         self.done = threading.Event()
         self.request: PendingRequest | None = None
@@ -134,9 +134,10 @@ class RequestRegistry:
         thread a local event loop runs instead, so the process's signals still arrive. ``op``
         may be a typed request, which then brings its own params.
         """
-        if isinstance(op, OpRequest):
-            op, params = op.OP, op.to_params()
-        job = _CallJob(op, dict(params or {}))
+        typed = op if isinstance(op, OpRequest) else None
+        if typed is not None:
+            op, params = typed.OP, typed.to_params()
+        job = _CallJob(op, dict(params or {}), typed)
         deadline = time.monotonic() + timeout_s if timeout_s else None
         cancel_sent = False
         on_own_thread = QThread.currentThread() == self.thread()
@@ -190,7 +191,7 @@ class RequestRegistry:
                 progress(event)
 
     def _on_submit(self, job: _CallJob) -> None:
-        req = self.request(job.op, job.params)
+        req = self.request(job.op, job.params, job.call)
         job.request = req
         req.progress.connect(job.events.put)
 

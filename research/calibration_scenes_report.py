@@ -90,20 +90,28 @@ def _pct(v: dict) -> str:
     return f"{100 * v['fires']:.0f} %"
 
 
-# long by design: one markdown report written top to bottom in the order it reads
 def doc_body(results: dict[int, dict], meta: dict) -> str:
-    """The scene-set part of docs/search.md's weak-match section (numbers from this run)."""
-    gates = "; ".join(
-        f"{b} bits: `{' + '.join(r['features'])}`, threshold {r['rule'].threshold:.3f}, gate "
-        f"from familiarity {r['rule'].gate.min_familiarity:.3f} (ramp "
-        f"{r['rule'].gate.ramp:.2f}), prior {r['rule'].gate.prior:.3f} "
-        f"{r['rule'].gate.slope:+.2f} per unit of familiarity, spread {r['rule'].gate.spread:.2f}, "
-        f"query gate from saturation {r['rule'].gate.min_saturation:.3f}, concept prior "
-        f"{r['rule'].gate.concept_prior:.3f}" for b, r in results.items())
+    """The scene-set part of docs/search.md's weak-match section (numbers from this run), in
+    the order it reads: the evidence, the shipped rules, the protocol, the tables."""
     n = {k: v["n"] for k, v in next(iter(results.values()))["eval"].items()
          if isinstance(v, dict) and "n" in v}
-    held = "UC Merced held-out classes"
     lines = [
+        *_evidence_lines(),
+        *_rules_lines(results),
+        *_protocol_lines(meta),
+        *_table_lines(results),
+        f"Searches per population: {n['unseen types, present']} unseen present, "
+        f"{n['unseen types, absent']} absent; {n['seen types (UCM), present']} seen present, "
+        f"{n['seen types (UCM), absent']} absent. Run on {meta['date']}.",
+    ]
+    return "\n".join(lines)
+
+
+
+
+def _evidence_lines() -> list[str]:
+    """What format 2 reads besides the scores, and what it does with it."""
+    return [
         "### Format 2 (64 and 128 bits): imagery the heads never saw",
         "",
         "On imagery unlike UC Merced the format-1 rule cried wolf: scores of true matches run "
@@ -149,9 +157,28 @@ def doc_body(results: dict[int, dict], meta: dict) -> str:
         "classes and one GeoTIFF reads 0.88: the fitted model speaks (farmland and forest "
         "queries 0.7-0.9 without the note, the harbour query under the note).",
         "",
+    ]
+
+
+def _rules_lines(results: dict[int, dict]) -> list[str]:
+    """The shipped rules' parameters and cost."""
+    gates = "; ".join(
+        f"{b} bits: `{' + '.join(r['features'])}`, threshold {r['rule'].threshold:.3f}, gate "
+        f"from familiarity {r['rule'].gate.min_familiarity:.3f} (ramp "
+        f"{r['rule'].gate.ramp:.2f}), prior {r['rule'].gate.prior:.3f} "
+        f"{r['rule'].gate.slope:+.2f} per unit of familiarity, spread {r['rule'].gate.spread:.2f}, "
+        f"query gate from saturation {r['rule'].gate.min_saturation:.3f}, concept prior "
+        f"{r['rule'].gate.concept_prior:.3f}" for b, r in results.items())
+    return [
         f"Shipped rules: {gates}. Cost: {results[min(results)]['ms_assess']:.2f} ms per search "
         f"at {min(results)} bits (k = 20, m = 2,000).",
         "",
+    ]
+
+
+def _protocol_lines(meta: dict) -> list[str]:
+    """How the scene sets and UC Merced were searched and split into folds."""
+    return [
         "**Protocol** (`nice -n 10 .venv/bin/python -m research.calibration_scenes --indexes "
         "DIR`, after `cach index` of each scene folder at each bit length; "
         f"{meta['minutes']:.1f} min on the 2 shared cores with the searches cached; a first run "
@@ -175,6 +202,12 @@ def doc_body(results: dict[int, dict], meta: dict) -> str:
         f"{PRESENT_TARGET:.0%} of the present-type searches where the note may speak, in each "
         "of the fit's populations (seen, held-out classes, other imagery).",
         "",
+    ]
+
+
+def _table_lines(results: dict[int, dict]) -> list[str]:
+    """Firing rates, calibration error, reliability, feature sets and the held-out classes."""
+    return [
         "#### Firing rate of `weak_match` (out of fold)",
         "",
         *rates_table(results),
@@ -197,13 +230,9 @@ def doc_body(results: dict[int, dict], meta: dict) -> str:
         "",
         *candidates_table(results),
         "",
-        *held_out_lines(results, held),
+        *held_out_lines(results, "UC Merced held-out classes"),
         "",
-        f"Searches per population: {n['unseen types, present']} unseen present, "
-        f"{n['unseen types, absent']} absent; {n['seen types (UCM), present']} seen present, "
-        f"{n['seen types (UCM), absent']} absent. Run on {meta['date']}.",
     ]
-    return "\n".join(lines)
 
 
 def held_out_lines(results: dict[int, dict], held: str) -> list[str]:

@@ -338,12 +338,13 @@ class Pipeline:
         if req.learn and req.marked:
             return self._search_refined(index, heads, req, parts, proj_parts, tanh, start,
                                         timing)
-        proj = None
+        proj = centre = None
         if req.text is None and proj_parts is not None:
-            proj = query_vector(proj_parts, req.weights)
+            centre = index.proj_centre()
+            proj = query_vector(proj_parts.shifted(centre), req.weights)
         t0 = time.perf_counter()
         scale = rerank_scale(str(heads.path)) if proj is not None else None
-        hits = index.search(Query(pack(tanh), tanh, proj, scale), k=req.k + req.offset,
+        hits = index.search(Query(pack(tanh), tanh, proj, scale, centre), k=req.k + req.offset,
                             bbox=req.bbox, bbox_crs=req.bbox_crs, collapse=req.collapse,
                             exclude_ids=req.excluded, page=req.k,
                             near_ids=[req.tile] if req.tile is not None else [])
@@ -484,8 +485,11 @@ class Pipeline:
         hits = []
         if index is not None and req.similar > 0:
             exclude = [int(tile)] if tile is not None else []
-            scale = rerank_scale(str(heads.path)) if proj is not None else None
-            hits = index.search(Query(pack(vector), vector, proj, scale), k=req.similar,
+            scale = centre = None
+            if proj is not None:
+                scale, centre = rerank_scale(str(heads.path)), index.proj_centre()
+                proj = proj if centre is None else proj - centre
+            hits = index.search(Query(pack(vector), vector, proj, scale, centre), k=req.similar,
                                 exclude_ids=exclude,
                                 near_ids=exclude)  # other places than the clicked one
         timing["total"] = (time.perf_counter() - start) * 1000 - timing.get("load", 0.0)

@@ -33,6 +33,11 @@ LOG = logging.getLogger(__name__)
 
 #: the Hamming candidates re-ranked per query: max(RERANK_POOL, 10 k) (docs/indexing.md)
 RERANK_POOL = 100
+#: image re-ranking centres projections on the archive's own mean, estimated from a fixed random
+#: sample of this many tiles and shrunk towards the heads' training mean (the projection's
+#: origin) by n / (n + CENTRE_PRIOR_TILES) (docs/unseen.md, "The archive's own centre")
+CENTRE_SAMPLE = 2000
+CENTRE_PRIOR_TILES = 20
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,9 @@ class Query:
 
     ``tanh`` (text, combined queries) re-ranks the Hamming pool by the cosine of the stored tanh
     outputs; ``proj`` (image and tile queries, heads with a feature projection) re-ranks it by
-    the cosine of the stored projections of the frozen image features, which keep what the
-    encoder knows about scenes the heads never saw."""
+    the cosine of the stored projections of the frozen image features, centred on the archive's
+    own mean (``proj_centre``), which keep what the encoder knows about scenes the heads never
+    saw."""
 
     code: np.ndarray  # uint8 [1, bits // 8]
     tanh: np.ndarray | None = None
@@ -50,6 +56,10 @@ class Query:
     #: per-dimension factors applied to the query's and the tiles' projections before their
     #: cosine (:func:`rerank_scale`: the whitening undone); None: the stored projection as is
     proj_scale: np.ndarray | None = None
+    #: subtracted from the tiles' stored projections before their cosine (``Index.proj_centre``:
+    #: the archive's own mean); ``proj`` must have been centred on it before it was normalised
+    #: (``QueryParts.shifted``). None: the heads' training mean, the projection's origin
+    proj_centre: np.ndarray | None = None
 
     @classmethod
     def of(cls, vector: np.ndarray, bits: int, proj: np.ndarray | None = None) -> Query:
@@ -145,6 +155,7 @@ class Index:
         self.generation = int(meta.get("generation", 0))
         self._lock = threading.Lock()
         self._blocks: FeatureBlocks | None = None
+        self._centre: tuple[np.ndarray | None] | None = None
 
     @property
     def tiles(self) -> int:
@@ -225,7 +236,9 @@ class Index:
             return 1.0 - dist.astype(np.float64) / self.bits
         use_proj = query.proj is not None and all(vectors[i][2] is not None for i in ids)
         if use_proj:
-            mats, vec = np.stack([vectors[i][2] for i in ids]), query.proj
+            mats, vec = np.stack([vectors[i][2] for i in ids]).astype(np.float32), query.proj
+            if query.proj_centre is not None:
+                mats = mats - np.asarray(query.proj_centre, np.float32).reshape(-1)
             if query.proj_scale is not None:
                 scale = np.asarray(query.proj_scale, np.float32).reshape(-1)
                 mats, vec = mats * scale, np.asarray(vec, np.float32).reshape(-1) * scale
@@ -357,13 +370,36 @@ class Index:
         self._row(tile_id)
         return self.store.vectors([int(tile_id)])[int(tile_id)][2]
 
-    def background(self, size: int = 2000, seed: int = 0) -> np.ndarray:
-        """Stored tanh outputs of a fixed random sample of tiles (all when fewer): the index's
-        own score background for the weak-match signal."""
+    def _sample_ids(self, size: int, seed: int = 0) -> np.ndarray:
+        """A fixed random sample of ``size`` tile ids (all when fewer), sorted."""
         ids = self.codes.ids
         if len(ids) > size:
             ids = np.sort(np.random.default_rng(seed).choice(ids, size, replace=False))
-        vectors = self.store.vectors(ids)
+        return ids
+
+    def proj_centre(self) -> np.ndarray | None:
+        """The archive's own centre in the projection space, float32 [proj_dim]: the mean
+        stored projection of :data:`CENTRE_SAMPLE` random tiles, times n / (n + 20) (a small
+        archive stays near the heads' training mean, the origin). Image queries re-rank by the
+        cosine of projections centred on it: centring on the archive, not on the imagery the
+        heads were fitted on, keeps what tells this archive's scenes apart. None when the tiles
+        store no projection. Computed once per open index."""
+        with self._lock:
+            if self._centre is None:
+                vectors = self.store.vectors(self._sample_ids(CENTRE_SAMPLE))
+                projs = [v[2] for v in vectors.values() if v[2] is not None]
+                centre = None
+                if projs:
+                    n = len(projs)
+                    mean = np.mean(np.stack(projs).astype(np.float64), axis=0)
+                    centre = (mean * n / (n + CENTRE_PRIOR_TILES)).astype(np.float32)
+                self._centre = (centre,)
+            return self._centre[0]
+
+    def background(self, size: int = 2000, seed: int = 0) -> np.ndarray:
+        """Stored tanh outputs of a fixed random sample of tiles (all when fewer): the index's
+        own score background for the weak-match signal."""
+        vectors = self.store.vectors(self._sample_ids(size, seed))
         rows = [v[1] if v[1] is not None else unpack_signs(np.frombuffer(v[0], np.uint8),
                                                            self.bits)[0] for v in vectors.values()]
         return np.stack(rows) if rows else np.zeros((0, self.bits), np.float32)

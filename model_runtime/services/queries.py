@@ -33,6 +33,19 @@ class QueryParts:
         return (self.text is None and self.image is None and self.tile is None
                 and not len(self.positive) and not len(self.negative))
 
+    def shifted(self, origin: np.ndarray | None) -> QueryParts:
+        """Every part minus ``origin`` (projections centred on an archive's own mean before
+        they are normalised and combined: ``Index.proj_centre``); None: the parts as they are."""
+        if origin is None:
+            return self
+        o = np.asarray(origin, np.float32).reshape(-1)
+
+        def one(v):
+            return None if v is None else np.asarray(v, np.float32).reshape(-1) - o
+
+        return QueryParts(one(self.text), one(self.image), one(self.tile),
+                          [one(v) for v in self.positive], [one(v) for v in self.negative])
+
 
 def check_weights(weights: dict[str, float] | None) -> dict[str, float]:
     """Defaults overlaid with ``weights``; unknown names are a config error."""

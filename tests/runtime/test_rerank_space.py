@@ -1,4 +1,5 @@
-"""Image re-ranking undoes the stored projection's partial whitening (issue 19.2).
+"""Image re-ranking undoes the stored projection's partial whitening and centres it on the
+archive's own mean (issue 19.2).
 
 The heads' projection is a PCA with partial whitening (``fit_projection``); re-ranking image
 queries by the cosine of the whitened projection moved results away from the frozen features'
@@ -15,12 +16,14 @@ import pytest
 from model_runtime.codes import pack
 from model_runtime.hashing.projection import fit_projection, project
 from model_runtime.index.query import (
+    CENTRE_PRIOR_TILES,
     RERANK_UNWHITEN,
     Index,
     Query,
     rerank_scale,
     unwhiten_scale,
 )
+from model_runtime.services.queries import QueryParts, query_vector
 
 
 def _cos(a: np.ndarray) -> np.ndarray:
@@ -93,3 +96,69 @@ def test_index_reranks_image_queries_in_the_unwhitened_space():
     scale = np.array([3.0, 0.5], np.float32)
     scaled = index._scores(ids, dist, Query(code, None, proj, scale), vectors)
     assert scaled[1] > scaled[0]
+
+
+def test_centring_on_the_archive_gives_the_archive_centred_feature_cosine(feats):
+    """The projection is fitted on one imagery (its origin is that imagery's mean); an archive of
+    other imagery sits elsewhere. Its projections centred on their own mean give the cosine of
+    the archive-centred features, which the training-centred cosine does not."""
+    mean, matrix = fit_projection(feats, dim=24, whiten=0.5)
+    rng = np.random.default_rng(1)
+    archive = rng.normal(size=(300, 24)) * np.geomspace(0.5, 4.0, 24) + 6.0  # another imagery
+    proj, scale = project(archive, mean, matrix), unwhiten_scale(matrix, 1.0)
+    unit = archive / np.linalg.norm(archive, axis=1, keepdims=True)
+    want = _cos(unit - unit.mean(axis=0))
+    got = _cos((proj - proj.mean(axis=0)) * scale)
+    assert np.abs(got - want).max() < 1e-4
+    assert np.abs(_cos(proj * scale) - want).max() > 0.05  # the training centre ranks otherwise
+
+
+def test_index_reranks_around_the_archive_centre():
+    """Two tiles and a query, all offset by the archive's centre: around the origin tile 1 is
+    nearer the query, around the centre tile 2 is (the query was centred before normalising)."""
+    index = Index.__new__(Index)
+    index.bits = 8
+    centre = np.array([5.0, 5.0], np.float32)
+    tiles = {1: centre + [-1.0, -0.5], 2: centre + [-3.0, 3.0]}
+    vectors = {i: (b"\x00", None, p.astype(np.float32)) for i, p in tiles.items()}
+    raw_query = centre + np.array([1.0, 0.0], np.float32)
+    ids, dist, code = np.array([1, 2]), np.array([0, 0]), pack(np.ones(8, np.float32))
+    plain = index._scores(ids, dist, Query(code, None, query_vector(QueryParts(image=raw_query))),
+                          vectors)
+    assert plain[0] > plain[1]
+    centred = query_vector(QueryParts(image=raw_query).shifted(centre))
+    around = index._scores(ids, dist, Query(code, None, centred, None, centre), vectors)
+    assert around[1] > around[0]
+
+
+def test_proj_centre_is_the_shrunk_mean_of_the_stored_projections(
+        sample_folder, tmp_path, FakeEncoder):
+    from model_runtime.index import BuildOptions, build_index, open_index
+    from model_runtime.raster.tiling import TilingOptions
+
+    build_index(tmp_path / "idx", [str(sample_folder)], FakeEncoder(proj_dim=8),
+                BuildOptions(tiling=TilingOptions(tile_size=128)))
+    with open_index(tmp_path / "idx") as index:
+        stored = index.store.vectors(index.codes.ids)
+        projs = np.stack([v[2] for v in stored.values()])
+        n = len(projs)
+        want = projs.mean(axis=0) * n / (n + CENTRE_PRIOR_TILES)
+        assert np.allclose(index.proj_centre(), want, atol=1e-5)
+        assert index.proj_centre() is index.proj_centre()  # read once per open index
+        tile = int(index.codes.ids[0])
+        raw = index.tile_proj(tile)
+        query = Query.of(index.tile_vector(tile), index.bits,
+                         query_vector(QueryParts(tile=raw).shifted(index.proj_centre())))
+        hits = index.search(Query(query.code, None, query.proj, None, index.proj_centre()),
+                            k=3, collapse=False)
+        assert hits[0].tile_id == tile and all(np.isfinite(h.score) for h in hits)
+
+
+def test_proj_centre_is_none_without_stored_projections(sample_folder, tmp_path, FakeEncoder):
+    from model_runtime.index import BuildOptions, build_index, open_index
+    from model_runtime.raster.tiling import TilingOptions
+
+    build_index(tmp_path / "idx", [str(sample_folder)], FakeEncoder(),
+                BuildOptions(tiling=TilingOptions(tile_size=128)))
+    with open_index(tmp_path / "idx") as index:
+        assert index.proj_centre() is None

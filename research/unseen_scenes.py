@@ -22,7 +22,9 @@ import numpy as np
 
 from model_runtime.hashing import metrics as M
 from model_runtime.index.query import (
+    CENTRE_PRIOR_TILES,
     RERANK_POOL,
+    RERANK_UNWHITEN,
     unwhiten_scale,
 )
 from model_runtime.paths import PLUGIN_ROOT, cache_dir
@@ -124,7 +126,17 @@ def spaces_for(heads) -> dict:
     mean = heads.image_proj.mean.detach().numpy().astype(np.float64)
     for centre in (0.5, 1.0):
         spaces[f"centre{centre:g}"] = lambda p, c=centre: _with_mean(p, matrix, mean, c)
+    s = unwhiten_scale(matrix, RERANK_UNWHITEN)
+    for prior in (0, CENTRE_PRIOR_TILES, 100):  # the product: archive_centred, prior 20
+        spaces[f"archive_centred{prior}"] = lambda p, s=s, n0=prior: _archive_centred(p, n0) * s
     return spaces
+
+
+def _archive_centred(proj: np.ndarray, prior: int) -> np.ndarray:
+    """Projections centred on their own mean, shrunk by n / (n + prior) (``Index.proj_centre``
+    over every tile)."""
+    n = len(proj)
+    return proj - proj.mean(axis=0) * n / (n + prior)
 
 
 def text_extras(heads) -> dict:
@@ -146,7 +158,21 @@ def text_extras(heads) -> dict:
     for w in (0.5, 1.0):
         for top in (5, 10):
             out[f"prf_w{w:g}_top{top}"] = prf(w, top)
+    if matrix is not None:
+        out["centred_prf_top10"] = _centred_prf(unwhiten_scale(matrix, RERANK_UNWHITEN), 10)
     return out
+
+
+def _centred_prf(scale: np.ndarray, top: int):
+    """T->I, measured only: tanh cosine + cosine of each tile's archive-centred projection to the
+    centroid of the best ``top`` (label-free pseudo-relevance feedback)."""
+    def fn(q, img, proj):
+        p = _archive_centred(proj, 0) * scale
+        p = p / np.linalg.norm(p, axis=1, keepdims=True)
+        c = -_neg_cos(q, img)
+        cent = p[np.argsort(-c, axis=1)[:, :top]].mean(axis=1)
+        return -(c - _neg_cos(cent, p))
+    return fn
 
 
 def prompts_for(classes, enc) -> np.ndarray:

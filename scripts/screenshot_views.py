@@ -10,6 +10,8 @@ CACH_SCREENSHOT_VIEW chooses one:
                what the index holds from the real worker's dry run
   page2        the search panel on the second page of "a forest with trees" (top 6: ranks
                7-12, "‹ Previous" on) with a tile marked on that page
+  similar      the window after "Similar tiles" on the best hit of "a forest with trees": the
+               tile query's results (re-ranked around the archive's own centre), not the tile
 CACH_SCREENSHOT_OUT is the PNG written. Each view checks that it shows what it is meant to, and
 exits non-zero otherwise.
 """
@@ -234,6 +236,42 @@ def when_thumbnails(dock, polls: int) -> None:  # noqa: ANN001
     save(dock.grab(), "the search panel on page 2")
 
 
+def similar(plugin) -> None:  # noqa: ANN001
+    for path in sorted(SAMPLES.glob("*.tif")):
+        layer = QgsRasterLayer(str(path), path.stem, "gdal")
+        if layer.isValid() and layer.crs().isValid():
+            QgsProject.instance().addMapLayer(layer)
+            QgsProject.instance().layerTreeRoot().findLayer(layer.id()).setExpanded(False)
+    plugin.search_action.trigger()
+    dock = plugin.dock
+    dock.bar.k_spin.setValue(PAGE)
+    dock.bar.query_edit.setText(QUERIES[-1])
+    dock.resultsShown.connect(lambda _r: QTimer.singleShot(300, lambda: guarded(on_similar, dock)))
+    dock.searchFailed.connect(lambda err: (say(f"search failed: {err}"), finish(4)))
+    dock.search()
+
+
+def on_similar(dock) -> None:  # noqa: ANN001
+    """The text search: ask for tiles like its best hit. The tile search: check and grab."""
+    if dock.result_map.pending() or dock.results.thumbnails_pending():
+        QTimer.singleShot(200, lambda: guarded(on_similar, dock))
+        return
+    hits = dock.session.result.results
+    if "seed" not in STATE:
+        STATE["seed"] = next(h for h in hits if h.georeferenced)
+        say(f"text search shown; similar tiles of tile {STATE['seed'].tile_id}")
+        dock.search_similar(STATE["seed"])
+        return
+    seed = STATE["seed"]
+    if not hits or any(h.tile_id == seed.tile_id for h in hits):
+        say(f"similar tiles of {seed.tile_id}: {[h.tile_id for h in hits]}")
+        finish(8)
+        return
+    say(f"similar tiles of {seed.tile_id}: {[(h.tile_id, h.score) for h in hits]}")
+    show_tree_and_newest(dock)
+    QTimer.singleShot(2000, lambda: guarded(when_rendered, 0))
+
+
 def start() -> None:
     plugin = plugins.get("cach_for_qgis")
     if plugin is None or plugin.dock is None:
@@ -244,7 +282,7 @@ def start() -> None:
     iface.mainWindow().resize(1600, 1000)
     iface.mainWindow().showMaximized()
     views = {"no-runtime": no_runtime, "layer-tree": layer_tree, "dialog-help": dialog_help,
-             "index-add": index_add, "page2": page_two}
+             "index-add": index_add, "page2": page_two, "similar": similar}
     guarded(views[VIEW], plugin)
 
 

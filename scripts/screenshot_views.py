@@ -69,12 +69,17 @@ def no_runtime(plugin) -> None:  # noqa: ANN001
     QTimer.singleShot(1500, lambda: guarded(shoot))
 
 
-def layer_tree(plugin) -> None:  # noqa: ANN001
+def add_samples() -> None:
+    """The georeferenced sample rasters as collapsed layers under the results."""
     for path in sorted(SAMPLES.glob("*.tif")):
         layer = QgsRasterLayer(str(path), path.stem, "gdal")
         if layer.isValid() and layer.crs().isValid():
             QgsProject.instance().addMapLayer(layer)
             QgsProject.instance().layerTreeRoot().findLayer(layer.id()).setExpanded(False)
+
+
+def layer_tree(plugin) -> None:  # noqa: ANN001
+    add_samples()
     plugin.search_action.trigger()
     dock = plugin.dock
     dock.bar.k_spin.setValue(6)
@@ -198,11 +203,16 @@ def when_held(dialog, polls: int) -> None:  # noqa: ANN001
 
 
 def page_two(plugin) -> None:  # noqa: ANN001
+    search_then(plugin, on_page)
+
+
+def search_then(plugin, then) -> None:  # noqa: ANN001
+    """Search the top ``PAGE`` of "a forest with trees"; ``then(dock)`` after each result shown."""
     plugin.search_action.trigger()
     dock = plugin.dock
     dock.bar.k_spin.setValue(PAGE)
     dock.bar.query_edit.setText(QUERIES[-1])
-    dock.resultsShown.connect(lambda _r: QTimer.singleShot(300, lambda: guarded(on_page, dock)))
+    dock.resultsShown.connect(lambda _r: QTimer.singleShot(300, lambda: guarded(then, dock)))
     dock.searchFailed.connect(lambda err: (say(f"search failed: {err}"), finish(4)))
     dock.search()
 
@@ -237,18 +247,8 @@ def when_thumbnails(dock, polls: int) -> None:  # noqa: ANN001
 
 
 def similar(plugin) -> None:  # noqa: ANN001
-    for path in sorted(SAMPLES.glob("*.tif")):
-        layer = QgsRasterLayer(str(path), path.stem, "gdal")
-        if layer.isValid() and layer.crs().isValid():
-            QgsProject.instance().addMapLayer(layer)
-            QgsProject.instance().layerTreeRoot().findLayer(layer.id()).setExpanded(False)
-    plugin.search_action.trigger()
-    dock = plugin.dock
-    dock.bar.k_spin.setValue(PAGE)
-    dock.bar.query_edit.setText(QUERIES[-1])
-    dock.resultsShown.connect(lambda _r: QTimer.singleShot(300, lambda: guarded(on_similar, dock)))
-    dock.searchFailed.connect(lambda err: (say(f"search failed: {err}"), finish(4)))
-    dock.search()
+    add_samples()
+    search_then(plugin, on_similar)
 
 
 def on_similar(dock) -> None:  # noqa: ANN001

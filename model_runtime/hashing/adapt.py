@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 
 from model_runtime.errors import CancelledError, DataError
-from model_runtime.model.numpy_heads import NumpyHeads, from_torch, mlp_backward, mlp_forward
+from model_runtime.model.numpy_heads import (
+    NumpyHeads,
+    fold_onto_projection,
+    from_torch,
+    mlp_backward,
+    mlp_forward,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -158,7 +164,8 @@ def adapt_image_head(
 ) -> NumpyHeads:
     """New heads whose image head is fine-tuned on an archive; ``heads`` is left unchanged.
 
-    ``heads``: :class:`NumpyHeads` (a torch ``HashHeads`` is converted). ``proj [N, P]``: the
+    ``heads``: :class:`NumpyHeads` (a torch ``HashHeads`` is converted; an image head that
+    reads the features is folded onto the projection first). ``proj [N, P]``: the
     archive's stored projections (float16 is fine); ``tanh_ref [N, bits]``: the shipped head's
     outputs for them. The text head and the projection are copied unchanged. ``progress(done,
     total)`` is called after each step; ``cancel.is_set()`` is checked between steps and raises
@@ -166,7 +173,8 @@ def adapt_image_head(
     """
     cfg = config or AdaptConfig()
     steps = cfg.steps if steps is None else int(steps)
-    new = (heads if isinstance(heads, NumpyHeads) else from_torch(heads)).copy()
+    new = fold_onto_projection(heads if isinstance(heads, NumpyHeads) else from_torch(heads))
+    new = new.copy()
     p_all = np.asarray(proj, dtype=np.float32)
     r_all = np.asarray(tanh_ref, dtype=np.float32)
     check_inputs(new, p_all, r_all)

@@ -56,7 +56,8 @@ def save_heads(
     if getattr(heads, "proj_dim", 0):
         proj = (heads.image_proj.mean.cpu().numpy(), heads.image_proj.matrix.cpu().numpy())
     dims = {k: getattr(heads, k) for k in _INT_KEYS}
-    meta = heads_metadata(method, backbone, dims, proj, extra)
+    meta = heads_metadata(method, backbone, dims, proj, extra,
+                          getattr(heads, "image_input", "projection"))
     # readable by everyone (0o644): shipped in the plugin zip
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     LOG.info("saved %s heads (%s bits, %s) to %s", method, heads.bits, backbone, path)

@@ -25,7 +25,12 @@ from model_runtime.errors import ConfigError, IndexStateError
 from model_runtime.index.store import Store
 from model_runtime.index.writer import finalize
 from model_runtime.model.heads import HeadsRef, find_heads, index_heads_dir, read_heads
-from model_runtime.model.numpy_heads import NumpyHeads, load_numpy_heads, save_numpy_heads
+from model_runtime.model.numpy_heads import (
+    NumpyHeads,
+    fold_onto_projection,
+    load_numpy_heads,
+    save_numpy_heads,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -106,7 +111,7 @@ def adapt_index(index_dir: Path, heads: HeadsRef, steps: int | None = None,
         store = Store(index_dir)
         try:
             ids, proj = stored_projections(store, base.proj_dim)
-            module = load_numpy_heads(base.path)
+            module = fold_onto_projection(load_numpy_heads(base.path))
             ref = module.encode_image_proj_np(proj)
             report = _progress_adapter(progress)
             kwargs = {} if steps is None else {"steps": int(steps)}

@@ -49,8 +49,7 @@ def _image_module(torch: Any, encoder: Any, heads: Any, config: BackboneConfig) 
             if config.normalize_image:
                 feats = torch.nn.functional.normalize(feats, dim=-1)
             if getattr(self.heads, "proj_dim", 0):
-                proj = self.heads.project_image(feats)
-                return self.heads.encode_image_proj(proj), proj
+                return self.heads.encode_image(feats), self.heads.project_image(feats)
             return self.heads.encode_image(feats)
 
     return ImageGraph().eval()

@@ -153,6 +153,8 @@ def heads_part_sha256(heads: HeadsRef, graph: str) -> str:
     digest = hashlib.sha256()
     meta = {k: heads.meta.get(k) for k in ("backbone", "bits", "hidden", "proj_dim",
                                            f"{graph}_dim")}
+    if graph == "image" and heads.meta.get("image_input") == "features":
+        meta["image_input"] = "features"  # added only then: other heads keep their cached graphs
     digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
     try:
         with safe_open(str(heads.path), framework="numpy") as f:

@@ -22,6 +22,11 @@ from model_runtime.protocol import DEFAULT_BACKBONE
 FORMAT_VERSION = "1"
 #: metadata values stored as decimal strings and parsed back to int
 INT_KEYS = ("bits", "image_dim", "text_dim", "hidden")
+#: what the image head reads when the heads carry a projection: the projection (the default,
+#: so adaptation can re-hash an index from its stored projections) or the L2-normalised image
+#: features themselves (the projection is then stored for re-ranking only, and adaptation first
+#: folds the head onto it: ``numpy_heads.fold_onto_projection``)
+IMAGE_INPUTS = ("projection", "features")
 
 
 def shipped_heads_path(bits: int, backbone: str = DEFAULT_BACKBONE, method: str = "cach") -> Path:
@@ -38,9 +43,10 @@ def projection_id(mean: np.ndarray, matrix: np.ndarray) -> str:
 
 
 def heads_metadata(method: str, backbone: str, dims: dict[str, int], proj: tuple | None,
-                   extra: dict | None) -> dict[str, str]:
+                   extra: dict | None, image_input: str = "projection") -> dict[str, str]:
     """The metadata block a heads file is written with. ``dims`` holds :data:`INT_KEYS`;
-    ``proj`` is ``(mean, matrix)`` of the stored projection, or None for heads without one."""
+    ``proj`` is ``(mean, matrix)`` of the stored projection, or None for heads without one;
+    ``image_input`` (one of :data:`IMAGE_INPUTS`) is written only when it is ``features``."""
     meta = {
         "format": "cach-heads",
         "format_version": FORMAT_VERSION,
@@ -52,7 +58,14 @@ def heads_metadata(method: str, backbone: str, dims: dict[str, int], proj: tuple
     }
     if proj is not None:
         meta["proj_id"] = projection_id(*proj)
+        if image_input == "features":
+            meta["image_input"] = "features"
     return meta
+
+
+def reads_projection(meta: dict) -> bool:
+    """Whether the image head reads the stored projection (heads with one, by default)."""
+    return bool(meta.get("proj_dim")) and meta.get("image_input", "projection") == "projection"
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
@@ -81,6 +94,10 @@ def read_metadata(path: str | os.PathLike) -> dict:
         meta["extra"] = json.loads(meta.get("extra") or "{}")
     except (KeyError, ValueError) as err:
         raise DataError(f"Hash-head file {path} has incomplete metadata: {err}") from err
+    meta["image_input"] = meta.get("image_input") or "projection"
+    if meta["image_input"] not in IMAGE_INPUTS:
+        raise DataError(f"Hash-head file {path} has an unknown image_input "
+                        f"{meta['image_input']!r} (known: {', '.join(IMAGE_INPUTS)})")
     return meta
 
 

@@ -20,7 +20,12 @@ import numpy as np
 
 from model_runtime.errors import DataError
 from model_runtime.fsutil import atomic_write
-from model_runtime.model.heads_format import check_metadata, heads_metadata, read_metadata
+from model_runtime.model.heads_format import (
+    check_metadata,
+    heads_metadata,
+    read_metadata,
+    reads_projection,
+)
 
 #: LayerNorm's epsilon (torch's default, as the heads are trained with)
 LN_EPS = 1e-5
@@ -107,6 +112,11 @@ class NumpyHeads:
     def copy(self) -> NumpyHeads:
         return NumpyHeads({k: v.copy() for k, v in self.weights.items()}, dict(self.meta))
 
+    @property
+    def image_input(self) -> str:
+        """What the image head reads: ``projection`` or ``features`` (``heads_format``)."""
+        return "projection" if reads_projection(self.meta) or not self.proj_dim else "features"
+
     def project_image_np(self, feats: np.ndarray) -> np.ndarray:
         """Image features -> the stored projection (L2-normalised features without one)."""
         x = l2_normalize(feats)
@@ -116,9 +126,15 @@ class NumpyHeads:
 
     def encode_image_proj_np(self, proj: np.ndarray) -> np.ndarray:
         """Stored projections (float16 is fine) -> tanh outputs ``[N, bits]``."""
+        if self.image_input == "features":
+            raise DataError("These heads' image head reads the image features, not the stored "
+                            "projection: fold it onto the projection first "
+                            "(fold_onto_projection).")
         return self._batched("image_head", np.asarray(proj, dtype=np.float32))
 
     def encode_image_np(self, feats: np.ndarray) -> np.ndarray:
+        if self.image_input == "features":
+            return self._batched("image_head", l2_normalize(feats))
         return self.encode_image_proj_np(self.project_image_np(feats))
 
     def encode_text_np(self, feats: np.ndarray) -> np.ndarray:
@@ -164,9 +180,28 @@ def save_numpy_heads(heads: NumpyHeads, path: str | os.PathLike, extra: dict | N
     proj = None
     if heads.proj_dim:
         proj = (heads.weights["image_proj.mean"], heads.weights["image_proj.matrix"])
-    meta = heads_metadata(heads.method, heads.backbone, heads.meta, proj, extra)
+    meta = heads_metadata(heads.method, heads.backbone, heads.meta, proj, extra,
+                          heads.image_input)
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     return path
+
+
+def fold_onto_projection(heads: NumpyHeads) -> NumpyHeads:
+    """Heads whose image head reads the stored projection, from heads whose image head reads
+    the features: the first layer ``W x̂ + b`` becomes ``W (G p + mean) + b`` with ``G`` the
+    projection's right inverse (``matrixᵀ G = I``), exact for features inside the projection's
+    span. What adaptation starts from, since it re-hashes from stored projections only."""
+    if heads.image_input != "features":
+        return heads
+    w = {k: v.copy() for k, v in heads.weights.items()}
+    mean = w["image_proj.mean"].astype(np.float64)
+    matrix = w["image_proj.matrix"].astype(np.float64)
+    recon = matrix @ np.linalg.inv(matrix.T @ matrix)
+    first = w["image_head.0.weight"].astype(np.float64)  # [hidden, image_dim]
+    w["image_head.0.bias"] = (w["image_head.0.bias"] + first @ mean).astype(np.float32)
+    w["image_head.0.weight"] = (first @ recon).astype(np.float32)
+    meta = {**heads.meta, "image_input": "projection"}
+    return NumpyHeads(w, meta, dict(heads.train_info))
 
 
 def from_torch(module: Any) -> NumpyHeads:
@@ -176,6 +211,7 @@ def from_torch(module: Any) -> NumpyHeads:
     weights = {k: v.detach().float().cpu().numpy() for k, v in module.state_dict().items()}
     meta = {"bits": module.bits, "image_dim": module.image_dim, "text_dim": module.text_dim,
             "hidden": module.hidden, "proj_dim": module.proj_dim,
+            "image_input": getattr(module, "image_input", "projection"),
             "method": getattr(module, "method", "?"), "backbone": getattr(module, "backbone", "?"),
             "extra": {}}
     return NumpyHeads(weights, meta)
@@ -183,9 +219,10 @@ def from_torch(module: Any) -> NumpyHeads:
 
 def random_heads(bits: int, image_dim: int = 1280, text_dim: int = 384, hidden: int = 512,
                  proj_dim: int = 0, seed: int = 0, backbone: str = "effnetlite0-minilm",
-                 method: str = "cach") -> NumpyHeads:
+                 method: str = "cach", image_input: str = "projection") -> NumpyHeads:
     """Untrained heads initialised as torch initialises ``HashHeads`` (uniform +-1/sqrt(fan_in)
-    linear layers, unit LayerNorm; a random projection): for tests and tools without torch."""
+    linear layers, unit LayerNorm; a random projection): for tests and tools without torch.
+    ``image_input="features"``: the image head reads the features beside a projection."""
     rng = np.random.default_rng(seed)
 
     def linear(name: str, fan_in: int, out: int) -> dict[str, np.ndarray]:
@@ -194,7 +231,8 @@ def random_heads(bits: int, image_dim: int = 1280, text_dim: int = 384, hidden: 
                 f"{name}.bias": rng.uniform(-bound, bound, out).astype(np.float32)}
 
     w: dict[str, np.ndarray] = {}
-    for prefix, width in (("image_head", proj_dim or image_dim), ("text_head", text_dim)):
+    image_width = proj_dim if proj_dim and image_input == "projection" else image_dim
+    for prefix, width in (("image_head", image_width), ("text_head", text_dim)):
         w |= linear(f"{prefix}.0", width, hidden) | linear(f"{prefix}.4", hidden, bits)
         w[f"{prefix}.1.weight"] = np.ones(hidden, np.float32)
         w[f"{prefix}.1.bias"] = np.zeros(hidden, np.float32)
@@ -202,5 +240,6 @@ def random_heads(bits: int, image_dim: int = 1280, text_dim: int = 384, hidden: 
         w["image_proj.mean"] = np.zeros(image_dim, np.float32)
         w["image_proj.matrix"] = rng.standard_normal((image_dim, proj_dim)).astype(np.float32)
     meta = {"bits": bits, "image_dim": image_dim, "text_dim": text_dim, "hidden": hidden,
-            "proj_dim": proj_dim, "method": method, "backbone": backbone, "extra": {}}
+            "proj_dim": proj_dim, "method": method, "backbone": backbone, "extra": {},
+            "image_input": image_input if proj_dim else "projection"}
     return NumpyHeads(w, meta)

@@ -250,11 +250,12 @@ def _mlp_tanh(g: Graph, x: str, t: dict, prefix: str, name: str) -> str:
 
 def _image_heads(g: Graph, feats: str, t: dict, meta: dict) -> list[str]:
     """Image features -> ``[tanh, proj]`` (``[tanh]`` without a stored projection)."""
-    proj = _normalize(g, feats, name="heads/image_norm")
+    proj = unit = _normalize(g, feats, name="heads/image_norm")
     if meta["proj_dim"]:
         centred = g.op("Sub", [proj, g.const(t["image_proj.mean"])], name="heads/proj_sub")
         proj = g.op("MatMul", [centred, g.const(t["image_proj.matrix"])], name="heads/proj")
-    tanh = _mlp_tanh(g, proj, t, "image_head", "heads/image_head")
+    head_input = unit if meta.get("image_input") == "features" else proj
+    tanh = _mlp_tanh(g, head_input, t, "image_head", "heads/image_head")
     return [tanh, proj] if meta["proj_dim"] else [tanh]
 
 

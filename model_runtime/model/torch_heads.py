@@ -12,7 +12,10 @@ Stored projection (``proj_dim > 0``): the heads may carry a frozen linear projec
 L2-normalised image features, fitted on training images (PCA with partial whitening, see
 ``hashing.projection.fit_projection``). An index stores it per tile (float16): its cosine re-ranks image queries,
 and :meth:`HashHeads.encode_image_proj` re-hashes it without the encoder, so that
-``encode_image(x) == encode_image_proj(project_image(x))``. Without a projection
+``encode_image(x) == encode_image_proj(project_image(x))``. Heads whose image head reads the
+features beside a projection (``image_input = "features"``, the shipped 64- and 128-bit heads)
+compute the projection for storage only; adaptation folds them onto it first
+(``numpy_heads.fold_onto_projection``). Without a projection
 (``proj_dim == 0``, heads files from before it existed) the "projection" is the L2-normalised
 feature itself and the same identity holds.
 """
@@ -75,15 +78,20 @@ class HashHeads(nn.Module):
         hidden: int = 512,
         dropout: float = 0.1,
         proj_dim: int = 0,
+        image_input: str = "projection",
     ) -> None:
         super().__init__()
         if bits <= 0 or bits % 8:
             raise ValueError(f"bits must be a positive multiple of 8, got {bits}")
         self.image_dim, self.text_dim, self.bits, self.hidden = image_dim, text_dim, bits, hidden
         self.proj_dim = int(proj_dim)
+        #: what the image head reads (``heads_format.IMAGE_INPUTS``): with ``features`` the
+        #: projection is only computed for storage and re-ranking
+        self.image_input = image_input if self.proj_dim > 0 else "projection"
         if self.proj_dim > 0:
             self.image_proj = Projection(image_dim, self.proj_dim)
-        self.image_head = _mlp(self.proj_dim or image_dim, hidden, bits, dropout)
+        reads_proj = self.proj_dim and self.image_input == "projection"
+        self.image_head = _mlp(self.proj_dim if reads_proj else image_dim, hidden, bits, dropout)
         self.text_head = _mlp(text_dim, hidden, bits, dropout)
         #: True while the image head is in its training form (see :meth:`unfold_projection`)
         self.raw_coords = False
@@ -112,6 +120,9 @@ class HashHeads(nn.Module):
 
     def encode_image_proj(self, proj: torch.Tensor) -> torch.Tensor:
         """Stored projections ``[N, proj_dim]`` -> tanh outputs ``[N, bits]`` (no encoder)."""
+        if self.image_input == "features":
+            raise DataError("These heads' image head reads the image features, not the stored "
+                            "projection.")
         x = proj.float()
         if self.raw_coords:  # training form: the head's first layer acts on reconstructions
             x = x @ self._recon.t() + self.image_proj.mean
@@ -124,7 +135,7 @@ class HashHeads(nn.Module):
         train it as they train a head on the features themselves (measured: codes keep 4 points
         more of the frozen features' unseen-class mAP than when trained on ``p`` directly).
         """
-        if self.proj_dim == 0 or self.raw_coords:
+        if self.proj_dim == 0 or self.raw_coords or self.image_input == "features":
             return
         first = self.image_head[0]
         recon = self.image_proj.right_inverse()
@@ -147,6 +158,8 @@ class HashHeads(nn.Module):
 
     def encode_image(self, feats: torch.Tensor) -> torch.Tensor:
         """Image features ``[N, image_dim]`` -> tanh outputs ``[N, bits]`` in (-1, 1)."""
+        if self.image_input == "features":
+            return torch.tanh(self.beta * self.image_head(F.normalize(feats.float(), dim=-1)))
         return self.encode_image_proj(self.project_image(feats))
 
     def encode_text(self, feats: torch.Tensor) -> torch.Tensor:
@@ -208,9 +221,8 @@ def load_heads(
     path = Path(path)
     meta = read_metadata(path)
     check_metadata(path, meta, expect_backbone, expect_bits, expect_dims)
-    heads = HashHeads(
-        meta["image_dim"], meta["text_dim"], meta["bits"], meta["hidden"], proj_dim=meta["proj_dim"]
-    )
+    heads = HashHeads(meta["image_dim"], meta["text_dim"], meta["bits"], meta["hidden"],
+                      proj_dim=meta["proj_dim"], image_input=meta["image_input"])
     try:
         state = load_file(str(path))
         heads.load_state_dict({k: v.float() for k, v in state.items()})

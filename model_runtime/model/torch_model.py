@@ -135,8 +135,7 @@ class TorchHashModel(HashModel):
             if self.config.normalize_image:
                 feats = torch.nn.functional.normalize(feats, dim=-1)
             if getattr(self.module, "proj_dim", 0):
-                proj = self.module.project_image(feats)
-                return self.module.encode_image_proj(proj), proj
+                return self.module.encode_image(feats), self.module.project_image(feats)
             return self.module.encode_image(feats), None
 
     def _encode_batch(self, batch: np.ndarray) -> ImageOutputs:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from model_runtime.codes import pack
 from model_runtime.index.store import Store
@@ -18,9 +19,12 @@ from model_runtime.pipeline import Pipeline
 from model_runtime.protocol import AdaptRequest, IndexRequest, SearchRequest
 
 
-def test_adapt_runs_without_torch_and_the_index_keeps_working(tmp_path, monkeypatch):
+@pytest.mark.parametrize("image_input", ["projection", "features"])
+def test_adapt_runs_without_torch_and_the_index_keeps_working(tmp_path, monkeypatch, image_input):
+    """Heads whose image head reads the features (the shipped 64- and 128-bit ones) are folded
+    onto the stored projection first; the adapted heads read the projection."""
     monkeypatch.setenv("CACH_CACHE", str(tmp_path / "cache"))
-    heads = save_numpy_heads(random_heads(64, proj_dim=32, seed=1),
+    heads = save_numpy_heads(random_heads(64, proj_dim=32, seed=1, image_input=image_input),
                              tmp_path / "heads" / "cach-effnetlite0-minilm-64.safetensors")
     samples = tmp_path / "samples"
     samples.mkdir()
@@ -39,6 +43,8 @@ def test_adapt_runs_without_torch_and_the_index_keeps_working(tmp_path, monkeypa
     finally:
         store.close()
     adapted = load_numpy_heads(idx / "heads" / summary["heads"])
+    assert adapted.image_input == "projection"
+    assert load_numpy_heads(heads).image_input == image_input
     proj = np.stack([np.frombuffer(p, np.float16).astype(np.float32) for _, p in rows])
     codes = np.stack([np.frombuffer(c, np.uint8) for c, _ in rows])
     assert np.array_equal(codes, pack(adapted.encode_image_proj_np(proj)))

@@ -66,3 +66,21 @@ def test_shipped_heads_match_model_card():
             r = got[(int(bits), row["direction"])]
             for key in ("map20_duch", "map20_topk", "map_all"):
                 assert r[key] == pytest.approx(row[key], abs=tol), (bits, row["direction"], key)
+
+
+@pytest.mark.parametrize("bits", (64, 128))
+def test_the_third_release_is_the_first_heads_with_the_second_projection(bits):
+    """64 and 128 bits: the first release's image and text heads, unchanged (their image head
+    reads the features), and the second release's projection beside them (docs/unseen.md)."""
+    from safetensors.numpy import load_file
+
+    name = shipped_heads_path(bits).name
+    now = load_file(str(shipped_heads_path(bits)))
+    first = load_file(str(HEADS_DIR / "archive" / "round1" / name))
+    second = load_file(str(HEADS_DIR / "archive" / "round2" / name))
+    assert set(now) == set(first) | {"image_proj.mean", "image_proj.matrix"}
+    for key, value in now.items():
+        origin = second if key.startswith("image_proj.") else first
+        assert value.dtype == origin[key].dtype and (value == origin[key]).all(), key
+    assert read_metadata(shipped_heads_path(bits))["image_input"] == "features"
+    assert read_metadata(HEADS_DIR / "archive" / "round2" / name)["image_input"] == "projection"

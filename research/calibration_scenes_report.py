@@ -121,7 +121,7 @@ def _evidence_lines() -> list[str]:
         "the index):",
         "- `familiarity`: the median, over up to 256 background tiles, of a tile's highest "
         "cosine to the reference captions: how much the archive looks like imagery the text "
-        "side knows (64 bits: UC Merced test images 0.90, RSI-CB256 0.78, EuroSAT 0.65);",
+        "side knows (64 bits, third release: UC Merced test images 0.90, RSI-CB256 0.76, EuroSAT 0.65);",
         "- `coherence` (per hit): its mean cosine to the other best-10 hits minus its mean "
         "cosine to the background, and `group_coherence` (per search): the best 10 hits' mean "
         "pairwise cosine minus that of random background pairs, both in units of the spread of "
@@ -149,13 +149,14 @@ def _evidence_lines() -> list[str]:
         "stays silent and confidences move to the held-out classes' share of relevant best-10 "
         "hits (*concept prior*).",
         "",
-        "The bundled sample rasters (`resources/samples`, 128-px tiles) read "
-        "0.78 at 64 bits: no note there, confidences 0.15-0.45 around the prior. Format 1 gave "
+        "The bundled sample rasters (`resources/samples`, 128-px tiles) sit below the gate: "
+        "no note there. With the third release's 64-bit heads the fitted spread is 0 (below "
+        "the gate the hits' scores added nothing measurable on the calibration sets), so every "
+        "hit of the samples' searches reads the prior, 0.153 (`tests/e2e/output_snapshots`); "
+        "the second release's heads and rule gave 0.15-0.45 around it. Format 1 gave "
         "\"dense forest on a mountain\" 0.05-0.66 without the note, and put the note on "
         "\"rows of green crops on farmland\" (best hit 0.18) although the NAIP sample is "
-        "farmland, and on a harbour query (none there). An archive of 24 UC Merced photos of 3 "
-        "classes and one GeoTIFF reads 0.88: the fitted model speaks (farmland and forest "
-        "queries 0.7-0.9 without the note, the harbour query under the note).",
+        "farmland, and on a harbour query (none there).",
         "",
     ]
 
@@ -212,9 +213,10 @@ def _table_lines(results: dict[int, dict]) -> list[str]:
         "",
         *rates_table(results),
         "",
-        "*previous rule* = the format-1 rule, fitted on the UC Merced held-out classes (so its "
-        "held-out-class figures are in-sample; it saw neither scene set); *same, no gate* = the "
-        "shipped features and fit without the gate.",
+        "*previous rule* = the rule the calibration file held before this run (`--previous`), "
+        "applied as it was to these searches (on 2026-12-07: the format-2 rule fitted for the "
+        "second release's heads, which the third release's 64- and 128-bit heads replace); "
+        "*same, no gate* = the shipped features and fit without the gate.",
         "",
         *goal_lines(results),
         "",

@@ -75,6 +75,10 @@ def report(bits: int, indexes: Path, data_root: str | None) -> dict[str, dict]:
     return {name: pair_table(batch, weak, m & ~batch.absent) for name, m in pops.items()}
 
 
+def _num(x: float) -> str:
+    return "–" if np.isnan(x) else f"{x:.2g}"  # no pair found nothing: nothing to compare
+
+
 def markdown(results: dict[int, dict[str, dict]]) -> str:
     head = ("| bits | searches | pairs | nothing found, best 5 / 10 / 20 | least firing on present "
             "if >= 50 % of absent (best 10 read) | hit features, largest twin difference | "
@@ -84,7 +88,7 @@ def markdown(results: dict[int, dict[str, dict]]) -> str:
         for name, r in rows.items():
             lines.append(
                 f"| {bits} | {name} | {r['pairs']} | {r['f5']:.0%} / {r['f10']:.0%} / "
-                f"{r['f20']:.0%} | {r['bound10']:.0%} | {r['max_diff_missed']:.2g} | "
+                f"{r['f20']:.0%} | {r['bound10']:.0%} | {_num(r['max_diff_missed'])} | "
                 f"{r['agree_missed']:.0%} | {r['fires_present']:.0%} / {r['fires_absent']:.0%} |")
     return "\n".join(lines)
 

@@ -321,7 +321,8 @@ class SearchDock(QgsDockWidget):
         off_map = sum(1 for h in shown.results if not h.georeferenced)
         ranks = self.session.shown_ranks()
         self.status_label.setText(
-            wording.results_status(len(shown.results), off_map, shown.timing_ms, what, ranks)
+            wording.results_status(len(shown.results), off_map, shown.timing_ms, what, ranks,
+                                   wording.shared_confidence(shown.results))
         )
         self.actions.show_pages(self.session.has_previous_page(), self.session.has_next_page())
         self.status_label.setToolTip(wording.model_details(shown.model, shown.index))

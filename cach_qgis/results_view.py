@@ -43,6 +43,8 @@ class ResultsList(QListWidget):
     def __init__(self, marks: Marks, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.marks = marks
+        #: the confidence all shown hits share (``wording.shared_confidence``), else None
+        self._shared: float | None = None
         self._thumb_queue: list[QListWidgetItem] = []
         self._thumb_timer = QTimer(self)
         self._thumb_timer.setInterval(0)
@@ -61,6 +63,7 @@ class ResultsList(QListWidget):
     def show_hits(self, hits: list[Hit]) -> None:
         """List ``hits`` with a grey placeholder each; their thumbnails follow."""
         self.clear_hits()
+        self._shared = wording.shared_confidence(hits)
         self.blockSignals(True)
         placeholder = QPixmap(THUMB_SIZE, THUMB_SIZE)
         placeholder.fill(Qt.GlobalColor.lightGray)
@@ -89,7 +92,8 @@ class ResultsList(QListWidget):
 
     def _text(self, hit: Hit) -> str:
         state = self.marks.state(hit.tile_id)
-        return wording.hit_text(hit, "" if state is None else "  ✓" if state else "  ✗")
+        return wording.hit_text(hit, "" if state is None else "  ✓" if state else "  ✗",
+                                self._shared)
 
     def _next_thumbnail(self) -> None:
         """One thumbnail per event-loop turn, so the UI stays responsive."""

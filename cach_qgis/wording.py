@@ -339,9 +339,21 @@ def confidence_text(confidence: float | None) -> str:
     return tr("confidence < 1 %") if percent < 1 else tr("confidence {n} %").format(n=percent)
 
 
-def hit_text(hit: Hit, mark: str = "") -> str:
-    """Two lines of the results list: rank and match, then the tile's name."""
-    match = confidence_text(hit.confidence) or tr("score {n}").format(n=f"{hit.score:.2f}")
+def shared_confidence(hits: list[Hit]) -> float | None:
+    """The one confidence every hit has, when there are several and all are equal: the
+    calibration's prior for imagery on which the evidence cannot tell tiles apart (then each row
+    shows its score, and the status line gives the prior once)."""
+    values = {h.confidence for h in hits}
+    if len(hits) < 2 or len(values) != 1 or None in values:
+        return None
+    return hits[0].confidence
+
+
+def hit_text(hit: Hit, mark: str = "", shared: float | None = None) -> str:
+    """Two lines of the results list: rank and match, then the tile's name. ``shared``: the
+    confidence all hits share (:func:`shared_confidence`), left to the status line."""
+    match = "" if shared is not None else confidence_text(hit.confidence)
+    match = match or tr("score {n}").format(n=f"{hit.score:.2f}")
     not_on_map = tr("not georeferenced")
     second = hit.name if hit.georeferenced else f"{hit.name} — {not_on_map}"
     return f"#{hit.rank}  {match}{mark}\n{second}"
@@ -431,9 +443,10 @@ def results_status(
     timing_ms: dict[str, Any],
     what: str,
     ranks: tuple[int, int] | None = None,
+    shared: float | None = None,
 ) -> str:
     """The status line under the results: how many tiles (or, on a page after the first,
-    which ``ranks``), how fast, what is off the map."""
+    which ``ranks``), how fast, what is off the map, and the confidence they all share."""
     total = timing_ms.get("total") if timing_ms else None
     if ranks is not None:
         text = tr("Results {first}–{last} {what}").format(
@@ -446,6 +459,10 @@ def results_status(
         text += tr(" in {ms} ms").format(ms=f"{float(total):.0f}")
     if n_not_georef:
         text += tr("; {n} not georeferenced (in the list only)").format(n=n_not_georef)
+    if shared is not None:
+        text += tr("; on imagery like this the evidence cannot tell these tiles apart: each "
+                   "shows what you asked for with a chance of about {n} %").format(
+                       n=max(1, round(100 * shared)))
     return text + "."
 
 

@@ -174,17 +174,17 @@
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="518"/>
+        <location filename="../cach_qgis/wording.py" line="535"/>
         <source>Indexing cancelled. Files already indexed are kept; index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="529"/>
+        <location filename="../cach_qgis/wording.py" line="546"/>
         <source>Indexing finished before the cancel took effect: every file is indexed, the index is complete and is now chosen in the search panel.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="534"/>
+        <location filename="../cach_qgis/wording.py" line="551"/>
         <source>Indexing cancelled: what was indexed is kept and searchable; {todo} tiles of {files} files are still to do. Index the folder again to finish.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -506,107 +506,107 @@ It keeps running in the background (task manager in the status bar) and can be c
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="344"/>
+        <location filename="../cach_qgis/wording.py" line="356"/>
         <source>score {n}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="412"/>
+        <location filename="../cach_qgis/wording.py" line="424"/>
         <source>window (col, row, width, height): {window}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="414"/>
+        <location filename="../cach_qgis/wording.py" line="426"/>
         <source>tile {id}, score {score}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="416"/>
+        <location filename="../cach_qgis/wording.py" line="428"/>
         <source>, Hamming distance {n}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="418"/>
+        <location filename="../cach_qgis/wording.py" line="430"/>
         <source>{confidence}: the estimated chance that this tile shows what you asked for</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="424"/>
+        <location filename="../cach_qgis/wording.py" line="436"/>
         <source>{note}. Select it to view the image.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="443"/>
+        <location filename="../cach_qgis/wording.py" line="456"/>
         <source>{n} tiles {what}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="446"/>
+        <location filename="../cach_qgis/wording.py" line="459"/>
         <source> in {ms} ms</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="448"/>
+        <location filename="../cach_qgis/wording.py" line="461"/>
         <source>; {n} not georeferenced (in the list only)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="463"/>
+        <location filename="../cach_qgis/wording.py" line="480"/>
         <source>Model: {method} hashing, {backbone} encoders, {bits}-bit codes</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="470"/>
+        <location filename="../cach_qgis/wording.py" line="487"/>
         <source>Heads: {heads}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="475"/>
+        <location filename="../cach_qgis/wording.py" line="492"/>
         <source>Runs on: {runs}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="477"/>
+        <location filename="../cach_qgis/wording.py" line="494"/>
         <source>Index: {path}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="479"/>
+        <location filename="../cach_qgis/wording.py" line="496"/>
         <source>, {n} tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="481"/>
+        <location filename="../cach_qgis/wording.py" line="498"/>
         <source>, adapted to its archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="487"/>
+        <location filename="../cach_qgis/wording.py" line="504"/>
         <source>The index {name} was made with an earlier model. Re-index it to search with the new one (better on scene types the old model never saw).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="509"/>
+        <location filename="../cach_qgis/wording.py" line="526"/>
         <source>Adapted the model to this archive</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="511"/>
+        <location filename="../cach_qgis/wording.py" line="528"/>
         <source> and re-hashed its {n} tiles</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="513"/>
+        <location filename="../cach_qgis/wording.py" line="530"/>
         <source> in {time}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="514"/>
+        <location filename="../cach_qgis/wording.py" line="531"/>
         <source>. Searches of this index now use it.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="345"/>
+        <location filename="../cach_qgis/wording.py" line="357"/>
         <source>not georeferenced</source>
         <translation type="unfinished"></translation>
     </message>
@@ -661,32 +661,32 @@ It keeps running in the background (task manager in the status bar) and can be c
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="352"/>
+        <location filename="../cach_qgis/wording.py" line="364"/>
         <source>✓ right</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="352"/>
+        <location filename="../cach_qgis/wording.py" line="364"/>
         <source>✗ wrong</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="354"/>
+        <location filename="../cach_qgis/wording.py" line="366"/>
         <source>{mark}  {rank}{name} (tile {id})</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="362"/>
+        <location filename="../cach_qgis/wording.py" line="374"/>
         <source>Marks: none. Mark results right or wrong (buttons below the results, or right-click a result or a tile on the map), then Refine.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="366"/>
+        <location filename="../cach_qgis/wording.py" line="378"/>
         <source>Marks: {right} right, {wrong} wrong. Refine learns from them.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="373"/>
+        <location filename="../cach_qgis/wording.py" line="385"/>
         <source>Refined search saved to {path}. Run it on other imagery with “Run saved search…”.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -701,7 +701,7 @@ It keeps running in the background (task manager in the status bar) and can be c
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="494"/>
+        <location filename="../cach_qgis/wording.py" line="511"/>
         <source>Adapt the model to the imagery of {name}?
 
 CACH fine-tunes the image side of its model on this index&apos;s own tiles (no labels needed) and re-hashes the index. What it improves: text searches (by about 0.03 mAP on two archives of scene types the model never saw) and, on large archives, which tiles an image search considers first. It does not change the order of similar-image results, which are ranked by the image features already. It runs in the background (task manager in the status bar) and can be cancelled there. Only this index changes; other indexes keep the shipped model.</source>
@@ -748,52 +748,52 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="379"/>
+        <location filename="../cach_qgis/wording.py" line="391"/>
         <source>Footprints saved to {path}.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="382"/>
+        <location filename="../cach_qgis/wording.py" line="394"/>
         <source>{n} rows have no geometry ({ranks}): {why} (see their &apos;note&apos; field).</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="389"/>
+        <location filename="../cach_qgis/wording.py" line="401"/>
         <source>Type what you are looking for, or mark example tiles.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="390"/>
+        <location filename="../cach_qgis/wording.py" line="402"/>
         <source>Choose an index folder first, or make one with {INDEX_MENU}</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="391"/>
+        <location filename="../cach_qgis/wording.py" line="403"/>
         <source>Searching…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="392"/>
+        <location filename="../cach_qgis/wording.py" line="404"/>
         <source>Search cancelled.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="393"/>
+        <location filename="../cach_qgis/wording.py" line="405"/>
         <source>Index changed: press Search to search this index.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="394"/>
+        <location filename="../cach_qgis/wording.py" line="406"/>
         <source>Select a result first.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="395"/>
+        <location filename="../cach_qgis/wording.py" line="407"/>
         <source>Run a search first.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="396"/>
+        <location filename="../cach_qgis/wording.py" line="408"/>
         <source>Mark tiles right or wrong first, then save.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -803,8 +803,13 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/wording.py" line="439"/>
+        <location filename="../cach_qgis/wording.py" line="452"/>
         <source>Results {first}–{last} {what}</source>
+        <translation type="unfinished"></translation>
+    </message>
+    <message>
+        <location filename="../cach_qgis/wording.py" line="463"/>
+        <source>; on imagery like this the evidence cannot tell these tiles apart: each shows what you asked for with a chance of about {n} %</source>
         <translation type="unfinished"></translation>
     </message>
 </context>
@@ -1209,62 +1214,62 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>ResultActions</name>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="154"/>
+        <location filename="../cach_qgis/results_view.py" line="158"/>
         <source>+ More like this</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="155"/>
+        <location filename="../cach_qgis/results_view.py" line="159"/>
         <source>Use the selected tile as an example of what you want (Refine)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="158"/>
+        <location filename="../cach_qgis/results_view.py" line="162"/>
         <source>− Less like this</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="159"/>
+        <location filename="../cach_qgis/results_view.py" line="163"/>
         <source>Use the selected tile as an example of what you do not want</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="162"/>
+        <location filename="../cach_qgis/results_view.py" line="166"/>
         <source>Save footprints…</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="163"/>
+        <location filename="../cach_qgis/results_view.py" line="167"/>
         <source>Write the result&apos;s footprints to a GeoPackage</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="164"/>
+        <location filename="../cach_qgis/results_view.py" line="168"/>
         <source>Clear results</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="165"/>
+        <location filename="../cach_qgis/results_view.py" line="169"/>
         <source>Remove the &quot;CACH results&quot; group and all its layers from the layer tree</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="147"/>
+        <location filename="../cach_qgis/results_view.py" line="151"/>
         <source>‹ Previous</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="148"/>
+        <location filename="../cach_qgis/results_view.py" line="152"/>
         <source>The page of better-ranked tiles before these</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="149"/>
+        <location filename="../cach_qgis/results_view.py" line="153"/>
         <source>Next ›</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="150"/>
+        <location filename="../cach_qgis/results_view.py" line="154"/>
         <source>The next page: as many tiles again, ranked after these</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1272,37 +1277,37 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
 <context>
     <name>ResultsList</name>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="51"/>
+        <location filename="../cach_qgis/results_view.py" line="53"/>
         <source>Select a tile to zoom to it; right-click for more (similar tiles, + and −)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="124"/>
+        <location filename="../cach_qgis/results_view.py" line="128"/>
         <source>Zoom to tile</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="126"/>
+        <location filename="../cach_qgis/results_view.py" line="130"/>
         <source>View tile enlarged</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="127"/>
+        <location filename="../cach_qgis/results_view.py" line="131"/>
         <source>Mark right: more like this (+)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="130"/>
+        <location filename="../cach_qgis/results_view.py" line="134"/>
         <source>Mark wrong: less like this (−)</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="134"/>
+        <location filename="../cach_qgis/results_view.py" line="138"/>
         <source>Undo this mark</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/results_view.py" line="135"/>
+        <location filename="../cach_qgis/results_view.py" line="139"/>
         <source>Search tiles similar to this one</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1353,12 +1358,12 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_requests.py" line="164"/>
+        <location filename="../cach_qgis/runtime_requests.py" line="165"/>
         <source>&apos;{op}&apos; timed out after {timeout_s:.0f} s.</source>
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_requests.py" line="171"/>
+        <location filename="../cach_qgis/runtime_requests.py" line="172"/>
         <source>&apos;{op}&apos; did not stop.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1373,7 +1378,7 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/runtime_requests.py" line="220"/>
+        <location filename="../cach_qgis/runtime_requests.py" line="221"/>
         <source>The CACH runtime is not running; run it again.</source>
         <translation type="unfinished"></translation>
     </message>
@@ -1537,7 +1542,7 @@ CACH fine-tunes the image side of its model on this index&apos;s own tiles (no l
         <translation type="unfinished"></translation>
     </message>
     <message>
-        <location filename="../cach_qgis/dock.py" line="399"/>
+        <location filename="../cach_qgis/dock.py" line="400"/>
         <source>The footprints could not be saved ({err}). Choose another file or folder.</source>
         <translation type="unfinished"></translation>
     </message>

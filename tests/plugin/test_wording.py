@@ -82,6 +82,25 @@ def test_hit_words_show_confidence_and_missing_coordinates():
     assert "weak" in wording.weak_match_text("a harbour").lower()
 
 
+def test_a_confidence_every_hit_shares_is_said_once_not_on_every_row():
+    """On imagery where the evidence cannot tell tiles apart every hit reads the calibration's
+    prior: the rows show their scores and the status line gives the prior once."""
+    def hit(rank, confidence):
+        return Hit(rank, rank, "/p/a.tif", (0, 0, 64, 64), None, None, None, 9, 0.7, confidence)
+
+    flat = [hit(1, 0.153), hit(2, 0.153), hit(3, 0.153)]
+    shared = wording.shared_confidence(flat)
+    assert shared == 0.153
+    assert "score 0.70" in wording.hit_text(flat[0], shared=shared)
+    assert "confidence" not in wording.hit_text(flat[0], shared=shared)
+    status = wording.results_status(3, 0, {"total": 5.0}, "for “x”", shared=shared)
+    assert "cannot tell these tiles apart" in status and "about 15 %" in status
+    assert wording.shared_confidence([hit(1, 0.6), hit(2, 0.3)]) is None
+    assert wording.shared_confidence([hit(1, 0.6)]) is None  # one hit: its own confidence
+    assert wording.shared_confidence([hit(1, None), hit(2, None)]) is None
+    assert "cannot tell" not in wording.results_status(3, 0, {}, "for “x”")
+
+
 def test_model_details_stay_out_of_the_status_line():
     model = {"method": "cach", "backbone": "effnetlite0-minilm", "bits": 64, "heads": "h.st"}
     status = wording.results_status(8, 0, {"total": 33.0}, "for “x”")

@@ -428,13 +428,19 @@ def previous_eval(batch: R.Batch, rule: C.Rule) -> dict:
     return s
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m research.calibration_scenes", description=__doc__,
+def scene_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The arguments of the commands that read the scene sets' searches: indexes, bits, data."""
+    p = argparse.ArgumentParser(prog=prog, description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--indexes", required=True,
                    help="folder holding <set>-<bits> indexes of ../shared/data/scenes/<set>")
     p.add_argument("--bits", type=int, nargs="+", default=[64, 128])
     p.add_argument("--data-root", help="data folder (default: $CACH_DATA or ../shared/data)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = scene_parser("python -m research.calibration_scenes", __doc__)
     p.add_argument("--json", default=str(C.CALIBRATION_FILE))
     p.add_argument("--previous", help="calibration file of the rule to compare with")
     p.add_argument("--doc", default=str(R.PLUGIN_ROOT / "docs" / "search.md"))

@@ -17,7 +17,6 @@ how often the shipped rule's out-of-fold verdicts agree within pairs.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,13 +93,7 @@ def markdown(results: dict[int, dict[str, dict]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m research.weak_bound", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--indexes", required=True,
-                   help="folder holding <set>-<bits> indexes of ../shared/data/scenes/<set>")
-    p.add_argument("--bits", type=int, nargs="+", default=[64, 128])
-    p.add_argument("--data-root", help="data folder (default: $CACH_DATA or ../shared/data)")
-    args = p.parse_args(argv)
+    args = S.scene_parser("python -m research.weak_bound", __doc__).parse_args(argv)
     print(markdown({b: report(b, Path(args.indexes), args.data_root) for b in args.bits}))
     return 0
 

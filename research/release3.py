@@ -11,7 +11,8 @@ every index stores per tile for image re-ranking and ``cach adapt`` folds the im
 Text search is then the first release's exactly; image search re-ranks by the archive-centred
 projection as before. The calibration file gets the archived heads' rule (kept for their
 indexes) and the new heads' reference vectors (their text head is the first release's), and the
-caption bank's shipped codes are the first release's (same text head, same codes). Run
+caption bank's shipped codes are the first release's (``text_head_from``: same text head,
+same codes). Run
 ``research.calibration_scenes`` afterwards to fit the new heads' weak-match rule.
 """
 
@@ -23,11 +24,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model_runtime.paths import HEADS_DIR, PLUGIN_ROOT, sha256_file
+from model_runtime.paths import HEADS_DIR, sha256_file
 
 ROUND1 = HEADS_DIR / "archive" / "round1"
 ROUND2 = HEADS_DIR / "archive" / "round2"
-CAPTIONS = PLUGIN_ROOT / "resources" / "captions"
 
 
 def third_heads(bits: int, projection_from: Path):
@@ -50,7 +50,7 @@ def third_heads(bits: int, projection_from: Path):
     with torch.no_grad():
         heads.load_state_dict(state)
     extra = {**first.meta["extra"], "train_config": dataclasses.asdict(TrainConfig()),
-             "heads_from": sha256_file(ROUND1 / projection_from.name),
+             "text_head_from": sha256_file(ROUND1 / projection_from.name),
              "projection_from": sha256_file(projection_from)}
     return heads.eval(), extra
 
@@ -66,15 +66,7 @@ def release(bits: int) -> Path:
         shutil.copy2(current, archived)
     heads, extra = third_heads(bits, archived)
     save_heads(heads, current, "cach", "effnetlite0-minilm", extra=extra)
-    _caption_codes(ROUND1 / current.name, current)
     return current
-
-
-def _caption_codes(first: Path, new: Path) -> None:
-    """The shipped caption codes of the first release's heads, under the new heads' key."""
-    old_key, new_key = sha256_file(first)[:16], sha256_file(new)[:16]
-    for path in CAPTIONS.glob(f"codes-*-{old_key}-*.npy"):
-        shutil.copy2(path, path.with_name(path.name.replace(old_key, new_key)))
 
 
 def calibration_entries(bits_list: Sequence[int]) -> None:
@@ -93,11 +85,13 @@ def calibration_entries(bits_list: Sequence[int]) -> None:
         old = doc["by_sha"].pop(sha256_file(archived), None) or {}
         doc["by_sha"][sha256_file(archived)] = {
             **old, "bits": bits, "file": f"archive/round2/{archived.name}",
-            "rule": json.loads(json.dumps(doc["by_bits"][str(bits)])),
-            "references": list(doc["references"])}
+            "rule": old.get("rule") or json.loads(json.dumps(doc["by_bits"][str(bits)])),
+            "references": old.get("references") or list(doc["references"])}
         vecs = load_heads(new, expect_bits=bits).encode_text_np(text_feats)
         doc["by_sha"][sha256_file(new)] = {"bits": bits, "file": new.name,
                                             "reference_vectors": C.encode_vectors(vecs)}
+    present = {sha256_file(p) for p in HEADS_DIR.rglob("*.safetensors")}
+    doc["by_sha"] = {sha: e for sha, e in doc["by_sha"].items() if sha in present}
     R.write_json(C.CALIBRATION_FILE, doc)
 
 
